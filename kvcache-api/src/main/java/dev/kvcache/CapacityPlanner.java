@@ -1,0 +1,116 @@
+package dev.kvcache;
+
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * Answers the capacity questions of a serving review from a {@link KvLayout}: how much KV a
+ * sequence costs, how many sequences fit a budget at a context length, how long a context fits at
+ * a concurrency, and what a mix of routes needs.
+ *
+ * <p>Every answer counts whole blocks, as the paged block manager allocates them: a sequence of
+ * {@code t} tokens holds {@code ceil(t / blockTokens)} blocks. The arithmetic is exact
+ * (no floating point); overflow throws {@link ArithmeticException}.
+ */
+public final class CapacityPlanner {
+
+    private CapacityPlanner() {
+    }
+
+    /** KV bytes of one sequence of {@code tokens} tokens, rounded up to whole blocks. */
+    public static long kvBytes(KvLayout l, long tokens) {
+        Objects.requireNonNull(l, "layout");
+        return Math.multiplyExact(l.blocksFor(tokens), l.bytesPerBlock());
+    }
+
+    /**
+     * KV bytes of one sequence of {@code tokens} tokens kept under a sliding window of
+     * {@code sinkTokens} attention sinks plus the last {@code windowTokens} tokens: blocks wholly
+     * outside both are released, so at most the sink blocks, the window's blocks and one partial
+     * block on each side stay.
+     */
+    public static long kvBytesWithWindow(KvLayout l, long tokens, int sinkTokens, int windowTokens) {
+        Objects.requireNonNull(l, "layout");
+        checkNonNegative("tokens", tokens);
+        checkNonNegative("sinkTokens", sinkTokens);
+        if (windowTokens <= 0) {
+            throw new IllegalArgumentException("windowTokens must be > 0, got " + windowTokens);
+        }
+        long full = l.blocksFor(tokens);
+        long b = l.blockTokens();
+        long sinkBlocks = (sinkTokens + b - 1) / b;
+        // blocks touching [tokens - window, tokens), plus one for the block being filled
+        long windowBlocks = (windowTokens + b - 1) / b + 1;
+        return Math.multiplyExact(Math.min(full, sinkBlocks + windowBlocks), l.bytesPerBlock());
+    }
+
+    /** How many sequences of {@code contextTokens} tokens each fit {@code budgetBytes}. */
+    public static long maxSequences(KvLayout l, long budgetBytes, long contextTokens) {
+        Objects.requireNonNull(l, "layout");
+        checkNonNegative("budgetBytes", budgetBytes);
+        if (contextTokens <= 0) {
+            throw new IllegalArgumentException("contextTokens must be > 0, got " + contextTokens);
+        }
+        return budgetBytes / kvBytes(l, contextTokens);
+    }
+
+    /** The longest context (whole blocks of tokens) each of {@code sequences} sequences can have within {@code budgetBytes}. */
+    public static long maxContextTokens(KvLayout l, long budgetBytes, long sequences) {
+        Objects.requireNonNull(l, "layout");
+        checkNonNegative("budgetBytes", budgetBytes);
+        if (sequences <= 0) {
+            throw new IllegalArgumentException("sequences must be > 0, got " + sequences);
+        }
+        long blocksEach = budgetBytes / l.bytesPerBlock() / sequences;
+        return Math.multiplyExact(blocksEach, (long) l.blockTokens());
+    }
+
+    /** How many whole blocks fit {@code budgetBytes}. */
+    public static long blocksFor(KvLayout l, long budgetBytes) {
+        Objects.requireNonNull(l, "layout");
+        checkNonNegative("budgetBytes", budgetBytes);
+        return budgetBytes / l.bytesPerBlock();
+    }
+
+    /**
+     * KV bytes that {@code sessions} concurrent sessions of {@code activeTokens} live tokens each
+     * would keep if every session preallocated a contiguous buffer for {@code maxTokens} tokens,
+     * as engines without paging do; the baseline that paging relieves.
+     */
+    public static long contiguousBytes(KvLayout l, long sessions, long maxTokens) {
+        Objects.requireNonNull(l, "layout");
+        checkNonNegative("sessions", sessions);
+        checkNonNegative("maxTokens", maxTokens);
+        return Math.multiplyExact(Math.multiplyExact(sessions, maxTokens), l.bytesPerToken());
+    }
+
+    /** One traffic class of a serving review: {@code sessions} concurrent sessions of {@code activeTokens} live tokens each. */
+    public record Route(String name, long sessions, long activeTokens) {
+        public Route {
+            Objects.requireNonNull(name, "name");
+            checkNonNegative("sessions", sessions);
+            checkNonNegative("activeTokens", activeTokens);
+        }
+
+        /** KV bytes this route keeps live under layout {@code l}. */
+        public long kvBytes(KvLayout l) {
+            return Math.multiplyExact(sessions, CapacityPlanner.kvBytes(l, activeTokens));
+        }
+    }
+
+    /** KV bytes that a mix of routes keeps live at once. */
+    public static long kvBytes(KvLayout l, List<Route> routes) {
+        Objects.requireNonNull(l, "layout");
+        long sum = 0;
+        for (Route r : routes) {
+            sum = Math.addExact(sum, r.kvBytes(l));
+        }
+        return sum;
+    }
+
+    private static void checkNonNegative(String what, long value) {
+        if (value < 0) {
+            throw new IllegalArgumentException(what + " must be >= 0, got " + value);
+        }
+    }
+}

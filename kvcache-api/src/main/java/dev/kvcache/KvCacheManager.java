@@ -1,0 +1,1013 @@
+package dev.kvcache;
+
+import org.agrona.collections.Long2LongHashMap;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.locks.StampedLock;
+
+/**
+ * The paged block manager: which physical block holds each sequence's tokens, which blocks are
+ * shared, which hold reusable prefixes, and which may be reused next.
+ *
+ * <h2>Model</h2>
+ * KV memory is cut into {@code totalBlocks} blocks of {@code blockTokens} token slots. A sequence
+ * owns a <em>block table</em>: logical block i holds its tokens {@code [i*B, (i+1)*B)} in physical
+ * block {@code table[i]}. Blocks are reference counted; a fork shares every block of its parent,
+ * and the first write into a shared, partly filled block copies it (copy-on-write) through the
+ * {@link BlockCopier}. A sequence wastes at most {@code B-1} slots (its last block), and any free
+ * block serves any sequence, so there is no external fragmentation.
+ *
+ * <h2>Three kinds of block</h2>
+ * <ul>
+ *   <li><b>used</b>: held by at least one live sequence ({@code refCount > 0});</li>
+ *   <li><b>cached</b>: held by none, but full and published under a prefix hash, so a later
+ *       sequence with the same prefix can take it instead of recomputing it;</li>
+ *   <li><b>empty</b>: held by none, no reusable content.</li>
+ * </ul>
+ * Empty blocks sit on a stack ({@code int[]}), cached blocks in the {@link EvictionPolicy}'s queue
+ * (intrusive lists in {@code int[]}s), published hashes in a primitive open-addressing map
+ * (Agrona's {@link Long2LongHashMap}, sized so it never rehashes). No object exists per block and
+ * a steady-state append allocates nothing: allocate, release and touch are O(1) array operations.
+ *
+ * <h2>Prefix caching</h2>
+ * When a block fills, its hash is computed over (the previous block's hash, the sequence's cache
+ * salt, the block's token ids) and the block is published. The hash is 64 bits; a hit is confirmed
+ * against the block's stored token ids, parent hash and salt, so a hash collision can cost a miss
+ * but never serves wrong KV. Lookups happen on a sequence's first append only (while it holds no
+ * computed token) and never cover the call's last token, so the engine always computes at least one
+ * token and gets logits. Hit blocks are taken before any block is allocated, so an append never
+ * evicts the blocks it hits.
+ *
+ * <h2>Reuse order</h2>
+ * An empty block is always reused before a cached one; among cached blocks the policy decides
+ * (LRU by default: least recently released first). {@link #free} releases a sequence's blocks tail
+ * first, so the tail of a released sequence is reused before its head and a shared prefix outlives
+ * the suffixes behind it.
+ *
+ * <h2>All or nothing</h2>
+ * {@code append} first works out how many blocks it needs (new blocks, minus prefix hits, plus one
+ * for a copy-on-write, minus what a sliding window releases) against what it could get (empty plus
+ * cached blocks not hit). If it cannot get them all it returns -1 and nothing has changed apart
+ * from the allocation-failure counter; otherwise nothing after that point can fail.
+ *
+ * <h2>Threads</h2>
+ * Every method is safe to call from any thread: mutations serialize on one {@link StampedLock}
+ * (built for a single scheduler thread, where the lock is uncontended), {@link #stats()} reads
+ * optimistically and retries under the read lock, and {@link #cachedPrefixLength} takes the read
+ * lock, so routers and metrics threads never see a half-made change.
+ *
+ * <h2>What it does not own</h2>
+ * A {@link KvStore} given to the builder is used for copy-on-write copies but not closed here: the
+ * engine that made it closes it.
+ */
+public final class KvCacheManager implements AutoCloseable {
+
+    /** The parent hash of a sequence's first block. */
+    public static final long ROOT_HASH = 0x6b76636163686521L; // "kvcache!"
+
+    private static final int NIL = -1;
+
+    private final KvLayout layout;
+    private final int blockTokens;
+    private final int totalBlocks;
+    private final boolean prefixCaching;
+    private final boolean window;
+    private final int sinkTokens;
+    private final int windowTokens;
+    private final EvictionPolicy policy;
+    private final KvStore store;
+    private final BlockCopier copier;
+
+    // ---- per block, indexed by block id ----
+    private final int[] refCount;
+    /** Highest priority among the sequences that held the block since it was last free. */
+    private final int[] blockPriority;
+    /** Published blocks only: */
+    private final boolean[] published;
+    private final long[] blockHash;
+    private final long[] parentHash;
+    private final long[] blockSalt;
+    /** Token ids of published blocks, B per block; confirms hits. Empty when prefix caching is off. */
+    private final int[] blockTokenIds;
+
+    // ---- free structures ----
+    private final int[] emptyStack;
+    private int emptyTop;
+    private final EvictionPolicy.Queue cached;
+    private final Long2LongHashMap hashToBlock;
+
+    // ---- sequences ----
+    private final Map<String, PagedSequence> live = new HashMap<>();
+    private long liveTokens;
+    private int usedBlocks;
+
+    // ---- counters (the ledger) ----
+    private long prefixQueryTokens;
+    private long prefixHitTokens;
+    private long allocationFailures;
+    private long evictedBlocks;
+    private long forks;
+    private long copyOnWrites;
+    private long windowReleasedBlocks;
+    private long appendedTokens;
+    private long publishedBlocks;
+    private int peakUsedBlocks;
+
+    // ---- scratch for append, grown on demand, reused ----
+    private long[] scratchHashes = new long[16];
+    private int[] scratchHits = new int[16];
+    private int[] pendingCopies = new int[0];
+    private int pendingCopyCount;
+
+    private final StampedLock lock = new StampedLock();
+    private final List<KvCacheListener> listeners = new CopyOnWriteArrayList<>();
+    private boolean closed;
+
+    private KvCacheManager(Builder b, int blocks) {
+        this.layout = b.layout;
+        this.blockTokens = layout.blockTokens();
+        this.totalBlocks = blocks;
+        this.prefixCaching = b.prefixCaching;
+        this.window = b.windowTokens > 0;
+        this.sinkTokens = b.sinkTokens;
+        this.windowTokens = b.windowTokens;
+        this.policy = b.policy;
+        this.store = b.store;
+        this.copier = b.copier != null ? b.copier : (store != null ? store::copyBlock : null);
+
+        refCount = new int[blocks];
+        blockPriority = new int[blocks];
+        published = new boolean[blocks];
+        blockHash = new long[blocks];
+        parentHash = new long[blocks];
+        blockSalt = new long[blocks];
+        blockTokenIds = prefixCaching ? new int[Math.multiplyExact(blocks, blockTokens)] : new int[0];
+        emptyStack = new int[blocks];
+        // lowest ids on top: a fresh pool hands out 0, 1, 2, ...
+        for (int i = 0; i < blocks; i++) {
+            emptyStack[i] = blocks - 1 - i;
+        }
+        emptyTop = blocks;
+        cached = Objects.requireNonNull(policy.newQueue(blocks), "policy.newQueue");
+        // load factor 0.5 and room for every block: never rehashes
+        hashToBlock = new Long2LongHashMap(Math.max(8, blocks * 2), 0.5f, NIL);
+    }
+
+    /** A builder for a manager of {@code layout}. */
+    public static Builder builder(KvLayout layout) {
+        return new Builder(layout);
+    }
+
+    /** Configures a {@link KvCacheManager}. */
+    public static final class Builder {
+        private final KvLayout layout;
+        private int blocks = -1;
+        private long budget = -1;
+        private boolean prefixCaching = true;
+        private EvictionPolicy policy = EvictionPolicy.lru();
+        private KvStore store;
+        private BlockCopier copier;
+        private int sinkTokens;
+        private int windowTokens;
+
+        private Builder(KvLayout layout) {
+            this.layout = Objects.requireNonNull(layout, "layout");
+        }
+
+        /** Pool size in blocks (1 to Integer.MAX_VALUE / blockTokens). */
+        public Builder blocks(int n) {
+            if (n <= 0) {
+                throw new IllegalArgumentException("blocks must be > 0, got " + n);
+            }
+            this.blocks = n;
+            this.budget = -1;
+            return this;
+        }
+
+        /** Pool size as a memory budget: as many whole blocks as fit {@code bytes}. */
+        public Builder memoryBudget(long bytes) {
+            if (bytes < layout.bytesPerBlock()) {
+                throw new IllegalArgumentException("memoryBudget " + bytes
+                        + " bytes is less than one block of " + layout.bytesPerBlock() + " bytes");
+            }
+            this.budget = bytes;
+            this.blocks = -1;
+            return this;
+        }
+
+        /** Prefix caching on (the default) or off; off, no block is ever cached. */
+        public Builder prefixCaching(boolean on) {
+            this.prefixCaching = on;
+            return this;
+        }
+
+        /** Which cached block is reused first; {@link EvictionPolicy#lru()} by default. */
+        public Builder evictionPolicy(EvictionPolicy p) {
+            this.policy = Objects.requireNonNull(p, "evictionPolicy");
+            return this;
+        }
+
+        /**
+         * The store holding the KV: copy-on-write copies happen in it, and its block count sizes the
+         * pool unless {@link #blocks} or {@link #memoryBudget} says otherwise (then they must agree).
+         */
+        public Builder store(KvStore s) {
+            this.store = Objects.requireNonNull(s, "store");
+            return this;
+        }
+
+        /** Who copies blocks on copy-on-write when there is no store (default: the store, else queued for {@link #takePendingCopies()}). */
+        public Builder blockCopier(BlockCopier c) {
+            this.copier = Objects.requireNonNull(c, "blockCopier");
+            return this;
+        }
+
+        /**
+         * Keeps the first {@code sinkTokens} tokens (attention sinks) and the last
+         * {@code windowTokens} tokens of every sequence; blocks wholly outside both are released
+         * at the start of each append. See {@link KvCacheManager#append}.
+         */
+        public Builder slidingWindow(int sinkTokens, int windowTokens) {
+            if (sinkTokens < 0) {
+                throw new IllegalArgumentException("sinkTokens must be >= 0, got " + sinkTokens);
+            }
+            if (windowTokens <= 0) {
+                throw new IllegalArgumentException("windowTokens must be > 0, got " + windowTokens);
+            }
+            this.sinkTokens = sinkTokens;
+            this.windowTokens = windowTokens;
+            return this;
+        }
+
+        public KvCacheManager build() {
+            int n;
+            if (blocks > 0) {
+                n = blocks;
+            } else if (budget > 0) {
+                long fit = budget / layout.bytesPerBlock();
+                n = (int) Math.min(fit, Integer.MAX_VALUE);
+            } else if (store != null) {
+                n = store.blocks();
+            } else {
+                throw new IllegalStateException("pool size unknown: call blocks(n), memoryBudget(bytes) or store(s)");
+            }
+            long slots = (long) n * layout.blockTokens();
+            if (slots > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException(n + " blocks of " + layout.blockTokens()
+                        + " tokens is " + slots + " slots; the limit is " + Integer.MAX_VALUE);
+            }
+            if (store != null) {
+                if (!store.layout().equals(layout)) {
+                    throw new IllegalArgumentException("store layout " + store.layout()
+                            + " differs from manager layout " + layout);
+                }
+                if (store.blocks() < n) {
+                    throw new IllegalArgumentException("pool of " + n + " blocks exceeds the store's "
+                            + store.blocks() + " blocks");
+                }
+            }
+            return new KvCacheManager(this, n);
+        }
+    }
+
+    // ------------------------------------------------------------------ sequences
+
+    /** The layout this manager sizes blocks with. */
+    public KvLayout layout() {
+        return layout;
+    }
+
+    /** A new empty sequence with default options; IllegalArgumentException if {@code id} is live. */
+    public Sequence open(String id) {
+        return open(id, SequenceOptions.DEFAULT);
+    }
+
+    /** A new empty sequence; IllegalArgumentException if {@code id} is live. */
+    public Sequence open(String id, SequenceOptions options) {
+        Objects.requireNonNull(id, "id");
+        Objects.requireNonNull(options, "options");
+        long st = lock.writeLock();
+        try {
+            checkOpen();
+            if (live.containsKey(id)) {
+                throw new IllegalArgumentException("sequence id '" + id + "' is already live");
+            }
+            PagedSequence s = new PagedSequence(this, id, options, options.expectedTokens());
+            live.put(id, s);
+            return s;
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    /** The live sequence with this id, or null. */
+    public Sequence sequence(String id) {
+        long st = lock.readLock();
+        try {
+            return live.get(id);
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** Appends one token; see {@link #append(Sequence, int[], int, int)}. */
+    public int append(Sequence s, int tokenId) {
+        long st = lock.writeLock();
+        try {
+            PagedSequence q = checkLive(s);
+            if (tokenId < 0) {
+                throw new IllegalArgumentException("token id must be >= 0, got " + tokenId + " at index 0");
+            }
+            int[] one = singleToken;
+            one[0] = tokenId;
+            return appendLocked(q, one, 0, 1);
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    private final int[] singleToken = new int[1];
+
+    /** Appends {@code tokenIds}; see {@link #append(Sequence, int[], int, int)}. */
+    public int append(Sequence s, int... tokenIds) {
+        Objects.requireNonNull(tokenIds, "tokenIds");
+        return append(s, tokenIds, 0, tokenIds.length);
+    }
+
+    /**
+     * Reserves slots for {@code length} tokens of {@code tokenIds} starting at {@code offset} and
+     * records their ids.
+     *
+     * <p>With a sliding window, first releases every block whose tokens all lie outside the first
+     * {@code sinkTokens} tokens and the last {@code windowTokens} tokens of the length before this
+     * call. Copies a shared, partly filled last block (copy-on-write) before writing into it.
+     *
+     * @return -1 when there are not enough blocks (and then nothing has changed); otherwise how
+     * many leading tokens of this call already have their KV in the cache (prefix hits), so the
+     * engine computes KV only for the rest
+     */
+    public int append(Sequence s, int[] tokenIds, int offset, int length) {
+        Objects.requireNonNull(tokenIds, "tokenIds");
+        long st = lock.writeLock();
+        try {
+            PagedSequence q = checkLive(s);
+            Objects.checkFromIndexSize(offset, length, tokenIds.length);
+            for (int i = 0; i < length; i++) {
+                if (tokenIds[offset + i] < 0) {
+                    throw new IllegalArgumentException("token id must be >= 0, got "
+                            + tokenIds[offset + i] + " at index " + (offset + i));
+                }
+            }
+            return appendLocked(q, tokenIds, offset, length);
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    private int appendLocked(PagedSequence q, int[] tokens, int off, int n) {
+        if (n == 0) {
+            return 0;
+        }
+        final int B = blockTokens;
+        final int oldLen = q.length;
+        long newLenL = (long) oldLen + n;
+        if (newLenL > Integer.MAX_VALUE - B) {
+            throw new IllegalArgumentException("sequence '" + q.id + "' would reach " + newLenL
+                    + " tokens; the limit is " + (Integer.MAX_VALUE - B));
+        }
+        final int newLen = (int) newLenL;
+
+        // --- plan: what a sliding window releases
+        int winFrom = 0;
+        int winTo = 0;
+        int winFreed = 0;
+        if (window && oldLen > windowTokens) {
+            winFrom = Math.max(q.windowReleasedTo, ceilDiv(sinkTokens, B));
+            winTo = (oldLen - windowTokens) / B; // blocks [winFrom, winTo) lie wholly outside
+            for (int i = winFrom; i < winTo; i++) {
+                int b = q.table[i];
+                if (b >= 0 && refCount[b] == 1) {
+                    winFreed++;
+                }
+            }
+        }
+
+        // --- plan: prefix hits (first append only, never the call's last token)
+        int hits = 0;
+        int hitsFromCache = 0;
+        boolean lookup = prefixCaching && oldLen == 0;
+        if (lookup) {
+            int maxHits = (n - 1) / B;
+            ensureScratch(maxHits);
+            long parent = ROOT_HASH;
+            for (int j = 0; j < maxHits; j++) {
+                long h = blockHash(parent, q.salt, tokens, off + j * B, B);
+                int b = (int) hashToBlock.get(h);
+                if (b == NIL || !confirms(b, h, parent, q.salt, tokens, off + j * B)) {
+                    break;
+                }
+                scratchHashes[j] = h;
+                scratchHits[j] = b;
+                hits++;
+                if (refCount[b] == 0) {
+                    hitsFromCache++;
+                }
+                parent = h;
+            }
+        }
+
+        // --- plan: blocks needed against blocks available
+        int oldBlocks = q.tableSize;
+        int newBlocks = ceilDiv(newLen, B);
+        int lastOld = oldBlocks - 1;
+        boolean cow = oldLen % B != 0 && refCount[q.table[lastOld]] > 1;
+        int demand = newBlocks - oldBlocks - hits + (cow ? 1 : 0);
+        int supply = emptyTop + cached.size() - hitsFromCache + winFreed;
+        if (demand > supply) {
+            allocationFailures++;
+            return -1;
+        }
+
+        // --- commit: nothing below can fail
+        q.ensureCapacity(newLen, newBlocks);
+        for (int i = winFrom; i < winTo; i++) {
+            int b = q.table[i];
+            if (b >= 0) {
+                q.table[i] = NIL;
+                q.held--;
+                windowReleasedBlocks++;
+                release(b);
+            }
+        }
+        if (winTo > q.windowReleasedTo) {
+            q.windowReleasedTo = winTo;
+        }
+        if (lookup) {
+            prefixQueryTokens += n;
+            prefixHitTokens += (long) hits * B;
+        }
+        for (int j = 0; j < hits; j++) {
+            int b = scratchHits[j];
+            acquire(b, q.priority);
+            q.table[j] = b;
+            q.chainHash = scratchHashes[j];
+        }
+        q.held += hits;
+        q.cached = hits * B;
+        if (cow) {
+            int src = q.table[lastOld];
+            int dst = allocate(q.priority);
+            refCount[src]--; // stays > 0: another sequence still holds it
+            q.table[lastOld] = dst;
+            copyOnWrites++;
+            copy(src, dst);
+        }
+        System.arraycopy(tokens, off, q.tokens, oldLen, n);
+        for (int i = oldBlocks + hits; i < newBlocks; i++) {
+            q.table[i] = allocate(q.priority);
+            q.held++;
+        }
+        q.tableSize = newBlocks;
+        q.length = newLen;
+        liveTokens += n;
+        appendedTokens += n;
+
+        // publish every block this call filled (hit blocks are published already)
+        int firstFull = Math.max(oldLen / B, hits);
+        int fullAfter = newLen / B;
+        for (int i = firstFull; i < fullAfter; i++) {
+            long parent = q.chainHash;
+            long h = blockHash(parent, q.salt, q.tokens, i * B, B);
+            q.chainHash = h;
+            if (prefixCaching) {
+                publish(q.table[i], h, parent, q.salt, q.tokens, i * B);
+            }
+        }
+        if (usedBlocks > peakUsedBlocks) {
+            peakUsedBlocks = usedBlocks;
+        }
+        return hits * B;
+    }
+
+    /**
+     * A new sequence sharing every block of {@code parent} (reference counts go up; nothing is
+     * copied until one of them writes into the shared partial block).
+     */
+    public Sequence fork(Sequence parent, String childId) {
+        Objects.requireNonNull(childId, "childId");
+        long st = lock.writeLock();
+        try {
+            PagedSequence p = checkLive(parent);
+            if (live.containsKey(childId)) {
+                throw new IllegalArgumentException("sequence id '" + childId + "' is already live");
+            }
+            PagedSequence c = new PagedSequence(this, childId, p.options, p.length);
+            c.ensureCapacity(p.length, p.tableSize);
+            System.arraycopy(p.tokens, 0, c.tokens, 0, p.length);
+            System.arraycopy(p.table, 0, c.table, 0, p.tableSize);
+            c.length = p.length;
+            c.tableSize = p.tableSize;
+            c.held = p.held;
+            c.chainHash = p.chainHash;
+            c.windowReleasedTo = p.windowReleasedTo;
+            c.cached = p.cached;
+            for (int i = 0; i < p.tableSize; i++) {
+                int b = p.table[i];
+                if (b >= 0) {
+                    refCount[b]++;
+                    blockPriority[b] = Math.max(blockPriority[b], c.priority);
+                }
+            }
+            live.put(childId, c);
+            liveTokens += c.length;
+            forks++;
+            return c;
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    /** Releases every block of {@code s}, tail first; IllegalStateException if already freed. */
+    public void free(Sequence s) {
+        long st = lock.writeLock();
+        try {
+            PagedSequence q = checkLive(s);
+            freeLocked(q);
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    private void freeLocked(PagedSequence q) {
+        for (int i = q.tableSize - 1; i >= 0; i--) {
+            int b = q.table[i];
+            if (b >= 0) {
+                q.table[i] = NIL;
+                release(b);
+            }
+        }
+        q.held = 0;
+        q.live = false;
+        live.remove(q.id);
+        liveTokens -= q.length;
+    }
+
+    // ------------------------------------------------------------------ prefix cache
+
+    /**
+     * Leading tokens of {@code tokenIds} whose KV is cached now (in full blocks, with cache salt 0),
+     * whether the blocks are held by live sequences or only cached. Read-only; safe from any thread.
+     * Unlike {@code append} it does not hold back the last token.
+     */
+    public int cachedPrefixLength(int... tokenIds) {
+        return cachedPrefixLength(0L, tokenIds);
+    }
+
+    /** {@link #cachedPrefixLength(int...)} for sequences opened with {@code cacheSalt}. */
+    public int cachedPrefixLength(long cacheSalt, int... tokenIds) {
+        Objects.requireNonNull(tokenIds, "tokenIds");
+        long st = lock.readLock();
+        try {
+            if (!prefixCaching || closed) {
+                return 0;
+            }
+            int B = blockTokens;
+            long parent = ROOT_HASH;
+            int blocks = 0;
+            for (int j = 0; (j + 1) * B <= tokenIds.length; j++) {
+                long h = blockHash(parent, cacheSalt, tokenIds, j * B, B);
+                int b = (int) hashToBlock.get(h);
+                if (b == NIL || !confirms(b, h, parent, cacheSalt, tokenIds, j * B)) {
+                    break;
+                }
+                blocks++;
+                parent = h;
+            }
+            return blocks * B;
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /**
+     * Drops every cached block's content (they become empty) and every published hash.
+     *
+     * @return false, and nothing changes, while any block is in use
+     */
+    public boolean resetPrefixCache() {
+        long st = lock.writeLock();
+        try {
+            checkOpen();
+            if (usedBlocks > 0) {
+                return false;
+            }
+            for (int b = cached.poll(); b != NIL; b = cached.poll()) {
+                published[b] = false;
+                emptyStack[emptyTop++] = b;
+            }
+            hashToBlock.clear();
+            fire(new KvCacheEvent.AllBlocksCleared());
+            return true;
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    // ------------------------------------------------------------------ observation
+
+    /** A consistent snapshot; safe from any thread. */
+    public KvCacheStats stats() {
+        long st = lock.tryOptimisticRead();
+        KvCacheStats s = snapshot();
+        if (!lock.validate(st)) {
+            st = lock.readLock();
+            try {
+                s = snapshot();
+            } finally {
+                lock.unlockRead(st);
+            }
+        }
+        return s;
+    }
+
+    private KvCacheStats snapshot() {
+        int used = usedBlocks;
+        int cachedNow = cached.size();
+        int empty = emptyTop;
+        return new KvCacheStats(totalBlocks, used, cachedNow, empty, live.size(), liveTokens,
+                prefixQueryTokens, prefixHitTokens, allocationFailures, evictedBlocks);
+    }
+
+    /** The stats plus the costs and reliefs of each mechanism, with bytes; safe from any thread. */
+    public KvCacheLedger ledger() {
+        long st = lock.readLock();
+        try {
+            return new KvCacheLedger(snapshot(), layout.bytesPerBlock(), blockTokens, forks,
+                    copyOnWrites, windowReleasedBlocks, appendedTokens, publishedBlocks, peakUsedBlocks);
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** Registers a listener for {@link KvCacheEvent}s. */
+    public void addListener(KvCacheListener l) {
+        listeners.add(Objects.requireNonNull(l, "listener"));
+    }
+
+    /** Unregisters a listener; false if it was not registered. */
+    public boolean removeListener(KvCacheListener l) {
+        return listeners.remove(l);
+    }
+
+    /**
+     * Copy-on-write copies not yet done, when there is neither a store nor a {@link BlockCopier}:
+     * pairs {@code [src0, dst0, src1, dst1, ...]} in the order they must happen. Clears them.
+     */
+    public int[] takePendingCopies() {
+        long st = lock.writeLock();
+        try {
+            int[] out = Arrays.copyOf(pendingCopies, pendingCopyCount * 2);
+            pendingCopyCount = 0;
+            return out;
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    /** The ids of the live sequences, in no particular order. */
+    public List<String> liveSequenceIds() {
+        long st = lock.readLock();
+        try {
+            return new ArrayList<>(live.keySet());
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** Reference count of block {@code block} (for tests and diagnostics). */
+    public int refCount(int block) {
+        Objects.checkIndex(block, totalBlocks);
+        long st = lock.readLock();
+        try {
+            return refCount[block];
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** True when block {@code block} holds published (reusable) content. */
+    public boolean isPublished(int block) {
+        Objects.checkIndex(block, totalBlocks);
+        long st = lock.readLock();
+        try {
+            return published[block];
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /**
+     * Frees every live sequence and closes the manager. Throws IllegalStateException naming the
+     * sequences that were still live (they are released all the same), so a leak is never silent.
+     * Idempotent once closed cleanly. Does not close the store.
+     */
+    @Override
+    public void close() {
+        long st = lock.writeLock();
+        List<String> leaked;
+        int leakedBlocks;
+        try {
+            if (closed) {
+                return;
+            }
+            leaked = new ArrayList<>(live.keySet());
+            leakedBlocks = usedBlocks;
+            for (PagedSequence q : new ArrayList<>(live.values())) {
+                freeLocked(q);
+            }
+            closed = true;
+        } finally {
+            lock.unlockWrite(st);
+        }
+        if (!leaked.isEmpty()) {
+            throw new IllegalStateException("KvCacheManager closed with " + leaked.size()
+                    + " live sequence(s) holding " + leakedBlocks + " block(s): " + leaked);
+        }
+    }
+
+    // ------------------------------------------------------------------ block operations
+
+    /** Takes a block for exclusive use: an empty one if any, else the policy's victim. */
+    private int allocate(int priority) {
+        int b;
+        if (emptyTop > 0) {
+            b = emptyStack[--emptyTop];
+        } else {
+            b = cached.poll();
+            if (b == NIL) {
+                throw new AssertionError("allocate without supply; planning is broken");
+            }
+            evict(b);
+        }
+        refCount[b] = 1;
+        blockPriority[b] = priority;
+        usedBlocks++;
+        return b;
+    }
+
+    /** A hit: takes a reference on a published block, reviving it from the cache if needed. */
+    private void acquire(int b, int priority) {
+        if (refCount[b] == 0) {
+            cached.remove(b);
+            usedBlocks++;
+            blockPriority[b] = priority;
+        } else {
+            blockPriority[b] = Math.max(blockPriority[b], priority);
+        }
+        refCount[b]++;
+    }
+
+    /** Drops one reference; at zero the block becomes cached (published) or empty. */
+    private void release(int b) {
+        if (--refCount[b] == 0) {
+            usedBlocks--;
+            if (published[b]) {
+                cached.add(b, blockPriority[b]);
+            } else {
+                emptyStack[emptyTop++] = b;
+            }
+        }
+    }
+
+    private void evict(int b) {
+        long h = blockHash[b];
+        hashToBlock.remove(h);
+        published[b] = false;
+        evictedBlocks++;
+        if (!listeners.isEmpty()) {
+            fire(new KvCacheEvent.BlockRemoved(b, h));
+        }
+    }
+
+    private void publish(int b, long h, long parent, long salt, int[] tokens, int from) {
+        if (published[b] || hashToBlock.containsKey(h)) {
+            return; // identical content already published by another block: keep that one
+        }
+        published[b] = true;
+        blockHash[b] = h;
+        parentHash[b] = parent;
+        blockSalt[b] = salt;
+        System.arraycopy(tokens, from, blockTokenIds, b * blockTokens, blockTokens);
+        hashToBlock.put(h, b);
+        publishedBlocks++;
+        if (!listeners.isEmpty()) {
+            fire(new KvCacheEvent.BlockStored(b, h, parent, salt,
+                    Arrays.copyOfRange(tokens, from, from + blockTokens)));
+        }
+    }
+
+    private boolean confirms(int b, long h, long parent, long salt, int[] tokens, int from) {
+        if (!published[b] || blockHash[b] != h || parentHash[b] != parent || blockSalt[b] != salt) {
+            return false;
+        }
+        return Arrays.equals(blockTokenIds, b * blockTokens, (b + 1) * blockTokens,
+                tokens, from, from + blockTokens);
+    }
+
+    private void copy(int src, int dst) {
+        if (copier != null) {
+            copier.copy(src, dst);
+        } else {
+            if (pendingCopies.length < (pendingCopyCount + 1) * 2) {
+                pendingCopies = Arrays.copyOf(pendingCopies, Math.max(8, pendingCopies.length * 2));
+            }
+            pendingCopies[pendingCopyCount * 2] = src;
+            pendingCopies[pendingCopyCount * 2 + 1] = dst;
+            pendingCopyCount++;
+        }
+    }
+
+    private void fire(KvCacheEvent e) {
+        for (KvCacheListener l : listeners) {
+            l.onEvent(e);
+        }
+    }
+
+    private void ensureScratch(int n) {
+        if (scratchHits.length < n) {
+            int cap = Math.max(n, scratchHits.length * 2);
+            scratchHits = new int[cap];
+            scratchHashes = new long[cap];
+        }
+    }
+
+    /**
+     * The chained prefix hash of one block: a 64-bit mix of the parent hash, the salt and the
+     * token ids (murmur3's finalizer after each step). Collisions are caught by
+     * {@link #confirms}, so this needs speed and spread, not cryptographic strength.
+     */
+    static long blockHash(long parent, long salt, int[] tokens, int from, int count) {
+        long h = mix(parent ^ 0x9E3779B97F4A7C15L) ^ mix(salt + 0xC2B2AE3D27D4EB4FL);
+        for (int i = 0; i < count; i++) {
+            h = mix(h ^ (tokens[from + i] & 0xFFFFFFFFL) * 0xFF51AFD7ED558CCDL) + i;
+        }
+        return mix(h ^ count);
+    }
+
+    private static long mix(long z) {
+        z = (z ^ (z >>> 33)) * 0xFF51AFD7ED558CCDL;
+        z = (z ^ (z >>> 33)) * 0xC4CEB9FE1A85EC53L;
+        return z ^ (z >>> 33);
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("KvCacheManager is closed");
+        }
+    }
+
+    private PagedSequence checkLive(Sequence s) {
+        Objects.requireNonNull(s, "sequence");
+        checkOpen();
+        if (!(s instanceof PagedSequence q) || q.owner != this) {
+            throw new IllegalArgumentException("sequence '" + s.id() + "' does not belong to this manager");
+        }
+        if (!q.live) {
+            throw new IllegalStateException("sequence '" + q.id + "' was already freed");
+        }
+        return q;
+    }
+
+    // ------------------------------------------------------------------ the sequence
+
+    /**
+     * A sequence's state in plain arrays: token ids, block table, chain hash. Arrays grow by
+     * doubling, so a long run of single-token appends allocates O(log n) times in all.
+     */
+    private static final class PagedSequence implements Sequence {
+        final KvCacheManager owner;
+        final String id;
+        final SequenceOptions options;
+        final long salt;
+        final int priority;
+        int[] tokens;
+        int[] table;
+        int length;
+        int tableSize;
+        int held;
+        int cached;
+        long chainHash = ROOT_HASH;
+        int windowReleasedTo;
+        volatile boolean live = true;
+
+        PagedSequence(KvCacheManager owner, String id, SequenceOptions options, int expectedTokens) {
+            this.owner = owner;
+            this.id = id;
+            this.options = options;
+            this.salt = options.cacheSalt();
+            this.priority = options.priority();
+            int cap = Math.max(expectedTokens, owner.blockTokens);
+            this.tokens = new int[cap];
+            this.table = new int[ceilDiv(cap, owner.blockTokens)];
+        }
+
+        void ensureCapacity(int len, int blocks) {
+            if (tokens.length < len) {
+                tokens = Arrays.copyOf(tokens, Math.max(len, tokens.length * 2));
+            }
+            if (table.length < blocks) {
+                table = Arrays.copyOf(table, Math.max(blocks, table.length * 2));
+            }
+        }
+
+        @Override
+        public String id() {
+            return id;
+        }
+
+        @Override
+        public int length() {
+            return length;
+        }
+
+        @Override
+        public int blockCount() {
+            return tableSize;
+        }
+
+        @Override
+        public int[] blockTable() {
+            checkReadable();
+            return Arrays.copyOf(table, tableSize);
+        }
+
+        /** Copies the block table into {@code dst} (no allocation); returns blockCount(). */
+        int blockTable(int[] dst) {
+            checkReadable();
+            System.arraycopy(table, 0, dst, 0, tableSize);
+            return tableSize;
+        }
+
+        @Override
+        public long slot(int position) {
+            checkReadable();
+            if (position < 0 || position >= length) {
+                throw new IllegalArgumentException("position " + position + " outside 0.."
+                        + (length - 1) + " of sequence '" + id + "'");
+            }
+            int B = owner.blockTokens;
+            int b = table[position / B];
+            return b < 0 ? -1L : (long) b * B + position % B;
+        }
+
+        @Override
+        public int heldBlocks() {
+            return held;
+        }
+
+        @Override
+        public int cachedTokens() {
+            return cached;
+        }
+
+        @Override
+        public int token(int position) {
+            if (position < 0 || position >= length) {
+                throw new IllegalArgumentException("position " + position + " outside 0.."
+                        + (length - 1) + " of sequence '" + id + "'");
+            }
+            return tokens[position];
+        }
+
+        @Override
+        public boolean isLive() {
+            return live;
+        }
+
+        @Override
+        public SequenceOptions options() {
+            return options;
+        }
+
+        private void checkReadable() {
+            if (!live) {
+                throw new IllegalStateException("sequence '" + id + "' was freed");
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "Sequence[" + id + ", length=" + length + ", blocks=" + tableSize + ", held=" + held + "]";
+        }
+    }
+}

@@ -1,0 +1,42 @@
+package dev.kvcache;
+
+/**
+ * One sequence's view of the paged cache: its length and where each of its tokens' KV lives.
+ * Obtained from {@link KvCacheManager#open}, {@link KvCacheManager#fork} or
+ * {@link KvCacheManager#sequence}; changed only through the manager.
+ */
+public interface Sequence {
+
+    /** The id it was opened with. */
+    String id();
+
+    /** Tokens appended so far (including tokens a sliding window released). */
+    int length();
+
+    /** Logical blocks spanned by the tokens: ceil(length / blockTokens), released ones included. */
+    int blockCount();
+
+    /** Physical block ids in logical order, -1 for a block a sliding window released; a copy. */
+    int[] blockTable();
+
+    /**
+     * The physical slot of token {@code position}: block * blockTokens + offset, or -1 when a
+     * sliding window released its block. IllegalArgumentException outside 0..length-1.
+     */
+    long slot(int position);
+
+    /** Blocks this sequence still holds (blockCount minus released ones). */
+    int heldBlocks();
+
+    /** Leading tokens of this sequence that were served from the prefix cache. */
+    int cachedTokens();
+
+    /** The token id at {@code position}. */
+    int token(int position);
+
+    /** False once freed. */
+    boolean isLive();
+
+    /** The options it was opened with (a fork inherits its parent's). */
+    SequenceOptions options();
+}

@@ -1,0 +1,57 @@
+package dev.kvcache.quant;
+
+import dev.kvcache.KvFormat;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Kernels over one encoded <em>block slice</em>: {@code rows} tokens x {@code dim} values of one
+ * KV head, laid out exactly as {@link dev.kvcache.Quantizer#encode} lays out {@code [rows][dim]}.
+ * These are the primitives the paged attention kernels call, so dequantization is fused into the
+ * dot products and the weighted sums and no dequantized copy of a sequence is ever made.
+ *
+ * <p>Two kinds of format:
+ * <ul>
+ *   <li><b>row formats</b> ({@link #rowIndependent()} true: F32, F16, BF16, Q8_0, Q4_0) encode each
+ *       row on its own at byte offset {@code r * rowBytes(dim)}, so a store can write one token;</li>
+ *   <li><b>block formats</b> (FP8 with a scale per block and head, KIVI with keys grouped per channel
+ *       across the block's tokens) encode a whole block at once; a store keeps the block's rows in
+ *       full precision (the residual window) until it fills, then encodes it with
+ *       {@code encode(rows = blockTokens)}.</li>
+ * </ul>
+ *
+ * <p>Offsets are byte offsets into the segment; array offsets index floats. Implementations are
+ * stateless and thread-safe. {@link Quantizers#kernels} returns the Vector API implementation when
+ * {@code jdk.incubator.vector} is present and the scalar one otherwise.
+ */
+public interface SliceKernels {
+
+    /** The format these kernels read and write. */
+    KvFormat format();
+
+    /** True when every row is encoded on its own, {@link #rowBytes} apart. */
+    boolean rowIndependent();
+
+    /** Bytes of one encoded row of {@code dim} values; only for row formats (else UnsupportedOperationException). */
+    long rowBytes(int dim);
+
+    /** Encodes {@code src[srcOff .. srcOff+dim)} as one row at {@code dst[dstOff ..)}; row formats only. */
+    void encodeRow(float[] src, int srcOff, int dim, MemorySegment dst, long dstOff);
+
+    /** Decodes row {@code row} of a slice of {@code rows} rows at {@code src[off ..)} into {@code dst[dstOff .. dstOff+dim)}. */
+    void decodeRow(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff);
+
+    /**
+     * {@code scores[sOff + r] = scale * dot(q[qOff .. qOff+dim), row r)} for {@code r < count}, over
+     * the first {@code count} rows of a slice of {@code rows} rows at {@code slice[off ..)}.
+     */
+    void dotRows(MemorySegment slice, long off, int rows, int count, int dim,
+                 float[] q, int qOff, float scale, float[] scores, int sOff);
+
+    /**
+     * {@code acc[aOff .. aOff+dim) += sum over r < count of w[wOff + r] * row r}, over the first
+     * {@code count} rows of a slice of {@code rows} rows at {@code slice[off ..)}.
+     */
+    void accumulateRows(MemorySegment slice, long off, int rows, int count, int dim,
+                        float[] w, int wOff, float[] acc, int aOff);
+}
