@@ -1,0 +1,386 @@
+package dev.kvcache.offheap;
+
+import dev.kvcache.KvLayout;
+import dev.kvcache.KvStore;
+import dev.kvcache.quant.SliceKernels;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * A {@link KvStore} in native memory: one 64-byte-aligned allocation of
+ * {@code blocks * layout.bytesPerBlock()} bytes laid out as described in {@link StoreLayout}
+ * ({@code [block][layer][K|V][head][token][dim]}).
+ *
+ * <h2>Writes</h2>
+ * Row formats (F32, F16, BF16, Q8_0, Q4_0) quantize each written token straight into its row of
+ * every head's slice. Block formats (FP8_*, KIVI_*) need a whole block to encode (a scale per
+ * block and head; KIVI keys grouped per channel across the block's tokens): the first write into
+ * a (block, layer) takes a staging slot and copies the slice's current contents into it in full
+ * precision; rows are written there; writing the block's last row ({@code offset == blockTokens-1})
+ * encodes every head's K and V slice from staging and gives the slot back. Reads and attention use
+ * the staging rows while a slot is held and the encoded bytes otherwise, so a partial block is
+ * exact and a full one is quantized. Rewriting a row of an already encoded block (a reused block,
+ * or a recomputed token) reopens it the same way; its other rows then go through one extra
+ * quantization round trip when it is sealed again. Never-written memory is zero and reads as 0.0.
+ *
+ * <h2>Threads</h2>
+ * The memory comes from {@link Arena#ofShared()}, so any thread may call any method. Writes to
+ * distinct blocks may run concurrently (only taking/returning staging slots synchronizes); a block
+ * must not be written while another thread reads or writes the same block (the engine orders
+ * that, as it must for the values anyway). {@link #close()} may race with other calls only in the
+ * sense that those calls then fail with {@link IllegalStateException} (the shared arena's close
+ * handshake guarantees that no access touches freed memory), never with a crash.
+ *
+ * <h2>Errors</h2>
+ * Layers, slots, blocks and array lengths out of range throw {@link IllegalArgumentException}
+ * naming the value and the limit before anything is written; every call after {@link #close()}
+ * throws {@link IllegalStateException}.
+ */
+public final class OffHeapKvStore implements KvStore {
+
+    /** Alignment of the main allocation and of staging chunks: one cache line. */
+    public static final long ALIGNMENT = 64;
+
+    private final KvLayout layout;
+    private final StoreLayout bytes;
+    private final int blocks;
+    private final int layers;
+    private final int kvHeads;
+    private final int headDim;
+    private final int blockTokens;
+    private final long slots;
+    private final Codecs codecs;
+    private final boolean rowFormat;
+
+    private final Arena arena;
+    private final MemorySegment memory;
+    private final StagingPool staging;
+    /** Block formats: staging slot of (block * layers + layer), or -1 when the encoded bytes are current. */
+    private final int[] stageOf;
+    private final ThreadLocal<float[]> scratch;
+
+    private volatile boolean closed;
+
+    private OffHeapKvStore(KvLayout layout, int blocks) {
+        this.layout = layout;
+        this.bytes = new StoreLayout(layout);
+        this.blocks = blocks;
+        this.layers = layout.layers();
+        this.kvHeads = layout.kvHeads();
+        this.headDim = layout.headDim();
+        this.blockTokens = layout.blockTokens();
+        this.slots = (long) blocks * blockTokens;
+        this.codecs = Codecs.of(layout.format());
+        this.rowFormat = codecs.rowFormat();
+        long total = Math.multiplyExact(bytes.blockBytes(), (long) blocks);
+        long states = (long) blocks * layers;
+        if (!rowFormat && states > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException(blocks + " blocks x " + layers + " layers = " + states
+                    + " staging states; the limit is " + (Integer.MAX_VALUE - 8));
+        }
+        this.arena = Arena.ofShared();
+        try {
+            this.memory = arena.allocate(total, ALIGNMENT); // zeroed
+            this.staging = new StagingPool(arena, bytes.stageBytes());
+            if (rowFormat) {
+                this.stageOf = new int[0];
+            } else {
+                this.stageOf = new int[(int) states];
+                Arrays.fill(stageOf, -1);
+            }
+        } catch (RuntimeException | Error e) {
+            arena.close();
+            throw e;
+        }
+        int rowFloats = blockTokens * headDim;
+        this.scratch = ThreadLocal.withInitial(() -> new float[rowFloats]);
+    }
+
+    /**
+     * A store of {@code blocks} blocks of {@code layout}: one zeroed, 64-byte-aligned allocation of
+     * {@code blocks * layout.bytesPerBlock()} bytes.
+     */
+    public static OffHeapKvStore allocate(KvLayout layout, int blocks) {
+        Objects.requireNonNull(layout, "layout");
+        if (blocks <= 0) {
+            throw new IllegalArgumentException("blocks must be > 0, got " + blocks);
+        }
+        long slotCount = (long) blocks * layout.blockTokens();
+        if (slotCount > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(blocks + " blocks of " + layout.blockTokens()
+                    + " tokens is " + slotCount + " slots; the limit is " + Integer.MAX_VALUE);
+        }
+        return new OffHeapKvStore(layout, blocks);
+    }
+
+    @Override
+    public KvLayout layout() {
+        return layout;
+    }
+
+    /** The byte layout of this store's blocks. */
+    public StoreLayout storeLayout() {
+        return bytes;
+    }
+
+    @Override
+    public int blocks() {
+        checkOpen();
+        return blocks;
+    }
+
+    /** Native bytes this store holds: the blocks plus staging chunks allocated so far. */
+    public long allocatedBytes() {
+        checkOpen();
+        return memory.byteSize() + staging.allocatedBytes();
+    }
+
+    /** Staging slots held now (partially written (block, layer) pairs of a block format). */
+    public int stagedSlices() {
+        checkOpen();
+        return staging.inUse();
+    }
+
+    /** True after {@link #close()}. */
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public void write(int layer, long slot, float[] k, float[] v) {
+        checkOpen();
+        checkLayer(layer);
+        checkSlot(slot);
+        checkArray("k", k);
+        checkArray("v", v);
+        int block = (int) (slot / blockTokens);
+        int row = (int) (slot % blockTokens);
+        if (rowFormat) {
+            SliceKernels kk = codecs.keyKernels();
+            SliceKernels vk = codecs.valueKernels();
+            long kRow = kk.rowBytes(headDim) * row;
+            long vRow = vk.rowBytes(headDim) * row;
+            for (int h = 0; h < kvHeads; h++) {
+                kk.encodeRow(k, h * headDim, headDim, memory, bytes.keyOffset(block, layer, h) + kRow);
+                vk.encodeRow(v, h * headDim, headDim, memory, bytes.valueOffset(block, layer, h) + vRow);
+            }
+            return;
+        }
+        int state = block * layers + layer;
+        int stage = stageOf[state];
+        if (stage < 0) {
+            stage = open(block, layer);
+            stageOf[state] = stage;
+        }
+        MemorySegment seg = staging.segment(stage);
+        long base = staging.offset(stage);
+        SliceKernels f32 = codecs.f32();
+        long rowOff = (long) row * headDim * Float.BYTES;
+        for (int h = 0; h < kvHeads; h++) {
+            f32.encodeRow(k, h * headDim, headDim, seg, base + bytes.stageKeyOffset(h) + rowOff);
+            f32.encodeRow(v, h * headDim, headDim, seg, base + bytes.stageValueOffset(h) + rowOff);
+        }
+        if (row == blockTokens - 1) {
+            seal(block, layer, stage);
+            stageOf[state] = -1;
+            staging.release(stage);
+        }
+    }
+
+    /** Takes a staging slot for (block, layer) and fills it with the slices' current contents. */
+    private int open(int block, int layer) {
+        int stage = staging.acquire();
+        MemorySegment seg = staging.segment(stage);
+        long base = staging.offset(stage);
+        float[] rows = scratch.get();
+        int n = blockTokens * headDim;
+        for (int h = 0; h < kvHeads; h++) {
+            decodeSlice(codecs.keyKernels(), bytes.keyOffset(block, layer, h), rows);
+            codecs.f32().encodeRow(rows, 0, n, seg, base + bytes.stageKeyOffset(h));
+            decodeSlice(codecs.valueKernels(), bytes.valueOffset(block, layer, h), rows);
+            codecs.f32().encodeRow(rows, 0, n, seg, base + bytes.stageValueOffset(h));
+        }
+        return stage;
+    }
+
+    private void decodeSlice(SliceKernels kernels, long off, float[] rows) {
+        for (int r = 0; r < blockTokens; r++) {
+            kernels.decodeRow(memory, off, blockTokens, r, headDim, rows, r * headDim);
+        }
+    }
+
+    /** Encodes every head's K and V slice of (block, layer) from its staging slot. */
+    private void seal(int block, int layer, int stage) {
+        MemorySegment seg = staging.segment(stage);
+        long base = staging.offset(stage);
+        float[] rows = scratch.get();
+        int n = blockTokens * headDim;
+        for (int h = 0; h < kvHeads; h++) {
+            codecs.f32().decodeRow(seg, base + bytes.stageKeyOffset(h), 1, 0, n, rows, 0);
+            codecs.keyQuantizer().encode(rows, blockTokens, headDim,
+                    memory.asSlice(bytes.keyOffset(block, layer, h), bytes.keySliceBytes()));
+            codecs.f32().decodeRow(seg, base + bytes.stageValueOffset(h), 1, 0, n, rows, 0);
+            codecs.valueQuantizer().encode(rows, blockTokens, headDim,
+                    memory.asSlice(bytes.valueOffset(block, layer, h), bytes.valueSliceBytes()));
+        }
+    }
+
+    @Override
+    public void readKey(int layer, long slot, float[] out) {
+        read(layer, slot, out, true);
+    }
+
+    @Override
+    public void readValue(int layer, long slot, float[] out) {
+        read(layer, slot, out, false);
+    }
+
+    private void read(int layer, long slot, float[] out, boolean key) {
+        checkOpen();
+        checkLayer(layer);
+        checkSlot(slot);
+        checkArray("out", out);
+        int block = (int) (slot / blockTokens);
+        int row = (int) (slot % blockTokens);
+        int stage = rowFormat ? -1 : stageOf[block * layers + layer];
+        if (stage >= 0) {
+            MemorySegment seg = staging.segment(stage);
+            long base = staging.offset(stage);
+            for (int h = 0; h < kvHeads; h++) {
+                long off = base + (key ? bytes.stageKeyOffset(h) : bytes.stageValueOffset(h));
+                codecs.f32().decodeRow(seg, off, blockTokens, row, headDim, out, h * headDim);
+            }
+            return;
+        }
+        SliceKernels kernels = key ? codecs.keyKernels() : codecs.valueKernels();
+        for (int h = 0; h < kvHeads; h++) {
+            long off = key ? bytes.keyOffset(block, layer, h) : bytes.valueOffset(block, layer, h);
+            kernels.decodeRow(memory, off, blockTokens, row, headDim, out, h * headDim);
+        }
+    }
+
+    @Override
+    public void copyBlock(int srcBlock, int dstBlock) {
+        checkOpen();
+        checkBlock("srcBlock", srcBlock);
+        checkBlock("dstBlock", dstBlock);
+        if (srcBlock != dstBlock) {
+            transfer(this, srcBlock, this, dstBlock);
+        }
+    }
+
+    /**
+     * Copies block {@code sb} of {@code src} onto block {@code db} of {@code dst} (same layout):
+     * the encoded bytes and, for block formats, the staging rows of partially written layers.
+     */
+    static void transfer(OffHeapKvStore src, int sb, OffHeapKvStore dst, int db) {
+        StoreLayout bl = src.bytes;
+        MemorySegment.copy(src.memory, bl.blockOffset(sb), dst.memory, bl.blockOffset(db), bl.blockBytes());
+        if (src.rowFormat) {
+            return;
+        }
+        long stageBytes = bl.stageBytes();
+        for (int layer = 0; layer < src.layers; layer++) {
+            int s = src.stageOf[sb * src.layers + layer];
+            int di = db * dst.layers + layer;
+            int d = dst.stageOf[di];
+            if (s < 0) {
+                if (d >= 0) {
+                    dst.stageOf[di] = -1;
+                    dst.staging.release(d);
+                }
+                continue;
+            }
+            if (d < 0) {
+                d = dst.staging.acquire();
+                dst.stageOf[di] = d;
+            }
+            MemorySegment.copy(src.staging.segment(s), src.staging.offset(s),
+                    dst.staging.segment(d), dst.staging.offset(d), stageBytes);
+        }
+    }
+
+    /**
+     * Frees the memory. Idempotent; every other call afterwards throws IllegalStateException.
+     */
+    @Override
+    public void close() {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
+        arena.close();
+    }
+
+    @Override
+    public String toString() {
+        return "OffHeapKvStore[" + layout + ", blocks=" + blocks + (closed ? ", closed]" : "]");
+    }
+
+    // ------------------------------------------------------------------ for PagedAttention, HostSwapSpace
+
+    Codecs codecs() {
+        return codecs;
+    }
+
+    MemorySegment memory() {
+        return memory;
+    }
+
+    boolean rowFormat() {
+        return rowFormat;
+    }
+
+    /** Staging slot of (block, layer), or -1. */
+    int stage(int block, int layer) {
+        return rowFormat ? -1 : stageOf[block * layers + layer];
+    }
+
+    StagingPool staging() {
+        return staging;
+    }
+
+    int blockCount() {
+        return blocks;
+    }
+
+    // ------------------------------------------------------------------ checks
+
+    void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("OffHeapKvStore is closed");
+        }
+    }
+
+    void checkLayer(int layer) {
+        if (layer < 0 || layer >= layers) {
+            throw new IllegalArgumentException("layer " + layer + " out of range [0, " + layers + ")");
+        }
+    }
+
+    private void checkSlot(long slot) {
+        if (slot < 0 || slot >= slots) {
+            throw new IllegalArgumentException("slot " + slot + " out of range [0, " + slots + ")");
+        }
+    }
+
+    void checkBlock(String name, int block) {
+        if (block < 0 || block >= blocks) {
+            throw new IllegalArgumentException(name + " " + block + " out of range [0, " + blocks + ")");
+        }
+    }
+
+    private void checkArray(String name, float[] a) {
+        Objects.requireNonNull(a, name);
+        int need = kvHeads * headDim;
+        if (a.length < need) {
+            throw new IllegalArgumentException(name + ".length " + a.length
+                    + " is less than kvHeads*headDim = " + need);
+        }
+    }
+}

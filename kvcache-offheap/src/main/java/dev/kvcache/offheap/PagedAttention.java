@@ -1,0 +1,381 @@
+package dev.kvcache.offheap;
+
+import dev.kvcache.KvLayout;
+import dev.kvcache.KvStore;
+import dev.kvcache.quant.SliceKernels;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.Objects;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.RecursiveAction;
+
+/**
+ * One decode step of scaled dot-product attention over a paged KV cache (flash-decoding style).
+ *
+ * <h2>Algorithm</h2>
+ * For query head {@code h} (KV head {@code g = h / (queryHeads / kvHeads)}, grouped-query
+ * attention) and positions {@code 0..length-1} read through the block table:
+ * {@code out_h = sum_t softmax_t(q_h . k_t / sqrt(headDim)) v_t}. The softmax is computed online,
+ * one block at a time: with running maximum {@code m}, normaliser {@code l} and unnormalised
+ * output {@code acc}, a block's scores {@code s} give {@code m' = max(m, max s)},
+ * {@code acc = acc * e^(m-m') + sum_r e^(s_r-m') v_r}, {@code l = l * e^(m-m') + sum_r e^(s_r-m')};
+ * at the end {@code out = acc / l}. No exponent ever sees a positive argument, so nothing
+ * overflows whatever the score range, and nothing of size {@code length} is materialised.
+ *
+ * <h2>Memory traffic</h2>
+ * Blocks are visited in table order; in each block, for each KV head, the K slice is read once by
+ * {@link SliceKernels#dotRows} for all query heads of the group (it stays in L1/L2 between them),
+ * then the V slice once by {@link SliceKernels#accumulateRows}. Those kernels dequantize inside the
+ * dot product / weighted sum, so quantized formats read their compressed bytes only and no
+ * dequantized copy of the sequence exists. Partially written blocks of block formats (FP8, KIVI)
+ * are read from the store's full-precision staging slot with the F32 kernels.
+ *
+ * <p>Table entries of -1 (blocks a sliding window released) are skipped: those positions take no
+ * part in the softmax. When no position is readable (length 0, or everything released) the output
+ * is zero.
+ *
+ * <h2>SIMD</h2>
+ * The kernels come from kvcache-quant, which returns Vector API implementations when
+ * {@code jdk.incubator.vector} is present and scalar ones otherwise; this class itself uses plain
+ * loops only (per block: {@code blockTokens} exponentials and one {@code headDim} rescale per
+ * query head), so it runs without the incubator module.
+ *
+ * <h2>Allocation</h2>
+ * Scratch (scores, running max/normaliser, accumulators) lives in a per-thread object that grows
+ * on demand and is reused, so a steady-state {@code decode} allocates nothing.
+ * {@link #decodeBatch} splits sequences across a {@link ForkJoinPool}; its kernel work is
+ * allocation-free likewise, and the split itself allocates a few small task objects per call
+ * ({@code O(parallelism)}, independent of sequence lengths).
+ *
+ * <p>Stores other than {@link OffHeapKvStore} (e.g. a CUDA store) are served through
+ * {@link KvStore#readKey}/{@link KvStore#readValue}, one token at a time: correct, not fast.
+ */
+public final class PagedAttention {
+
+    private PagedAttention() {
+    }
+
+    /** Per-thread scratch, grown on demand. */
+    static final class Scratch {
+        float[] scores = new float[16];
+        float[] max = new float[8];
+        float[] norm = new float[8];
+        float[] acc = new float[1024];
+        float[] k = new float[0];
+        float[] v = new float[0];
+
+        void ensure(int blockTokens, int queryHeads, int headDim) {
+            if (scores.length < blockTokens) {
+                scores = new float[blockTokens];
+            }
+            if (max.length < queryHeads) {
+                max = new float[queryHeads];
+                norm = new float[queryHeads];
+            }
+            if (acc.length < queryHeads * headDim) {
+                acc = new float[queryHeads * headDim];
+            }
+        }
+    }
+
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    /**
+     * One decode step for one sequence; see the class comment.
+     *
+     * @param store      the KV memory
+     * @param layer      layer to attend over
+     * @param q          {@code queryHeads * headDim} query values (at least)
+     * @param queryHeads number of query heads, a positive multiple of {@code kvHeads}
+     * @param blockTable physical block of each logical block, -1 for released ones; at least
+     *                   {@code ceil(length / blockTokens)} entries
+     * @param length     positions to attend over, {@code >= 0}
+     * @param out        receives {@code queryHeads * headDim} values; untouched if the call throws
+     */
+    public static void decode(KvStore store, int layer, float[] q, int queryHeads,
+                              int[] blockTable, int length, float[] out) {
+        Objects.requireNonNull(store, "store");
+        KvLayout l = store.layout();
+        check(store, layer, q, queryHeads, blockTable, length, out);
+        Scratch s = SCRATCH.get();
+        if (store instanceof OffHeapKvStore off) {
+            decodeOffHeap(off, l, layer, q, queryHeads, blockTable, length, out, s);
+        } else {
+            decodeGeneric(store, l, layer, q, queryHeads, blockTable, length, out, s);
+        }
+    }
+
+    /**
+     * {@link #decode} for {@code count} sequences in one call, split across {@code pool}'s threads.
+     * Sequence i uses {@code q[i]}, {@code blockTables[i]}, {@code lengths[i]}, {@code out[i]}.
+     * Every sequence is checked before any output is written.
+     */
+    public static void decodeBatch(KvStore store, int layer, float[][] q, int queryHeads,
+                                   int[][] blockTables, int[] lengths, float[][] out, int count,
+                                   ForkJoinPool pool) {
+        Objects.requireNonNull(store, "store");
+        Objects.requireNonNull(pool, "pool");
+        Objects.requireNonNull(q, "q");
+        Objects.requireNonNull(blockTables, "blockTables");
+        Objects.requireNonNull(lengths, "lengths");
+        Objects.requireNonNull(out, "out");
+        if (count < 0 || count > q.length || count > blockTables.length || count > lengths.length
+                || count > out.length) {
+            throw new IllegalArgumentException("count " + count + " out of range [0, min(q.length "
+                    + q.length + ", blockTables.length " + blockTables.length + ", lengths.length "
+                    + lengths.length + ", out.length " + out.length + ")]");
+        }
+        for (int i = 0; i < count; i++) {
+            try {
+                check(store, layer, q[i], queryHeads, blockTables[i], lengths[i], out[i]);
+            } catch (IllegalArgumentException | NullPointerException e) {
+                throw new IllegalArgumentException("sequence " + i + ": " + e.getMessage(), e);
+            }
+        }
+        if (count == 0) {
+            return;
+        }
+        int parallelism = Math.max(1, Math.min(count, pool.getParallelism()));
+        pool.invoke(new BatchTask(store, layer, q, queryHeads, blockTables, lengths, out,
+                0, count, Math.max(1, (count + parallelism - 1) / parallelism)));
+    }
+
+    private static final class BatchTask extends RecursiveAction {
+        private final KvStore store;
+        private final int layer;
+        private final float[][] q;
+        private final int queryHeads;
+        private final int[][] tables;
+        private final int[] lengths;
+        private final float[][] out;
+        private final int from;
+        private final int to;
+        private final int grain;
+
+        BatchTask(KvStore store, int layer, float[][] q, int queryHeads, int[][] tables, int[] lengths,
+                  float[][] out, int from, int to, int grain) {
+            this.store = store;
+            this.layer = layer;
+            this.q = q;
+            this.queryHeads = queryHeads;
+            this.tables = tables;
+            this.lengths = lengths;
+            this.out = out;
+            this.from = from;
+            this.to = to;
+            this.grain = grain;
+        }
+
+        @Override
+        protected void compute() {
+            if (to - from > grain) {
+                int mid = (from + to) >>> 1;
+                invokeAll(new BatchTask(store, layer, q, queryHeads, tables, lengths, out, from, mid, grain),
+                        new BatchTask(store, layer, q, queryHeads, tables, lengths, out, mid, to, grain));
+                return;
+            }
+            KvLayout l = store.layout();
+            Scratch s = SCRATCH.get();
+            for (int i = from; i < to; i++) {
+                if (store instanceof OffHeapKvStore off) {
+                    decodeOffHeap(off, l, layer, q[i], queryHeads, tables[i], lengths[i], out[i], s);
+                } else {
+                    decodeGeneric(store, l, layer, q[i], queryHeads, tables[i], lengths[i], out[i], s);
+                }
+            }
+        }
+    }
+
+    private static void check(KvStore store, int layer, float[] q, int queryHeads,
+                              int[] blockTable, int length, float[] out) {
+        Objects.requireNonNull(q, "q");
+        Objects.requireNonNull(blockTable, "blockTable");
+        Objects.requireNonNull(out, "out");
+        KvLayout l = store.layout();
+        int blocks = store.blocks(); // IllegalStateException once closed
+        if (layer < 0 || layer >= l.layers()) {
+            throw new IllegalArgumentException("layer " + layer + " out of range [0, " + l.layers() + ")");
+        }
+        if (queryHeads <= 0 || queryHeads % l.kvHeads() != 0) {
+            throw new IllegalArgumentException("queryHeads " + queryHeads
+                    + " must be a positive multiple of kvHeads " + l.kvHeads());
+        }
+        long need = (long) queryHeads * l.headDim();
+        if (q.length < need) {
+            throw new IllegalArgumentException("q.length " + q.length + " is less than queryHeads*headDim = " + need);
+        }
+        if (out.length < need) {
+            throw new IllegalArgumentException("out.length " + out.length + " is less than queryHeads*headDim = " + need);
+        }
+        if (length < 0) {
+            throw new IllegalArgumentException("length must be >= 0, got " + length);
+        }
+        int nBlocks = (int) l.blocksFor(length);
+        if (blockTable.length < nBlocks) {
+            throw new IllegalArgumentException("blockTable has " + blockTable.length + " entries; length "
+                    + length + " needs " + nBlocks);
+        }
+        for (int i = 0; i < nBlocks; i++) {
+            int b = blockTable[i];
+            if (b < -1 || b >= blocks) {
+                throw new IllegalArgumentException("blockTable[" + i + "] = " + b
+                        + " out of range [-1, " + blocks + ")");
+            }
+        }
+    }
+
+    private static void decodeOffHeap(OffHeapKvStore store, KvLayout l, int layer, float[] q, int queryHeads,
+                                      int[] table, int length, float[] out, Scratch s) {
+        store.checkOpen();
+        final int dim = l.headDim();
+        final int kvHeads = l.kvHeads();
+        final int bt = l.blockTokens();
+        final int group = queryHeads / kvHeads;
+        final float scale = (float) (1.0 / Math.sqrt(dim));
+        s.ensure(bt, queryHeads, dim);
+        final float[] scores = s.scores;
+        final float[] max = s.max;
+        final float[] norm = s.norm;
+        final float[] acc = s.acc;
+        Arrays.fill(max, 0, queryHeads, Float.NEGATIVE_INFINITY);
+        Arrays.fill(norm, 0, queryHeads, 0f);
+        Arrays.fill(acc, 0, queryHeads * dim, 0f);
+
+        final StoreLayout bytes = store.storeLayout();
+        final Codecs codecs = store.codecs();
+        final SliceKernels keyK = codecs.keyKernels();
+        final SliceKernels valK = codecs.valueKernels();
+        final SliceKernels f32 = codecs.f32();
+        final MemorySegment memory = store.memory();
+        final StagingPool staging = store.staging();
+        final int nBlocks = (int) l.blocksFor(length);
+
+        for (int lb = 0; lb < nBlocks; lb++) {
+            int pb = table[lb];
+            if (pb < 0) {
+                continue; // released by a sliding window
+            }
+            int count = Math.min(bt, length - lb * bt);
+            int stage = store.stage(pb, layer);
+            for (int g = 0; g < kvHeads; g++) {
+                MemorySegment kSeg;
+                MemorySegment vSeg;
+                long kOff;
+                long vOff;
+                SliceKernels kk;
+                SliceKernels vk;
+                if (stage < 0) {
+                    kSeg = memory;
+                    vSeg = memory;
+                    kOff = bytes.keyOffset(pb, layer, g);
+                    vOff = bytes.valueOffset(pb, layer, g);
+                    kk = keyK;
+                    vk = valK;
+                } else {
+                    kSeg = staging.segment(stage);
+                    vSeg = kSeg;
+                    long base = staging.offset(stage);
+                    kOff = base + bytes.stageKeyOffset(g);
+                    vOff = base + bytes.stageValueOffset(g);
+                    kk = f32;
+                    vk = f32;
+                }
+                for (int h = g * group, end = h + group; h < end; h++) {
+                    int qOff = h * dim;
+                    kk.dotRows(kSeg, kOff, bt, count, dim, q, qOff, scale, scores, 0);
+                    blockSoftmax(scores, count, max, norm, acc, h, dim);
+                    vk.accumulateRows(vSeg, vOff, bt, count, dim, scores, 0, acc, qOff);
+                }
+            }
+        }
+        finish(queryHeads, dim, norm, acc, out);
+    }
+
+    /**
+     * Online-softmax update of query head {@code h} with one block's {@code count} scores: turns
+     * {@code scores} into weights relative to the new running maximum and rescales the running
+     * normaliser and accumulator.
+     */
+    private static void blockSoftmax(float[] scores, int count, float[] max, float[] norm, float[] acc,
+                                     int h, int dim) {
+        float m = max[h];
+        float bm = Float.NEGATIVE_INFINITY;
+        for (int r = 0; r < count; r++) {
+            bm = Math.max(bm, scores[r]);
+        }
+        float nm = Math.max(m, bm);
+        float sum = 0f;
+        for (int r = 0; r < count; r++) {
+            float w = (float) Math.exp(scores[r] - nm);
+            scores[r] = w;
+            sum += w;
+        }
+        if (m != nm) {
+            // m == -inf on the first block: exp(-inf) = 0 zeroes an accumulator that is zero anyway
+            float c = (float) Math.exp(m - nm);
+            int base = h * dim;
+            for (int i = 0; i < dim; i++) {
+                acc[base + i] *= c;
+            }
+            norm[h] = norm[h] * c + sum;
+        } else {
+            norm[h] += sum;
+        }
+        max[h] = nm;
+    }
+
+    private static void finish(int queryHeads, int dim, float[] norm, float[] acc, float[] out) {
+        for (int h = 0; h < queryHeads; h++) {
+            float n = norm[h];
+            float inv = n > 0f ? 1f / n : 0f;
+            int base = h * dim;
+            for (int i = 0; i < dim; i++) {
+                out[base + i] = acc[base + i] * inv;
+            }
+        }
+    }
+
+    /** Any KvStore, through readKey/readValue; the same online softmax, one token per "block". */
+    private static void decodeGeneric(KvStore store, KvLayout l, int layer, float[] q, int queryHeads,
+                                      int[] table, int length, float[] out, Scratch s) {
+        final int dim = l.headDim();
+        final int kvDim = l.kvDim();
+        final int bt = l.blockTokens();
+        final int group = queryHeads / l.kvHeads();
+        final float scale = (float) (1.0 / Math.sqrt(dim));
+        s.ensure(bt, queryHeads, dim);
+        if (s.k.length < kvDim) {
+            s.k = new float[kvDim];
+            s.v = new float[kvDim];
+        }
+        float[] k = s.k;
+        float[] v = s.v;
+        Arrays.fill(s.max, 0, queryHeads, Float.NEGATIVE_INFINITY);
+        Arrays.fill(s.norm, 0, queryHeads, 0f);
+        Arrays.fill(s.acc, 0, queryHeads * dim, 0f);
+        for (int p = 0; p < length; p++) {
+            int pb = table[p / bt];
+            if (pb < 0) {
+                continue;
+            }
+            long slot = (long) pb * bt + p % bt;
+            store.readKey(layer, slot, k);
+            store.readValue(layer, slot, v);
+            for (int h = 0; h < queryHeads; h++) {
+                int kv = (h / group) * dim;
+                float dot = 0f;
+                for (int i = 0; i < dim; i++) {
+                    dot += q[h * dim + i] * k[kv + i];
+                }
+                s.scores[0] = dot * scale;
+                blockSoftmax(s.scores, 1, s.max, s.norm, s.acc, h, dim);
+                float w = s.scores[0];
+                for (int i = 0; i < dim; i++) {
+                    s.acc[h * dim + i] += w * v[kv + i];
+                }
+            }
+        }
+        finish(queryHeads, dim, s.norm, s.acc, out);
+    }
+}
