@@ -1,0 +1,11 @@
+/**
+ * A reference llama2.c engine whose KV cache lives in kvcache: the checkpoint loader, run.c's
+ * forward pass as an oracle, the paged engine and the {@code generate} command.
+ */
+module dev.kvcache.llama2 {
+    requires transitive dev.kvcache;
+    requires info.picocli;
+
+    exports dev.kvcache.llama2;
+    opens dev.kvcache.llama2 to info.picocli;
+}
