@@ -4,6 +4,7 @@
  */
 module dev.kvcache.llama2 {
     requires transitive dev.kvcache;
+    requires dev.kvcache.offheap;
     requires info.picocli;
 
     exports dev.kvcache.llama2;

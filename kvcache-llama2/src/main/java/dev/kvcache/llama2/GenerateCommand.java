@@ -49,7 +49,7 @@ public final class GenerateCommand implements Callable<Integer> {
     int sequences;
 
     @Option(names = "--prefix", paramLabel = "N", defaultValue = "33",
-            description = "with --sequences > 1 and no --prompt: the shared prefix is BOS plus the model's greedy continuation, N tokens in all (default ${DEFAULT-VALUE})")
+            description = "with --sequences > 1 and no --prompt: the shared prefix is BOS plus the model's greedy continuation, N tokens in all; with --prompt the prompt is the prefix. Sequence j then adds the j-th likeliest next token (default ${DEFAULT-VALUE})")
     int prefix;
 
     @Option(names = "--block-tokens", paramLabel = "B", defaultValue = "16",
@@ -59,8 +59,22 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--reference", description = "use the plain float32 run.c port with a contiguous cache instead of kvcache")
     boolean reference;
 
+    /** Exit status for bad input (unknown format, unreadable or invalid checkpoint, sizes out of range). */
+    public static final int EXIT_BAD_INPUT = 2;
+
     @Override
     public Integer call() throws Exception {
+        try {
+            return run();
+        } catch (IllegalArgumentException | UnsupportedOperationException | IllegalStateException
+                 | java.io.IOException e) {
+            // one line naming the problem, not a stack trace
+            System.err.println("generate: " + e);
+            return EXIT_BAD_INPUT;
+        }
+    }
+
+    private int run() throws java.io.IOException {
         PrintStream info = ids ? System.err : System.out;
         KvFormat format = KvFormats.byName(kvFormat);
         if (sequences < 1) {
@@ -72,31 +86,59 @@ public final class GenerateCommand implements Callable<Integer> {
         info.println("model " + path + ": " + m.config());
         int[] base = prompt != null ? prompt : new int[] {Llama2Reference.BOS};
 
-        long t0 = System.nanoTime();
         List<int[]> outputs = new ArrayList<>();
         if (reference) {
             if (sequences != 1) {
                 throw new CommandLine.ParameterException(new CommandLine(this),
                         "--reference runs one sequence; got --sequences " + sequences);
             }
+            long t0 = System.nanoTime();
             outputs.add(new Llama2Reference(m).generate(base, steps));
-            report(info, outputs, System.nanoTime() - t0, "reference (contiguous float32 cache)");
+            long nanos = System.nanoTime() - t0;
+            info.printf("reference (run.c port, contiguous float32 cache): %d tokens in %.3f s, %.1f tokens/s%n",
+                    outputs.get(0).length, nanos / 1e9, outputs.get(0).length / (nanos / 1e9));
         } else {
-            throw new UnsupportedOperationException("the paged engine is not wired yet; use --reference");
+            int blocks = Llama2Engine.blocksFor(m, blockTokens, sequences + 1);
+            try (Llama2Engine engine = Llama2Engine.create(m, format, blockTokens, blocks, true)) {
+                info.printf("KV %s, %d blocks of %d tokens, %d bytes per token, %d bytes per block, pool %d bytes%n",
+                        format.name(), blocks, blockTokens, engine.layout().bytesPerToken(),
+                        engine.layout().bytesPerBlock(), engine.ledger().totalBytes());
+                int[][] prompts;
+                if (sequences == 1) {
+                    prompts = new int[][] {base};
+                } else {
+                    prompts = engine.branchingPrompts(base, prompt != null ? base.length : Math.max(prefix, base.length), sequences);
+                    info.printf("%d sequences share a %d-token prefix; sequence j adds the j-th likeliest next token%n",
+                            sequences, prompts[0].length - 1);
+                }
+                long computedBefore = engine.computedTokens();
+                long t0 = System.nanoTime();
+                List<Llama2Engine.Generation> gens = engine.generateConcurrently("seq-", prompts, steps);
+                long nanos = System.nanoTime() - t0;
+                long generated = 0;
+                for (Llama2Engine.Generation g : gens) {
+                    outputs.add(g.ids());
+                    generated += g.ids().length;
+                    info.printf("%s: prompt %d tokens, %d prefix hits, %d generated%n",
+                            g.id(), g.prompt().length, g.hits(), g.ids().length);
+                }
+                var ledger = engine.ledger();
+                var stats = ledger.stats();
+                long computed = engine.computedTokens() - computedBefore;
+                info.printf("%d tokens generated, %d positions computed in %.3f s: %.1f generated tokens/s, %.1f positions/s%n",
+                        generated, computed, nanos / 1e9, generated / (nanos / 1e9), computed / (nanos / 1e9));
+                info.printf("prefix cache: %d of %d prompt tokens hit (%.1f%%), %d bytes of KV not recomputed%n",
+                        stats.prefixHitTokens(), stats.prefixQueryTokens(), 100 * stats.prefixHitRate(),
+                        ledger.prefixHitBytes());
+                info.printf("KV bytes: peak used %d, cached now %d, pool %d (blocks: peak %d used of %d)%n",
+                        ledger.peakUsedBytes(), ledger.cachedBytes(), ledger.totalBytes(),
+                        ledger.peakUsedBlocks(), stats.totalBlocks());
+            }
         }
         for (int[] out : outputs) {
             (ids ? System.out : info).println(join(out));
         }
         return 0;
-    }
-
-    private static void report(PrintStream info, List<int[]> outputs, long nanos, String what) {
-        long tokens = 0;
-        for (int[] o : outputs) {
-            tokens += o.length;
-        }
-        info.printf("%s: %d sequence(s), %d tokens generated in %.3f s, %.1f tokens/s%n", what,
-                outputs.size(), tokens, nanos / 1e9, tokens / (nanos / 1e9));
     }
 
     static String join(int[] ids) {

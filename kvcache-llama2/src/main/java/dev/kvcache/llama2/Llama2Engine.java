@@ -1,0 +1,425 @@
+package dev.kvcache.llama2;
+
+import dev.kvcache.KvCacheLedger;
+import dev.kvcache.KvCacheManager;
+import dev.kvcache.KvFormat;
+import dev.kvcache.KvLayout;
+import dev.kvcache.KvStore;
+import dev.kvcache.Sequence;
+import dev.kvcache.offheap.OffHeapKvStore;
+import dev.kvcache.offheap.PagedAttention;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * A llama2.c engine whose KV cache is kvcache: a {@link KvCacheManager} decides where each token's
+ * keys and values live, an {@link OffHeapKvStore} holds them in the chosen {@link KvFormat}, and
+ * {@link PagedAttention#decode} attends over them through the sequence's block table.
+ *
+ * <h2>One token</h2>
+ * The manager has already reserved the token's slot (an {@code append}). For each layer the
+ * shared forward pass ({@code Llama2Forward}, run.c's algorithm) computes q, k, v and RoPE; the
+ * engine writes k and v at {@code sequence.slot(pos)} with {@link KvStore#write} (quantized on
+ * write) and calls {@code PagedAttention.decode(store, layer, q, heads, blockTable, pos + 1, out)}.
+ * The block table is read once per token, after the append that may have added or copied a block.
+ *
+ * <h2>Prompts and prefix hits</h2>
+ * {@link #prefill} appends a whole prompt in one call; the manager answers how many leading tokens
+ * already have their KV in the store (full blocks published by another sequence with the same
+ * prefix), and only the rest is computed. Positions are absolute, so a hit block's RoPE'd keys are
+ * exactly what this sequence would have computed.
+ *
+ * <h2>Sizing</h2>
+ * {@code blocks} blocks of {@code blockTokens} tokens; the KV bytes are
+ * {@code blocks * layout.bytesPerBlock()}, reported by {@link #ledger()}.
+ *
+ * <p>Not thread-safe: one thread drives the engine (sequences are interleaved, not parallel).
+ */
+public final class Llama2Engine implements AutoCloseable {
+
+    private final Llama2Model model;
+    private final Llama2Model.Config c;
+    private final KvLayout layout;
+    private final OffHeapKvStore store;
+    private final KvCacheManager manager;
+    private final Llama2Forward fwd;
+    private final Llama2Forward.Attention attention = this::attend;
+    private long currentSlot;
+    private int[] currentTable;
+    private long computedTokens;
+    private boolean closed;
+
+    private Llama2Engine(Llama2Model model, KvLayout layout, int blocks, boolean prefixCaching) {
+        this.model = model;
+        this.c = model.config();
+        this.layout = layout;
+        this.store = OffHeapKvStore.allocate(layout, blocks);
+        try {
+            this.manager = KvCacheManager.builder(layout).blocks(blocks).store(store)
+                    .prefixCaching(prefixCaching).build();
+        } catch (RuntimeException | Error e) {
+            store.close();
+            throw e;
+        }
+        this.fwd = new Llama2Forward(model);
+    }
+
+    /**
+     * An engine for {@code model} storing KV in {@code format}.
+     *
+     * @param blockTokens   tokens per block (16 is usual)
+     * @param blocks        blocks in the pool
+     * @param prefixCaching whether full blocks are published for reuse by later sequences
+     * @throws IllegalArgumentException when the format cannot store this model's heads (e.g. Q8_0
+     *                                  needs a head size that is a multiple of 32) or a size is bad
+     */
+    public static Llama2Engine create(Llama2Model model, KvFormat format, int blockTokens, int blocks,
+                                      boolean prefixCaching) {
+        Objects.requireNonNull(model, "model");
+        Objects.requireNonNull(format, "format");
+        Llama2Model.Config c = model.config();
+        KvLayout layout;
+        try {
+            layout = new KvLayout(c.layers(), c.kvHeads(), c.headSize(), blockTokens, format);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("KV format " + format.name() + " cannot hold this model's KV ("
+                    + c.kvHeads() + " KV heads of " + c.headSize() + " values): " + e.getMessage(), e);
+        }
+        return new Llama2Engine(model, layout, blocks, prefixCaching);
+    }
+
+    /** Blocks for {@code sequences} sequences of the model's full seq_len at {@code blockTokens}. */
+    public static int blocksFor(Llama2Model model, int blockTokens, int sequences) {
+        if (blockTokens <= 0) {
+            throw new IllegalArgumentException("blockTokens must be > 0, got " + blockTokens);
+        }
+        if (sequences <= 0) {
+            throw new IllegalArgumentException("sequences must be > 0, got " + sequences);
+        }
+        long per = (model.config().seqLen() + blockTokens - 1L) / blockTokens;
+        long n = per * sequences;
+        if (n > Integer.MAX_VALUE / blockTokens) {
+            throw new IllegalArgumentException(sequences + " sequences need " + n + " blocks; the limit is "
+                    + Integer.MAX_VALUE / blockTokens);
+        }
+        return (int) n;
+    }
+
+    public Llama2Model model() {
+        return model;
+    }
+
+    public KvLayout layout() {
+        return layout;
+    }
+
+    public KvCacheManager manager() {
+        return manager;
+    }
+
+    public KvStore store() {
+        return store;
+    }
+
+    /** The manager's ledger: blocks and bytes used, cached, hit. */
+    public KvCacheLedger ledger() {
+        return manager.ledger();
+    }
+
+    /** Tokens whose KV this engine computed (prefix hits excluded). */
+    public long computedTokens() {
+        return computedTokens;
+    }
+
+    /** A new empty sequence. */
+    public Sequence open(String id) {
+        checkOpen();
+        return manager.open(id);
+    }
+
+    /** Frees a sequence's blocks (full ones stay cached for later prefix hits). */
+    public void free(Sequence s) {
+        checkOpen();
+        manager.free(s);
+    }
+
+    /**
+     * The result of appending a prompt.
+     *
+     * @param hits   leading tokens served from the prefix cache (not computed)
+     * @param logits logits after the last prompt token (a copy)
+     */
+    public record Prefill(int hits, float[] logits) {
+    }
+
+    /**
+     * Appends {@code tokens} to {@code s} in one call (prefix lookup on a sequence's first append),
+     * computes the KV of every token that was not a prefix hit, and returns the last token's logits.
+     *
+     * @throws IllegalStateException    when the pool has too few free blocks (nothing changes then)
+     * @throws IllegalArgumentException for an empty call, a token outside the vocabulary or a
+     *                                  sequence that would pass seq_len
+     */
+    public Prefill prefill(Sequence s, int... tokens) {
+        checkOpen();
+        Objects.requireNonNull(s, "sequence");
+        Objects.requireNonNull(tokens, "tokens");
+        if (tokens.length == 0) {
+            throw new IllegalArgumentException("prefill needs at least one token");
+        }
+        for (int i = 0; i < tokens.length; i++) {
+            if (tokens[i] < 0 || tokens[i] >= c.vocabSize()) {
+                throw new IllegalArgumentException("token " + tokens[i] + " at index " + i
+                        + " outside 0.." + (c.vocabSize() - 1));
+            }
+        }
+        int start = s.length();
+        if ((long) start + tokens.length > c.seqLen()) {
+            throw new IllegalArgumentException("sequence '" + s.id() + "' at length " + start + " plus "
+                    + tokens.length + " tokens passes the model's seq_len " + c.seqLen());
+        }
+        int hits = manager.append(s, tokens);
+        if (hits < 0) {
+            throw new IllegalStateException("KV pool full: " + tokens.length + " more tokens for sequence '"
+                    + s.id() + "' do not fit; " + manager.stats());
+        }
+        currentTable = s.blockTable();
+        float[] logits = null;
+        for (int i = hits; i < tokens.length; i++) {
+            int pos = start + i;
+            currentSlot = s.slot(pos);
+            logits = fwd.forward(tokens[i], pos, attention);
+            computedTokens++;
+        }
+        // the manager never serves the call's last token from the cache, so logits is set
+        return new Prefill(hits, logits.clone());
+    }
+
+    /** Appends one token and returns the logits after it (this engine's buffer, valid until the next call). */
+    public float[] step(Sequence s, int token) {
+        checkOpen();
+        Objects.requireNonNull(s, "sequence");
+        if (token < 0 || token >= c.vocabSize()) {
+            throw new IllegalArgumentException("token " + token + " outside 0.." + (c.vocabSize() - 1));
+        }
+        int pos = s.length();
+        if (pos >= c.seqLen()) {
+            throw new IllegalArgumentException("sequence '" + s.id() + "' is at the model's seq_len " + c.seqLen());
+        }
+        int hits = manager.append(s, token);
+        if (hits < 0) {
+            throw new IllegalStateException("KV pool full: no block for token " + pos + " of sequence '"
+                    + s.id() + "'; " + manager.stats());
+        }
+        currentTable = s.blockTable();
+        currentSlot = s.slot(pos);
+        float[] logits = fwd.forward(token, pos, attention);
+        computedTokens++;
+        return logits;
+    }
+
+    private void attend(int layer, int pos, float[] q, float[] k, float[] v, float[] out) {
+        store.write(layer, currentSlot, k, v);
+        PagedAttention.decode(store, layer, q, c.heads(), currentTable, pos + 1, out);
+    }
+
+    /**
+     * run.c's greedy loop on a new sequence {@code id}: the prompt in one append, then one token at a
+     * time, at most {@code steps} positions in all (0 or more than seq_len: seq_len), stopping when
+     * BOS comes out. The sequence stays open (the caller frees it).
+     *
+     * @return the generated ids, prompt and stopping BOS excluded
+     */
+    public int[] generate(Sequence s, int[] prompt, int steps) {
+        Greedy.checkPrompt(c, prompt);
+        int max = Greedy.clampSteps(c, steps);
+        if (prompt.length > max) {
+            throw new IllegalArgumentException("prompt of " + prompt.length + " tokens exceeds steps " + max);
+        }
+        Decoder d = new Decoder(s, prompt, max);
+        while (d.advance()) {
+            // one token per call
+        }
+        return d.output();
+    }
+
+    /** One sequence's greedy decoding, advanced a token at a time so that sequences can interleave. */
+    private final class Decoder {
+        final Sequence seq;
+        final int[] prompt;
+        final int max;
+        int[] out;
+        int n;
+        int next = -1;
+        boolean done;
+        int hits;
+
+        Decoder(Sequence seq, int[] prompt, int max) {
+            this.seq = seq;
+            this.prompt = prompt;
+            this.max = max;
+            this.out = new int[Math.max(0, max - prompt.length + 1)];
+        }
+
+        /** Computes one more position (the whole prompt on the first call); false once finished. */
+        boolean advance() {
+            if (done) {
+                return false;
+            }
+            float[] logits;
+            if (next < 0) {
+                Prefill p = prefill(seq, prompt);
+                hits = p.hits();
+                logits = p.logits();
+            } else {
+                logits = step(seq, next);
+            }
+            next = Llama2Forward.argmax(logits);
+            // positions computed so far: seq.length(); run.c stops at `steps` positions or at BOS
+            if (next == Llama2Reference.BOS) {
+                done = true;
+                return false;
+            }
+            out[n++] = next;
+            if (seq.length() >= max) {
+                done = true;
+                return false;
+            }
+            return true;
+        }
+
+        int[] output() {
+            return Arrays.copyOf(out, n);
+        }
+    }
+
+    /**
+     * One sequence of {@link #generateConcurrently}.
+     *
+     * @param id     sequence id
+     * @param prompt its prompt
+     * @param hits   prompt tokens served from the prefix cache
+     * @param ids    generated ids
+     */
+    public record Generation(String id, int[] prompt, int hits, int[] ids) {
+    }
+
+    /**
+     * Greedy decoding of several sequences at once, interleaved one token at a time (round robin)
+     * in the same pool, as a server would batch them. Sequence i is named {@code prefix + i}; each
+     * prompt goes in with one append, so prompts sharing full leading blocks with an earlier
+     * sequence get prefix hits. Sequences are freed when done.
+     */
+    public List<Generation> generateConcurrently(String idPrefix, int[][] prompts, int steps) {
+        checkOpen();
+        Objects.requireNonNull(prompts, "prompts");
+        int max = Greedy.clampSteps(c, steps);
+        List<Decoder> ds = new ArrayList<>();
+        try {
+            for (int i = 0; i < prompts.length; i++) {
+                Greedy.checkPrompt(c, prompts[i]);
+                if (prompts[i].length > max) {
+                    throw new IllegalArgumentException("prompt " + i + " of " + prompts[i].length
+                            + " tokens exceeds steps " + max);
+                }
+            }
+            for (int i = 0; i < prompts.length; i++) {
+                ds.add(new Decoder(open(idPrefix + i), prompts[i], max));
+            }
+            boolean any = true;
+            while (any) {
+                any = false;
+                for (Decoder d : ds) {
+                    any |= d.advance();
+                }
+            }
+            List<Generation> out = new ArrayList<>();
+            for (Decoder d : ds) {
+                out.add(new Generation(d.seq.id(), d.prompt.clone(), d.hits, d.output()));
+            }
+            return out;
+        } finally {
+            for (Decoder d : ds) {
+                if (d.seq.isLive()) {
+                    manager.free(d.seq);
+                }
+            }
+        }
+    }
+
+    /**
+     * Prompts for {@code k} sequences that share a prefix: {@code base} extended with this engine's
+     * greedy continuation to {@code prefixTokens} tokens, then each prompt adds one more token, the
+     * j-th most likely after the prefix (j = 0 is the greedy choice), so the continuations differ.
+     * The prefix is computed once on a probe sequence that is then freed: its full blocks stay in
+     * the prefix cache, so the returned prompts hit them.
+     */
+    public int[][] branchingPrompts(int[] base, int prefixTokens, int k) {
+        checkOpen();
+        Greedy.checkPrompt(c, base);
+        if (prefixTokens < base.length || prefixTokens >= c.seqLen()) {
+            throw new IllegalArgumentException("prefixTokens must be in " + base.length + ".."
+                    + (c.seqLen() - 1) + ", got " + prefixTokens);
+        }
+        if (k <= 0 || k > c.vocabSize()) {
+            throw new IllegalArgumentException("k must be in 1.." + c.vocabSize() + ", got " + k);
+        }
+        int[] prefix = Arrays.copyOf(base, prefixTokens);
+        Sequence probe = open("branching-probe-" + System.identityHashCode(prefix));
+        try {
+            float[] logits = prefill(probe, base).logits();
+            for (int pos = base.length; pos < prefixTokens; pos++) {
+                prefix[pos] = Llama2Forward.argmax(logits);
+                logits = step(probe, prefix[pos]).clone();
+            }
+            int[] ranked = topK(logits, k);
+            int[][] prompts = new int[k][];
+            for (int j = 0; j < k; j++) {
+                prompts[j] = Arrays.copyOf(prefix, prefixTokens + 1);
+                prompts[j][prefixTokens] = ranked[j];
+            }
+            return prompts;
+        } finally {
+            manager.free(probe);
+        }
+    }
+
+    /** Indices of the k largest values, largest first; ties go to the lower index (like argmax). */
+    static int[] topK(float[] x, int k) {
+        int[] best = new int[k];
+        boolean[] taken = new boolean[x.length];
+        for (int j = 0; j < k; j++) {
+            int b = -1;
+            for (int i = 0; i < x.length; i++) {
+                if (!taken[i] && (b < 0 || x[i] > x[b])) {
+                    b = i;
+                }
+            }
+            taken[b] = true;
+            best[j] = b;
+        }
+        return best;
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("engine closed");
+        }
+    }
+
+    /** Closes the manager and releases the store's memory. Idempotent. */
+    @Override
+    public void close() {
+        if (!closed) {
+            closed = true;
+            try {
+                manager.close();
+            } finally {
+                store.close();
+            }
+        }
+    }
+}
