@@ -13,10 +13,27 @@ package dev.kvcache;
  * @param appendedTokens       tokens appended in all
  * @param publishedBlocks      blocks published to the prefix cache
  * @param peakUsedBlocks       the most blocks in use at once
+ * @param reservedBlocks       blocks set aside for guaranteed sequences and not yet taken by them
+ * @param watermarkRefusals    new sequences refused to keep the watermark free
+ * @param reservationRefusals  appends refused because the free blocks are set aside for guaranteed sequences
+ * @param quotaRefusals        appends refused for a tenant quota
+ * @param preemptions          sequences preempted
+ * @param recomputedTokens     tokens resumed sequences had to recompute (their prefix hits excluded)
+ * @param swappedOutBytes      bytes copied to the swap space
+ * @param swappedInBytes       bytes copied back from it
+ * @param idleReleasedSequences sequences released idle
+ * @param idleReleasedBlocks   blocks they held
+ * @param idleHeldBlocks       blocks held now by sequences idle past the default lease (0 without one)
+ * @param droppedTokens        tokens dropped by retention policies
+ * @param retentionReleasedBlocks blocks released because all their tokens were dropped
  */
 public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTokens, long forks,
                             long copyOnWrites, long windowReleasedBlocks, long appendedTokens,
-                            long publishedBlocks, int peakUsedBlocks) {
+                            long publishedBlocks, int peakUsedBlocks, int reservedBlocks,
+                            long watermarkRefusals, long reservationRefusals, long quotaRefusals,
+                            long preemptions, long recomputedTokens, long swappedOutBytes,
+                            long swappedInBytes, long idleReleasedSequences, long idleReleasedBlocks,
+                            int idleHeldBlocks, long droppedTokens, long retentionReleasedBlocks) {
 
     /** Bytes held by live sequences. */
     public long usedBytes() {
@@ -31,6 +48,11 @@ public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTok
     /** Bytes of the whole pool. */
     public long totalBytes() {
         return stats.totalBlocks() * bytesPerBlock;
+    }
+
+    /** Bytes held now by sequences idle past the default lease. */
+    public long idleHeldBytes() {
+        return idleHeldBlocks * bytesPerBlock;
     }
 
     /** Peak bytes in use. */

@@ -2,14 +2,17 @@ package dev.kvcache;
 
 import org.agrona.collections.Long2LongHashMap;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.locks.StampedLock;
+import java.util.function.LongSupplier;
 
 /**
  * The paged block manager: which physical block holds each sequence's tokens, which blocks are
@@ -62,6 +65,29 @@ import java.util.concurrent.locks.StampedLock;
  * optimistically and retries under the read lock, and {@link #cachedPrefixLength} takes the read
  * lock, so routers and metrics threads never see a half-made change.
  *
+ * <h2>When memory runs short</h2>
+ * The levers an engine pulls, each counted in the {@link #ledger()}:
+ * <ul>
+ *   <li><b>admission</b>: a watermark keeps a share of blocks free for running decodes (a new
+ *       sequence's first append is refused if it would dip into it), and a sequence opened with
+ *       {@link SequenceOptions#maxTokens()} has blocks for its whole length set aside at admission,
+ *       so it can never fail later (the no-evict mode, {@link Builder#requireMaxTokens}, demands
+ *       this of every sequence);</li>
+ *   <li><b>tenant quotas</b>: every used block is charged to exactly one tenant (the one whose
+ *       sequence took it from the free pool); an append that would take a tenant over its quota is
+ *       refused, and preemption picks tenants above their fair share first;</li>
+ *   <li><b>preemption</b>: {@link #preemptionVictims} picks victims (tenants over fair share, then
+ *       lowest priority, then newest; never a guaranteed sequence, never one preempted
+ *       {@code thrashLimit} times already), {@link #preempt} frees them by recompute or swap, and
+ *       {@link #resume} brings them back, all or nothing;</li>
+ *   <li><b>idle release</b>: a sequence not touched within its lease is released by
+ *       {@link #reapIdle()}, which an engine calls from its own thread;</li>
+ *   <li><b>retention</b>: {@link #dropTokens} drops tokens a retention policy (sliding window,
+ *       heavy hitters, SnapKV) chose; a block is released once all its tokens are dropped, and a
+ *       partly dropped block stays, its dropped tokens masked ({@link Sequence#slot} = -1).</li>
+ * </ul>
+ * {@link #lastRefusal()} says why the last append returned -1.
+ *
  * <h2>What it does not own</h2>
  * A {@link KvStore} given to the builder is used for copy-on-write copies but not closed here: the
  * engine that made it closes it.
@@ -83,6 +109,12 @@ public final class KvCacheManager implements AutoCloseable {
     private final EvictionPolicy policy;
     private final KvStore store;
     private final BlockCopier copier;
+    private final LongSupplier clock;
+    private final long defaultLeaseNanos;
+    private final int watermarkBlocks;
+    private final boolean requireMaxTokens;
+    private final int thrashLimit;
+    private final SwapSpace swapSpace;
 
     // ---- per block, indexed by block id ----
     private final int[] refCount;
@@ -95,6 +127,8 @@ public final class KvCacheManager implements AutoCloseable {
     private final long[] blockSalt;
     /** Token ids of published blocks, B per block; confirms hits. Empty when prefix caching is off. */
     private final int[] blockTokenIds;
+    /** Index of the tenant a used block is charged to. */
+    private final int[] blockTenant;
 
     // ---- free structures ----
     private final int[] emptyStack;
@@ -106,6 +140,14 @@ public final class KvCacheManager implements AutoCloseable {
     private final Map<String, PagedSequence> live = new HashMap<>();
     private long liveTokens;
     private int usedBlocks;
+    private long admissions;
+    /** Blocks set aside for guaranteed sequences and not yet taken by them. */
+    private int reservedOutstanding;
+    private final Map<String, Tenant> tenants = new HashMap<>();
+    private Tenant[] tenantByIndex = new Tenant[4];
+    private final Map<String, Integer> quotas;
+    private final Map<String, Integer> preemptionCounts = new HashMap<>();
+    private Refusal lastRefusal = Refusal.NONE;
 
     // ---- counters (the ledger) ----
     private long prefixQueryTokens;
@@ -118,6 +160,17 @@ public final class KvCacheManager implements AutoCloseable {
     private long appendedTokens;
     private long publishedBlocks;
     private int peakUsedBlocks;
+    private long watermarkRefusals;
+    private long quotaRefusals;
+    private long reservationRefusals;
+    private long preemptions;
+    private long recomputedTokens;
+    private long swappedOutBytes;
+    private long swappedInBytes;
+    private long idleReleasedSequences;
+    private long idleReleasedBlocks;
+    private long droppedTokens;
+    private long retentionReleasedBlocks;
 
     // ---- scratch for append, grown on demand, reused ----
     private long[] scratchHashes = new long[16];
@@ -140,6 +193,14 @@ public final class KvCacheManager implements AutoCloseable {
         this.policy = b.policy;
         this.store = b.store;
         this.copier = b.copier != null ? b.copier : (store != null ? store::copyBlock : null);
+        this.clock = b.clock;
+        this.defaultLeaseNanos = b.leaseNanos;
+        this.watermarkBlocks = (int) Math.ceil(b.watermark * blocks);
+        this.requireMaxTokens = b.requireMaxTokens;
+        this.thrashLimit = b.thrashLimit;
+        this.swapSpace = b.swapSpace;
+        this.quotas = new HashMap<>(b.quotas);
+        this.blockTenant = new int[blocks];
 
         refCount = new int[blocks];
         blockPriority = new int[blocks];
@@ -175,6 +236,13 @@ public final class KvCacheManager implements AutoCloseable {
         private BlockCopier copier;
         private int sinkTokens;
         private int windowTokens;
+        private LongSupplier clock = System::nanoTime;
+        private long leaseNanos;
+        private double watermark;
+        private boolean requireMaxTokens;
+        private int thrashLimit = 3;
+        private SwapSpace swapSpace;
+        private final Map<String, Integer> quotas = new HashMap<>();
 
         private Builder(KvLayout layout) {
             this.layout = Objects.requireNonNull(layout, "layout");
@@ -245,6 +313,68 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
+        /** The time source for leases, in nanoseconds ({@link System#nanoTime()} by default; tests pass a fake). */
+        public Builder clock(LongSupplier nanoTime) {
+            this.clock = Objects.requireNonNull(nanoTime, "clock");
+            return this;
+        }
+
+        /** Default idle lease: {@link KvCacheManager#reapIdle()} releases sequences untouched for longer. */
+        public Builder idleLease(Duration lease) {
+            if (lease.isNegative() || lease.isZero()) {
+                throw new IllegalArgumentException("idleLease must be > 0, got " + lease);
+            }
+            this.leaseNanos = lease.toNanos();
+            return this;
+        }
+
+        /**
+         * Keeps {@code fraction} of the pool (0 to 1) free for running decodes: a new sequence's first
+         * append is refused ({@link Refusal#WATERMARK}) if it would leave fewer free blocks.
+         */
+        public Builder admissionWatermark(double fraction) {
+            if (!(fraction >= 0 && fraction < 1)) {
+                throw new IllegalArgumentException("admissionWatermark must be in [0, 1), got " + fraction);
+            }
+            this.watermark = fraction;
+            return this;
+        }
+
+        /**
+         * No-evict mode: every sequence must be opened with {@link SequenceOptions#maxTokens()} and is
+         * admitted only when blocks for all of it can be set aside, so running sequences never need
+         * preemption.
+         */
+        public Builder requireMaxTokens(boolean on) {
+            this.requireMaxTokens = on;
+            return this;
+        }
+
+        /** Caps the blocks charged to {@code tenant} at once. */
+        public Builder tenantQuota(String tenant, int maxBlocks) {
+            Objects.requireNonNull(tenant, "tenant");
+            if (maxBlocks < 0) {
+                throw new IllegalArgumentException("quota of tenant '" + tenant + "' must be >= 0, got " + maxBlocks);
+            }
+            quotas.put(tenant, maxBlocks);
+            return this;
+        }
+
+        /** A sequence preempted this many times is no longer chosen as a victim (default 3). */
+        public Builder thrashLimit(int preemptions) {
+            if (preemptions <= 0) {
+                throw new IllegalArgumentException("thrashLimit must be > 0, got " + preemptions);
+            }
+            this.thrashLimit = preemptions;
+            return this;
+        }
+
+        /** Where {@link PreemptionMode#SWAP} moves blocks. */
+        public Builder swapSpace(SwapSpace s) {
+            this.swapSpace = Objects.requireNonNull(s, "swapSpace");
+            return this;
+        }
+
         public KvCacheManager build() {
             int n;
             if (blocks > 0) {
@@ -298,9 +428,12 @@ public final class KvCacheManager implements AutoCloseable {
             if (live.containsKey(id)) {
                 throw new IllegalArgumentException("sequence id '" + id + "' is already live");
             }
-            PagedSequence s = new PagedSequence(this, id, options, options.expectedTokens());
-            live.put(id, s);
-            return s;
+            if (requireMaxTokens && options.maxTokens() == 0) {
+                throw new IllegalArgumentException("sequence '" + id
+                        + "' has maxTokens 0: this manager admits only sequences with a maximum length");
+            }
+            return register(new PagedSequence(this, id, options, tenant(options.tenant()),
+                    Math.max(options.expectedTokens(), Math.min(options.maxTokens(), 1 << 16))));
         } finally {
             lock.unlockWrite(st);
         }
@@ -387,13 +520,21 @@ public final class KvCacheManager implements AutoCloseable {
         int winFrom = 0;
         int winTo = 0;
         int winFreed = 0;
+        int winReleased = 0;
+        int winTenantRelief = 0;
         if (window && oldLen > windowTokens) {
             winFrom = Math.max(q.windowReleasedTo, ceilDiv(sinkTokens, B));
             winTo = (oldLen - windowTokens) / B; // blocks [winFrom, winTo) lie wholly outside
             for (int i = winFrom; i < winTo; i++) {
                 int b = q.table[i];
-                if (b >= 0 && refCount[b] == 1) {
-                    winFreed++;
+                if (b >= 0) {
+                    winReleased++;
+                    if (refCount[b] == 1) {
+                        winFreed++;
+                        if (blockTenant[b] == q.tenant.index) {
+                            winTenantRelief++;
+                        }
+                    }
                 }
             }
         }
@@ -427,12 +568,36 @@ public final class KvCacheManager implements AutoCloseable {
         int newBlocks = ceilDiv(newLen, B);
         int lastOld = oldBlocks - 1;
         boolean cow = oldLen % B != 0 && refCount[q.table[lastOld]] > 1;
-        int demand = newBlocks - oldBlocks - hits + (cow ? 1 : 0);
+        int fresh = newBlocks - oldBlocks - hits;
+        int demand = fresh + (cow ? 1 : 0);
         int supply = emptyTop + cached.size() - hitsFromCache + winFreed;
-        if (demand > supply) {
-            allocationFailures++;
-            return -1;
+        Tenant t = q.tenant;
+        if ((long) t.used + demand + hitsFromCache - winTenantRelief > t.quota) {
+            t.refusals++;
+            quotaRefusals++;
+            return refuse(Refusal.TENANT_QUOTA);
         }
+        if (demand > supply) {
+            return refuse(Refusal.NO_BLOCKS);
+        }
+        // guaranteed sequences: blocks set aside for the others must stay free after this append
+        int reserve = q.reserve;
+        if (oldLen == 0 && q.options.maxTokens() > 0 && !q.forked) {
+            reserve = ceilDiv(q.options.maxTokens(), B);
+        }
+        int heldAfter = q.held - winReleased + hits + fresh;
+        int outAfter = Math.max(0, reserve - heldAfter);
+        int others = reservedOutstanding - q.outstanding;
+        int slack = supply - demand - others - outAfter;
+        if (slack < 0) {
+            reservationRefusals++;
+            return refuse(Refusal.RESERVED);
+        }
+        if (oldLen == 0 && !q.forked && slack < watermarkBlocks) {
+            watermarkRefusals++;
+            return refuse(Refusal.WATERMARK);
+        }
+        lastRefusal = Refusal.NONE;
 
         // --- commit: nothing below can fail
         q.ensureCapacity(newLen, newBlocks);
@@ -452,9 +617,12 @@ public final class KvCacheManager implements AutoCloseable {
             prefixQueryTokens += n;
             prefixHitTokens += (long) hits * B;
         }
+        if (oldLen == 0 && !q.forked) {
+            q.admission = ++admissions;
+        }
         for (int j = 0; j < hits; j++) {
             int b = scratchHits[j];
-            acquire(b, q.priority);
+            acquire(b, q);
             q.table[j] = b;
             q.chainHash = scratchHashes[j];
         }
@@ -462,7 +630,7 @@ public final class KvCacheManager implements AutoCloseable {
         q.cached = hits * B;
         if (cow) {
             int src = q.table[lastOld];
-            int dst = allocate(q.priority);
+            int dst = allocate(q);
             refCount[src]--; // stays > 0: another sequence still holds it
             q.table[lastOld] = dst;
             copyOnWrites++;
@@ -470,13 +638,17 @@ public final class KvCacheManager implements AutoCloseable {
         }
         System.arraycopy(tokens, off, q.tokens, oldLen, n);
         for (int i = oldBlocks + hits; i < newBlocks; i++) {
-            q.table[i] = allocate(q.priority);
+            q.table[i] = allocate(q);
             q.held++;
         }
         q.tableSize = newBlocks;
         q.length = newLen;
+        q.lastTouch = clock.getAsLong();
         liveTokens += n;
+        t.liveTokens += n;
         appendedTokens += n;
+        q.reserve = reserve;
+        updateReservation(q);
 
         // publish every block this call filled (hit blocks are published already)
         int firstFull = Math.max(oldLen / B, hits);
@@ -507,7 +679,8 @@ public final class KvCacheManager implements AutoCloseable {
             if (live.containsKey(childId)) {
                 throw new IllegalArgumentException("sequence id '" + childId + "' is already live");
             }
-            PagedSequence c = new PagedSequence(this, childId, p.options, p.length);
+            PagedSequence c = new PagedSequence(this, childId, p.options, p.tenant, p.length);
+            c.forked = true;
             c.ensureCapacity(p.length, p.tableSize);
             System.arraycopy(p.tokens, 0, c.tokens, 0, p.length);
             System.arraycopy(p.table, 0, c.table, 0, p.tableSize);
@@ -517,6 +690,11 @@ public final class KvCacheManager implements AutoCloseable {
             c.chainHash = p.chainHash;
             c.windowReleasedTo = p.windowReleasedTo;
             c.cached = p.cached;
+            c.admission = ++admissions;
+            if (p.dropped != null) {
+                c.dropped = p.dropped.clone();
+                c.droppedCount = p.droppedCount;
+            }
             for (int i = 0; i < p.tableSize; i++) {
                 int b = p.table[i];
                 if (b >= 0) {
@@ -524,8 +702,9 @@ public final class KvCacheManager implements AutoCloseable {
                     blockPriority[b] = Math.max(blockPriority[b], c.priority);
                 }
             }
-            live.put(childId, c);
+            register(c);
             liveTokens += c.length;
+            c.tenant.liveTokens += c.length;
             forks++;
             return c;
         } finally {
@@ -556,6 +735,439 @@ public final class KvCacheManager implements AutoCloseable {
         q.live = false;
         live.remove(q.id);
         liveTokens -= q.length;
+        q.tenant.liveTokens -= q.length;
+        q.tenant.liveSequences--;
+        q.reserve = 0;
+        updateReservation(q);
+    }
+
+    private PagedSequence register(PagedSequence q) {
+        live.put(q.id, q);
+        q.tenant.liveSequences++;
+        q.lastTouch = clock.getAsLong();
+        return q;
+    }
+
+    private int refuse(Refusal why) {
+        allocationFailures++;
+        lastRefusal = why;
+        return -1;
+    }
+
+    /** Keeps {@link #reservedOutstanding} equal to the sum of the live sequences' outstanding reservations. */
+    private void updateReservation(PagedSequence q) {
+        int out = q.live ? Math.max(0, q.reserve - q.held) : 0;
+        reservedOutstanding += out - q.outstanding;
+        q.outstanding = out;
+    }
+
+    private Tenant tenant(String name) {
+        Tenant t = tenants.get(name);
+        if (t == null) {
+            t = new Tenant(name, tenants.size(), quotas.getOrDefault(name, Integer.MAX_VALUE));
+            tenants.put(name, t);
+            if (t.index == tenantByIndex.length) {
+                tenantByIndex = Arrays.copyOf(tenantByIndex, t.index * 2);
+            }
+            tenantByIndex[t.index] = t;
+        }
+        return t;
+    }
+
+    // ------------------------------------------------------------------ lifecycle levers
+
+    /** Why the last append on this manager returned -1 ({@link Refusal#NONE} after a success). */
+    public Refusal lastRefusal() {
+        long st = lock.readLock();
+        try {
+            return lastRefusal;
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** Marks {@code s} as active now (appends do this themselves): its idle lease starts again. */
+    public void touch(Sequence s) {
+        long st = lock.writeLock();
+        try {
+            checkLive(s).lastTouch = clock.getAsLong();
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    /**
+     * Releases every live sequence that has not been touched for longer than its lease and says
+     * what each held. Sequences without a lease (none in their options and no
+     * {@link Builder#idleLease default}) are never released. Safe to call from a reaper thread.
+     */
+    public List<IdleRelease> reapIdle() {
+        long st = lock.writeLock();
+        try {
+            checkOpen();
+            List<IdleRelease> out = idleLocked(true, 0L);
+            for (IdleRelease r : out) {
+                PagedSequence q = live.get(r.id());
+                q.tenant.idleReleases++;
+                idleReleasedSequences++;
+                idleReleasedBlocks += r.blocks();
+                freeLocked(q);
+            }
+            return out;
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    /** The live sequences untouched for longer than {@code minIdle}, without releasing them (what idle streams hold). */
+    public List<IdleRelease> idleSequences(Duration minIdle) {
+        long st = lock.readLock();
+        try {
+            return idleLocked(false, minIdle.toNanos());
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    private List<IdleRelease> idleLocked(boolean byLease, long minIdle) {
+        long now = clock.getAsLong();
+        List<IdleRelease> out = new ArrayList<>();
+        for (PagedSequence q : live.values()) {
+            long idle = now - q.lastTouch;
+            long limit = byLease ? (q.options.leaseNanos() > 0 ? q.options.leaseNanos() : defaultLeaseNanos) : minIdle;
+            if ((!byLease || limit > 0) && idle > limit) {
+                out.add(new IdleRelease(q.id, q.tenant.name, idle, q.length, q.held,
+                        q.held * layout.bytesPerBlock()));
+            }
+        }
+        out.sort(Comparator.comparing(IdleRelease::id));
+        return out;
+    }
+
+    private int idleHeldBlocks() {
+        if (defaultLeaseNanos == 0) {
+            return 0;
+        }
+        long now = clock.getAsLong();
+        int held = 0;
+        for (PagedSequence q : live.values()) {
+            if (now - q.lastTouch > defaultLeaseNanos) {
+                held += q.held;
+            }
+        }
+        return held;
+    }
+
+    /**
+     * Sequences to preempt so that at least {@code blocksNeeded} blocks come free, in the order to
+     * preempt them: sequences of tenants above their fair share first, then lowest priority, then
+     * newest admitted. Never {@code requester}, never a guaranteed sequence
+     * ({@link SequenceOptions#maxTokens()}), never one already preempted {@code thrashLimit} times.
+     * Only blocks a victim holds alone count, since shared ones stay. May return fewer than needed
+     * (then preempting them all still would not be enough).
+     */
+    public List<Sequence> preemptionVictims(int blocksNeeded, Sequence requester) {
+        if (blocksNeeded < 0) {
+            throw new IllegalArgumentException("blocksNeeded must be >= 0, got " + blocksNeeded);
+        }
+        long st = lock.readLock();
+        try {
+            checkOpen();
+            int activeTenants = 0;
+            for (Tenant t : tenants.values()) {
+                if (t.liveSequences > 0) {
+                    activeTenants++;
+                }
+            }
+            int fairShare = activeTenants == 0 ? totalBlocks : totalBlocks / activeTenants;
+            List<PagedSequence> candidates = new ArrayList<>();
+            for (PagedSequence q : live.values()) {
+                if (q != requester && q.reserve == 0
+                        && preemptionCounts.getOrDefault(q.id, 0) < thrashLimit) {
+                    candidates.add(q);
+                }
+            }
+            candidates.sort(Comparator
+                    .comparing((PagedSequence q) -> q.tenant.used <= fairShare)
+                    .thenComparingInt(q -> q.priority)
+                    .thenComparing(Comparator.comparingLong((PagedSequence q) -> q.admission).reversed()));
+            List<Sequence> out = new ArrayList<>();
+            int freed = 0;
+            for (PagedSequence q : candidates) {
+                if (freed >= blocksNeeded) {
+                    break;
+                }
+                out.add(q);
+                for (int i = 0; i < q.tableSize; i++) {
+                    int b = q.table[i];
+                    if (b >= 0 && refCount[b] == 1) {
+                        freed++;
+                    }
+                }
+            }
+            return out;
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** How many times sequence id {@code id} has been preempted (the thrash guard's count). */
+    public int preemptionCount(String id) {
+        long st = lock.readLock();
+        try {
+            return preemptionCounts.getOrDefault(id, 0);
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /**
+     * Takes {@code s} out of the cache and returns every block it held. RECOMPUTE frees the blocks
+     * (full ones stay in the prefix cache until reused, so a prompt often comes back cheaply); SWAP
+     * first copies each held block to the {@link Builder#swapSpace swap space}, all or nothing
+     * (IllegalStateException, nothing changed, if there is no swap space or it lacks room).
+     */
+    public PreemptedSequence preempt(Sequence s, PreemptionMode mode) {
+        Objects.requireNonNull(mode, "mode");
+        long st = lock.writeLock();
+        try {
+            PagedSequence q = checkLive(s);
+            long[] handles = null;
+            if (mode == PreemptionMode.SWAP) {
+                if (swapSpace == null) {
+                    throw new IllegalStateException("SWAP preemption of '" + q.id + "' needs a swap space (Builder.swapSpace)");
+                }
+                if (swapSpace.freeBlocks() < q.held) {
+                    throw new IllegalStateException("swap space has " + swapSpace.freeBlocks()
+                            + " free blocks; sequence '" + q.id + "' holds " + q.held);
+                }
+                handles = new long[q.tableSize];
+                for (int i = 0; i < q.tableSize; i++) {
+                    int b = q.table[i];
+                    handles[i] = b < 0 ? -1L : swapSpace.swapOut(b);
+                    if (b >= 0 && handles[i] < 0) {
+                        for (int j = 0; j < i; j++) {
+                            if (handles[j] >= 0) {
+                                swapSpace.discard(handles[j]);
+                            }
+                        }
+                        throw new IllegalStateException("swap space refused block " + b + " of '" + q.id + "'");
+                    }
+                }
+                swappedOutBytes += (long) q.held * swapSpace.bytesPerBlock();
+            }
+            int released = q.held;
+            PreemptedSequence p = new PreemptedSequence(q.id, q.options, Arrays.copyOf(q.tokens, q.length),
+                    mode, handles, released);
+            preemptions++;
+            q.tenant.preemptions++;
+            preemptionCounts.merge(q.id, 1, Integer::sum);
+            freeLocked(q);
+            return p;
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    /**
+     * Brings a preempted sequence back under its id, all or nothing: null (and nothing changed but
+     * the refusal counters) when its blocks do not fit now. After RECOMPUTE the engine recomputes KV
+     * for positions {@code cachedTokens()} to {@code length()-1}; after SWAP nothing (the blocks were
+     * copied back). IllegalArgumentException if the id is live again.
+     */
+    public Sequence resume(PreemptedSequence p) {
+        Objects.requireNonNull(p, "preempted");
+        long st = lock.writeLock();
+        try {
+            checkOpen();
+            if (live.containsKey(p.id())) {
+                throw new IllegalArgumentException("sequence id '" + p.id() + "' is already live");
+            }
+            PagedSequence q = new PagedSequence(this, p.id(), p.options(), tenant(p.options().tenant()), p.length());
+            if (p.mode() == PreemptionMode.RECOMPUTE) {
+                register(q);
+                int hits = p.length() == 0 ? 0 : appendLocked(q, p.tokens(), 0, p.length());
+                if (hits < 0) {
+                    live.remove(q.id);
+                    q.tenant.liveSequences--;
+                    q.live = false;
+                    return null;
+                }
+                recomputedTokens += p.length() - hits;
+                return q;
+            }
+            return resumeSwapped(q, p);
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    private Sequence resumeSwapped(PagedSequence q, PreemptedSequence p) {
+        long[] handles = p.swapHandles();
+        int need = 0;
+        for (long h : handles) {
+            if (h >= 0) {
+                need++;
+            }
+        }
+        Tenant t = q.tenant;
+        if ((long) t.used + need > t.quota) {
+            t.refusals++;
+            quotaRefusals++;
+            refuse(Refusal.TENANT_QUOTA);
+            return null;
+        }
+        if (need > emptyTop + cached.size() - reservedOutstanding) {
+            refuse(need > emptyTop + cached.size() ? Refusal.NO_BLOCKS : Refusal.RESERVED);
+            return null;
+        }
+        int B = blockTokens;
+        q.ensureCapacity(p.length(), handles.length);
+        System.arraycopy(p.tokens(), 0, q.tokens, 0, p.length());
+        q.length = p.length();
+        q.tableSize = handles.length;
+        q.admission = ++admissions;
+        for (int i = 0; i < handles.length; i++) {
+            if (handles[i] < 0) {
+                q.table[i] = NIL;
+                if ((i + 1) * B <= q.length) {
+                    q.windowReleasedTo = Math.max(q.windowReleasedTo, i + 1);
+                }
+                continue;
+            }
+            int b = allocate(q);
+            swapSpace.swapIn(handles[i], b);
+            q.table[i] = b;
+            q.held++;
+        }
+        swappedInBytes += (long) need * swapSpace.bytesPerBlock();
+        long parent = ROOT_HASH;
+        for (int i = 0; i < q.length / B; i++) {
+            long h = blockHash(parent, q.salt, q.tokens, i * B, B);
+            if (prefixCaching && q.table[i] >= 0) {
+                publish(q.table[i], h, parent, q.salt, q.tokens, i * B);
+            }
+            parent = h;
+        }
+        q.chainHash = parent;
+        register(q);
+        liveTokens += q.length;
+        t.liveTokens += q.length;
+        lastRefusal = Refusal.NONE;
+        return q;
+    }
+
+    /**
+     * Drops the tokens at {@code positions} of {@code s} (a retention policy's choice: heavy
+     * hitters, SnapKV). Dropped tokens read as {@code slot(p) == -1} and attention skips them. A
+     * full block whose tokens are all dropped is released at once; a partly dropped block stays
+     * (the memory is block-granular) and is released when its last kept token is dropped. Positions
+     * already dropped are ignored. IllegalArgumentException naming a position outside 0..length-1,
+     * with nothing dropped.
+     *
+     * @return blocks released by this call
+     */
+    public int dropTokens(Sequence s, int[] positions, int offset, int count) {
+        Objects.requireNonNull(positions, "positions");
+        long st = lock.writeLock();
+        try {
+            PagedSequence q = checkLive(s);
+            Objects.checkFromIndexSize(offset, count, positions.length);
+            for (int i = offset; i < offset + count; i++) {
+                int p = positions[i];
+                if (p < 0 || p >= q.length) {
+                    throw new IllegalArgumentException("position " + p + " outside 0.." + (q.length - 1)
+                            + " of sequence '" + q.id + "'");
+                }
+            }
+            if (q.dropped == null || q.dropped.length < ((q.length + 63) >>> 6)) {
+                q.dropped = q.dropped == null ? new long[(q.length + 63) >>> 6]
+                        : Arrays.copyOf(q.dropped, Math.max((q.length + 63) >>> 6, q.dropped.length * 2));
+            }
+            int B = blockTokens;
+            int released = 0;
+            for (int i = offset; i < offset + count; i++) {
+                int p = positions[i];
+                long bit = 1L << p;
+                if ((q.dropped[p >>> 6] & bit) != 0) {
+                    continue;
+                }
+                q.dropped[p >>> 6] |= bit;
+                q.droppedCount++;
+                droppedTokens++;
+                int blk = p / B;
+                if ((blk + 1) * B <= q.length && q.table[blk] >= 0 && allDropped(q, blk * B, B)) {
+                    int b = q.table[blk];
+                    q.table[blk] = NIL;
+                    q.held--;
+                    retentionReleasedBlocks++;
+                    released++;
+                    release(b);
+                }
+            }
+            updateReservation(q);
+            return released;
+        } finally {
+            lock.unlockWrite(st);
+        }
+    }
+
+    private static boolean allDropped(PagedSequence q, int from, int count) {
+        for (int p = from; p < from + count; p++) {
+            if ((q.dropped[p >>> 6] & (1L << p)) == 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Per-tenant shares and counters, by tenant name. */
+    public List<TenantStats> tenantStats() {
+        long st = lock.readLock();
+        try {
+            List<TenantStats> out = new ArrayList<>();
+            for (Tenant t : tenants.values()) {
+                out.add(t.stats());
+            }
+            out.sort(Comparator.comparing(TenantStats::tenant));
+            return out;
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** One tenant's share, or null if no sequence of it was ever opened. */
+    public TenantStats tenantStats(String tenant) {
+        long st = lock.readLock();
+        try {
+            Tenant t = tenants.get(tenant);
+            return t == null ? null : t.stats();
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** A tenant's running totals; blocks are charged to the tenant that took them from the free pool. */
+    private static final class Tenant {
+        final String name;
+        final int index;
+        final int quota;
+        int used;
+        int liveSequences;
+        long liveTokens;
+        long refusals;
+        long preemptions;
+        long idleReleases;
+
+        Tenant(String name, int index, int quota) {
+            this.name = name;
+            this.index = index;
+            this.quota = quota;
+        }
+
+        TenantStats stats() {
+            return new TenantStats(name, quota, used, liveSequences, liveTokens, refusals, preemptions, idleReleases);
+        }
     }
 
     // ------------------------------------------------------------------ prefix cache
@@ -649,7 +1261,11 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.readLock();
         try {
             return new KvCacheLedger(snapshot(), layout.bytesPerBlock(), blockTokens, forks,
-                    copyOnWrites, windowReleasedBlocks, appendedTokens, publishedBlocks, peakUsedBlocks);
+                    copyOnWrites, windowReleasedBlocks, appendedTokens, publishedBlocks, peakUsedBlocks,
+                    reservedOutstanding, watermarkRefusals, reservationRefusals, quotaRefusals,
+                    preemptions, recomputedTokens, swappedOutBytes, swappedInBytes,
+                    idleReleasedSequences, idleReleasedBlocks, idleHeldBlocks(), droppedTokens,
+                    retentionReleasedBlocks);
         } finally {
             lock.unlockRead(st);
         }
@@ -744,7 +1360,7 @@ public final class KvCacheManager implements AutoCloseable {
     // ------------------------------------------------------------------ block operations
 
     /** Takes a block for exclusive use: an empty one if any, else the policy's victim. */
-    private int allocate(int priority) {
+    private int allocate(PagedSequence q) {
         int b;
         if (emptyTop > 0) {
             b = emptyStack[--emptyTop];
@@ -756,19 +1372,23 @@ public final class KvCacheManager implements AutoCloseable {
             evict(b);
         }
         refCount[b] = 1;
-        blockPriority[b] = priority;
+        blockPriority[b] = q.priority;
+        blockTenant[b] = q.tenant.index;
+        q.tenant.used++;
         usedBlocks++;
         return b;
     }
 
     /** A hit: takes a reference on a published block, reviving it from the cache if needed. */
-    private void acquire(int b, int priority) {
+    private void acquire(int b, PagedSequence q) {
         if (refCount[b] == 0) {
             cached.remove(b);
             usedBlocks++;
-            blockPriority[b] = priority;
+            blockPriority[b] = q.priority;
+            blockTenant[b] = q.tenant.index;
+            q.tenant.used++;
         } else {
-            blockPriority[b] = Math.max(blockPriority[b], priority);
+            blockPriority[b] = Math.max(blockPriority[b], q.priority);
         }
         refCount[b]++;
     }
@@ -777,6 +1397,7 @@ public final class KvCacheManager implements AutoCloseable {
     private void release(int b) {
         if (--refCount[b] == 0) {
             usedBlocks--;
+            tenantByIndex[blockTenant[b]].used--;
             if (published[b]) {
                 cached.add(b, blockPriority[b]);
             } else {
@@ -898,6 +1519,16 @@ public final class KvCacheManager implements AutoCloseable {
         final KvCacheManager owner;
         final String id;
         final SequenceOptions options;
+        final Tenant tenant;
+        boolean forked;
+        long admission;
+        long lastTouch;
+        /** Blocks set aside for this sequence (maxTokens), and how many of them it has not taken yet. */
+        int reserve;
+        int outstanding;
+        /** Bit per position: dropped by a retention policy; null until the first drop. */
+        long[] dropped;
+        int droppedCount;
         final long salt;
         final int priority;
         int[] tokens;
@@ -910,10 +1541,12 @@ public final class KvCacheManager implements AutoCloseable {
         int windowReleasedTo;
         volatile boolean live = true;
 
-        PagedSequence(KvCacheManager owner, String id, SequenceOptions options, int expectedTokens) {
+        PagedSequence(KvCacheManager owner, String id, SequenceOptions options, Tenant tenant,
+                      int expectedTokens) {
             this.owner = owner;
             this.id = id;
             this.options = options;
+            this.tenant = tenant;
             this.salt = options.cacheSalt();
             this.priority = options.priority();
             int cap = Math.max(expectedTokens, owner.blockTokens);
@@ -967,7 +1600,7 @@ public final class KvCacheManager implements AutoCloseable {
             }
             int B = owner.blockTokens;
             int b = table[position / B];
-            return b < 0 ? -1L : (long) b * B + position % B;
+            return b < 0 || isDropped(position) ? -1L : (long) b * B + position % B;
         }
 
         @Override
@@ -992,6 +1625,22 @@ public final class KvCacheManager implements AutoCloseable {
         @Override
         public boolean isLive() {
             return live;
+        }
+
+        @Override
+        public boolean isDropped(int position) {
+            long[] d = dropped;
+            return d != null && (position >>> 6) < d.length && (d[position >>> 6] & (1L << position)) != 0;
+        }
+
+        @Override
+        public int droppedTokens() {
+            return droppedCount;
+        }
+
+        @Override
+        public String tenant() {
+            return tenant.name;
         }
 
         @Override

@@ -39,4 +39,13 @@ public interface Sequence {
 
     /** The options it was opened with (a fork inherits its parent's). */
     SequenceOptions options();
+
+    /** True when a retention policy dropped the token at {@code position} ({@link KvCacheManager#dropTokens}). */
+    boolean isDropped(int position);
+
+    /** Tokens dropped by retention policies so far. */
+    int droppedTokens();
+
+    /** The tenant its blocks are charged to. */
+    String tenant();
 }
