@@ -341,6 +341,19 @@ public final class OffHeapKvStore implements KvStore {
         return rowFormat ? -1 : stageOf[block * layers + layer];
     }
 
+    /** Gives back the staging slot of (block, layer), if any, without encoding it. */
+    void dropStage(int block, int layer) {
+        if (rowFormat) {
+            return;
+        }
+        int i = block * layers + layer;
+        int st = stageOf[i];
+        if (st >= 0) {
+            stageOf[i] = -1;
+            staging.release(st);
+        }
+    }
+
     StagingPool staging() {
         return staging;
     }

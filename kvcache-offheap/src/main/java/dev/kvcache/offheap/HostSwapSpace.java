@@ -1,0 +1,268 @@
+package dev.kvcache.offheap;
+
+import dev.kvcache.KvLayout;
+
+import java.util.Objects;
+
+/**
+ * A host-memory tier for preempted sequences: moves blocks (by id) out of an
+ * {@link OffHeapKvStore} into a pool of host blocks and back, and counts the bytes moved.
+ *
+ * <h2>Use (preemption)</h2>
+ * <pre>{@code
+ *   int[] host = swap.swapOut(store, seq.blockTable());   // null: not enough host blocks, nothing moved
+ *   manager.free(seq);                                      // the device blocks go back to the pool
+ *   ...                                                     // later, re-admit:
+ *   Sequence again = manager.open(id); manager.append(again, tokens);   // fresh blocks, same length
+ *   swap.swapIn(host, store, again.blockTable());           // copies back, frees the host blocks
+ * }</pre>
+ * A {@code -1} entry (a block a sliding window released) stays {@code -1} and moves nothing.
+ *
+ * <h2>Memory</h2>
+ * The pool is itself an {@link OffHeapKvStore} of the same layout (one 64-byte-aligned native
+ * allocation, {@link StoreLayout} order), so a block moves as one bulk copy of
+ * {@code bytesPerBlock} bytes, plus the full-precision staging rows of any partially written layer
+ * of a block format (FP8, KIVI): what comes back is bit-identical to what went out. Free host blocks
+ * sit on a stack. For the CPU store this is a second pool (e.g. on a larger, slower or pageable
+ * budget); for a CUDA store the same API would move device blocks to pinned host memory.
+ *
+ * <h2>Threads</h2>
+ * Methods synchronize on this object; a swap must not run concurrently with writes or attention on
+ * the blocks it moves (the engine preempts a sequence between steps).
+ */
+public final class HostSwapSpace implements AutoCloseable {
+
+    private final OffHeapKvStore pool;
+    private final int[] freeStack;
+    private final boolean[] inUse;
+    private int freeTop;
+    private long bytesOut;
+    private long bytesIn;
+    private long blocksOut;
+    private long blocksIn;
+
+    private HostSwapSpace(KvLayout layout, int hostBlocks) {
+        this.pool = OffHeapKvStore.allocate(layout, hostBlocks);
+        this.freeStack = new int[hostBlocks];
+        this.inUse = new boolean[hostBlocks];
+        for (int i = 0; i < hostBlocks; i++) {
+            freeStack[i] = hostBlocks - 1 - i;
+        }
+        this.freeTop = hostBlocks;
+    }
+
+    /** A host pool of {@code hostBlocks} blocks of {@code layout}. */
+    public static HostSwapSpace allocate(KvLayout layout, int hostBlocks) {
+        Objects.requireNonNull(layout, "layout");
+        if (hostBlocks <= 0) {
+            throw new IllegalArgumentException("hostBlocks must be > 0, got " + hostBlocks);
+        }
+        return new HostSwapSpace(layout, hostBlocks);
+    }
+
+    /**
+     * Copies blocks {@code deviceBlocks} of {@code store} into free host blocks and returns their
+     * host ids in the same order ({@code -1} entries stay {@code -1}). Returns {@code null}, moving
+     * nothing, when fewer host blocks are free than needed. The device blocks are left as they
+     * were; the caller frees them.
+     */
+    public synchronized int[] swapOut(OffHeapKvStore store, int[] deviceBlocks) {
+        checkStore(store);
+        Objects.requireNonNull(deviceBlocks, "deviceBlocks");
+        int need = 0;
+        for (int i = 0; i < deviceBlocks.length; i++) {
+            int b = deviceBlocks[i];
+            if (b != -1) {
+                checkIndexed(store, "deviceBlocks", i, b);
+                need++;
+            }
+        }
+        if (need > freeTop) {
+            return null;
+        }
+        int[] host = new int[deviceBlocks.length];
+        for (int i = 0; i < deviceBlocks.length; i++) {
+            int b = deviceBlocks[i];
+            if (b == -1) {
+                host[i] = -1;
+                continue;
+            }
+            int h = freeStack[--freeTop];
+            inUse[h] = true;
+            bytesOut += moved(store, b);
+            OffHeapKvStore.transfer(store, b, pool, h);
+            blocksOut++;
+            host[i] = h;
+        }
+        return host;
+    }
+
+    /**
+     * Copies host blocks {@code hostBlocks} (from {@link #swapOut}) onto blocks {@code deviceBlocks}
+     * of {@code store} and frees the host blocks. Entries that are {@code -1} in either array are
+     * skipped (and must be {@code -1} in both). Everything is checked before anything moves.
+     */
+    public synchronized void swapIn(int[] hostBlocks, OffHeapKvStore store, int[] deviceBlocks) {
+        checkStore(store);
+        Objects.requireNonNull(hostBlocks, "hostBlocks");
+        Objects.requireNonNull(deviceBlocks, "deviceBlocks");
+        if (deviceBlocks.length < hostBlocks.length) {
+            throw new IllegalArgumentException("deviceBlocks has " + deviceBlocks.length
+                    + " entries, fewer than hostBlocks' " + hostBlocks.length);
+        }
+        for (int i = 0; i < hostBlocks.length; i++) {
+            int h = hostBlocks[i];
+            int d = deviceBlocks[i];
+            if ((h == -1) != (d == -1)) {
+                throw new IllegalArgumentException("hostBlocks[" + i + "] = " + h + " but deviceBlocks["
+                        + i + "] = " + d + ": -1 must line up");
+            }
+            if (h != -1) {
+                checkHost(i, h);
+                checkIndexed(store, "deviceBlocks", i, d);
+            }
+        }
+        checkDistinct(hostBlocks);
+        for (int i = 0; i < hostBlocks.length; i++) {
+            int h = hostBlocks[i];
+            if (h == -1) {
+                continue;
+            }
+            bytesIn += moved(pool, h);
+            OffHeapKvStore.transfer(pool, h, store, deviceBlocks[i]);
+            release(h);
+            blocksIn++;
+        }
+    }
+
+    /** Gives host blocks back without copying them anywhere (a preempted sequence was aborted). */
+    public synchronized void free(int[] hostBlocks) {
+        pool.checkOpen();
+        Objects.requireNonNull(hostBlocks, "hostBlocks");
+        for (int i = 0; i < hostBlocks.length; i++) {
+            if (hostBlocks[i] != -1) {
+                checkHost(i, hostBlocks[i]);
+            }
+        }
+        checkDistinct(hostBlocks);
+        for (int h : hostBlocks) {
+            if (h != -1) {
+                release(h);
+            }
+        }
+    }
+
+    private void release(int h) {
+        inUse[h] = false;
+        freeStack[freeTop++] = h;
+        // a host block's staging slots are not needed any more
+        for (int layer = 0; layer < pool.layout().layers(); layer++) {
+            pool.dropStage(h, layer);
+        }
+    }
+
+    /** Bytes a transfer of block {@code b} of {@code s} moves: the block plus staged layers. */
+    private static long moved(OffHeapKvStore s, int b) {
+        long n = s.storeLayout().blockBytes();
+        if (!s.rowFormat()) {
+            for (int layer = 0; layer < s.layout().layers(); layer++) {
+                if (s.stage(b, layer) >= 0) {
+                    n += s.storeLayout().stageBytes();
+                }
+            }
+        }
+        return n;
+    }
+
+    /** Host blocks not holding a swapped-out block. */
+    public synchronized int freeBlocks() {
+        pool.checkOpen();
+        return freeTop;
+    }
+
+    /** All host blocks. */
+    public int totalBlocks() {
+        return pool.blocks();
+    }
+
+    /** Bytes copied store to host so far. */
+    public synchronized long bytesSwappedOut() {
+        return bytesOut;
+    }
+
+    /** Bytes copied host to store so far. */
+    public synchronized long bytesSwappedIn() {
+        return bytesIn;
+    }
+
+    /** Blocks copied store to host so far. */
+    public synchronized long blocksSwappedOut() {
+        return blocksOut;
+    }
+
+    /** Blocks copied host to store so far. */
+    public synchronized long blocksSwappedIn() {
+        return blocksIn;
+    }
+
+    /** Native bytes of the host pool (blocks plus staging chunks). */
+    public long allocatedBytes() {
+        return pool.allocatedBytes();
+    }
+
+    /** Frees the host pool; idempotent. */
+    @Override
+    public synchronized void close() {
+        pool.close();
+    }
+
+    private void checkStore(OffHeapKvStore store) {
+        pool.checkOpen();
+        Objects.requireNonNull(store, "store");
+        store.checkOpen();
+        if (!store.layout().equals(pool.layout())) {
+            throw new IllegalArgumentException("store layout " + store.layout()
+                    + " differs from the swap space's " + pool.layout());
+        }
+    }
+
+    private void checkHost(int i, int h) {
+        if (h < 0 || h >= inUse.length) {
+            throw new IllegalArgumentException("hostBlocks[" + i + "] = " + h + " out of range [0, "
+                    + inUse.length + ")");
+        }
+        if (!inUse[h]) {
+            throw new IllegalArgumentException("hostBlocks[" + i + "] = " + h + " holds no swapped-out block");
+        }
+    }
+
+    /** A host block listed twice would be freed twice; refuse before anything changes. */
+    private void checkDistinct(int[] hostBlocks) {
+        int i = 0;
+        try {
+            for (; i < hostBlocks.length; i++) {
+                int h = hostBlocks[i];
+                if (h == -1) {
+                    continue;
+                }
+                if (!inUse[h]) {
+                    throw new IllegalArgumentException("hostBlocks[" + i + "] = " + h + " is listed twice");
+                }
+                inUse[h] = false;
+            }
+        } finally {
+            for (int j = 0; j < i; j++) {
+                if (hostBlocks[j] != -1) {
+                    inUse[hostBlocks[j]] = true;
+                }
+            }
+        }
+    }
+
+    private static void checkIndexed(OffHeapKvStore store, String name, int i, int b) {
+        if (b < 0 || b >= store.blockCount()) {
+            throw new IllegalArgumentException(name + "[" + i + "] = " + b + " out of range [0, "
+                    + store.blockCount() + ")");
+        }
+    }
+}
