@@ -54,4 +54,21 @@ public interface SliceKernels {
      */
     void accumulateRows(MemorySegment slice, long off, int rows, int count, int dim,
                         float[] w, int wOff, float[] acc, int aOff);
+
+    /**
+     * Bytes of an encoded slice of {@code rows} rows of {@code dim} values, metadata included;
+     * equals {@code KvFormat.keyBytes} (key kernels) or {@code valueBytes} (value kernels).
+     */
+    long sliceBytes(int rows, int dim);
+
+    /**
+     * Encodes {@code src[srcOff .. srcOff + rows*dim)} ({@code [rows][dim]}) as one slice at
+     * {@code dst[dstOff .. dstOff + sliceBytes(rows, dim))}. Works for every format; for block formats
+     * this is how a full block is written. Checks everything before writing: on an exception
+     * nothing was written.
+     */
+    void encode(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff);
+
+    /** Decodes a whole slice of {@code rows} rows at {@code src[off ..)} into {@code dst[dstOff .. dstOff + rows*dim)}. */
+    void decode(MemorySegment src, long off, int rows, int dim, float[] dst, int dstOff);
 }

@@ -1,0 +1,188 @@
+package dev.kvcache.quant;
+
+import dev.kvcache.KvFormat;
+import dev.kvcache.KvFormats;
+import dev.kvcache.Quantizer;
+
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Quantizers and slice kernels for every standard {@link KvFormat} of {@link KvFormats}.
+ *
+ * <h2>Keys and values</h2>
+ * Every format except KIVI encodes keys and values the same way, so {@link #keys}, {@link #values}
+ * and {@link #of} return the same codec. KIVI quantizes keys per channel across a block's tokens and
+ * values per token in groups of 32, so a store must use {@link #keys(KvFormat)} /
+ * {@link #keyKernels(KvFormat)} for K slices and {@link #values(KvFormat)} /
+ * {@link #valueKernels(KvFormat)} for V slices. {@link #of} and {@link #kernels} return the
+ * <em>key</em> codec; their sizes match {@link KvFormat#keyBytes}.
+ *
+ * <h2>Providers</h2>
+ * The kernels come from a provider chosen once per JVM: the Vector API one when the module
+ * {@code jdk.incubator.vector} is in the boot layer (add {@code --add-modules jdk.incubator.vector})
+ * and the system property {@code kvcache.vector} is not {@code false}; the scalar one otherwise.
+ * Both produce identical encoded bytes; dot products and weighted sums may differ in the last
+ * bits because they sum in a different order. {@link #provider()} names the one in use.
+ *
+ * <h2>Input</h2>
+ * Encoding rejects NaN and infinities with an {@link IllegalArgumentException} naming the index and
+ * value, before anything is written (KV values are finite; a NaN is a bug upstream and would poison
+ * a whole block's scale). Finite values out of a format's range saturate (F16, BF16, FP8) or, when
+ * a block's fp16 metadata would overflow (Q8_0, Q4_0, KIVI), are rejected naming the limit.
+ * Undersized arrays or segments, bad offsets, read-only destinations and shapes the format cannot
+ * hold ({@code dim % 32 != 0} for the grouped formats) are rejected the same way.
+ */
+public final class Quantizers {
+
+    private Quantizers() {
+    }
+
+    private static final System.Logger LOG = System.getLogger(Quantizers.class.getName());
+
+    private static final List<KvFormat> FORMATS = KvFormats.all();
+
+    private static final KernelProvider ACTIVE;
+    private static final Codec[] SCALAR_KEYS;
+    private static final Codec[] SCALAR_VALUES;
+    private static final Codec[] ACTIVE_KEYS;
+    private static final Codec[] ACTIVE_VALUES;
+
+    static {
+        KernelProvider vector = loadVectorProvider();
+        ACTIVE = vector != null ? vector : ScalarProvider.INSTANCE;
+        SCALAR_KEYS = table(ScalarProvider.INSTANCE, true);
+        SCALAR_VALUES = table(ScalarProvider.INSTANCE, false);
+        ACTIVE_KEYS = vector != null ? table(vector, true) : SCALAR_KEYS;
+        ACTIVE_VALUES = vector != null ? table(vector, false) : SCALAR_VALUES;
+    }
+
+    /** The codec of {@code f}; for KIVI the key codec (see the class comment). */
+    public static Quantizer of(KvFormat f) {
+        return keys(f);
+    }
+
+    /** The codec for key slices of {@code f}. */
+    public static Quantizer keys(KvFormat f) {
+        return get(ACTIVE_KEYS, f);
+    }
+
+    /** The codec for value slices of {@code f}. */
+    public static Quantizer values(KvFormat f) {
+        return get(ACTIVE_VALUES, f);
+    }
+
+    /** Slice kernels of {@code f} from the active provider; for KIVI the key kernels. */
+    public static SliceKernels kernels(KvFormat f) {
+        return keyKernels(f);
+    }
+
+    /** Slice kernels for key slices of {@code f} from the active provider. */
+    public static SliceKernels keyKernels(KvFormat f) {
+        return get(ACTIVE_KEYS, f);
+    }
+
+    /** Slice kernels for value slices of {@code f} from the active provider. */
+    public static SliceKernels valueKernels(KvFormat f) {
+        return get(ACTIVE_VALUES, f);
+    }
+
+    /** Plain-Java kernels of {@code f} (keys for KIVI), whatever the active provider. */
+    public static SliceKernels scalarKernels(KvFormat f) {
+        return get(SCALAR_KEYS, f);
+    }
+
+    /** Plain-Java kernels for key slices of {@code f}. */
+    public static SliceKernels scalarKeyKernels(KvFormat f) {
+        return get(SCALAR_KEYS, f);
+    }
+
+    /** Plain-Java kernels for value slices of {@code f}. */
+    public static SliceKernels scalarValueKernels(KvFormat f) {
+        return get(SCALAR_VALUES, f);
+    }
+
+    /** Name of the active provider: {@code "scalar"} or e.g. {@code "vector(512-bit)"}. */
+    public static String provider() {
+        return ACTIVE.name();
+    }
+
+    /** True when the Vector API provider is active. */
+    public static boolean vectorized() {
+        return ACTIVE != ScalarProvider.INSTANCE;
+    }
+
+    // ------------------------------------------------------------------ internals (tests use these)
+
+    /** Every provider this JVM can run: the scalar one, then the Vector API one if available. */
+    static List<KernelProvider> availableProviders() {
+        KernelProvider vector = loadVectorProvider();
+        return vector == null ? List.of(ScalarProvider.INSTANCE) : List.of(ScalarProvider.INSTANCE, vector);
+    }
+
+    static KernelProvider activeProvider() {
+        return ACTIVE;
+    }
+
+    static Codec codec(KernelProvider p, KvFormat f, boolean keys) {
+        Codec c = p.codec(check(f), keys);
+        return c != null || p == ScalarProvider.INSTANCE ? c : ScalarProvider.INSTANCE.codec(f, keys);
+    }
+
+    private static Codec[] table(KernelProvider p, boolean keys) {
+        Codec[] t = new Codec[FORMATS.size()];
+        for (int i = 0; i < t.length; i++) {
+            t[i] = codec(p, FORMATS.get(i), keys);
+        }
+        return t;
+    }
+
+    private static Codec get(Codec[] table, KvFormat f) {
+        Codec c = table[index(f)];
+        if (c == null) {
+            throw new UnsupportedOperationException("format " + f + " is not implemented yet");
+        }
+        return c;
+    }
+
+    private static KvFormat check(KvFormat f) {
+        index(f);
+        return f;
+    }
+
+    private static int index(KvFormat f) {
+        int i = f == null ? -1 : FORMATS.indexOf(f);
+        if (i < 0) {
+            throw new IllegalArgumentException("no quantizer for format " + f
+                    + "; known: " + FORMATS.stream().map(KvFormat::name).toList());
+        }
+        return i;
+    }
+
+    /** True when the vector module is present and not disabled by -Dkvcache.vector=false. */
+    static boolean vectorWanted() {
+        if ("false".equalsIgnoreCase(System.getProperty("kvcache.vector", "true").trim())) {
+            return false;
+        }
+        return ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+    }
+
+    /*
+     * Lucene-style: the class that touches jdk.incubator.vector is named only as a string, so the
+     * scalar path never links against the incubator module. Any failure (module missing, species
+     * too narrow, a linkage error) falls back to scalar with one log line.
+     */
+    private static KernelProvider loadVectorProvider() {
+        if (!vectorWanted()) {
+            return null;
+        }
+        try {
+            Class<?> c = Class.forName("dev.kvcache.quant.VectorProvider");
+            Optional<?> p = (Optional<?>) c.getDeclaredMethod("create").invoke(null);
+            return (KernelProvider) p.orElse(null);
+        } catch (ReflectiveOperationException | LinkageError | RuntimeException e) {
+            LOG.log(System.Logger.Level.WARNING, "Vector API kernels unavailable, using scalar: " + e);
+            return null;
+        }
+    }
+}
