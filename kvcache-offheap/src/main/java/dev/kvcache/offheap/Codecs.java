@@ -2,21 +2,20 @@ package dev.kvcache.offheap;
 
 import dev.kvcache.KvFormat;
 import dev.kvcache.KvFormats;
-import dev.kvcache.Quantizer;
+import dev.kvcache.quant.Quantizers;
 import dev.kvcache.quant.SliceKernels;
 
 /**
- * The encoders and fused kernels one store uses: separate ones for keys and values (KIVI groups
- * keys per channel and values per token), plus the F32 kernels that read staging slots.
+ * The fused kernels one store uses, from kvcache-quant's active provider (Vector API when
+ * {@code jdk.incubator.vector} is present, scalar otherwise): separate ones for keys and values
+ * (KIVI groups keys per channel across tokens and values per token), plus the F32 kernels that
+ * read and write staging slots.
  */
-record Codecs(SliceKernels keyKernels, SliceKernels valueKernels,
-              Quantizer keyQuantizer, Quantizer valueQuantizer, SliceKernels f32) {
+record Codecs(SliceKernels keyKernels, SliceKernels valueKernels, SliceKernels f32) {
 
     static Codecs of(KvFormat f) {
-        if (f == KvFormats.F32) {
-            return new Codecs(F32Kernels.INSTANCE, F32Kernels.INSTANCE, null, null, F32Kernels.INSTANCE);
-        }
-        throw new UnsupportedOperationException("format " + f + " needs kvcache-quant's kernels (not wired yet)");
+        return new Codecs(Quantizers.keyKernels(f), Quantizers.valueKernels(f),
+                Quantizers.kernels(KvFormats.F32));
     }
 
     /** True for formats encoded row by row (F32, F16, BF16, Q8_0, Q4_0). */

@@ -60,7 +60,7 @@ public final class OffHeapKvStore implements KvStore {
     private final StagingPool staging;
     /** Block formats: staging slot of (block * layers + layer), or -1 when the encoded bytes are current. */
     private final int[] stageOf;
-    private final ThreadLocal<float[]> scratch;
+    private final ThreadLocal<WriteScratch> scratch;
 
     private volatile boolean closed;
 
@@ -96,7 +96,8 @@ public final class OffHeapKvStore implements KvStore {
             throw e;
         }
         int rowFloats = blockTokens * headDim;
-        this.scratch = ThreadLocal.withInitial(() -> new float[rowFloats]);
+        long layerBytes = bytes.layerBytes();
+        this.scratch = ThreadLocal.withInitial(() -> new WriteScratch(rowFloats, layerBytes));
     }
 
     /**
@@ -156,23 +157,43 @@ public final class OffHeapKvStore implements KvStore {
         checkSlot(slot);
         checkArray("k", k);
         checkArray("v", v);
+        checkFinite("k", k);
+        checkFinite("v", v);
         int block = (int) (slot / blockTokens);
         int row = (int) (slot % blockTokens);
+        WriteScratch ws = scratch.get();
+        SliceKernels kk = codecs.keyKernels();
+        SliceKernels vk = codecs.valueKernels();
         if (rowFormat) {
-            SliceKernels kk = codecs.keyKernels();
-            SliceKernels vk = codecs.valueKernels();
-            long kRow = kk.rowBytes(headDim) * row;
-            long vRow = vk.rowBytes(headDim) * row;
+            // encode every head into scratch first, so an encoder's refusal changes nothing
+            long kRowBytes = kk.rowBytes(headDim);
+            long vRowBytes = vk.rowBytes(headDim);
+            MemorySegment enc = ws.encoded;
+            long vBase = kvHeads * kRowBytes;
             for (int h = 0; h < kvHeads; h++) {
-                kk.encodeRow(k, h * headDim, headDim, memory, bytes.keyOffset(block, layer, h) + kRow);
-                vk.encodeRow(v, h * headDim, headDim, memory, bytes.valueOffset(block, layer, h) + vRow);
+                kk.encodeRow(k, h * headDim, headDim, enc, h * kRowBytes);
+                vk.encodeRow(v, h * headDim, headDim, enc, vBase + h * vRowBytes);
+            }
+            for (int h = 0; h < kvHeads; h++) {
+                MemorySegment.copy(enc, h * kRowBytes, memory,
+                        bytes.keyOffset(block, layer, h) + row * kRowBytes, kRowBytes);
+                MemorySegment.copy(enc, vBase + h * vRowBytes, memory,
+                        bytes.valueOffset(block, layer, h) + row * vRowBytes, vRowBytes);
             }
             return;
         }
         int state = block * layers + layer;
         int stage = stageOf[state];
+        if (row == blockTokens - 1) {
+            seal(block, layer, stage, row, k, v, ws);
+            if (stage >= 0) {
+                stageOf[state] = -1;
+                staging.release(stage);
+            }
+            return;
+        }
         if (stage < 0) {
-            stage = open(block, layer);
+            stage = open(block, layer, ws);
             stageOf[state] = stage;
         }
         MemorySegment seg = staging.segment(stage);
@@ -183,49 +204,65 @@ public final class OffHeapKvStore implements KvStore {
             f32.encodeRow(k, h * headDim, headDim, seg, base + bytes.stageKeyOffset(h) + rowOff);
             f32.encodeRow(v, h * headDim, headDim, seg, base + bytes.stageValueOffset(h) + rowOff);
         }
-        if (row == blockTokens - 1) {
-            seal(block, layer, stage);
-            stageOf[state] = -1;
-            staging.release(stage);
+    }
+
+    /** Per-thread scratch of the write path: one head's rows as floats, one layer's encoded bytes. */
+    private static final class WriteScratch {
+        final float[] rows;
+        final MemorySegment encoded;
+
+        WriteScratch(int rowFloats, long layerBytes) {
+            rows = new float[rowFloats];
+            encoded = MemorySegment.ofArray(new long[(int) ((layerBytes + 7) / 8)]);
         }
     }
 
     /** Takes a staging slot for (block, layer) and fills it with the slices' current contents. */
-    private int open(int block, int layer) {
+    private int open(int block, int layer, WriteScratch ws) {
         int stage = staging.acquire();
         MemorySegment seg = staging.segment(stage);
         long base = staging.offset(stage);
-        float[] rows = scratch.get();
-        int n = blockTokens * headDim;
+        float[] rows = ws.rows;
         for (int h = 0; h < kvHeads; h++) {
-            decodeSlice(codecs.keyKernels(), bytes.keyOffset(block, layer, h), rows);
-            codecs.f32().encodeRow(rows, 0, n, seg, base + bytes.stageKeyOffset(h));
-            decodeSlice(codecs.valueKernels(), bytes.valueOffset(block, layer, h), rows);
-            codecs.f32().encodeRow(rows, 0, n, seg, base + bytes.stageValueOffset(h));
+            codecs.keyKernels().decode(memory, bytes.keyOffset(block, layer, h), blockTokens, headDim, rows, 0);
+            codecs.f32().encode(rows, 0, blockTokens, headDim, seg, base + bytes.stageKeyOffset(h));
+            codecs.valueKernels().decode(memory, bytes.valueOffset(block, layer, h), blockTokens, headDim, rows, 0);
+            codecs.f32().encode(rows, 0, blockTokens, headDim, seg, base + bytes.stageValueOffset(h));
         }
         return stage;
     }
 
-    private void decodeSlice(SliceKernels kernels, long off, float[] rows) {
-        for (int r = 0; r < blockTokens; r++) {
-            kernels.decodeRow(memory, off, blockTokens, r, headDim, rows, r * headDim);
-        }
-    }
-
-    /** Encodes every head's K and V slice of (block, layer) from its staging slot. */
-    private void seal(int block, int layer, int stage) {
-        MemorySegment seg = staging.segment(stage);
-        long base = staging.offset(stage);
-        float[] rows = scratch.get();
-        int n = blockTokens * headDim;
+    /**
+     * Encodes (block, layer) with {@code k}/{@code v} as row {@code row}: the other rows come from
+     * the staging slot ({@code stage >= 0}) or from the encoded slices. Everything is encoded into
+     * scratch first and copied over the layer's bytes only when every head succeeded.
+     */
+    private void seal(int block, int layer, int stage, int row, float[] k, float[] v, WriteScratch ws) {
+        float[] rows = ws.rows;
+        MemorySegment enc = ws.encoded;
+        long kBytes = bytes.keySliceBytes();
+        long vBase = kvHeads * kBytes;
+        long vBytes = bytes.valueSliceBytes();
+        MemorySegment seg = stage >= 0 ? staging.segment(stage) : null;
+        long base = stage >= 0 ? staging.offset(stage) : 0;
         for (int h = 0; h < kvHeads; h++) {
-            codecs.f32().decodeRow(seg, base + bytes.stageKeyOffset(h), 1, 0, n, rows, 0);
-            codecs.keyQuantizer().encode(rows, blockTokens, headDim,
-                    memory.asSlice(bytes.keyOffset(block, layer, h), bytes.keySliceBytes()));
-            codecs.f32().decodeRow(seg, base + bytes.stageValueOffset(h), 1, 0, n, rows, 0);
-            codecs.valueQuantizer().encode(rows, blockTokens, headDim,
-                    memory.asSlice(bytes.valueOffset(block, layer, h), bytes.valueSliceBytes()));
+            if (stage >= 0) {
+                codecs.f32().decode(seg, base + bytes.stageKeyOffset(h), blockTokens, headDim, rows, 0);
+            } else {
+                codecs.keyKernels().decode(memory, bytes.keyOffset(block, layer, h), blockTokens, headDim, rows, 0);
+            }
+            System.arraycopy(k, h * headDim, rows, row * headDim, headDim);
+            codecs.keyKernels().encode(rows, 0, blockTokens, headDim, enc, h * kBytes);
+            if (stage >= 0) {
+                codecs.f32().decode(seg, base + bytes.stageValueOffset(h), blockTokens, headDim, rows, 0);
+            } else {
+                codecs.valueKernels().decode(memory, bytes.valueOffset(block, layer, h), blockTokens, headDim, rows, 0);
+            }
+            System.arraycopy(v, h * headDim, rows, row * headDim, headDim);
+            codecs.valueKernels().encode(rows, 0, blockTokens, headDim, enc, vBase + h * vBytes);
         }
+        // K slices then V slices of one layer are one contiguous run (StoreLayout)
+        MemorySegment.copy(enc, 0, memory, bytes.keyOffset(block, layer, 0), bytes.layerBytes());
     }
 
     @Override
@@ -385,6 +422,15 @@ public final class OffHeapKvStore implements KvStore {
     void checkBlock(String name, int block) {
         if (block < 0 || block >= blocks) {
             throw new IllegalArgumentException(name + " " + block + " out of range [0, " + blocks + ")");
+        }
+    }
+
+    /** Encoders refuse NaN and infinities; check first so a refused write changes nothing. */
+    private void checkFinite(String name, float[] a) {
+        for (int i = 0, n = kvHeads * headDim; i < n; i++) {
+            if (!Float.isFinite(a[i])) {
+                throw new IllegalArgumentException(name + "[" + i + "] = " + a[i] + " is not finite");
+            }
         }
     }
 
