@@ -410,12 +410,21 @@ public final class Llama2Engine implements AutoCloseable {
         }
     }
 
-    /** Closes the manager and releases the store's memory. Idempotent. */
+    /**
+     * Frees every sequence still open (the engine owns them: they are useless without it), closes
+     * the manager and releases the store's memory. Idempotent.
+     */
     @Override
     public void close() {
         if (!closed) {
             closed = true;
             try {
+                for (String id : manager.liveSequenceIds()) {
+                    Sequence s = manager.sequence(id);
+                    if (s != null) {
+                        manager.free(s);
+                    }
+                }
                 manager.close();
             } finally {
                 store.close();
