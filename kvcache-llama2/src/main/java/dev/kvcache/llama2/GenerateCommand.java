@@ -5,8 +5,10 @@ import dev.kvcache.KvFormats;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
 
-import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -20,6 +22,9 @@ import java.util.concurrent.Callable;
 @Command(name = "generate", mixinStandardHelpOptions = true,
         description = "Greedy llama2.c decoding with the KV cache in kvcache; prints token ids.")
 public final class GenerateCommand implements Callable<Integer> {
+
+    @Spec
+    CommandSpec spec;
 
     /** The checkpoint's file name, looked up under shared/models. */
     public static final String DEFAULT_MODEL = "stories260K.bin";
@@ -69,17 +74,28 @@ public final class GenerateCommand implements Callable<Integer> {
         } catch (IllegalArgumentException | UnsupportedOperationException | IllegalStateException
                  | java.io.IOException e) {
             // one line naming the problem, not a stack trace
-            System.err.println("generate: " + e);
+            PrintWriter err = spec.commandLine().getErr();
+            err.println("generate: " + e);
+            err.flush();
             return EXIT_BAD_INPUT;
         }
     }
 
     private int run() throws java.io.IOException {
-        PrintStream info = ids ? System.err : System.out;
+        PrintWriter stdout = spec.commandLine().getOut();
+        PrintWriter info = ids ? spec.commandLine().getErr() : stdout;
         KvFormat format = KvFormats.byName(kvFormat);
         if (sequences < 1) {
-            throw new CommandLine.ParameterException(new CommandLine(this),
+            throw new CommandLine.ParameterException(spec.commandLine(),
                     "--sequences must be >= 1, got " + sequences);
+        }
+        if (steps < 0) {
+            throw new CommandLine.ParameterException(spec.commandLine(),
+                    "--steps must be >= 0 (0 = seq_len), got " + steps);
+        }
+        if (blockTokens < 1) {
+            throw new CommandLine.ParameterException(spec.commandLine(),
+                    "--block-tokens must be >= 1, got " + blockTokens);
         }
         Path path = model != null ? model : defaultModel();
         Llama2Model m = Llama2Model.load(path);
@@ -89,7 +105,7 @@ public final class GenerateCommand implements Callable<Integer> {
         List<int[]> outputs = new ArrayList<>();
         if (reference) {
             if (sequences != 1) {
-                throw new CommandLine.ParameterException(new CommandLine(this),
+                throw new CommandLine.ParameterException(spec.commandLine(),
                         "--reference runs one sequence; got --sequences " + sequences);
             }
             long t0 = System.nanoTime();
@@ -136,8 +152,10 @@ public final class GenerateCommand implements Callable<Integer> {
             }
         }
         for (int[] out : outputs) {
-            (ids ? System.out : info).println(join(out));
+            stdout.println(join(out));
         }
+        stdout.flush();
+        info.flush();
         return 0;
     }
 
