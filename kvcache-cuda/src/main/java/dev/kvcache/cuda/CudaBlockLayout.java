@@ -1,0 +1,164 @@
+package dev.kvcache.cuda;
+
+import dev.kvcache.KvFormat;
+import dev.kvcache.KvFormats;
+import dev.kvcache.KvLayout;
+
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * Where every byte of a {@link CudaKvStore} lives. It is the off-heap store's layout
+ * ({@code dev.kvcache.offheap.StoreLayout}) byte for byte, so a block moves between the two
+ * backends as one bulk copy:
+ * <pre>
+ *   store   = block[blocks]                               blockBytes = layout.bytesPerBlock()
+ *   block   = layer[layers]                               layerBytes = kvHeads * (K + V)
+ *   layer   = K-slice[kvHeads] then V-slice[kvHeads]
+ *   K-slice = keys of blockTokens tokens x headDim, encoded    K = format.keyBytes(B, headDim)
+ *   V-slice = values of blockTokens tokens x headDim, encoded  V = format.valueBytes(B, headDim)
+ * </pre>
+ * Row formats (F32, F16, BF16, Q8_0, Q4_0) put row r of a slice at {@code r * rowBytes}; Q8_0 and
+ * Q4_0 rows are llama.cpp {@code block_q8_0}/{@code block_q4_0} streams. An FP8 slice is
+ * {@code blockTokens * headDim} codes and one float32 scale ({@link #FP8_SCALE_FIRST} says where).
+ *
+ * <p>FP8 slices are encoded whole: until a (block, layer)'s last row is written its rows live in a
+ * float32 <em>staging slot</em> ({@link #stageBytes()}, {@code [K|V][head][row][dim]}), exactly as
+ * in the off-heap store.
+ *
+ * <p>The kernels (src/main/cuda/kvcache_kernels.cu) compute the same offsets from the numbers this
+ * class passes them; {@link #formatCode()} is the kernels' format id.
+ */
+public final class CudaBlockLayout {
+
+    /**
+     * FP8 slices hold their float32 scale before the codes ({@code true}) or after them. This must
+     * match kvcache-quant's FP8 quantizer; it is passed to the kernels at launch, so changing it
+     * needs no kernel rebuild.
+     */
+    public static final boolean FP8_SCALE_FIRST = true;
+
+    /** The formats the kernels implement (KIVI is not supported on the device). */
+    public static final List<KvFormat> SUPPORTED = List.of(KvFormats.F32, KvFormats.F16, KvFormats.BF16,
+            KvFormats.FP8_E4M3, KvFormats.FP8_E5M2, KvFormats.Q8_0, KvFormats.Q4_0);
+
+    /** Largest head the decode kernel handles (32 lanes x 16 values). */
+    public static final int MAX_DECODE_HEAD_DIM = 512;
+
+    private final KvLayout layout;
+    private final int formatCode;
+    private final long keySliceBytes;
+    private final long valueSliceBytes;
+    private final long layerBytes;
+    private final long blockBytes;
+    private final long stageSliceBytes;
+
+    /** The byte layout of blocks of {@code layout}; IllegalArgumentException for a format the kernels lack. */
+    public CudaBlockLayout(KvLayout layout) {
+        this.layout = Objects.requireNonNull(layout, "layout");
+        this.formatCode = SUPPORTED.indexOf(layout.format());
+        if (formatCode < 0) {
+            throw new IllegalArgumentException("format " + layout.format().name()
+                    + " is not supported by the CUDA store; supported: "
+                    + SUPPORTED.stream().map(KvFormat::name).toList());
+        }
+        KvFormat f = layout.format();
+        this.keySliceBytes = f.keyBytes(layout.blockTokens(), layout.headDim());
+        this.valueSliceBytes = f.valueBytes(layout.blockTokens(), layout.headDim());
+        this.layerBytes = (long) layout.kvHeads() * (keySliceBytes + valueSliceBytes);
+        this.blockBytes = layerBytes * layout.layers();
+        if (blockBytes != layout.bytesPerBlock()) {
+            throw new IllegalStateException("layout sizes a block at " + layout.bytesPerBlock()
+                    + " bytes, the slices add up to " + blockBytes);
+        }
+        if (keySliceBytes != valueSliceBytes) {
+            // every supported format sizes K and V alike; the kernels take one slice stride
+            throw new IllegalStateException("K slice " + keySliceBytes + " != V slice " + valueSliceBytes);
+        }
+        this.stageSliceBytes = (long) layout.blockTokens() * layout.headDim() * Float.BYTES;
+    }
+
+    /** The model shape and format this describes. */
+    public KvLayout kvLayout() {
+        return layout;
+    }
+
+    /** The kernels' format id: the index in {@link #SUPPORTED}. */
+    public int formatCode() {
+        return formatCode;
+    }
+
+    /** True for FP8 (encoded a whole slice at a time through a staging slot). */
+    public boolean blockFormat() {
+        return layout.format() == KvFormats.FP8_E4M3 || layout.format() == KvFormats.FP8_E5M2;
+    }
+
+    /** Bytes of one head's keys of one layer of one block. */
+    public long keySliceBytes() {
+        return keySliceBytes;
+    }
+
+    /** Bytes of one head's values of one layer of one block. */
+    public long valueSliceBytes() {
+        return valueSliceBytes;
+    }
+
+    /** Bytes of one layer of one block. */
+    public long layerBytes() {
+        return layerBytes;
+    }
+
+    /** Bytes of one block ({@link KvLayout#bytesPerBlock()}). */
+    public long blockBytes() {
+        return blockBytes;
+    }
+
+    /** Offset of block {@code block}. */
+    public long blockOffset(int block) {
+        return block * blockBytes;
+    }
+
+    /** Offset of the K slice of {@code head} in {@code layer} of {@code block}. */
+    public long keyOffset(int block, int layer, int head) {
+        return block * blockBytes + layer * layerBytes + head * keySliceBytes;
+    }
+
+    /** Offset of the V slice of {@code head} in {@code layer} of {@code block}. */
+    public long valueOffset(int block, int layer, int head) {
+        return block * blockBytes + layer * layerBytes + layout.kvHeads() * keySliceBytes + head * valueSliceBytes;
+    }
+
+    /** Bytes of one staging slot: one layer of one block in float32, K then V. */
+    public long stageBytes() {
+        return 2 * layout.kvHeads() * stageSliceBytes;
+    }
+
+    /** Bytes of one head's rows in a staging slot. */
+    public long stageSliceBytes() {
+        return stageSliceBytes;
+    }
+
+    /** Offset of the key rows of {@code head} in a staging slot. */
+    public long stageKeyOffset(int head) {
+        return head * stageSliceBytes;
+    }
+
+    /** Offset of the value rows of {@code head} in a staging slot. */
+    public long stageValueOffset(int head) {
+        return (layout.kvHeads() + head) * stageSliceBytes;
+    }
+
+    /**
+     * Bytes of one block in host swap space: the block, plus for FP8 one staging slot per layer so a
+     * partially written block comes back bit-identical.
+     */
+    public long swapBlockBytes() {
+        return blockBytes + (blockFormat() ? layout.layers() * stageBytes() : 0);
+    }
+
+    @Override
+    public String toString() {
+        return "CudaBlockLayout[" + layout + ", K=" + keySliceBytes + ", V=" + valueSliceBytes
+                + ", layer=" + layerBytes + ", block=" + blockBytes + "]";
+    }
+}

@@ -1,0 +1,773 @@
+package dev.kvcache.cuda;
+
+import dev.kvcache.KvLayout;
+import dev.kvcache.KvStore;
+import org.lwjgl.PointerBuffer;
+import org.lwjgl.cuda.CU;
+import org.lwjgl.system.MemoryStack;
+import org.lwjgl.system.MemoryUtil;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * A {@link KvStore} in CUDA device memory: one {@code cuMemAlloc} of
+ * {@code blocks * layout.bytesPerBlock()} bytes, zeroed, laid out as {@link CudaBlockLayout}
+ * describes (the off-heap store's {@code [block][layer][K|V][head][token][dim]} order, byte for byte).
+ *
+ * <h2>Operations</h2>
+ * <ul>
+ *   <li>{@link #write}: the token's K and V go to the device through a pinned staging buffer and
+ *       {@code kv_write_row} quantizes them into row r of every head's slice (F32/F16/BF16 round to
+ *       nearest even; Q8_0/Q4_0 byte-identical to llama.cpp's reference quantizers). FP8 keeps the
+ *       off-heap store's residual window: the first write into a (block, layer) takes a float32
+ *       staging slot ({@code kv_open} decodes the slice into it), rows go there, and writing the
+ *       block's last row encodes every head's slices with one scale each ({@code kv_seal_fp8}) and
+ *       gives the slot back.</li>
+ *   <li>{@link #readKey}/{@link #readValue}: {@code kv_read_row} dequantizes one row of every head.</li>
+ *   <li>{@link #copyBlock} ({@code cuMemcpyDtoDAsync}) and {@link #copyBlocks} (one kernel for many
+ *       pairs): copy-on-write, staging rows included.</li>
+ *   <li>{@link #decode}: one step of paged decode attention ({@code paged_decode}: one CTA per
+ *       query head, 4 warps splitting the positions, online softmax, GQA, scale
+ *       {@code 1/sqrt(headDim)}), the same contract as {@code dev.kvcache.offheap.PagedAttention}.</li>
+ *   <li>{@link CudaSwapSpace}: asynchronous swaps of blocks to and from pinned host memory on a
+ *       second stream.</li>
+ * </ul>
+ *
+ * <h2>Streams and ordering</h2>
+ * Every method except the swap enqueues runs on the store's stream and synchronizes it before
+ * returning, so the host-side state (which FP8 slices are staged, the scratch buffers) always
+ * matches the device. Swaps run on a second stream; each swap records an event after it, and the
+ * next operation on the main stream waits for that event on the device, so a block is never read
+ * or written while a swap of it is in flight, without blocking the host. A swap in turn waits on
+ * the device for everything the main stream has done before it.
+ *
+ * <h2>Threads, errors, memory</h2>
+ * Public methods synchronize on the store. Arguments are checked before anything changes:
+ * out-of-range layers, slots, blocks and array lengths throw IllegalArgumentException naming the
+ * value and the limit; every call after {@link #close()} throws IllegalStateException. A failing
+ * driver call throws {@link CudaException}. {@link #close()} frees the device memory, the staging
+ * chunks, the pinned buffers and the swap spaces of this store; it is idempotent.
+ */
+public final class CudaKvStore implements KvStore {
+
+    private static final int THREADS = 128;
+    private static final int SEAL_THREADS = 256;
+    private static final int DECODE_WARPS = 4; // WARPS in paged_decode
+    private static final int FMT_F32 = 0;
+
+    private final CudaRuntime rt;
+    private final KvLayout layout;
+    private final CudaBlockLayout bl;
+    private final int blocks;
+    private final int layers;
+    private final int kvHeads;
+    private final int headDim;
+    private final int blockTokens;
+    private final int kvDim;
+    private final long slots;
+    private final boolean blockFormat;
+    private final int fmt;
+    private final int scaleFirst;
+
+    private long mem;
+    private long stream;
+    private long swapStream;
+    private long swapEvent;
+    private long mainEvent;
+    private boolean swapPending;
+    private long hostScratch;      // pinned
+    private long hostScratchBytes;
+    private long devScratch;
+    private long devScratchBytes;
+    private final int[] stageOf;   // FP8: staging slot of (block * layers + layer), or -1
+    private final Staging staging;
+    private final List<CudaSwapSpace> swapSpaces = new ArrayList<>();
+    private boolean closed;
+
+    private CudaKvStore(CudaRuntime rt, CudaBlockLayout bl, int blocks) {
+        this.rt = rt;
+        this.bl = bl;
+        this.layout = bl.kvLayout();
+        this.blocks = blocks;
+        this.layers = layout.layers();
+        this.kvHeads = layout.kvHeads();
+        this.headDim = layout.headDim();
+        this.blockTokens = layout.blockTokens();
+        this.kvDim = layout.kvDim();
+        this.slots = (long) blocks * blockTokens;
+        this.blockFormat = bl.blockFormat();
+        this.fmt = bl.formatCode();
+        this.scaleFirst = CudaBlockLayout.FP8_SCALE_FIRST ? 1 : 0;
+        this.stageOf = new int[blockFormat ? blocks * layers : 0];
+        Arrays.fill(stageOf, -1);
+        this.staging = new Staging(bl.stageBytes());
+        rt.makeCurrent();
+        try (MemoryStack stack = MemoryStack.stackPush()) {
+            PointerBuffer p = stack.mallocPointer(1);
+            long total = bl.blockBytes() * blocks;
+            CudaRuntime.check(CU.cuMemAlloc(p, total), "cuMemAlloc(" + total + " bytes)");
+            mem = p.get(0);
+            CudaRuntime.check(CU.cuMemsetD8(mem, (byte) 0, total), "cuMemsetD8");
+            CudaRuntime.check(CU.cuStreamCreate(p, CU.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+            stream = p.get(0);
+            CudaRuntime.check(CU.cuStreamCreate(p, CU.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+            swapStream = p.get(0);
+            CudaRuntime.check(CU.cuEventCreate(p, CU.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            swapEvent = p.get(0);
+            CudaRuntime.check(CU.cuEventCreate(p, CU.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            mainEvent = p.get(0);
+            ensureScratch(4096);
+        } catch (RuntimeException | Error e) {
+            release();
+            throw e;
+        }
+    }
+
+    /**
+     * A store of {@code blocks} zeroed blocks of {@code layout} on the probed device. Arguments are
+     * checked first (IllegalArgumentException), then {@link CudaRuntime#get()} (a
+     * {@link CudaUnavailableException} without a device), then the allocation
+     * ({@link CudaException} CUDA_ERROR_OUT_OF_MEMORY when it does not fit).
+     */
+    public static CudaKvStore allocate(KvLayout layout, int blocks) {
+        CudaBlockLayout bl = checkAllocation(layout, blocks);
+        return new CudaKvStore(CudaRuntime.get(), bl, blocks);
+    }
+
+    /** The argument checks of {@link #allocate}, without a device. */
+    static CudaBlockLayout checkAllocation(KvLayout layout, int blocks) {
+        Objects.requireNonNull(layout, "layout");
+        if (blocks <= 0) {
+            throw new IllegalArgumentException("blocks must be > 0, got " + blocks);
+        }
+        long slotCount = (long) blocks * layout.blockTokens();
+        if (slotCount > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(blocks + " blocks of " + layout.blockTokens()
+                    + " tokens is " + slotCount + " slots; the limit is " + Integer.MAX_VALUE);
+        }
+        CudaBlockLayout bl = new CudaBlockLayout(layout);
+        if (bl.blockFormat() && (long) blocks * layout.layers() > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException(blocks + " blocks x " + layout.layers() + " layers = "
+                    + (long) blocks * layout.layers() + " staging states; the limit is " + (Integer.MAX_VALUE - 8));
+        }
+        return bl;
+    }
+
+    // ------------------------------------------------------------------ KvStore
+
+    @Override
+    public KvLayout layout() {
+        return layout;
+    }
+
+    @Override
+    public synchronized int blocks() {
+        checkOpen();
+        return blocks;
+    }
+
+    /** The byte layout of this store's blocks. */
+    public CudaBlockLayout blockLayout() {
+        return bl;
+    }
+
+    /** The device this store lives on. */
+    public CudaRuntime runtime() {
+        return rt;
+    }
+
+    /** Device bytes held: the blocks plus the staging chunks allocated so far. */
+    public synchronized long deviceBytes() {
+        checkOpen();
+        return bl.blockBytes() * blocks + staging.allocatedBytes();
+    }
+
+    /** Staging slots held now (partially written (block, layer) pairs of an FP8 format). */
+    public synchronized int stagedSlices() {
+        checkOpen();
+        return staging.inUse();
+    }
+
+    /** True after {@link #close()}. */
+    public synchronized boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public synchronized void write(int layer, long slot, float[] k, float[] v) {
+        checkOpen();
+        checkLayer(layer);
+        checkSlot(slot);
+        checkArray("k", k, kvDim);
+        checkArray("v", v, kvDim);
+        int block = (int) (slot / blockTokens);
+        int row = (int) (slot % blockTokens);
+        beginOp();
+        long bytes = (long) kvDim * Float.BYTES;
+        ensureScratch(2 * bytes);
+        MemoryUtil.memFloatBuffer(hostScratch, kvDim).put(0, k, 0, kvDim);
+        MemoryUtil.memFloatBuffer(hostScratch + bytes, kvDim).put(0, v, 0, kvDim);
+        upload(2 * bytes);
+        long dk = devScratch;
+        long dv = devScratch + bytes;
+        if (!blockFormat) {
+            CudaRuntime.launch(rt.fnWriteRow, kvHeads, 2, THREADS, 0, stream,
+                    mem + bl.keyOffset(block, layer, 0), mem + bl.valueOffset(block, layer, 0),
+                    bl.keySliceBytes(), row, dk, dv, headDim, fmt);
+            sync();
+            return;
+        }
+        int state = block * layers + layer;
+        int stage = stageOf[state];
+        boolean opened = stage < 0;
+        if (opened) {
+            stage = staging.acquire();
+        }
+        long st = staging.address(stage);
+        try {
+            if (opened) {
+                CudaRuntime.launch(rt.fnOpen, kvHeads, 2, THREADS * 2, 0, stream,
+                        mem + bl.keyOffset(block, layer, 0), mem + bl.valueOffset(block, layer, 0),
+                        bl.keySliceBytes(), st, headDim, blockTokens, fmt, scaleFirst);
+            }
+            CudaRuntime.launch(rt.fnWriteRow, kvHeads, 2, THREADS, 0, stream,
+                    st, st + bl.stageValueOffset(0), bl.stageSliceBytes(), row, dk, dv, headDim, FMT_F32);
+            boolean seal = row == blockTokens - 1;
+            if (seal) {
+                CudaRuntime.launch(rt.fnSealFp8, kvHeads, 2, SEAL_THREADS, 0, stream,
+                        st, mem + bl.keyOffset(block, layer, 0), mem + bl.valueOffset(block, layer, 0),
+                        bl.keySliceBytes(), headDim, blockTokens, fmt, scaleFirst);
+            }
+            sync();
+            if (seal) {
+                stageOf[state] = -1;
+                staging.release(stage);
+            } else {
+                stageOf[state] = stage;
+            }
+        } catch (RuntimeException e) {
+            if (opened) {
+                staging.release(stage);
+            }
+            throw e;
+        }
+    }
+
+    @Override
+    public synchronized void readKey(int layer, long slot, float[] out) {
+        read(layer, slot, out, true);
+    }
+
+    @Override
+    public synchronized void readValue(int layer, long slot, float[] out) {
+        read(layer, slot, out, false);
+    }
+
+    private void read(int layer, long slot, float[] out, boolean key) {
+        checkOpen();
+        checkLayer(layer);
+        checkSlot(slot);
+        checkArray("out", out, kvDim);
+        int block = (int) (slot / blockTokens);
+        int row = (int) (slot % blockTokens);
+        beginOp();
+        ensureScratch((long) kvDim * Float.BYTES);
+        int stage = blockFormat ? stageOf[block * layers + layer] : -1;
+        if (stage >= 0) {
+            long st = staging.address(stage);
+            CudaRuntime.launch(rt.fnReadRow, kvHeads, 1, THREADS, 0, stream,
+                    st + (key ? bl.stageKeyOffset(0) : bl.stageValueOffset(0)), bl.stageSliceBytes(), row,
+                    devScratch, headDim, blockTokens, FMT_F32, 0);
+        } else {
+            long base = mem + (key ? bl.keyOffset(block, layer, 0) : bl.valueOffset(block, layer, 0));
+            CudaRuntime.launch(rt.fnReadRow, kvHeads, 1, THREADS, 0, stream,
+                    base, bl.keySliceBytes(), row, devScratch, headDim, blockTokens, fmt, scaleFirst);
+        }
+        download(0, (long) kvDim * Float.BYTES);
+        sync();
+        MemoryUtil.memFloatBuffer(hostScratch, kvDim).get(0, out, 0, kvDim);
+    }
+
+    @Override
+    public synchronized void copyBlock(int srcBlock, int dstBlock) {
+        checkOpen();
+        checkBlock("srcBlock", srcBlock);
+        checkBlock("dstBlock", dstBlock);
+        if (srcBlock == dstBlock) {
+            return;
+        }
+        beginOp();
+        CudaRuntime.check(CU.cuMemcpyDtoDAsync(mem + bl.blockOffset(dstBlock), mem + bl.blockOffset(srcBlock),
+                bl.blockBytes(), stream), "cuMemcpyDtoDAsync");
+        copyStaging(srcBlock, dstBlock);
+        sync();
+    }
+
+    /**
+     * Copies {@code src[i]} onto {@code dst[i]} for every i with one kernel launch (vLLM's
+     * {@code copy_blocks}). Every id must be in range, no block may be a destination twice, and no
+     * destination may also be a source (the copies run concurrently); otherwise
+     * IllegalArgumentException and nothing is copied.
+     */
+    public synchronized void copyBlocks(int[] src, int[] dst) {
+        checkOpen();
+        Objects.requireNonNull(src, "src");
+        Objects.requireNonNull(dst, "dst");
+        if (src.length != dst.length) {
+            throw new IllegalArgumentException("src.length " + src.length + " != dst.length " + dst.length);
+        }
+        int n = src.length;
+        boolean[] isDst = new boolean[blocks];
+        for (int i = 0; i < n; i++) {
+            checkBlock("src[" + i + "]", src[i]);
+            checkBlock("dst[" + i + "]", dst[i]);
+            if (isDst[dst[i]]) {
+                throw new IllegalArgumentException("dst[" + i + "] = " + dst[i] + " is a destination twice");
+            }
+            isDst[dst[i]] = true;
+        }
+        for (int i = 0; i < n; i++) {
+            if (isDst[src[i]]) {
+                throw new IllegalArgumentException("src[" + i + "] = " + src[i] + " is also a destination");
+            }
+        }
+        if (n == 0) {
+            return;
+        }
+        beginOp();
+        long bytes = 8L * n;
+        ensureScratch(bytes);
+        var pairs = MemoryUtil.memIntBuffer(hostScratch, 2 * n);
+        for (int i = 0; i < n; i++) {
+            pairs.put(2 * i, src[i]).put(2 * i + 1, dst[i]);
+        }
+        upload(bytes);
+        int chunks = (int) Math.max(1, Math.min(64, bl.blockBytes() / (64 * 1024)));
+        CudaRuntime.launch(rt.fnCopyBlocks, n, chunks, 256, 0, stream, mem, devScratch, n, bl.blockBytes());
+        for (int i = 0; i < n; i++) {
+            copyStaging(src[i], dst[i]);
+        }
+        sync();
+    }
+
+    /** FP8: gives dst the staging rows src has (or drops dst's). Enqueued on the main stream. */
+    private void copyStaging(int srcBlock, int dstBlock) {
+        if (!blockFormat) {
+            return;
+        }
+        for (int layer = 0; layer < layers; layer++) {
+            int s = stageOf[srcBlock * layers + layer];
+            int di = dstBlock * layers + layer;
+            int d = stageOf[di];
+            if (s < 0) {
+                if (d >= 0) {
+                    stageOf[di] = -1;
+                    staging.release(d);
+                }
+                continue;
+            }
+            if (d < 0) {
+                d = staging.acquire();
+                stageOf[di] = d;
+            }
+            CudaRuntime.check(CU.cuMemcpyDtoDAsync(staging.address(d), staging.address(s), bl.stageBytes(), stream),
+                    "cuMemcpyDtoDAsync");
+        }
+    }
+
+    /**
+     * One decode step of attention for one sequence, as {@code PagedAttention.decode}: query head h
+     * reads KV head {@code h / (queryHeads / kvHeads)}, scores are scaled by {@code 1/sqrt(headDim)},
+     * positions {@code 0..length-1} are read through {@code blockTable}; -1 entries (released by a
+     * sliding window) are skipped; with nothing readable {@code out} is zero.
+     */
+    public synchronized void decode(int layer, float[] q, int queryHeads, int[] blockTable, int length, float[] out) {
+        checkOpen();
+        Objects.requireNonNull(q, "q");
+        Objects.requireNonNull(blockTable, "blockTable");
+        Objects.requireNonNull(out, "out");
+        checkLayer(layer);
+        if (queryHeads <= 0 || queryHeads % kvHeads != 0) {
+            throw new IllegalArgumentException("queryHeads " + queryHeads + " must be a positive multiple of kvHeads " + kvHeads);
+        }
+        if (headDim > CudaBlockLayout.MAX_DECODE_HEAD_DIM) {
+            throw new IllegalArgumentException("headDim " + headDim + " exceeds the decode kernel's limit "
+                    + CudaBlockLayout.MAX_DECODE_HEAD_DIM);
+        }
+        long need = (long) queryHeads * headDim;
+        if (need > Integer.MAX_VALUE / 4) {
+            throw new IllegalArgumentException("queryHeads*headDim = " + need + " is too large");
+        }
+        if (q.length < need) {
+            throw new IllegalArgumentException("q.length " + q.length + " is less than queryHeads*headDim = " + need);
+        }
+        if (out.length < need) {
+            throw new IllegalArgumentException("out.length " + out.length + " is less than queryHeads*headDim = " + need);
+        }
+        if (length < 0) {
+            throw new IllegalArgumentException("length must be >= 0, got " + length);
+        }
+        int nBlocks = (int) layout.blocksFor(length);
+        if (blockTable.length < nBlocks) {
+            throw new IllegalArgumentException("blockTable has " + blockTable.length + " entries; length "
+                    + length + " needs " + nBlocks);
+        }
+        for (int i = 0; i < nBlocks; i++) {
+            int b = blockTable[i];
+            if (b < -1 || b >= blocks) {
+                throw new IllegalArgumentException("blockTable[" + i + "] = " + b + " out of range [-1, " + blocks + ")");
+            }
+        }
+        int qn = (int) need;
+        if (nBlocks == 0) {
+            Arrays.fill(out, 0, qn, 0f);
+            return;
+        }
+        beginOp();
+        // scratch: q | table (padded to 8) | stage pointers (FP8 only) | out
+        long qBytes = 4L * qn;
+        long tableOff = qBytes;
+        long stageOff = tableOff + ((4L * nBlocks + 7) & ~7L);
+        long outOff = stageOff + (blockFormat ? 8L * nBlocks : 0);
+        ensureScratch(outOff + qBytes);
+        MemoryUtil.memFloatBuffer(hostScratch, qn).put(0, q, 0, qn);
+        MemoryUtil.memIntBuffer(hostScratch + tableOff, nBlocks).put(0, blockTable, 0, nBlocks);
+        if (blockFormat) {
+            var ptrs = MemoryUtil.memLongBuffer(hostScratch + stageOff, nBlocks);
+            for (int i = 0; i < nBlocks; i++) {
+                int b = blockTable[i];
+                int st = b < 0 ? -1 : stageOf[b * layers + layer];
+                ptrs.put(i, st < 0 ? 0L : staging.address(st));
+            }
+        }
+        upload(outOff);
+        long layerOffK = layer * bl.layerBytes();
+        long layerOffV = layerOffK + kvHeads * bl.keySliceBytes();
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        CudaRuntime.launch(rt.fnDecode, queryHeads, 1, 32 * DECODE_WARPS, DECODE_WARPS * headDim * Float.BYTES, stream,
+                mem, bl.blockBytes(), layerOffK, layerOffV, bl.keySliceBytes(),
+                devScratch + tableOff, blockFormat ? devScratch + stageOff : 0L, length,
+                devScratch, devScratch + outOff, queryHeads, kvHeads, headDim, blockTokens, fmt, scaleFirst, scale);
+        download(outOff, qBytes);
+        sync();
+        MemoryUtil.memFloatBuffer(hostScratch + outOff, qn).get(0, out, 0, qn);
+    }
+
+    /**
+     * Copies the encoded bytes of {@code block} ({@link CudaBlockLayout#blockBytes()} of them) into
+     * {@code dst}. FP8 layers still in their residual window are not included (see
+     * {@link #stagedSlices()}).
+     */
+    public synchronized void readBlock(int block, byte[] dst) {
+        checkOpen();
+        checkBlock("block", block);
+        Objects.requireNonNull(dst, "dst");
+        long n = bl.blockBytes();
+        if (dst.length < n) {
+            throw new IllegalArgumentException("dst.length " + dst.length + " is less than blockBytes " + n);
+        }
+        beginOp();
+        ensureScratch(n);
+        CudaRuntime.check(CU.ncuMemcpyDtoHAsync(hostScratch, mem + bl.blockOffset(block), n, stream), "cuMemcpyDtoHAsync");
+        sync();
+        MemoryUtil.memByteBuffer(hostScratch, (int) n).get(0, dst, 0, (int) n);
+    }
+
+    /** Overwrites the encoded bytes of {@code block} with {@code src[0 .. blockBytes)}; FP8 staging rows of the block are dropped. */
+    public synchronized void writeBlock(int block, byte[] src) {
+        checkOpen();
+        checkBlock("block", block);
+        Objects.requireNonNull(src, "src");
+        long n = bl.blockBytes();
+        if (src.length < n) {
+            throw new IllegalArgumentException("src.length " + src.length + " is less than blockBytes " + n);
+        }
+        beginOp();
+        ensureScratch(n);
+        MemoryUtil.memByteBuffer(hostScratch, (int) n).put(0, src, 0, (int) n);
+        CudaRuntime.check(CU.ncuMemcpyHtoDAsync(mem + bl.blockOffset(block), hostScratch, n, stream), "cuMemcpyHtoDAsync");
+        sync();
+        if (blockFormat) {
+            for (int layer = 0; layer < layers; layer++) {
+                int s = stageOf[block * layers + layer];
+                if (s >= 0) {
+                    stageOf[block * layers + layer] = -1;
+                    staging.release(s);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        List<CudaSwapSpace> spaces;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            spaces = new ArrayList<>(swapSpaces);
+        }
+        for (CudaSwapSpace s : spaces) {
+            s.close();
+        }
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            release();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "CudaKvStore[" + layout + ", blocks=" + blocks + ", " + rt.deviceName() + (closed ? ", closed]" : "]");
+    }
+
+    /** Frees everything held, ignoring errors (a broken context must not leak the rest). */
+    private void release() {
+        try {
+            rt.makeCurrent();
+        } catch (RuntimeException e) {
+            // freeing below fails the same way; nothing else to do
+        }
+        if (stream != 0) {
+            CU.cuStreamSynchronize(stream);
+        }
+        if (swapStream != 0) {
+            CU.cuStreamSynchronize(swapStream);
+        }
+        if (mem != 0) {
+            CU.cuMemFree(mem);
+            mem = 0;
+        }
+        staging.free();
+        if (devScratch != 0) {
+            CU.cuMemFree(devScratch);
+            devScratch = 0;
+        }
+        if (hostScratch != 0) {
+            CU.ncuMemFreeHost(hostScratch);
+            hostScratch = 0;
+        }
+        if (swapEvent != 0) {
+            CU.cuEventDestroy(swapEvent);
+            swapEvent = 0;
+        }
+        if (mainEvent != 0) {
+            CU.cuEventDestroy(mainEvent);
+            mainEvent = 0;
+        }
+        if (stream != 0) {
+            CU.cuStreamDestroy(stream);
+            stream = 0;
+        }
+        if (swapStream != 0) {
+            CU.cuStreamDestroy(swapStream);
+            swapStream = 0;
+        }
+    }
+
+    // ------------------------------------------------------------------ for CudaSwapSpace and benchmarks
+
+    long devicePointer() {
+        return mem;
+    }
+
+    long stream() {
+        return stream;
+    }
+
+    int[] stageOf() {
+        return stageOf;
+    }
+
+    Staging staging() {
+        return staging;
+    }
+
+    void register(CudaSwapSpace s) {
+        swapSpaces.add(s);
+    }
+
+    void unregister(CudaSwapSpace s) {
+        swapSpaces.remove(s);
+    }
+
+    /** Before a swap: makes the swap stream wait (on the device) for everything the main stream did. */
+    long beginSwap() {
+        checkOpen();
+        rt.makeCurrent();
+        CudaRuntime.check(CU.cuEventRecord(mainEvent, stream), "cuEventRecord");
+        CudaRuntime.check(CU.cuStreamWaitEvent(swapStream, mainEvent, 0), "cuStreamWaitEvent");
+        return swapStream;
+    }
+
+    /** After enqueuing swaps: the next main-stream operation waits for them. */
+    void endSwap() {
+        CudaRuntime.check(CU.cuEventRecord(swapEvent, swapStream), "cuEventRecord");
+        swapPending = true;
+    }
+
+    /** Makes the context current and orders the main stream after pending swaps. */
+    void beginOp() {
+        rt.makeCurrent();
+        if (swapPending) {
+            CudaRuntime.check(CU.cuStreamWaitEvent(stream, swapEvent, 0), "cuStreamWaitEvent");
+            swapPending = false;
+        }
+    }
+
+    void sync() {
+        CudaRuntime.check(CU.cuStreamSynchronize(stream), "cuStreamSynchronize");
+    }
+
+    private void upload(long bytes) {
+        CudaRuntime.check(CU.ncuMemcpyHtoDAsync(devScratch, hostScratch, bytes, stream), "cuMemcpyHtoDAsync");
+    }
+
+    private void download(long offset, long bytes) {
+        CudaRuntime.check(CU.ncuMemcpyDtoHAsync(hostScratch + offset, devScratch + offset, bytes, stream),
+                "cuMemcpyDtoHAsync");
+    }
+
+    /** Grows the pinned host and the device scratch buffers to at least {@code bytes}. Main stream idle. */
+    private void ensureScratch(long bytes) {
+        if (bytes <= hostScratchBytes && bytes <= devScratchBytes) {
+            return;
+        }
+        long size = Math.max(4096, Long.highestOneBit(Math.max(1, bytes - 1)) << 1);
+        try (MemoryStack stack = MemoryStack.stackPush()) {
+            PointerBuffer p = stack.mallocPointer(1);
+            if (hostScratch != 0) {
+                CU.ncuMemFreeHost(hostScratch);
+                hostScratch = 0;
+                hostScratchBytes = 0;
+            }
+            CudaRuntime.check(CU.cuMemHostAlloc(p, size, 0), "cuMemHostAlloc(" + size + " bytes)");
+            hostScratch = p.get(0);
+            hostScratchBytes = size;
+            if (devScratch != 0) {
+                CU.cuMemFree(devScratch);
+                devScratch = 0;
+                devScratchBytes = 0;
+            }
+            CudaRuntime.check(CU.cuMemAlloc(p, size), "cuMemAlloc(" + size + " bytes)");
+            devScratch = p.get(0);
+            devScratchBytes = size;
+        }
+    }
+
+    // ------------------------------------------------------------------ checks
+
+    void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("CudaKvStore is closed");
+        }
+    }
+
+    private void checkLayer(int layer) {
+        if (layer < 0 || layer >= layers) {
+            throw new IllegalArgumentException("layer " + layer + " out of range [0, " + layers + ")");
+        }
+    }
+
+    private void checkSlot(long slot) {
+        if (slot < 0 || slot >= slots) {
+            throw new IllegalArgumentException("slot " + slot + " out of range [0, " + slots + ")");
+        }
+    }
+
+    void checkBlock(String name, int block) {
+        if (block < 0 || block >= blocks) {
+            throw new IllegalArgumentException(name + " " + block + " out of range [0, " + blocks + ")");
+        }
+    }
+
+    private static void checkArray(String name, float[] a, int need) {
+        Objects.requireNonNull(a, name);
+        if (a.length < need) {
+            throw new IllegalArgumentException(name + ".length " + a.length + " is less than kvHeads*headDim = " + need);
+        }
+    }
+
+    // ------------------------------------------------------------------ FP8 staging slots
+
+    /**
+     * Device staging slots for FP8's residual window, allocated in chunks (about 16 MiB, at most 256
+     * slots) on demand and recycled through a free stack; only partially written (block, layer)
+     * pairs hold one. Freed with the store.
+     */
+    static final class Staging {
+        private final long slotBytes;
+        private final int slotsPerChunk;
+        private long[] chunks = new long[4];
+        private int chunkCount;
+        private int[] free = new int[0];
+        private int freeTop;
+        private int inUse;
+
+        Staging(long slotBytes) {
+            this.slotBytes = slotBytes;
+            this.slotsPerChunk = (int) Math.max(1, Math.min(256, (16L << 20) / slotBytes));
+        }
+
+        int acquire() {
+            if (freeTop == 0) {
+                grow();
+            }
+            inUse++;
+            return free[--freeTop];
+        }
+
+        void release(int slot) {
+            free[freeTop++] = slot;
+            inUse--;
+        }
+
+        long address(int slot) {
+            return chunks[slot / slotsPerChunk] + (slot % slotsPerChunk) * slotBytes;
+        }
+
+        int inUse() {
+            return inUse;
+        }
+
+        long allocatedBytes() {
+            return chunkCount * slotsPerChunk * slotBytes;
+        }
+
+        private void grow() {
+            try (MemoryStack stack = MemoryStack.stackPush()) {
+                PointerBuffer p = stack.mallocPointer(1);
+                long bytes = slotsPerChunk * slotBytes;
+                CudaRuntime.check(CU.cuMemAlloc(p, bytes), "cuMemAlloc(" + bytes + " bytes staging)");
+                if (chunkCount == chunks.length) {
+                    chunks = Arrays.copyOf(chunks, chunkCount * 2);
+                }
+                chunks[chunkCount] = p.get(0);
+                int first = chunkCount * slotsPerChunk;
+                chunkCount++;
+                int total = chunkCount * slotsPerChunk;
+                if (free.length < total) {
+                    free = Arrays.copyOf(free, total);
+                }
+                for (int s = first + slotsPerChunk - 1; s >= first; s--) {
+                    free[freeTop++] = s;
+                }
+            }
+        }
+
+        void free() {
+            for (int i = 0; i < chunkCount; i++) {
+                CU.cuMemFree(chunks[i]);
+            }
+            chunkCount = 0;
+            freeTop = 0;
+            inUse = 0;
+        }
+    }
+}

@@ -1,0 +1,327 @@
+package dev.kvcache.cuda;
+
+import org.lwjgl.PointerBuffer;
+import org.lwjgl.cuda.CU;
+import org.lwjgl.system.MemoryStack;
+
+import java.util.Objects;
+
+/**
+ * Pinned host memory for preempted sequences of one {@link CudaKvStore}: moves device blocks out
+ * to host blocks and back <em>asynchronously</em>, on the store's swap stream, with
+ * {@code cuMemcpyDtoHAsync}/{@code cuMemcpyHtoDAsync} from page-locked memory (so the copies run
+ * on the copy engines at PCIe/NVLink speed while kernels keep running). Same use as the off-heap
+ * {@code HostSwapSpace}:
+ * <pre>{@code
+ *   int[] host = swap.swapOutAsync(seq.blockTable());  // null: not enough host blocks, nothing moved
+ *   manager.free(seq);                                  // device blocks may be reused at once:
+ *                                                       // later writes wait for the copy on the device
+ *   ...
+ *   swap.swapInAsync(host, again.blockTable());         // frees the host blocks
+ *   swap.await();                                       // only needed before touching host memory
+ * }</pre>
+ *
+ * <h2>Memory</h2>
+ * One {@code cuMemHostAlloc} of {@code hostBlocks * swapBlockBytes}; a host block holds a device
+ * block's bytes and, for FP8, the float32 staging rows of each layer that was still in its residual
+ * window (recorded per layer), so a block comes back bit-identical. A {@code -1} entry (a block a
+ * sliding window released) stays {@code -1} and moves nothing.
+ *
+ * <h2>Ordering</h2>
+ * A swap waits on the device for everything the store did before it; the store's next operation
+ * waits on the device for the swap (see {@link CudaKvStore}). Host blocks freed by
+ * {@code swapInAsync} may be handed out again at once: all swaps share one stream, so a later
+ * swap-out cannot overtake the swap-in still reading them. {@link #await()} blocks until every
+ * enqueued swap is done. Methods synchronize on the store.
+ */
+public final class CudaSwapSpace implements AutoCloseable {
+
+    private final CudaKvStore store;
+    private final CudaBlockLayout bl;
+    private final int layers;
+    private final int hostBlocks;
+    private final long slotBytes;
+    private long host;
+    private final int[] freeStack;
+    private final boolean[] inUse;
+    private final boolean[] staged; // [hostBlock * layers + layer]: staging rows travel with the block
+    private int freeTop;
+    private long bytesOut;
+    private long bytesIn;
+    private boolean closed;
+
+    private CudaSwapSpace(CudaKvStore store, int hostBlocks, long host) {
+        this.store = store;
+        this.bl = store.blockLayout();
+        this.layers = bl.kvLayout().layers();
+        this.hostBlocks = hostBlocks;
+        this.slotBytes = bl.swapBlockBytes();
+        this.host = host;
+        this.freeStack = new int[hostBlocks];
+        this.inUse = new boolean[hostBlocks];
+        this.staged = new boolean[bl.blockFormat() ? hostBlocks * layers : 0];
+        for (int i = 0; i < hostBlocks; i++) {
+            freeStack[i] = hostBlocks - 1 - i;
+        }
+        this.freeTop = hostBlocks;
+    }
+
+    /** Pinned swap space of {@code hostBlocks} blocks for {@code store}; closed with the store at the latest. */
+    public static CudaSwapSpace allocate(CudaKvStore store, int hostBlocks) {
+        Objects.requireNonNull(store, "store");
+        if (hostBlocks <= 0) {
+            throw new IllegalArgumentException("hostBlocks must be > 0, got " + hostBlocks);
+        }
+        long bytes = Math.multiplyExact(store.blockLayout().swapBlockBytes(), (long) hostBlocks);
+        synchronized (store) {
+            store.checkOpen();
+            store.runtime().makeCurrent();
+            long p;
+            try (MemoryStack stack = MemoryStack.stackPush()) {
+                PointerBuffer pb = stack.mallocPointer(1);
+                CudaRuntime.check(CU.cuMemHostAlloc(pb, bytes, CU.CU_MEMHOSTALLOC_PORTABLE),
+                        "cuMemHostAlloc(" + bytes + " bytes)");
+                p = pb.get(0);
+            }
+            CudaSwapSpace s = new CudaSwapSpace(store, hostBlocks, p);
+            store.register(s);
+            return s;
+        }
+    }
+
+    /**
+     * Enqueues copies of {@code deviceBlocks} into free host blocks and returns their ids (-1 for
+     * -1 entries), or null, with nothing moved, when fewer host blocks are free than needed.
+     * Returns before the copies finish.
+     */
+    public int[] swapOutAsync(int[] deviceBlocks) {
+        Objects.requireNonNull(deviceBlocks, "deviceBlocks");
+        synchronized (store) {
+            checkOpen();
+            int need = 0;
+            for (int i = 0; i < deviceBlocks.length; i++) {
+                int b = deviceBlocks[i];
+                if (b != -1) {
+                    store.checkBlock("deviceBlocks[" + i + "]", b);
+                    need++;
+                }
+            }
+            if (need > freeTop) {
+                return null;
+            }
+            long swapStream = store.beginSwap();
+            int[] out = new int[deviceBlocks.length];
+            int[] stageOf = store.stageOf();
+            CudaKvStore.Staging staging = store.staging();
+            long dev = store.devicePointer();
+            for (int i = 0; i < deviceBlocks.length; i++) {
+                int b = deviceBlocks[i];
+                if (b == -1) {
+                    out[i] = -1;
+                    continue;
+                }
+                int h = freeStack[--freeTop];
+                inUse[h] = true;
+                out[i] = h;
+                long at = host + h * slotBytes;
+                CudaRuntime.check(CU.ncuMemcpyDtoHAsync(at, dev + bl.blockOffset(b), bl.blockBytes(), swapStream),
+                        "cuMemcpyDtoHAsync");
+                bytesOut += bl.blockBytes();
+                if (bl.blockFormat()) {
+                    for (int l = 0; l < layers; l++) {
+                        int st = stageOf[b * layers + l];
+                        staged[h * layers + l] = st >= 0;
+                        if (st >= 0) {
+                            CudaRuntime.check(CU.ncuMemcpyDtoHAsync(at + bl.blockBytes() + l * bl.stageBytes(),
+                                    staging.address(st), bl.stageBytes(), swapStream), "cuMemcpyDtoHAsync");
+                            bytesOut += bl.stageBytes();
+                        }
+                    }
+                }
+            }
+            store.endSwap();
+            return out;
+        }
+    }
+
+    /**
+     * Enqueues copies of host blocks {@code hostBlocks[i]} onto device blocks {@code deviceBlocks[i]}
+     * (-1 pairs with -1) and frees the host blocks. IllegalArgumentException, with nothing moved,
+     * for unequal lengths, a -1 paired with a block, an id out of range or a host block not in use.
+     */
+    public void swapInAsync(int[] hostBlockIds, int[] deviceBlocks) {
+        Objects.requireNonNull(hostBlockIds, "hostBlocks");
+        Objects.requireNonNull(deviceBlocks, "deviceBlocks");
+        synchronized (store) {
+            checkOpen();
+            if (hostBlockIds.length != deviceBlocks.length) {
+                throw new IllegalArgumentException("hostBlocks.length " + hostBlockIds.length
+                        + " != deviceBlocks.length " + deviceBlocks.length);
+            }
+            boolean[] seen = new boolean[hostBlocks];
+            for (int i = 0; i < hostBlockIds.length; i++) {
+                int h = hostBlockIds[i];
+                int d = deviceBlocks[i];
+                if ((h == -1) != (d == -1)) {
+                    throw new IllegalArgumentException("hostBlocks[" + i + "] = " + h + " but deviceBlocks["
+                            + i + "] = " + d + "; -1 pairs only with -1");
+                }
+                if (h == -1) {
+                    continue;
+                }
+                checkHost("hostBlocks[" + i + "]", h);
+                if (seen[h]) {
+                    throw new IllegalArgumentException("hostBlocks[" + i + "] = " + h + " appears twice");
+                }
+                seen[h] = true;
+                store.checkBlock("deviceBlocks[" + i + "]", d);
+            }
+            long swapStream = store.beginSwap();
+            int[] stageOf = store.stageOf();
+            CudaKvStore.Staging staging = store.staging();
+            long dev = store.devicePointer();
+            for (int i = 0; i < hostBlockIds.length; i++) {
+                int h = hostBlockIds[i];
+                if (h == -1) {
+                    continue;
+                }
+                int d = deviceBlocks[i];
+                long at = host + h * slotBytes;
+                CudaRuntime.check(CU.ncuMemcpyHtoDAsync(dev + bl.blockOffset(d), at, bl.blockBytes(), swapStream),
+                        "cuMemcpyHtoDAsync");
+                bytesIn += bl.blockBytes();
+                if (bl.blockFormat()) {
+                    for (int l = 0; l < layers; l++) {
+                        int di = d * layers + l;
+                        int st = stageOf[di];
+                        if (staged[h * layers + l]) {
+                            if (st < 0) {
+                                st = staging.acquire();
+                                stageOf[di] = st;
+                            }
+                            CudaRuntime.check(CU.ncuMemcpyHtoDAsync(staging.address(st),
+                                    at + bl.blockBytes() + l * bl.stageBytes(), bl.stageBytes(), swapStream),
+                                    "cuMemcpyHtoDAsync");
+                            bytesIn += bl.stageBytes();
+                        } else if (st >= 0) {
+                            stageOf[di] = -1;
+                            staging.release(st);
+                        }
+                    }
+                }
+                inUse[h] = false;
+                freeStack[freeTop++] = h;
+            }
+            store.endSwap();
+        }
+    }
+
+    /** Frees host blocks without copying them back (the sequence was dropped); -1 entries are ignored. */
+    public void free(int[] hostBlockIds) {
+        Objects.requireNonNull(hostBlockIds, "hostBlocks");
+        synchronized (store) {
+            checkOpen();
+            boolean[] seen = new boolean[hostBlocks];
+            for (int i = 0; i < hostBlockIds.length; i++) {
+                int h = hostBlockIds[i];
+                if (h == -1) {
+                    continue;
+                }
+                checkHost("hostBlocks[" + i + "]", h);
+                if (seen[h]) {
+                    throw new IllegalArgumentException("hostBlocks[" + i + "] = " + h + " appears twice");
+                }
+                seen[h] = true;
+            }
+            for (int h : hostBlockIds) {
+                if (h != -1) {
+                    inUse[h] = false;
+                    freeStack[freeTop++] = h;
+                }
+            }
+        }
+    }
+
+    /** Blocks until every swap enqueued so far has finished. */
+    public void await() {
+        synchronized (store) {
+            checkOpen();
+            store.runtime().makeCurrent();
+            CudaRuntime.check(CU.cuStreamSynchronize(store.beginSwap()), "cuStreamSynchronize");
+        }
+    }
+
+    /** Free host blocks. */
+    public int freeBlocks() {
+        synchronized (store) {
+            return freeTop;
+        }
+    }
+
+    /** Host blocks in all. */
+    public int totalBlocks() {
+        return hostBlocks;
+    }
+
+    /** Bytes enqueued device to host so far. */
+    public long bytesSwappedOut() {
+        synchronized (store) {
+            return bytesOut;
+        }
+    }
+
+    /** Bytes enqueued host to device so far. */
+    public long bytesSwappedIn() {
+        synchronized (store) {
+            return bytesIn;
+        }
+    }
+
+    /** Pinned bytes held. */
+    public long hostBytes() {
+        return hostBlocks * slotBytes;
+    }
+
+    /** Waits for pending swaps and frees the pinned memory. Idempotent. */
+    @Override
+    public void close() {
+        synchronized (store) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            store.unregister(this);
+            try {
+                store.runtime().makeCurrent();
+                if (!store.isClosed()) {
+                    CU.cuStreamSynchronize(store.beginSwap());
+                }
+            } catch (RuntimeException e) {
+                // a broken context: free anyway
+            }
+            CU.ncuMemFreeHost(host);
+            host = 0;
+        }
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("CudaSwapSpace is closed");
+        }
+        store.checkOpen();
+    }
+
+    private void checkHost(String name, int h) {
+        if (h < 0 || h >= hostBlocks) {
+            throw new IllegalArgumentException(name + " " + h + " out of range [0, " + hostBlocks + ")");
+        }
+        if (!inUse[h]) {
+            throw new IllegalArgumentException(name + " " + h + " is not in use");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "CudaSwapSpace[" + hostBlocks + " blocks, free " + freeTop + ", out " + bytesOut + " B, in " + bytesIn + " B]";
+    }
+}
