@@ -7,4 +7,5 @@ module dev.kvcache {
 
     exports dev.kvcache;
     exports dev.kvcache.policy;
+    exports dev.kvcache.retention;
 }

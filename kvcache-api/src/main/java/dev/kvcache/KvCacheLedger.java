@@ -23,7 +23,7 @@ package dev.kvcache;
  * @param swappedInBytes       bytes copied back from it
  * @param idleReleasedSequences sequences released idle
  * @param idleReleasedBlocks   blocks they held
- * @param idleHeldBlocks       blocks held now by sequences idle past the default lease (0 without one)
+ * @param idleHeldBlocks       blocks held now by sequences idle past their lease (sequences without a lease never count)
  * @param droppedTokens        tokens dropped by retention policies
  * @param retentionReleasedBlocks blocks released because all their tokens were dropped
  */
@@ -50,7 +50,7 @@ public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTok
         return stats.totalBlocks() * bytesPerBlock;
     }
 
-    /** Bytes held now by sequences idle past the default lease. */
+    /** Bytes held now by sequences idle past their lease. */
     public long idleHeldBytes() {
         return idleHeldBlocks * bytesPerBlock;
     }

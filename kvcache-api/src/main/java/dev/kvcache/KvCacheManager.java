@@ -844,14 +844,13 @@ public final class KvCacheManager implements AutoCloseable {
         return out;
     }
 
+    /** Blocks held by sequences idle past their lease (0 for sequences without one). */
     private int idleHeldBlocks() {
-        if (defaultLeaseNanos == 0) {
-            return 0;
-        }
         long now = clock.getAsLong();
         int held = 0;
         for (PagedSequence q : live.values()) {
-            if (now - q.lastTouch > defaultLeaseNanos) {
+            long lease = q.options.leaseNanos() > 0 ? q.options.leaseNanos() : defaultLeaseNanos;
+            if (lease > 0 && now - q.lastTouch > lease) {
                 held += q.held;
             }
         }
