@@ -148,6 +148,9 @@ final class Harness implements AutoCloseable {
         double eStored = Reference.maxAbsDiff(out, refStored);
         double eOrig = Reference.maxAbsDiff(out, refOrig);
         String what = layout.format() + " len=" + s.length() + " qh=" + queryHeads + " layer=" + layer;
+        if (System.getenv("KVCACHE_REPORT_ERRORS") != null) {
+            System.out.printf("ERR %s stored=%.3g original=%.3g%n", what, eStored, eOrig);
+        }
         assertTrue(eStored <= tolStored, what + ": error vs float64 over stored values " + eStored
                 + " > " + tolStored);
         assertTrue(eOrig <= tolOriginal, what + ": error vs float64 over original values " + eOrig

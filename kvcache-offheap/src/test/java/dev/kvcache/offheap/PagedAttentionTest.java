@@ -25,25 +25,30 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class PagedAttentionTest {
 
-    /** Error vs float64 over the store's own (dequantized) values: only float32 arithmetic differs. */
-    static final double TOL_STORED = 2e-5;
+    /**
+     * Error vs float64 over the store's own (dequantized) values: only float32 arithmetic differs.
+     * Largest seen: 9.1e-7 (all formats, this suite, 2026-11-25, 2-core VM, Vector API kernels).
+     */
+    static final double TOL_STORED = 5e-6;
 
     /**
      * Error vs float64 over the original floats: bounds the quantization error of each format as
-     * it reaches the attention output (inputs N(0,1), headDim 64). Each bound is about three times
-     * the largest error observed over the runs of this suite (see the report in the issue note).
+     * it reaches the attention output (inputs N(0,1), headDim 32..64, lengths 1..71). Each bound
+     * is about three times the largest error this suite observed (KVCACHE_REPORT_ERRORS=1 prints
+     * them; run of 2026-11-25 in comments), so a regression in a codec shows up here while the
+     * tight check above pins the attention arithmetic.
      */
     static double tolOriginal(KvFormat f) {
         return switch (f.name()) {
-            case "F32" -> 2e-5;
-            case "F16" -> 2e-3;
-            case "BF16" -> 2e-2;
-            case "FP8_E4M3" -> 0.15;
-            case "FP8_E5M2" -> 0.3;
-            case "Q8_0" -> 2e-2;
-            case "Q4_0" -> 0.3;
-            case "KIVI_4" -> 0.3;
-            case "KIVI_2" -> 1.0;
+            case "F32" -> 5e-6;       // seen 4.6e-7
+            case "F16" -> 3e-3;       // seen 9.0e-4
+            case "BF16" -> 2.5e-2;    // seen 7.6e-3
+            case "FP8_E4M3" -> 0.2;   // seen 0.063
+            case "FP8_E5M2" -> 0.5;   // seen 0.158
+            case "Q8_0" -> 0.035;     // seen 0.0106
+            case "Q4_0" -> 0.55;      // seen 0.185
+            case "KIVI_4" -> 0.45;    // seen 0.145
+            case "KIVI_2" -> 2.7;     // seen 0.896 (2-bit: a sanity bound only)
             default -> throw new IllegalArgumentException(f.name());
         };
     }
