@@ -36,7 +36,8 @@ abstract class Codec implements Quantizer, SliceKernels {
 
     @Override
     public String toString() {
-        return getClass().getSimpleName() + "[" + format.name() + (keys ? ", keys" : ", values") + "]";
+        boolean split = format == dev.kvcache.KvFormats.KIVI_4 || format == dev.kvcache.KvFormats.KIVI_2;
+        return getClass().getSimpleName() + "[" + format.name() + (split ? (keys ? ", keys" : ", values") : "") + "]";
     }
 
     // ------------------------------------------------------------------ what subclasses provide

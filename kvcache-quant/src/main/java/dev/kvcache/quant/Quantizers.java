@@ -51,10 +51,10 @@ public final class Quantizers {
     static {
         KernelProvider vector = loadVectorProvider();
         ACTIVE = vector != null ? vector : ScalarProvider.INSTANCE;
-        SCALAR_KEYS = table(ScalarProvider.INSTANCE, true);
-        SCALAR_VALUES = table(ScalarProvider.INSTANCE, false);
-        ACTIVE_KEYS = vector != null ? table(vector, true) : SCALAR_KEYS;
-        ACTIVE_VALUES = vector != null ? table(vector, false) : SCALAR_VALUES;
+        SCALAR_KEYS = table(ScalarProvider.INSTANCE, true, null);
+        SCALAR_VALUES = table(ScalarProvider.INSTANCE, false, SCALAR_KEYS);
+        ACTIVE_KEYS = vector != null ? table(vector, true, null) : SCALAR_KEYS;
+        ACTIVE_VALUES = vector != null ? table(vector, false, ACTIVE_KEYS) : SCALAR_VALUES;
     }
 
     /** The codec of {@code f}; for KIVI the key codec (see the class comment). */
@@ -129,10 +129,13 @@ public final class Quantizers {
         return c != null || p == ScalarProvider.INSTANCE ? c : ScalarProvider.INSTANCE.codec(f, keys);
     }
 
-    private static Codec[] table(KernelProvider p, boolean keys) {
+    /** Codecs by format index; a values table shares the key codec of every format but KIVI. */
+    private static Codec[] table(KernelProvider p, boolean keys, Codec[] keyTable) {
         Codec[] t = new Codec[FORMATS.size()];
         for (int i = 0; i < t.length; i++) {
-            t[i] = codec(p, FORMATS.get(i), keys);
+            KvFormat f = FORMATS.get(i);
+            boolean split = f == KvFormats.KIVI_4 || f == KvFormats.KIVI_2;
+            t[i] = keyTable != null && !split ? keyTable[i] : codec(p, f, keys);
         }
         return t;
     }

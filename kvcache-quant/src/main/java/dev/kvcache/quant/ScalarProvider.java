@@ -28,6 +28,10 @@ final class ScalarProvider implements KernelProvider {
             return new ScalarCodecs.Q8Codec(keys);
         } else if (f == KvFormats.Q4_0) {
             return new ScalarCodecs.Q4Codec(keys);
+        } else if (f == KvFormats.FP8_E4M3 || f == KvFormats.FP8_E5M2) {
+            return new Fp8Codec(f, keys);
+        } else if (f == KvFormats.KIVI_4 || f == KvFormats.KIVI_2) {
+            return keys ? new KiviCodecs.Keys(f) : new KiviCodecs.Values(f);
         }
         return null;
     }

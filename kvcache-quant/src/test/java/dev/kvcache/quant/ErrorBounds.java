@@ -63,9 +63,10 @@ final class ErrorBounds {
                     max = Math.max(max, x[j]);
                 }
             }
-            double step = (max - min) / levels;
-            // half a step, plus fp16 rounding of min and of the scale (times up to `levels` steps)
-            return step * (0.5 + levels * 0x1p-10) + Math.abs(min) * 0x1p-10 + 0x1p-24 * levels + 1e-30;
+            double step = (max - min + f16Err(min)) / levels;
+            // half a step (of the fp16 scale), fp16 rounding of min (clamped codes at the bottom),
+            // fp16 rounding of the scale times up to `levels` steps (clamped codes at the top)
+            return 0.5 * (step + f16Err(step)) + 2 * f16Err(min) + levels * f16Err(step) + 1e-30;
         }
         throw new AssertionError(f);
     }
