@@ -1,0 +1,729 @@
+package dev.kvcache.cli;
+
+import dev.kvcache.CapacityPlanner;
+import dev.kvcache.EvictionPolicy;
+import dev.kvcache.KvCacheLedger;
+import dev.kvcache.KvCacheManager;
+import dev.kvcache.KvCacheStats;
+import dev.kvcache.KvFormat;
+import dev.kvcache.KvFormats;
+import dev.kvcache.KvLayout;
+import dev.kvcache.Sequence;
+import dev.kvcache.SequenceOptions;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Deque;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * Replays a {@link Workload} through a memory pool in coarse time steps and keeps the ledger.
+ *
+ * <h2>What is real and what is coarse</h2>
+ * The paged configurations drive a real {@link KvCacheManager}, sized with
+ * {@code memoryBudget(budget)} at full scale (one manager block is one block of the layout): every
+ * allocation failure, prefix hit, eviction and window release below is the manager's own answer.
+ * Only time is coarse. One step is one scheduler round in which every running request decodes
+ * {@code decodeChunk} tokens in a single {@code append} (standing for that many decode
+ * iterations), and an admitted request prefills its prompt in appends of {@code prefillChunk}
+ * tokens (chunked prefill) within its admission step. Token ids are a deterministic hash of
+ * (route, position) inside the shared prefix and of (route, session, request, position) after it,
+ * so shared system prompts really are identical token runs and a preempted request re-prefills
+ * exactly the tokens it had.
+ *
+ * <h2>The scheduler (the same for every configuration)</h2>
+ * Each step: (1) with idle release, free requests that have not appended for
+ * {@code idleDeadlineSteps}; (2) queue the requests that arrive now; (3) every running request,
+ * oldest admission first, appends its next decode chunk; when an append fails, the newest request
+ * of the lowest priority is preempted (freed, put back at the head of the queue; when it is
+ * re-admitted it re-prefills all its tokens, and the ones the prefix cache does not serve are
+ * counted as recomputed) and the append is retried, unless the victim was the request itself;
+ * a request that reaches its length finishes (freed) and its session sends the next one
+ * {@code thinkSteps} later, except on idle routes, whose requests stall there forever;
+ * (4) admit queued requests first-come first-served while at least {@code watermark} of the pool
+ * is free (vLLM keeps a similar watermark so decode has room), stopping at the first that does
+ * not fit; (5) record memory.
+ *
+ * <h2>The contiguous baseline</h2>
+ * No manager: each admitted request reserves
+ * {@link CapacityPlanner#contiguousBytes contiguousBytes(layout, 1, maxModelLen)} up front, as an
+ * engine without paging preallocates its maximum length, and never needs more.
+ */
+final class Simulator {
+
+    /** Run-wide knobs; see the class comment. */
+    record Settings(long budgetBytes, int steps, int decodeChunk, int prefillChunk, int maxModelLen,
+                    int sinkTokens, int windowTokens, int idleDeadlineSteps, double watermark) {
+        Settings {
+            positive("steps", steps);
+            positive("decodeChunk", decodeChunk);
+            positive("prefillChunk", prefillChunk);
+            positive("maxModelLen", maxModelLen);
+            positive("windowTokens", windowTokens);
+            positive("idleDeadlineSteps", idleDeadlineSteps);
+            if (budgetBytes <= 0) {
+                throw new IllegalArgumentException("budget must be > 0 bytes, got " + budgetBytes);
+            }
+            if (sinkTokens < 0) {
+                throw new IllegalArgumentException("sinkTokens must be >= 0, got " + sinkTokens);
+            }
+            if (!(watermark >= 0 && watermark < 1)) {
+                throw new IllegalArgumentException("watermark must be in [0, 1), got " + watermark);
+            }
+        }
+
+        private static void positive(String what, int v) {
+            if (v <= 0) {
+                throw new IllegalArgumentException(what + " must be > 0, got " + v);
+            }
+        }
+    }
+
+    /** One configuration row. {@code format} null means the base layout's format. */
+    record Config(String name, boolean paged, KvFormat format, boolean prefixCaching, boolean window,
+                  boolean idleRelease, String comparedTo) {
+    }
+
+    /** The side-by-side rows: contiguous, paged, then each mechanism on top of paged + prefix sharing. */
+    static List<Config> defaultConfigs(KvFormat base) {
+        List<Config> c = new ArrayList<>();
+        c.add(new Config("contiguous", false, null, false, false, false, null));
+        c.add(new Config("paged", true, null, false, false, false, "contiguous"));
+        c.add(new Config("paged + prefix sharing", true, null, true, false, false, "paged"));
+        for (KvFormat f : List.of(KvFormats.FP8_E4M3, KvFormats.Q4_0, KvFormats.KIVI_2)) {
+            if (f != base) {
+                c.add(new Config("  + " + f.name(), true, f, true, false, false, "paged + prefix sharing"));
+            }
+        }
+        c.add(new Config("  + sliding window", true, null, true, true, false, "paged + prefix sharing"));
+        c.add(new Config("  + idle release", true, null, true, false, true, "paged + prefix sharing"));
+        return c;
+    }
+
+    /** Told about each manager and each step (for the JFR bridge); all methods optional. */
+    interface Observer {
+        default void managerCreated(Config config, KvCacheManager manager) {
+        }
+
+        default void stepDone(Config config, int step) {
+        }
+
+        default void managerClosing(Config config, KvCacheManager manager) {
+        }
+    }
+
+    /** One route's ledger under one configuration. */
+    static final class RouteLedger {
+        final Workload.Route route;
+        long admissions;
+        long completions;
+        long allocationFailures;
+        long preemptions;
+        long recomputedTokens;
+        long prefixHitTokens;
+        long evictedBlocks;
+        long requestSteps;        // running requests summed over steps
+        long tokenSteps;          // their tokens summed over steps
+        long heldByteSteps;       // route memory summed over steps
+        long peakHeldBytes;
+        int peakRunning;
+        int waitingAtEnd;
+        int runningAtEnd;
+        long idleHeldBytesEnd;
+        long idleHeldByteSteps;
+        long idleReleased;
+        long idleReleasedBytes;
+        long rolledBackTokens;
+
+        RouteLedger(Workload.Route route) {
+            this.route = route;
+        }
+
+        double avgActiveTokens() {
+            return requestSteps == 0 ? 0 : (double) tokenSteps / requestSteps;
+        }
+
+        long avgHeldBytes(int steps) {
+            return heldByteSteps / steps;
+        }
+    }
+
+    /** Everything one configuration produced. */
+    record Result(Config config, KvLayout layout, long poolBytes, int totalBlocks, List<RouteLedger> routes,
+                  long[] usedBytes, long[] cachedBytes, int[] running, long allocationFailures,
+                  long evictedBlocks, long prefixHitTokens, long windowReleasedBlocks, long copyOnWrites,
+                  long idleReleased, long idleReleasedBytes, double avgSlotWaste, KvCacheLedger finalLedger,
+                  long elapsedNanos) {
+
+        long peakUsedBytes() {
+            return Arrays.stream(usedBytes).max().orElse(0);
+        }
+
+        long minHeadroomBytes() {
+            return poolBytes - peakUsedBytes();
+        }
+
+        int peakRunning() {
+            return Arrays.stream(running).max().orElse(0);
+        }
+
+        long completions() {
+            return routes.stream().mapToLong(r -> r.completions).sum();
+        }
+
+        long admissions() {
+            return routes.stream().mapToLong(r -> r.admissions).sum();
+        }
+
+        long preemptions() {
+            return routes.stream().mapToLong(r -> r.preemptions).sum();
+        }
+
+        long recomputedTokens() {
+            return routes.stream().mapToLong(r -> r.recomputedTokens).sum();
+        }
+
+        long idleHeldBytesEnd() {
+            return routes.stream().mapToLong(r -> r.idleHeldBytesEnd).sum();
+        }
+
+        int waitingAtEnd() {
+            return routes.stream().mapToInt(r -> r.waitingAtEnd).sum();
+        }
+    }
+
+    private final KvLayout baseLayout;
+    private final List<Workload.Route> routes;
+    private final Settings settings;
+
+    Simulator(KvLayout baseLayout, List<Workload.Route> routes, Settings settings) {
+        this.baseLayout = Objects.requireNonNull(baseLayout, "layout");
+        this.routes = List.copyOf(routes);
+        this.settings = Objects.requireNonNull(settings, "settings");
+        for (Workload.Route r : routes) {
+            if (r.activeTokens() > settings.maxModelLen()) {
+                throw new IllegalArgumentException("route '" + r.name() + "' needs " + r.activeTokens()
+                        + " tokens per request but max model length is " + settings.maxModelLen());
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    /** One request of one session; survives preemption (then {@code seq} is null and it waits again). */
+    private static final class Request {
+        final int route;
+        final int session;
+        final int serial;
+        final Workload.Route spec;
+        int length;          // tokens it holds (running) or must re-prefill (waiting after preemption)
+        boolean preempted;
+        Sequence seq;        // paged
+        boolean reserved;    // contiguous
+        long admitOrder;
+        int lastAppendStep;
+
+        Request(int route, int session, int serial, Workload.Route spec) {
+            this.route = route;
+            this.session = session;
+            this.serial = serial;
+            this.spec = spec;
+        }
+
+        String id() {
+            return route + "/" + session + "/" + serial;
+        }
+
+        int tokenAt(int pos) {
+            long h = pos < spec.sharedPrefix()
+                    ? mix(0x5EED_0000_0000L + ((long) route << 32) + pos)
+                    : mix(mix(((long) route << 48) ^ ((long) session << 24) ^ serial) + pos);
+            return (int) (h >>> 33);
+        }
+
+        boolean stalled() {
+            return spec.idle() && length >= spec.activeTokens();
+        }
+    }
+
+    private static long mix(long z) {
+        z = (z ^ (z >>> 33)) * 0xFF51AFD7ED558CCDL;
+        z = (z ^ (z >>> 33)) * 0xC4CEB9FE1A85EC53L;
+        return z ^ (z >>> 33);
+    }
+
+    // ------------------------------------------------------------------ pools
+
+    /** Where KV memory comes from: the real block manager, or contiguous reservations. */
+    private interface Pool {
+        /** Starts holding memory for {@code r}; false if that is refused (contiguous only). */
+        boolean open(Request r);
+
+        /** Appends tokens; -1 when memory ran out (nothing changed), else prefix-hit tokens. */
+        int append(Request r, int[] tokens, int n);
+
+        void release(Request r);
+
+        /**
+         * Whether admitting {@code r} with a prefill of {@code tokens} tokens should be tried now:
+         * the blocks it needs (less the prefix cache's hits) leave the watermark free.
+         */
+        boolean canAdmit(Request r, int tokens, int[] buf);
+
+        long usedBytes();
+
+        long cachedBytes();
+
+        long capacityBytes();
+
+        int totalBlocks();
+
+        /** Bytes held by these requests, each block counted once. */
+        long heldBytes(List<Request> rs);
+
+        long evictedBlocks();
+    }
+
+    private static final class PagedPool implements Pool {
+        final KvCacheManager m;
+        final KvLayout layout;
+        final int watermarkBlocks;
+        final int[] stamp;
+        int currentStamp;
+
+        final Settings settings;
+        final boolean window;
+        final boolean prefix;
+
+        PagedPool(KvCacheManager m, Settings settings, boolean window, boolean prefix) {
+            this.m = m;
+            this.settings = settings;
+            this.window = window;
+            this.prefix = prefix;
+            this.layout = m.layout();
+            double watermark = settings.watermark();
+            int total = m.stats().totalBlocks();
+            this.watermarkBlocks = (int) Math.ceil(total * watermark);
+            this.stamp = new int[total];
+        }
+
+        @Override
+        public boolean open(Request r) {
+            r.seq = m.open(r.id(), SequenceOptions.DEFAULT.withPriority(r.spec.priority()));
+            return true;
+        }
+
+        @Override
+        public int append(Request r, int[] tokens, int n) {
+            return m.append(r.seq, tokens, 0, n);
+        }
+
+        @Override
+        public void release(Request r) {
+            m.free(r.seq);
+            r.seq = null;
+        }
+
+        @Override
+        public boolean canAdmit(Request r, int tokens, int[] buf) {
+            long need;
+            if (window) {
+                // a chunked prefill under a window holds at most the sinks, the window and one chunk
+                need = CapacityPlanner.kvBytesWithWindow(layout, tokens, settings.sinkTokens(),
+                        settings.windowTokens() + settings.prefillChunk()) / layout.bytesPerBlock();
+            } else {
+                need = layout.blocksFor(tokens);
+            }
+            if (prefix) {
+                // only the first append looks the cache up, so only the first chunk can hit
+                int k = Math.min(tokens, settings.prefillChunk());
+                fill(r, 0, k, buf);
+                need -= m.cachedPrefixLength(Arrays.copyOf(buf, k)) / layout.blockTokens();
+            }
+            return m.stats().freeBlocks() - need >= watermarkBlocks;
+        }
+
+        @Override
+        public long usedBytes() {
+            return (long) m.stats().usedBlocks() * layout.bytesPerBlock();
+        }
+
+        @Override
+        public long cachedBytes() {
+            return (long) m.stats().cachedBlocks() * layout.bytesPerBlock();
+        }
+
+        @Override
+        public long capacityBytes() {
+            return (long) m.stats().totalBlocks() * layout.bytesPerBlock();
+        }
+
+        @Override
+        public int totalBlocks() {
+            return m.stats().totalBlocks();
+        }
+
+        @Override
+        public long heldBytes(List<Request> rs) {
+            int s = ++currentStamp;
+            long blocks = 0;
+            for (Request r : rs) {
+                for (int b : r.seq.blockTable()) {
+                    if (b >= 0 && stamp[b] != s) {
+                        stamp[b] = s;
+                        blocks++;
+                    }
+                }
+            }
+            return blocks * layout.bytesPerBlock();
+        }
+
+        @Override
+        public long evictedBlocks() {
+            return m.stats().evictedBlocks();
+        }
+    }
+
+    private static final class ContiguousPool implements Pool {
+        final long perRequest;
+        final long capacity;
+        long used;
+
+        ContiguousPool(KvLayout layout, long budget, int maxModelLen) {
+            this.perRequest = CapacityPlanner.contiguousBytes(layout, 1, maxModelLen);
+            this.capacity = budget;
+        }
+
+        @Override
+        public boolean open(Request r) {
+            if (used + perRequest > capacity) {
+                return false;
+            }
+            used += perRequest;
+            r.reserved = true;
+            return true;
+        }
+
+        @Override
+        public int append(Request r, int[] tokens, int n) {
+            return 0; // the reservation already covers maxModelLen tokens
+        }
+
+        @Override
+        public void release(Request r) {
+            if (r.reserved) {
+                used -= perRequest;
+                r.reserved = false;
+            }
+        }
+
+        @Override
+        public boolean canAdmit(Request r, int tokens, int[] buf) {
+            return used + perRequest <= capacity;
+        }
+
+        @Override
+        public long usedBytes() {
+            return used;
+        }
+
+        @Override
+        public long cachedBytes() {
+            return 0;
+        }
+
+        @Override
+        public long capacityBytes() {
+            return capacity;
+        }
+
+        @Override
+        public int totalBlocks() {
+            return 0;
+        }
+
+        @Override
+        public long heldBytes(List<Request> rs) {
+            return rs.size() * perRequest;
+        }
+
+        @Override
+        public long evictedBlocks() {
+            return 0;
+        }
+    }
+
+    // ------------------------------------------------------------------ the run
+
+    /** Runs one configuration. */
+    Result run(Config c, Observer observer) {
+        long t0 = System.nanoTime();
+        KvLayout layout = c.format() == null ? baseLayout : baseLayout.withFormat(c.format());
+        KvCacheManager manager = null;
+        Pool pool;
+        if (c.paged()) {
+            KvCacheManager.Builder b = KvCacheManager.builder(layout)
+                    .memoryBudget(settings.budgetBytes())
+                    .prefixCaching(c.prefixCaching())
+                    .evictionPolicy(EvictionPolicy.lru());
+            if (c.window()) {
+                b.slidingWindow(settings.sinkTokens(), settings.windowTokens());
+            }
+            manager = b.build();
+            observer.managerCreated(c, manager);
+            pool = new PagedPool(manager, settings, c.window(), c.prefixCaching());
+        } else {
+            pool = new ContiguousPool(layout, settings.budgetBytes(), settings.maxModelLen());
+        }
+        try {
+            return replay(c, layout, pool, manager, observer, t0);
+        } finally {
+            if (manager != null) {
+                observer.managerClosing(c, manager);
+                for (String id : manager.liveSequenceIds()) {
+                    manager.free(manager.sequence(id));
+                }
+                manager.close();
+            }
+        }
+    }
+
+    private Result replay(Config c, KvLayout layout, Pool pool, KvCacheManager manager, Observer observer, long t0) {
+        int steps = settings.steps();
+        List<RouteLedger> ledgers = new ArrayList<>();
+        int sessionsTotal = 0;
+        int longest = 0;
+        for (Workload.Route r : routes) {
+            ledgers.add(new RouteLedger(r));
+            sessionsTotal += r.sessions();
+            longest = Math.max(longest, r.activeTokens());
+        }
+        // arrival schedule per session: the step its next request arrives, -1 when it sends no more
+        int[][] nextArrival = new int[routes.size()][];
+        int[][] serials = new int[routes.size()][];
+        for (int ri = 0; ri < routes.size(); ri++) {
+            Workload.Route r = routes.get(ri);
+            nextArrival[ri] = new int[r.sessions()];
+            serials[ri] = new int[r.sessions()];
+            for (int s = 0; s < r.sessions(); s++) {
+                nextArrival[ri][s] = (int) ((long) s * r.rampSteps() / r.sessions());
+            }
+        }
+        int[] buf = new int[Math.max(longest, settings.decodeChunk())];
+        Deque<Request> waiting = new ArrayDeque<>();
+        List<Request> running = new ArrayList<>();
+        long[] used = new long[steps];
+        long[] cached = new long[steps];
+        int[] runningCount = new int[steps];
+        long admitCounter = 0;
+        long idleReleased = 0;
+        long idleReleasedBytes = 0;
+        double slotWasteSum = 0;
+        List<List<Request>> byRoute = new ArrayList<>();
+        for (int ri = 0; ri < routes.size(); ri++) {
+            byRoute.add(new ArrayList<>());
+        }
+
+        for (int step = 0; step < steps; step++) {
+            // (1) idle release
+            if (c.idleRelease()) {
+                for (int i = 0; i < running.size(); i++) {
+                    Request q = running.get(i);
+                    if (q.stalled() && step - q.lastAppendStep >= settings.idleDeadlineSteps()) {
+                        long bytes = pool.heldBytes(List.of(q));
+                        pool.release(q);
+                        running.remove(i--);
+                        RouteLedger rl = ledgers.get(q.route);
+                        rl.idleReleased++;
+                        rl.idleReleasedBytes += bytes;
+                        idleReleased++;
+                        idleReleasedBytes += bytes;
+                        // the client is gone: its session sends nothing more
+                    }
+                }
+            }
+            // (2) arrivals
+            for (int ri = 0; ri < routes.size(); ri++) {
+                for (int s = 0; s < nextArrival[ri].length; s++) {
+                    if (nextArrival[ri][s] == step) {
+                        nextArrival[ri][s] = -1;
+                        waiting.addLast(new Request(ri, s, serials[ri][s]++, routes.get(ri)));
+                    }
+                }
+            }
+            // (3) decode, oldest admission first
+            List<Request> order = new ArrayList<>(running);
+            for (Request q : order) {
+                if (q.seq == null && !q.reserved) {
+                    continue; // preempted earlier in this step
+                }
+                if (q.stalled()) {
+                    continue;
+                }
+                int n = Math.min(settings.decodeChunk(), q.spec.activeTokens() - q.length);
+                fill(q, q.length, n, buf);
+                while (true) {
+                    long ev = pool.evictedBlocks();
+                    int rc = pool.append(q, buf, n);
+                    ledgers.get(q.route).evictedBlocks += pool.evictedBlocks() - ev;
+                    if (rc >= 0) {
+                        q.length += n;
+                        q.lastAppendStep = step;
+                        break;
+                    }
+                    ledgers.get(q.route).allocationFailures++;
+                    Request victim = victim(running);
+                    preempt(victim, pool, running, waiting, ledgers);
+                    if (victim == q) {
+                        break;
+                    }
+                }
+                if ((q.seq != null || q.reserved) && q.length >= q.spec.activeTokens() && !q.spec.idle()) {
+                    pool.release(q);
+                    running.remove(q);
+                    ledgers.get(q.route).completions++;
+                    nextArrival[q.route][q.session] = step + 1 + q.spec.thinkSteps();
+                }
+            }
+            // (4) admission, first come first served
+            while (!waiting.isEmpty()) {
+                Request q = waiting.peekFirst();
+                RouteLedger rl = ledgers.get(q.route);
+                int target = q.preempted ? q.length : q.spec.promptTokens();
+                if (!pool.canAdmit(q, target, buf)) {
+                    break;
+                }
+                if (!pool.open(q)) {
+                    rl.allocationFailures++;
+                    break;
+                }
+                int hits = 0;
+                boolean ok = true;
+                long ev = pool.evictedBlocks();
+                for (int from = 0; from < target; from += settings.prefillChunk()) {
+                    int n = Math.min(settings.prefillChunk(), target - from);
+                    fill(q, from, n, buf);
+                    int rc = pool.append(q, buf, n);
+                    if (rc < 0) {
+                        ok = false;
+                        break;
+                    }
+                    hits += rc;
+                }
+                rl.evictedBlocks += pool.evictedBlocks() - ev;
+                if (!ok) {
+                    // the check above was optimistic (a hit block it counted was evicted, or a
+                    // window released less than planned): roll back, the prefilled work is lost
+                    rl.allocationFailures++;
+                    rl.rolledBackTokens += q.seq != null ? q.seq.length() : 0;
+                    pool.release(q);
+                    break;
+                }
+                waiting.pollFirst();
+                rl.prefixHitTokens += hits;
+                if (q.preempted) {
+                    rl.recomputedTokens += target - hits;
+                }
+                q.length = target;
+                q.lastAppendStep = step;
+                q.admitOrder = admitCounter++;
+                running.add(q);
+                rl.admissions++;
+            }
+            // (5) record
+            used[step] = pool.usedBytes();
+            cached[step] = pool.cachedBytes();
+            runningCount[step] = running.size();
+            for (List<Request> l : byRoute) {
+                l.clear();
+            }
+            for (Request q : running) {
+                byRoute.get(q.route).add(q);
+            }
+            for (int ri = 0; ri < routes.size(); ri++) {
+                RouteLedger rl = ledgers.get(ri);
+                List<Request> rs = byRoute.get(ri);
+                rl.peakRunning = Math.max(rl.peakRunning, rs.size());
+                rl.requestSteps += rs.size();
+                for (Request q : rs) {
+                    rl.tokenSteps += q.length;
+                }
+                long held = pool.heldBytes(rs);
+                rl.heldByteSteps += held;
+                rl.peakHeldBytes = Math.max(rl.peakHeldBytes, held);
+                if (rl.route.idle()) {
+                    List<Request> idle = rs.stream().filter(Request::stalled).toList();
+                    long idleBytes = pool.heldBytes(idle);
+                    rl.idleHeldByteSteps += idleBytes;
+                    if (step == steps - 1) {
+                        rl.idleHeldBytesEnd = idleBytes;
+                    }
+                }
+            }
+            if (manager != null) {
+                slotWasteSum += manager.ledger().slotWaste();
+            }
+            observer.stepDone(c, step);
+        }
+        for (Request q : waiting) {
+            ledgers.get(q.route).waitingAtEnd++;
+        }
+        for (Request q : running) {
+            ledgers.get(q.route).runningAtEnd++;
+        }
+        long allocationFailures;
+        long evicted;
+        long hitTokens;
+        long windowReleased = 0;
+        long cow = 0;
+        KvCacheLedger finalLedger = null;
+        if (manager != null) {
+            finalLedger = manager.ledger();
+            KvCacheStats st = finalLedger.stats();
+            allocationFailures = st.allocationFailures();
+            evicted = st.evictedBlocks();
+            hitTokens = st.prefixHitTokens();
+            windowReleased = finalLedger.windowReleasedBlocks();
+            cow = finalLedger.copyOnWrites();
+        } else {
+            allocationFailures = ledgers.stream().mapToLong(r -> r.allocationFailures).sum();
+            evicted = 0;
+            hitTokens = 0;
+        }
+        return new Result(c, layout, pool.capacityBytes(), pool.totalBlocks(), ledgers, used, cached, runningCount,
+                allocationFailures, evicted, hitTokens, windowReleased, cow, idleReleased, idleReleasedBytes,
+                slotWasteSum / steps, finalLedger, System.nanoTime() - t0);
+    }
+
+    private static void fill(Request q, int from, int n, int[] buf) {
+        for (int i = 0; i < n; i++) {
+            buf[i] = q.tokenAt(from + i);
+        }
+    }
+
+    /** The newest admitted request of the lowest priority. */
+    private static Request victim(List<Request> running) {
+        Request best = null;
+        for (Request q : running) {
+            if (best == null || q.spec.priority() < best.spec.priority()
+                    || q.spec.priority() == best.spec.priority() && q.admitOrder > best.admitOrder) {
+                best = q;
+            }
+        }
+        if (best == null) {
+            throw new AssertionError("an append failed with nothing running");
+        }
+        return best;
+    }
+
+    private static void preempt(Request v, Pool pool, List<Request> running, Deque<Request> waiting,
+                                List<RouteLedger> ledgers) {
+        pool.release(v);
+        running.remove(v);
+        v.preempted = true; // keeps length: it re-prefills all of it when re-admitted
+        waiting.addFirst(v);
+        ledgers.get(v.route).preemptions++;
+    }
+}
