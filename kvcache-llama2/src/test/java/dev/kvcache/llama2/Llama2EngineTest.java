@@ -152,7 +152,8 @@ class Llama2EngineTest {
         IllegalArgumentException q8 = assertThrows(IllegalArgumentException.class,
                 () -> Llama2Engine.create(m, KvFormats.Q8_0, BLOCK, 8, true));
         assertTrue(q8.getMessage().contains("headDim must be a multiple of 32, got 8"), q8.getMessage());
-        try (Llama2Engine e = engine(1, true)) {
+        Llama2Engine e = engine(1, true);
+        try {
             Sequence s = e.open("a");
             assertThrows(IllegalArgumentException.class, () -> e.step(s, 512));
             assertThrows(IllegalArgumentException.class, () -> e.prefill(s, 3, -1));
@@ -160,10 +161,11 @@ class Llama2EngineTest {
             assertEquals(0, s.length(), "refused calls append nothing");
             assertThrows(IllegalArgumentException.class, () -> e.prefill(s, new int[513]));
             assertThrows(IllegalArgumentException.class, () -> e.branchingPrompts(new int[] {1}, 0, 2));
-            e.close();
-            assertThrows(IllegalStateException.class, () -> e.open("b"));
-            assertThrows(IllegalStateException.class, () -> e.store().readKey(0, 0, new float[32]));
-            e.close(); // idempotent
+        } finally {
+            e.close(); // frees the still-open sequence "a"
         }
+        assertThrows(IllegalStateException.class, () -> e.open("b"));
+        assertThrows(IllegalStateException.class, () -> e.store().readKey(0, 0, new float[32]));
+        e.close(); // idempotent
     }
 }
