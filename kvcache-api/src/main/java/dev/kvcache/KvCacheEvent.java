@@ -3,8 +3,9 @@ package dev.kvcache;
 import java.util.Arrays;
 
 /**
- * What a {@link KvCacheListener} is told: enough for a cache-aware router to mirror which prefixes
- * a worker holds (the same three events vLLM publishes).
+ * What a {@link KvCacheListener} is told. The first three are enough for a cache-aware router to
+ * mirror which prefixes a worker holds (the same three events vLLM publishes); the others report
+ * the levers pulled when memory runs short, for the ledger, JFR and metrics.
  */
 public sealed interface KvCacheEvent {
 
@@ -28,5 +29,23 @@ public sealed interface KvCacheEvent {
 
     /** Every published hash was dropped ({@link KvCacheManager#resetPrefixCache()}). */
     record AllBlocksCleared() implements KvCacheEvent {
+    }
+
+    /** An append of {@code tokens} tokens to sequence {@code id} returned -1 for {@code reason}. */
+    record AppendRefused(String id, String tenant, Refusal reason, int tokens, int freeBlocks)
+            implements KvCacheEvent {
+    }
+
+    /** Sequence {@code id} was preempted, returning {@code blocks} blocks. */
+    record SequencePreempted(String id, String tenant, PreemptionMode mode, int tokens, int blocks)
+            implements KvCacheEvent {
+    }
+
+    /** A sequence idle past its lease was released. */
+    record IdleReleased(IdleRelease release) implements KvCacheEvent {
+    }
+
+    /** A retention policy dropped {@code tokens} tokens of sequence {@code id}, releasing {@code blocks} blocks. */
+    record TokensDropped(String id, int tokens, int blocks) implements KvCacheEvent {
     }
 }

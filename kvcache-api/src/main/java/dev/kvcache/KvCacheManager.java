@@ -575,10 +575,10 @@ public final class KvCacheManager implements AutoCloseable {
         if ((long) t.used + demand + hitsFromCache - winTenantRelief > t.quota) {
             t.refusals++;
             quotaRefusals++;
-            return refuse(Refusal.TENANT_QUOTA);
+            return refuse(q, n, Refusal.TENANT_QUOTA);
         }
         if (demand > supply) {
-            return refuse(Refusal.NO_BLOCKS);
+            return refuse(q, n, Refusal.NO_BLOCKS);
         }
         // guaranteed sequences: blocks set aside for the others must stay free after this append
         int reserve = q.reserve;
@@ -591,11 +591,11 @@ public final class KvCacheManager implements AutoCloseable {
         int slack = supply - demand - others - outAfter;
         if (slack < 0) {
             reservationRefusals++;
-            return refuse(Refusal.RESERVED);
+            return refuse(q, n, Refusal.RESERVED);
         }
         if (oldLen == 0 && !q.forked && slack < watermarkBlocks) {
             watermarkRefusals++;
-            return refuse(Refusal.WATERMARK);
+            return refuse(q, n, Refusal.WATERMARK);
         }
         lastRefusal = Refusal.NONE;
 
@@ -748,9 +748,12 @@ public final class KvCacheManager implements AutoCloseable {
         return q;
     }
 
-    private int refuse(Refusal why) {
+    private int refuse(PagedSequence q, int tokens, Refusal why) {
         allocationFailures++;
         lastRefusal = why;
+        if (!listeners.isEmpty()) {
+            fire(new KvCacheEvent.AppendRefused(q.id, q.tenant.name, why, tokens, emptyTop + cached.size()));
+        }
         return -1;
     }
 
@@ -812,6 +815,9 @@ public final class KvCacheManager implements AutoCloseable {
                 idleReleasedSequences++;
                 idleReleasedBlocks += r.blocks();
                 freeLocked(q);
+                if (!listeners.isEmpty()) {
+                    fire(new KvCacheEvent.IdleReleased(r));
+                }
             }
             return out;
         } finally {
@@ -962,6 +968,9 @@ public final class KvCacheManager implements AutoCloseable {
             q.tenant.preemptions++;
             preemptionCounts.merge(q.id, 1, Integer::sum);
             freeLocked(q);
+            if (!listeners.isEmpty()) {
+                fire(new KvCacheEvent.SequencePreempted(q.id, q.tenant.name, mode, q.length, released));
+            }
             return p;
         } finally {
             lock.unlockWrite(st);
@@ -1013,11 +1022,11 @@ public final class KvCacheManager implements AutoCloseable {
         if ((long) t.used + need > t.quota) {
             t.refusals++;
             quotaRefusals++;
-            refuse(Refusal.TENANT_QUOTA);
+            refuse(q, p.length(), Refusal.TENANT_QUOTA);
             return null;
         }
         if (need > emptyTop + cached.size() - reservedOutstanding) {
-            refuse(need > emptyTop + cached.size() ? Refusal.NO_BLOCKS : Refusal.RESERVED);
+            refuse(q, p.length(), need > emptyTop + cached.size() ? Refusal.NO_BLOCKS : Refusal.RESERVED);
             return null;
         }
         int B = blockTokens;
@@ -1105,6 +1114,9 @@ public final class KvCacheManager implements AutoCloseable {
                 }
             }
             updateReservation(q);
+            if (!listeners.isEmpty()) {
+                fire(new KvCacheEvent.TokensDropped(q.id, count, released));
+            }
             return released;
         } finally {
             lock.unlockWrite(st);

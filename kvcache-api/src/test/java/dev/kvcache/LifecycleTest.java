@@ -355,6 +355,32 @@ class LifecycleTest {
         }
     }
 
+    @Test
+    void everyLeverIsReportedToListeners() {
+        AtomicLong now = new AtomicLong();
+        List<KvCacheEvent> events = new ArrayList<>();
+        try (KvCacheManager m = KvCacheManager.builder(LAYOUT).blocks(4).clock(now::get)
+                .idleLease(Duration.ofSeconds(1)).build()) {
+            m.addListener(events::add);
+            Sequence a = m.open("a", SequenceOptions.DEFAULT.withTenant("t"));
+            m.append(a, range(0, 16));
+            Sequence b = m.open("b");
+            assertEquals(-1, m.append(b, range(0, 3)));
+            KvCacheEvent.AppendRefused refused = (KvCacheEvent.AppendRefused) events.get(events.size() - 1);
+            assertEquals(new KvCacheEvent.AppendRefused("b", "default", Refusal.NO_BLOCKS, 3, 0), refused);
+            m.dropTokens(a, range(4, 4), 0, 4);
+            assertEquals(new KvCacheEvent.TokensDropped("a", 4, 1), events.get(events.size() - 1));
+            PreemptedSequence p = m.preempt(a, PreemptionMode.RECOMPUTE);
+            assertEquals(new KvCacheEvent.SequencePreempted("a", "t", PreemptionMode.RECOMPUTE, 16, 3),
+                    events.get(events.size() - 1));
+            now.addAndGet(Duration.ofSeconds(2).toNanos());
+            m.reapIdle();
+            KvCacheEvent.IdleReleased idle = (KvCacheEvent.IdleReleased) events.get(events.size() - 1);
+            assertEquals("b", idle.release().id());
+            assertEquals(16, p.length());
+        }
+    }
+
     /** A swap space in a map: handle -> the block it holds. */
     static final class FakeSwap implements SwapSpace {
         final int capacity;

@@ -1,0 +1,148 @@
+package dev.kvcache;
+
+import dev.kvcache.model.ManagerModel;
+import dev.kvcache.model.ManagerModel.Checks;
+import dev.kvcache.model.ManagerModel.Config;
+import dev.kvcache.model.ManagerModel.Coverage;
+import dev.kvcache.model.Op;
+import dev.kvcache.model.Ops;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.EdgeCasesMode;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.RandomDistribution;
+import net.jqwik.api.constraints.IntRange;
+import net.jqwik.api.statistics.Statistics;
+
+import java.util.List;
+
+/**
+ * Random workloads against the block manager contract (API.md, "The block manager").
+ *
+ * <p>Each property runs a list of {@link Op}s (open, append of one token / a few / a multi-block
+ * prompt, fork, free, resetPrefixCache) on a small pool, 4..24 blocks of 1..8 tokens, so that
+ * appends are refused for want of blocks and cached blocks get evicted, and {@link ManagerModel}
+ * checks after every step: used + cached + empty == total; refCount(b) == occurrences of b in the
+ * live block tables and usedBlocks == distinct held blocks; liveTokens and liveSequences; a refused
+ * append changes nothing but allocationFailures and is refused only when the free blocks really
+ * are fewer than it needs (no external fragmentation); at most blockTokens-1 wasted slots per
+ * sequence; append's return value equals the prefix hits predicted from the published blocks
+ * (mirrored from events), a multiple of blockTokens, below the call's token count and 0 unless
+ * the sequence was empty; evictions follow LRU or priority order and never take an empty block's
+ * turn or a hit block; slot(p) agrees with blockTable() and two sequences share a slot only
+ * through a shared block with the same tokens; sliding-window releases are exactly the blocks the
+ * contract names; and the ledger counters. Counterexamples shrink to a short op list.
+ *
+ * <p>Edge cases are off: jqwik's list edge cases are one-step workloads, which would take a third
+ * of the tries; the small integer ranges reach their ends anyway. Statistics show what each property exercised; coverage checks make the properties fail if a
+ * generator change stops reaching prefix hits, refusals, evictions, copy-on-write or window
+ * releases.
+ */
+class KvCacheManagerProperties {
+
+    /** sequence.cachedTokens() is checked only by its own property while it is a known bug (see below). */
+    private static final Checks BROAD = new Checks(false, false);
+
+    @Property(tries = 400, edgeCases = EdgeCasesMode.NONE)
+    void randomWorkloadsKeepTheContract(@ForAll @IntRange(min = 4, max = 24) int blocks,
+                                        @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                        @ForAll boolean prefixCaching,
+                                        @ForAll boolean priorityPolicy,
+                                        @ForAll("workload") List<Op> ops) {
+        Coverage c = ManagerModel.run(new Config(blocks, blockTokens, prefixCaching, priorityPolicy, 0, 0), ops, BROAD);
+        collect(c, ops);
+        Statistics.label("prefix hit").coverage(k -> k.check(true).percentage(p -> p >= 15));
+        Statistics.label("append refused").coverage(k -> k.check(true).percentage(p -> p >= 15));
+        Statistics.label("eviction").coverage(k -> k.check(true).percentage(p -> p >= 5));
+        Statistics.label("copy-on-write").coverage(k -> k.check(true).percentage(p -> p >= 3));
+    }
+
+    @Property(tries = 200, edgeCases = EdgeCasesMode.NONE)
+    void prefixCachingOffNeverCaches(@ForAll @IntRange(min = 4, max = 24) int blocks,
+                                     @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                     @ForAll boolean priorityPolicy,
+                                     @ForAll("workload") List<Op> ops) {
+        // the model checks cachedBlocks == 0, no events and append() == 0 whenever caching is off
+        Coverage c = ManagerModel.run(new Config(blocks, blockTokens, false, priorityPolicy, 0, 0), ops, BROAD);
+        collect(c, ops);
+        Statistics.label("append refused").coverage(k -> k.check(true).percentage(p -> p >= 15));
+    }
+
+    @Property(tries = 300, edgeCases = EdgeCasesMode.NONE)
+    void slidingWindowWorkloadsKeepTheContract(@ForAll @IntRange(min = 4, max = 24) int blocks,
+                                               @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                               @ForAll boolean prefixCaching,
+                                               @ForAll boolean priorityPolicy,
+                                               @ForAll @IntRange(min = 0, max = 6) int sinks,
+                                               @ForAll @IntRange(min = 1, max = 12) int window,
+                                               @ForAll("workload") List<Op> ops) {
+        Coverage c = ManagerModel.run(new Config(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window),
+                ops, BROAD);
+        collect(c, ops);
+        Statistics.label("window release").coverage(k -> k.check(true).percentage(p -> p >= 15));
+    }
+
+    @Property(tries = 200, edgeCases = EdgeCasesMode.NONE)
+    void slidingWindowBoundsMemoryOnLongDecodes(@ForAll @IntRange(min = 4, max = 24) int blocks,
+                                                @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                                @ForAll boolean prefixCaching,
+                                                @ForAll @IntRange(min = 0, max = 6) int sinks,
+                                                @ForAll @IntRange(min = 1, max = 12) int window,
+                                                @ForAll("decode") List<Op> ops) {
+        // heldBlocks <= ceil(sinks/B) + ceil(window/B) + 2 after every single-token append
+        Coverage c = ManagerModel.run(new Config(blocks, blockTokens, prefixCaching, false, sinks, window),
+                ops, new Checks(true, false));
+        collect(c, ops);
+        Statistics.label("window release").coverage(k -> k.check(true).percentage(p -> p >= 50));
+    }
+
+    // ------------------------------------------------------------------ KNOWN BUG (issue 2)
+    //
+    // Sequence.cachedTokens() is "leading tokens of this sequence that were served from the prefix
+    // cache", fixed by the sequence's first append. KvCacheManager.appendLocked sets
+    // `q.cached = hits * B` on every append, so the next append (hits == 0) resets it to 0.
+    // These two fail until that assignment is made only when oldLen == 0.
+
+    @Property(tries = 200, edgeCases = EdgeCasesMode.NONE)
+    void cachedTokensKeepTheFirstAppendsHits(@ForAll @IntRange(min = 4, max = 24) int blocks,
+                                             @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                             @ForAll boolean priorityPolicy,
+                                             @ForAll("workload") List<Op> ops) {
+        ManagerModel.run(new Config(blocks, blockTokens, true, priorityPolicy, 0, 0), ops, new Checks(false, true));
+    }
+
+    @Example
+    void cachedTokensSurviveASecondAppend() {
+        // the shrunk counterexample of the property above
+        ManagerModel.run(new Config(4, 1, true, false, 0, 0), List.of(
+                new Op.Open(0, 0), new Op.Append(0, List.of(1)),
+                new Op.Open(0, 0), new Op.Append(0, List.of(1, 0)),   // hits block [1]: cachedTokens 1
+                new Op.Append(0, List.of(0))),                         // cachedTokens must stay 1
+                new Checks(false, true));
+    }
+
+    // ------------------------------------------------------------------ generators
+
+    @Provide
+    Arbitrary<List<Op>> workload() {
+        return Ops.workload(3, 100);
+    }
+
+    @Provide
+    Arbitrary<List<Op>> decode() {
+        return Ops.decodeOp().list().ofMinSize(1).ofMaxSize(400)
+                .withSizeDistribution(RandomDistribution.uniform());
+    }
+
+    private static void collect(Coverage c, List<Op> ops) {
+        Statistics.label("ops").collect(ops.size() / 10 * 10);
+        Statistics.label("prefix hit").collect(c.prefixHits() > 0);
+        Statistics.label("append refused").collect(c.failedAppends() > 0);
+        Statistics.label("eviction").collect(c.evictions() > 0);
+        Statistics.label("copy-on-write").collect(c.copyOnWrites() > 0);
+        Statistics.label("window release").collect(c.windowReleases() > 0);
+        Statistics.label("reset").collect(c.resets() > 0);
+    }
+}

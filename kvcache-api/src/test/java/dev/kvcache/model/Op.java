@@ -1,0 +1,57 @@
+package dev.kvcache.model;
+
+import java.util.List;
+
+/**
+ * One step of a random block-manager workload, as plain data so that jqwik can shrink a failing
+ * run to a short, readable list. Sequences are named by {@code pick}, an index taken modulo the
+ * number of live sequences and counted from the newest (0 is the sequence opened or forked last,
+ * usually still empty), so any sub-list of a run is still a valid run and shrinking moves towards
+ * the newest sequence; with no live sequence such a step does nothing.
+ */
+public sealed interface Op {
+
+    /** {@code open} a new sequence with this priority and cache salt. */
+    record Open(int priority, int salt) implements Op {
+        @Override
+        public String toString() {
+            return "open(prio=" + priority + ", salt=" + salt + ")";
+        }
+    }
+
+    /** {@code append} these token ids to live sequence {@code pick}. */
+    record Append(int pick, List<Integer> tokens) implements Op {
+        public Append {
+            tokens = List.copyOf(tokens);
+        }
+
+        @Override
+        public String toString() {
+            return "append(#" + pick + ", " + tokens + ")";
+        }
+    }
+
+    /** {@code fork} live sequence {@code pick}. */
+    record Fork(int pick) implements Op {
+        @Override
+        public String toString() {
+            return "fork(#" + pick + ")";
+        }
+    }
+
+    /** {@code free} live sequence {@code pick}. */
+    record Free(int pick) implements Op {
+        @Override
+        public String toString() {
+            return "free(#" + pick + ")";
+        }
+    }
+
+    /** {@code resetPrefixCache()}. */
+    record ResetPrefixCache() implements Op {
+        @Override
+        public String toString() {
+            return "resetPrefixCache()";
+        }
+    }
+}

@@ -1,0 +1,131 @@
+package dev.kvcache.model;
+
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.Combinators;
+import net.jqwik.api.RandomDistribution;
+import net.jqwik.api.Tuple;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Generators for {@link Op} workloads. Token ids come from a small alphabet and prompts are
+ * prefixes of three fixed base prompts (two of which share their first 8 tokens), so that prefix
+ * cache hits, partial hits and divergent chains all happen at every block size from 1 to 8.
+ */
+public final class Ops {
+
+    /** Alphabet of single tokens and short bursts. */
+    public static final int ALPHABET = 4;
+
+    private static final int BASE_LENGTH = 48;
+    private static final int[][] BASE = new int[3][BASE_LENGTH];
+
+    static {
+        for (int i = 0; i < BASE_LENGTH; i++) {
+            BASE[0][i] = (i * 5 + 1) % 7;
+            BASE[1][i] = i < 8 ? BASE[0][i] : (i * 3 + 2) % 5;
+            BASE[2][i] = 10 + i % 3;
+        }
+    }
+
+    private Ops() {
+    }
+
+    /** One token. */
+    public static Arbitrary<List<Integer>> singleToken() {
+        return Arbitraries.integers().between(0, ALPHABET - 1).map(List::of);
+    }
+
+    /** 0 to 5 tokens (an empty append included: it must be a no-op). */
+    public static Arbitrary<List<Integer>> fewTokens() {
+        return Arbitraries.integers().between(0, ALPHABET - 1).list().ofMinSize(0).ofMaxSize(5);
+    }
+
+    /** A prefix (1..32 tokens) of a base prompt, then 0..2 tokens of its own. */
+    public static Arbitrary<List<Integer>> prompt() {
+        Arbitrary<Integer> base = Arbitraries.integers().between(0, BASE.length - 1);
+        Arbitrary<Integer> len = Arbitraries.integers().between(1, 32);
+        Arbitrary<List<Integer>> suffix = Arbitraries.integers().between(0, ALPHABET - 1).list().ofMaxSize(2);
+        return Combinators.combine(base, len, suffix).as((b, n, s) -> {
+            List<Integer> t = new ArrayList<>(n + s.size());
+            for (int i = 0; i < n; i++) {
+                t.add(BASE[b][i]);
+            }
+            t.addAll(s);
+            return t;
+        });
+    }
+
+    /** Mostly the newest sequence (often still empty, so prompts meet the prefix cache). */
+    private static Arbitrary<Integer> pick() {
+        return Arbitraries.frequencyOf(
+                Tuple.of(3, Arbitraries.just(0)),
+                Tuple.of(2, Arbitraries.integers().between(1, 7)));
+    }
+
+    /**
+     * A general workload step: open, append (one token, a few, or a multi-block prompt), fork,
+     * free, reset. {@code maxPriority} bounds the priorities sequences are opened with.
+     */
+    public static Arbitrary<Op> op(int maxPriority) {
+        Arbitrary<Op> open = Combinators.combine(
+                        Arbitraries.integers().between(0, maxPriority),
+                        Arbitraries.frequency(Tuple.of(4, 0), Tuple.of(1, 1)))
+                .as(Op.Open::new);
+        Arbitrary<Op> appendOne = Combinators.combine(pick(), singleToken()).as(Op.Append::new);
+        Arbitrary<Op> appendFew = Combinators.combine(pick(), fewTokens()).as(Op.Append::new);
+        Arbitrary<Op> appendPrompt = Combinators.combine(pick(), prompt()).as(Op.Append::new);
+        Arbitrary<Op> fork = pick().map(Op.Fork::new);
+        Arbitrary<Op> free = pick().map(Op.Free::new);
+        Arbitrary<Op> reset = Arbitraries.just(new Op.ResetPrefixCache());
+        return Arbitraries.frequencyOf(
+                Tuple.of(3, open),
+                Tuple.of(6, appendOne),
+                Tuple.of(3, appendFew),
+                Tuple.of(3, appendPrompt),
+                Tuple.of(2, fork),
+                Tuple.of(5, free),
+                Tuple.of(1, reset));
+    }
+
+    /**
+     * A general workload of up to {@code maxSteps} steps: single {@link #op}s mixed with requests,
+     * an open followed by a prompt (so that prompts often meet the prefix cache on a fresh
+     * sequence, the only time it is looked up).
+     */
+    public static Arbitrary<List<Op>> workload(int maxPriority, int maxSteps) {
+        Arbitrary<List<Op>> single = op(maxPriority).map(List::of);
+        Arbitrary<List<Op>> request = Combinators.combine(
+                        Arbitraries.integers().between(0, maxPriority),
+                        Arbitraries.frequency(Tuple.of(4, 0), Tuple.of(1, 1)),
+                        prompt())
+                .as((p, s, t) -> List.of(new Op.Open(p, s), new Op.Append(0, t)));
+        return Arbitraries.frequencyOf(Tuple.of(3, single), Tuple.of(1, request))
+                .list().ofMinSize(1).ofMaxSize(maxSteps * 3 / 4)
+                // uniform lengths: the default bias towards short lists leaves the pool mostly idle
+                .withSizeDistribution(RandomDistribution.uniform())
+                .map(chunks -> {
+                    List<Op> ops = new ArrayList<>();
+                    chunks.forEach(ops::addAll);
+                    return ops;
+                });
+    }
+
+    /**
+     * A long-decode workload for a sliding window: mostly single-token appends, some opens, forks
+     * and frees, and no multi-token appends (which legitimately hold more than the window).
+     */
+    public static Arbitrary<Op> decodeOp() {
+        Arbitrary<Op> open = Arbitraries.just(new Op.Open(0, 0));
+        Arbitrary<Op> appendOne = Combinators.combine(pick(), singleToken()).as(Op.Append::new);
+        Arbitrary<Op> fork = pick().map(Op.Fork::new);
+        Arbitrary<Op> free = pick().map(Op.Free::new);
+        return Arbitraries.frequencyOf(
+                Tuple.of(2, open),
+                Tuple.of(30, appendOne),
+                Tuple.of(1, fork),
+                Tuple.of(1, free));
+    }
+}
