@@ -1,0 +1,63 @@
+package dev.kvcache.cli;
+
+import dev.kvcache.KvCacheManager;
+import dev.kvcache.KvFormats;
+import dev.kvcache.KvLayout;
+import jdk.jfr.Recording;
+import jdk.jfr.consumer.RecordedEvent;
+import jdk.jfr.consumer.RecordingFile;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.IntStream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class JfrLedgerBridgeTest {
+
+    @Test
+    void ledger_and_block_events_reach_the_recording(@TempDir Path dir) throws Exception {
+        KvLayout l = new KvLayout(1, 1, 32, 4, KvFormats.F16);
+        Path file = dir.resolve("r.jfr");
+        try (Recording rec = new Recording(); KvCacheManager m = KvCacheManager.builder(l).blocks(3).build()) {
+            rec.enable("dev.kvcache.Ledger").withPeriod(java.time.Duration.ofHours(1));
+            rec.enable("dev.kvcache.BlockStored");
+            rec.enable("dev.kvcache.BlockRemoved");
+            rec.start();
+            JfrLedgerBridge bridge = JfrLedgerBridge.attach(m, "test-cache");
+            var a = m.open("a");
+            assertEquals(0, m.append(a, IntStream.range(0, 8).toArray()));   // 2 full blocks published
+            var b = m.open("b");
+            assertEquals(-1, m.append(b, IntStream.range(100, 108).toArray())); // needs 2, 1 left: failure
+            m.free(a);                                                          // both become cached
+            assertEquals(0, m.append(b, IntStream.range(100, 108).toArray())); // evicts a cached block
+            bridge.emit();
+            bridge.close();
+            bridge.emit(); // after close: nothing
+            m.free(b);
+            rec.stop();
+            rec.dump(file);
+        }
+        List<RecordedEvent> events = RecordingFile.readAllEvents(file);
+        List<RecordedEvent> stored = byName(events, "dev.kvcache.BlockStored");
+        assertEquals(4, stored.size());
+        assertTrue(stored.stream().allMatch(e -> e.getString("cache").equals("test-cache") && e.getInt("tokens") == 4));
+        assertEquals(1, byName(events, "dev.kvcache.BlockRemoved").size());
+        List<RecordedEvent> ledger = byName(events, "dev.kvcache.Ledger");
+        assertEquals(1, ledger.size());
+        RecordedEvent e = ledger.getFirst();
+        assertEquals(1, e.getLong("allocationFailures"));
+        assertEquals(1, e.getLong("evictedBlocks"));
+        assertEquals(3, e.getInt("totalBlocks"));
+        assertEquals(2, e.getInt("usedBlocks"));
+        assertEquals(8, e.getLong("liveTokens"));
+        assertEquals(2 * l.bytesPerBlock(), e.getLong("usedBytes"));
+    }
+
+    private static List<RecordedEvent> byName(List<RecordedEvent> events, String name) {
+        return events.stream().filter(e -> e.getEventType().getName().equals(name)).toList();
+    }
+}
