@@ -8,7 +8,6 @@ import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.Objects;
 import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.RecursiveAction;
 
 /**
  * One decode step of scaled dot-product attention over a paged KV cache (flash-decoding style).
@@ -44,9 +43,8 @@ import java.util.concurrent.RecursiveAction;
  * <h2>Allocation</h2>
  * Scratch (scores, running max/normaliser, accumulators) lives in a per-thread object that grows
  * on demand and is reused, so a steady-state {@code decode} allocates nothing.
- * {@link #decodeBatch} splits sequences across a {@link ForkJoinPool}; its kernel work is
- * allocation-free likewise, and the split itself allocates a few small task objects per call
- * ({@code O(parallelism)}, independent of sequence lengths).
+ * {@link BatchDecoder} splits a batch of sequences across a {@link ForkJoinPool} with reusable
+ * tasks and the same per-thread scratch, so its steady state allocates nothing either.
  *
  * <p>Stores other than {@link OffHeapKvStore} (e.g. a CUDA store) are served through
  * {@link KvStore#readKey}/{@link KvStore#readValue}, one token at a time: correct, not fast.
@@ -98,24 +96,26 @@ public final class PagedAttention {
         Objects.requireNonNull(store, "store");
         KvLayout l = store.layout();
         check(store, layer, q, queryHeads, blockTable, length, out);
-        Scratch s = SCRATCH.get();
-        if (store instanceof OffHeapKvStore off) {
-            decodeOffHeap(off, l, layer, q, queryHeads, blockTable, length, out, s);
-        } else {
-            decodeGeneric(store, l, layer, q, queryHeads, blockTable, length, out, s);
-        }
+        decodeChecked(store, l, layer, q, queryHeads, blockTable, length, out, SCRATCH.get());
     }
 
     /**
      * {@link #decode} for {@code count} sequences in one call, split across {@code pool}'s threads.
      * Sequence i uses {@code q[i]}, {@code blockTables[i]}, {@code lengths[i]}, {@code out[i]}.
-     * Every sequence is checked before any output is written.
+     * Every sequence is checked before any output is written. This convenience creates a
+     * {@link BatchDecoder} per call; keep one {@link BatchDecoder} for allocation-free batches.
      */
     public static void decodeBatch(KvStore store, int layer, float[][] q, int queryHeads,
                                    int[][] blockTables, int[] lengths, float[][] out, int count,
                                    ForkJoinPool pool) {
-        Objects.requireNonNull(store, "store");
         Objects.requireNonNull(pool, "pool");
+        new BatchDecoder(pool).decode(store, layer, q, queryHeads, blockTables, lengths, out, count);
+    }
+
+    /** Checks a whole batch; IllegalArgumentException names the sequence, the value and the limit. */
+    static void checkBatch(KvStore store, int layer, float[][] q, int queryHeads,
+                           int[][] blockTables, int[] lengths, float[][] out, int count) {
+        Objects.requireNonNull(store, "store");
         Objects.requireNonNull(q, "q");
         Objects.requireNonNull(blockTables, "blockTables");
         Objects.requireNonNull(lengths, "lengths");
@@ -126,6 +126,7 @@ public final class PagedAttention {
                     + q.length + ", blockTables.length " + blockTables.length + ", lengths.length "
                     + lengths.length + ", out.length " + out.length + ")]");
         }
+        store.blocks(); // IllegalStateException once closed, even for an empty batch
         for (int i = 0; i < count; i++) {
             try {
                 check(store, layer, q[i], queryHeads, blockTables[i], lengths[i], out[i]);
@@ -133,57 +134,19 @@ public final class PagedAttention {
                 throw new IllegalArgumentException("sequence " + i + ": " + e.getMessage(), e);
             }
         }
-        if (count == 0) {
-            return;
-        }
-        int parallelism = Math.max(1, Math.min(count, pool.getParallelism()));
-        pool.invoke(new BatchTask(store, layer, q, queryHeads, blockTables, lengths, out,
-                0, count, Math.max(1, (count + parallelism - 1) / parallelism)));
     }
 
-    private static final class BatchTask extends RecursiveAction {
-        private final KvStore store;
-        private final int layer;
-        private final float[][] q;
-        private final int queryHeads;
-        private final int[][] tables;
-        private final int[] lengths;
-        private final float[][] out;
-        private final int from;
-        private final int to;
-        private final int grain;
+    static Scratch scratch() {
+        return SCRATCH.get();
+    }
 
-        BatchTask(KvStore store, int layer, float[][] q, int queryHeads, int[][] tables, int[] lengths,
-                  float[][] out, int from, int to, int grain) {
-            this.store = store;
-            this.layer = layer;
-            this.q = q;
-            this.queryHeads = queryHeads;
-            this.tables = tables;
-            this.lengths = lengths;
-            this.out = out;
-            this.from = from;
-            this.to = to;
-            this.grain = grain;
-        }
-
-        @Override
-        protected void compute() {
-            if (to - from > grain) {
-                int mid = (from + to) >>> 1;
-                invokeAll(new BatchTask(store, layer, q, queryHeads, tables, lengths, out, from, mid, grain),
-                        new BatchTask(store, layer, q, queryHeads, tables, lengths, out, mid, to, grain));
-                return;
-            }
-            KvLayout l = store.layout();
-            Scratch s = SCRATCH.get();
-            for (int i = from; i < to; i++) {
-                if (store instanceof OffHeapKvStore off) {
-                    decodeOffHeap(off, l, layer, q[i], queryHeads, tables[i], lengths[i], out[i], s);
-                } else {
-                    decodeGeneric(store, l, layer, q[i], queryHeads, tables[i], lengths[i], out[i], s);
-                }
-            }
+    /** One sequence, arguments already checked. */
+    static void decodeChecked(KvStore store, KvLayout l, int layer, float[] q, int queryHeads,
+                              int[] table, int length, float[] out, Scratch s) {
+        if (store instanceof OffHeapKvStore off) {
+            decodeOffHeap(off, l, layer, q, queryHeads, table, length, out, s);
+        } else {
+            decodeGeneric(store, l, layer, q, queryHeads, table, length, out, s);
         }
     }
 

@@ -236,6 +236,17 @@ class PagedAttentionTest {
             for (int i = 0; i < n; i++) {
                 assertArrayEquals(one[i], out[i], "sequence " + i);
             }
+            BatchDecoder decoder = new BatchDecoder(pool);
+            for (int round = 0; round < 3; round++) {
+                float[][] again = new float[n][8 * 32];
+                decoder.decode(h.store, 0, q, 8, tables, lengths, again, n - round);
+                for (int i = 0; i < n - round; i++) {
+                    assertArrayEquals(one[i], again[i], "round " + round + " sequence " + i);
+                }
+                for (int i = n - round; i < n; i++) {
+                    assertArrayEquals(new float[8 * 32], again[i], "beyond count: untouched");
+                }
+            }
             // a bad sequence anywhere in the batch: nothing is written
             float[][] before = Arrays.stream(out).map(float[]::clone).toArray(float[][]::new);
             int[][] bad = tables.clone();
@@ -270,6 +281,40 @@ class PagedAttentionTest {
             }
             long allocated = mx.getThreadAllocatedBytes(tid) - before;
             assertTrue(allocated < 1024, "500 decodes allocated " + allocated + " bytes");
+        }
+    }
+
+    @Test
+    void steadyStateBatchAllocatesNothingOnAnyThread() {
+        com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        KvLayout layout = new KvLayout(1, 2, 64, 16, KvFormats.Q8_0);
+        ForkJoinPool pool = new ForkJoinPool(2);
+        try (Harness h = new Harness(layout, 256, 12)) {
+            int n = 12;
+            float[][] q = new float[n][];
+            int[][] tables = new int[n][];
+            int[] lengths = new int[n];
+            float[][] out = new float[n][8 * 64];
+            for (int i = 0; i < n; i++) {
+                Sequence s = h.open("s" + i);
+                h.append(s, 17 + 23 * i);
+                q[i] = Reference.gaussian(h.rnd, 8 * 64, 1);
+                tables[i] = s.blockTable();
+                lengths[i] = s.length();
+            }
+            BatchDecoder decoder = new BatchDecoder(pool);
+            for (int i = 0; i < 2000; i++) {
+                decoder.decode(h.store, 0, q, 8, tables, lengths, out, n);
+            }
+            long before = mx.getTotalThreadAllocatedBytes();
+            for (int i = 0; i < 300; i++) {
+                decoder.decode(h.store, 0, q, 8, tables, lengths, out, n);
+            }
+            long allocated = mx.getTotalThreadAllocatedBytes() - before;
+            // the bound leaves room for JVM and test-runner threads allocating meanwhile
+            assertTrue(allocated < 300 * 64, "300 batches allocated " + allocated + " bytes in all threads");
+        } finally {
+            pool.shutdown();
         }
     }
 
