@@ -627,7 +627,9 @@ public final class KvCacheManager implements AutoCloseable {
             q.chainHash = scratchHashes[j];
         }
         q.held += hits;
-        q.cached = hits * B;
+        if (lookup) {
+            q.cached = hits * B;
+        }
         if (cow) {
             int src = q.table[lastOld];
             int dst = allocate(q);
