@@ -213,7 +213,8 @@ public final class OffHeapKvStore implements KvStore {
 
         WriteScratch(int rowFloats, long layerBytes) {
             rows = new float[rowFloats];
-            encoded = MemorySegment.ofArray(new long[(int) ((layerBytes + 7) / 8)]);
+            // a heap segment over byte[]: the Vector API kernels accept native or byte[] segments
+            encoded = MemorySegment.ofArray(new byte[(int) layerBytes]);
         }
     }
 
