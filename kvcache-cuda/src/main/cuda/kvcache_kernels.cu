@@ -13,7 +13,9 @@
 // slot (the residual window) laid out [K|V][head][row][dim].
 //
 // The host (CudaKvStore) validates every index before launching, so kernels do no bounds checks
-// beyond their loop limits. Every float operation whose rounding matters for byte-identical
+// beyond their loop limits; it also rejects non-finite input and Q8_0/Q4_0 groups whose fp16
+// scale would overflow, exactly as kvcache-quant does, so the kernels never see them. F16 and
+// BF16 saturate to their largest finite value. Every float operation whose rounding matters for byte-identical
 // output (Q8_0/Q4_0 against llama.cpp's reference quantizers) uses the explicit _rn intrinsics so
 // nvcc cannot contract it into an FMA.
 //
@@ -33,6 +35,8 @@
 #define FMT_Q4_0 6
 
 #define QK 32
+#define F16_MAX 65504.0f
+#define BF16_MAX __uint_as_float(0x7F7F0000u)  // largest finite bfloat16
 #define MAX_LANE_VALUES 16  // paged_decode: headDim <= 32 * 16 = 512
 
 // ---------------------------------------------------------------- scalar helpers
@@ -171,12 +175,13 @@ extern "C" __global__ void kv_write_row(uint8_t* kBase, uint8_t* vBase, long lon
         case FMT_F32:
             for (int i = threadIdx.x; i < headDim; i += blockDim.x) reinterpret_cast<float*>(dst)[i] = src[i];
             break;
-        case FMT_F16:
-            for (int i = threadIdx.x; i < headDim; i += blockDim.x) store_u16(dst + 2 * i, float_to_half_bits(src[i]));
+        case FMT_F16:  // saturating: finite input never becomes infinity (as kvcache-quant)
+            for (int i = threadIdx.x; i < headDim; i += blockDim.x)
+                store_u16(dst + 2 * i, float_to_half_bits(fminf(fmaxf(src[i], -F16_MAX), F16_MAX)));
             break;
         case FMT_BF16:
             for (int i = threadIdx.x; i < headDim; i += blockDim.x)
-                store_u16(dst + 2 * i, __bfloat16_as_ushort(__float2bfloat16_rn(src[i])));
+                store_u16(dst + 2 * i, __bfloat16_as_ushort(__float2bfloat16_rn(fminf(fmaxf(src[i], -BF16_MAX), BF16_MAX))));
             break;
         case FMT_Q8_0:
             for (int gi = threadIdx.x; gi < headDim / QK; gi += blockDim.x) encode_q8_0_group(src + gi * QK, dst + gi * 34);
