@@ -1,0 +1,84 @@
+package dev.kvcache.metrics;
+
+import dev.kvcache.KvCacheManager;
+import dev.kvcache.KvFormats;
+import dev.kvcache.KvLayout;
+import dev.kvcache.PreemptionMode;
+import dev.kvcache.Sequence;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import jdk.jfr.Recording;
+import jdk.jfr.consumer.RecordedEvent;
+import jdk.jfr.consumer.RecordingFile;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class KvCacheMetricsTest {
+
+    private static final KvLayout LAYOUT = new KvLayout(2, 2, 8, 4, KvFormats.F16);
+
+    @Test
+    void micrometerReadsTheLedger() {
+        SimpleMeterRegistry registry = new SimpleMeterRegistry();
+        try (KvCacheManager m = KvCacheManager.builder(LAYOUT).blocks(4).build()) {
+            new KvCacheMetrics(m, "pool").bindTo(registry);
+            Sequence a = m.open("a");
+            m.append(a, new int[12]);
+            Sequence b = m.open("b");
+            assertEquals(-1, m.append(b, 1, 2, 3, 4, 5, 6, 7, 8));
+            assertEquals(3, registry.get("kvcache.blocks").tags("cache", "pool", "kind", "used").gauge().value());
+            assertEquals(1, registry.get("kvcache.blocks").tags("kind", "empty").gauge().value());
+            assertEquals(3 * LAYOUT.bytesPerBlock(), registry.get("kvcache.memory.used").gauge().value());
+            assertEquals(12, registry.get("kvcache.tokens.live").gauge().value());
+            assertEquals(1, registry.get("kvcache.allocation.failures").functionCounter().count());
+            m.preempt(a, PreemptionMode.RECOMPUTE);
+            assertEquals(1, registry.get("kvcache.preemptions").functionCounter().count());
+            assertEquals(0, registry.get("kvcache.blocks").tags("kind", "used").gauge().value());
+            m.free(b);
+        }
+    }
+
+    @Test
+    void jfrRecordsEveryLever() throws Exception {
+        Path file = Files.createTempFile("kvcache", ".jfr");
+        try (Recording rec = new Recording()) {
+            rec.enable("dev.kvcache.AppendRefused");
+            rec.enable("dev.kvcache.Preemption");
+            rec.enable("dev.kvcache.BlockEvicted");
+            rec.enable("dev.kvcache.CacheStats").with("period", "endChunk");
+            rec.start();
+            try (KvCacheManager m = KvCacheManager.builder(LAYOUT).blocks(2).build();
+                 KvCacheJfr jfr = KvCacheJfr.install(m, "pool")) {
+                Sequence a = m.open("a");
+                m.append(a, 1, 2, 3, 4, 5, 6, 7, 8);
+                m.free(a);
+                Sequence b = m.open("b");
+                m.append(b, 9); // evicts a's tail
+                assertEquals(-1, m.append(b, new int[8]));
+                m.preempt(b, PreemptionMode.RECOMPUTE);
+                rec.stop(); // the end of the chunk fires the periodic statistics
+            }
+            rec.dump(file);
+        }
+        List<RecordedEvent> events = RecordingFile.readAllEvents(file);
+        Files.delete(file);
+        RecordedEvent refused = only(events, "dev.kvcache.AppendRefused");
+        assertEquals("b", refused.getString("sequence"));
+        assertEquals("NO_BLOCKS", refused.getString("reason"));
+        assertEquals("RECOMPUTE", only(events, "dev.kvcache.Preemption").getString("mode"));
+        assertEquals(1, events.stream().filter(e -> e.getEventType().getName().equals("dev.kvcache.BlockEvicted")).count());
+        assertTrue(events.stream().anyMatch(e -> e.getEventType().getName().equals("dev.kvcache.CacheStats")
+                && e.getString("cache").equals("pool") && e.getInt("totalBlocks") == 2));
+    }
+
+    private static RecordedEvent only(List<RecordedEvent> events, String name) {
+        List<RecordedEvent> l = events.stream().filter(e -> e.getEventType().getName().equals(name)).toList();
+        assertEquals(1, l.size(), name + ": " + l);
+        return l.get(0);
+    }
+}
