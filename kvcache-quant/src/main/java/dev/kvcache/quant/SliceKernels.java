@@ -12,16 +12,25 @@ import java.lang.foreign.MemorySegment;
  *
  * <p>Two kinds of format:
  * <ul>
- *   <li><b>row formats</b> ({@link #rowIndependent()} true: F32, F16, BF16, Q8_0, Q4_0) encode each
- *       row on its own at byte offset {@code r * rowBytes(dim)}, so a store can write one token;</li>
- *   <li><b>block formats</b> (FP8 with a scale per block and head, KIVI with keys grouped per channel
- *       across the block's tokens) encode a whole block at once; a store keeps the block's rows in
- *       full precision (the residual window) until it fills, then encodes it with
- *       {@code encode(rows = blockTokens)}.</li>
+ *   <li><b>row formats</b> ({@link #rowIndependent()} true: F32, F16, BF16, Q8_0, Q4_0, and KIVI
+ *       <em>values</em>) encode each row on its own at byte offset {@code r * rowBytes(dim)}, so a
+ *       store can write one token;</li>
+ *   <li><b>block formats</b> (FP8 with a scale per block and head, KIVI <em>keys</em> grouped per
+ *       channel across the block's tokens) encode a whole block at once; a store keeps the block's
+ *       rows in full precision (the residual window) until it fills, then encodes it with
+ *       {@link #encode(float[], int, int, int, MemorySegment, long) encode(rows = blockTokens)}.
+ *       Their single-row methods {@link #rowBytes} and {@link #encodeRow} throw
+ *       UnsupportedOperationException; {@link #decodeRow}, {@link #dotRows} and
+ *       {@link #accumulateRows} work on the encoded block.</li>
  * </ul>
  *
- * <p>Offsets are byte offsets into the segment; array offsets index floats. Implementations are
- * stateless and thread-safe. {@link Quantizers#kernels} returns the Vector API implementation when
+ * <p>KIVI keys and values use different kernels: get them from {@link Quantizers#keyKernels} and
+ * {@link Quantizers#valueKernels}; for every other format both return the same object.
+ *
+ * <p>Offsets are byte offsets into the segment; array offsets index floats. Every method checks its
+ * arguments (shape, offsets, array and segment sizes, finite input) before touching memory and
+ * throws IllegalArgumentException naming the value and the limit, so a failed call changes
+ * nothing. Implementations are stateless and thread-safe. {@link Quantizers#kernels} returns the Vector API implementation when
  * {@code jdk.incubator.vector} is present and the scalar one otherwise.
  */
 public interface SliceKernels {

@@ -1,26 +1,559 @@
 package dev.kvcache.quant;
 
 import dev.kvcache.KvFormat;
+import dev.kvcache.KvFormats;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
 
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
 import java.util.Optional;
 
-/* Placeholder until the Vector API kernels land: reports itself unavailable. */
+import static dev.kvcache.quant.Bits.F32;
+import static dev.kvcache.quant.Bits.I16;
+import static jdk.incubator.vector.VectorOperators.ADD;
+import static jdk.incubator.vector.VectorOperators.B2F;
+import static jdk.incubator.vector.VectorOperators.EQ;
+import static jdk.incubator.vector.VectorOperators.F2I;
+import static jdk.incubator.vector.VectorOperators.GE;
+import static jdk.incubator.vector.VectorOperators.GT;
+import static jdk.incubator.vector.VectorOperators.I2B;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.I2S;
+import static jdk.incubator.vector.VectorOperators.LE;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.LT;
+import static jdk.incubator.vector.VectorOperators.MAX;
+import static jdk.incubator.vector.VectorOperators.OR;
+import static jdk.incubator.vector.VectorOperators.S2I;
+
+/*
+ * Vector API (jdk.incubator.vector) codecs for F32, F16, BF16, Q8_0 and Q4_0; the other formats use
+ * the scalar codecs. Only Quantizers.loadVectorProvider names this class (as a string), so nothing
+ * links against the incubator module unless it is present.
+ *
+ * Species: one float species F of L lanes (the preferred width, at least 256 bits; capped by
+ * -Dkvcache.vector.bits=256), and the int/short/byte species with the same lane count, so a load of
+ * L bytes or shorts widens to exactly one float vector (convertShape part 0). L is 8 or 16, which
+ * divides the 32-value groups of Q8_0 and the 16-byte nibble arrays of Q4_0, so those formats have
+ * no tails; F32/F16/BF16 rows of any length finish with a scalar tail.
+ *
+ * Encoded bytes are identical to the scalar codecs (tested): Q8_0's roundf is done as
+ * truncate-then-adjust on the exact fraction, Q4_0 uses mul then add (no FMA) as ggml does, and the
+ * fp16/bf16 encoders are branch-free round-to-nearest-even bit manipulations of clamped values.
+ * Dot products and weighted sums accumulate per lane with FMA, so their last bits differ from the
+ * scalar sums (tested against float64).
+ */
 final class VectorProvider implements KernelProvider {
+
+    static final VectorSpecies<Float> F;
+    static final VectorSpecies<Integer> I;
+    static final VectorSpecies<Short> S;
+    static final VectorSpecies<Byte> B;
+    static final int L;
+    static final ByteOrder LE_ORDER = ByteOrder.LITTLE_ENDIAN;
+
+    static {
+        int preferred = FloatVector.SPECIES_PREFERRED.vectorBitSize();
+        int bits = Math.max(256, Math.min(preferred, Integer.getInteger("kvcache.vector.bits", preferred)));
+        F = VectorSpecies.of(float.class, VectorShape.forBitSize(bits));
+        L = F.length();
+        I = VectorSpecies.of(int.class, VectorShape.forBitSize(bits));
+        S = VectorSpecies.of(short.class, VectorShape.forBitSize(bits / 2));
+        B = VectorSpecies.of(byte.class, VectorShape.forBitSize(bits / 4));
+    }
 
     private VectorProvider() {
     }
 
+    /** The provider, or empty when this CPU's vectors are narrower than 256 bits. */
     static Optional<KernelProvider> create() {
-        return Optional.empty();
+        if (FloatVector.SPECIES_PREFERRED.vectorBitSize() < 256) {
+            return Optional.empty();
+        }
+        return Optional.of(new VectorProvider());
     }
 
     @Override
     public String name() {
-        return "vector";
+        return "vector(" + F.vectorBitSize() + "-bit)";
     }
 
     @Override
-    public Codec codec(KvFormat format, boolean keys) {
+    public Codec codec(KvFormat f, boolean keys) {
+        if (f == KvFormats.F32) {
+            return new F32Codec(keys);
+        } else if (f == KvFormats.F16) {
+            return new F16Codec(keys);
+        } else if (f == KvFormats.BF16) {
+            return new BF16Codec(keys);
+        } else if (f == KvFormats.Q8_0) {
+            return new Q8Codec(keys);
+        } else if (f == KvFormats.Q4_0) {
+            return new Q4Codec(keys);
+        }
         return null;
+    }
+
+    // ================================================================== shared helpers
+
+    /** Throws on the first non-finite value; vector scan, scalar for the tail and the failing chunk. */
+    static void finite(float[] src, int off, int n) {
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            if (!FloatVector.fromArray(F, src, off + i).abs().compare(LE, Float.MAX_VALUE).allTrue()) {
+                break;
+            }
+        }
+        Checks.finite(src, off + i, n - i);
+    }
+
+    /** max |x| of the 32 values at src[off]; NaN if any is NaN. */
+    static float amax32(float[] src, int off) {
+        FloatVector m = FloatVector.fromArray(F, src, off).abs();
+        for (int k = L; k < KvFormats.GROUP; k += L) {
+            m = m.max(FloatVector.fromArray(F, src, off + k).abs());
+        }
+        return m.reduceLanes(MAX);
+    }
+
+    static FloatVector bytesToFloats(ByteVector b) {
+        return (FloatVector) b.convertShape(B2F, F, 0);
+    }
+
+    /* fp16 bits (in the low 16 bits of each short lane) to float, exact for every pattern. */
+    static FloatVector halfToFloat(ShortVector h) {
+        IntVector x = (IntVector) h.convertShape(S2I, I, 0);
+        IntVector em = x.and(0x7FFF);
+        IntVector shifted = em.lanewise(LSHL, 13);
+        // exponent rebias by multiplication: exact for normals and subnormals (2^112 = 2^(127-15))
+        IntVector bits = shifted.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+        bits = bits.blend(shifted.or(0x7F800000), em.compare(GE, 0x7C00));   // infinities and NaNs
+        bits = bits.lanewise(OR, 0x00400000, em.compare(GT, 0x7C00));       // NaNs come out quiet, as in Float.float16ToFloat
+        return bits.or(x.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+    }
+
+    /* float to fp16 bits, round to nearest even; v must be finite and within +-65504 (clamped by caller). */
+    static ShortVector floatToHalf(FloatVector v) {
+        IntVector u = v.reinterpretAsInts();
+        IntVector a = u.and(0x7FFFFFFF);
+        // below 2^-14 the result is subnormal: adding 0.5f aligns the value to the fp16 subnormal
+        // step 2^-24 and the FPU rounds to nearest even; the mantissa bits are the code.
+        IntVector sub = a.reinterpretAsFloats().add(0.5f).reinterpretAsInts().sub(126 << 23);
+        // normal: rebias the exponent, add the rounding bias 0xFFF plus the lowest kept bit (ties to even)
+        IntVector odd = a.lanewise(LSHR, 13).and(1);
+        IntVector nrm = a.add(((15 - 127) << 23) + 0xFFF).add(odd).lanewise(LSHR, 13);
+        IntVector o = nrm.blend(sub, a.compare(LT, 113 << 23));
+        o = o.or(u.lanewise(LSHR, 16).and(0x8000));
+        return (ShortVector) o.convertShape(I2S, S, 0);
+    }
+
+    // ================================================================== F32
+
+    static final class F32Codec extends RowCodec {
+        F32Codec(boolean keys) {
+            super(KvFormats.F32, keys);
+        }
+
+        @Override
+        long rowBytes0(int dim) {
+            return 4L * dim;
+        }
+
+        @Override
+        void validateRow(float[] src, int off, int dim) {
+            finite(src, off, dim);
+        }
+
+        @Override
+        void encodeRow0(float[] src, int srcOff, int dim, MemorySegment dst, long dstOff) {
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                FloatVector.fromArray(F, src, srcOff + i).intoMemorySegment(dst, dstOff + 4L * i, LE_ORDER);
+            }
+            for (; i < dim; i++) {
+                dst.set(F32, dstOff + 4L * i, src[srcOff + i]);
+            }
+        }
+
+        @Override
+        void decodeRow0(MemorySegment src, long off, int dim, float[] dst, int dstOff) {
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                FloatVector.fromMemorySegment(F, src, off + 4L * i, LE_ORDER).intoArray(dst, dstOff + i);
+            }
+            for (; i < dim; i++) {
+                dst[dstOff + i] = src.get(F32, off + 4L * i);
+            }
+        }
+
+        @Override
+        float dotRow0(MemorySegment src, long off, int dim, float[] q, int qOff) {
+            FloatVector acc = FloatVector.zero(F);
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                FloatVector k = FloatVector.fromMemorySegment(F, src, off + 4L * i, LE_ORDER);
+                acc = k.fma(FloatVector.fromArray(F, q, qOff + i), acc);
+            }
+            float s = acc.reduceLanes(ADD);
+            for (; i < dim; i++) {
+                s += q[qOff + i] * src.get(F32, off + 4L * i);
+            }
+            return s;
+        }
+
+        @Override
+        void axpyRow0(MemorySegment src, long off, int dim, float w, float[] acc, int aOff) {
+            FloatVector wv = FloatVector.broadcast(F, w);
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                FloatVector v = FloatVector.fromMemorySegment(F, src, off + 4L * i, LE_ORDER);
+                v.fma(wv, FloatVector.fromArray(F, acc, aOff + i)).intoArray(acc, aOff + i);
+            }
+            for (; i < dim; i++) {
+                acc[aOff + i] += w * src.get(F32, off + 4L * i);
+            }
+        }
+    }
+
+    // ================================================================== F16
+
+    static final class F16Codec extends RowCodec {
+        F16Codec(boolean keys) {
+            super(KvFormats.F16, keys);
+        }
+
+        @Override
+        long rowBytes0(int dim) {
+            return 2L * dim;
+        }
+
+        @Override
+        void validateRow(float[] src, int off, int dim) {
+            finite(src, off, dim);
+        }
+
+        @Override
+        void encodeRow0(float[] src, int srcOff, int dim, MemorySegment dst, long dstOff) {
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                FloatVector v = FloatVector.fromArray(F, src, srcOff + i).max(-Bits.F16_MAX).min(Bits.F16_MAX);
+                floatToHalf(v).intoMemorySegment(dst, dstOff + 2L * i, LE_ORDER);
+            }
+            for (; i < dim; i++) {
+                dst.set(I16, dstOff + 2L * i, Bits.toF16Saturating(src[srcOff + i]));
+            }
+        }
+
+        private static FloatVector load(MemorySegment src, long off) {
+            return halfToFloat(ShortVector.fromMemorySegment(S, src, off, LE_ORDER));
+        }
+
+        @Override
+        void decodeRow0(MemorySegment src, long off, int dim, float[] dst, int dstOff) {
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                load(src, off + 2L * i).intoArray(dst, dstOff + i);
+            }
+            for (; i < dim; i++) {
+                dst[dstOff + i] = Bits.fromF16(src.get(I16, off + 2L * i));
+            }
+        }
+
+        @Override
+        float dotRow0(MemorySegment src, long off, int dim, float[] q, int qOff) {
+            FloatVector acc = FloatVector.zero(F);
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                acc = load(src, off + 2L * i).fma(FloatVector.fromArray(F, q, qOff + i), acc);
+            }
+            float s = acc.reduceLanes(ADD);
+            for (; i < dim; i++) {
+                s += q[qOff + i] * Bits.fromF16(src.get(I16, off + 2L * i));
+            }
+            return s;
+        }
+
+        @Override
+        void axpyRow0(MemorySegment src, long off, int dim, float w, float[] acc, int aOff) {
+            FloatVector wv = FloatVector.broadcast(F, w);
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                load(src, off + 2L * i).fma(wv, FloatVector.fromArray(F, acc, aOff + i)).intoArray(acc, aOff + i);
+            }
+            for (; i < dim; i++) {
+                acc[aOff + i] += w * Bits.fromF16(src.get(I16, off + 2L * i));
+            }
+        }
+    }
+
+    // ================================================================== BF16
+
+    static final class BF16Codec extends RowCodec {
+        BF16Codec(boolean keys) {
+            super(KvFormats.BF16, keys);
+        }
+
+        @Override
+        long rowBytes0(int dim) {
+            return 2L * dim;
+        }
+
+        @Override
+        void validateRow(float[] src, int off, int dim) {
+            finite(src, off, dim);
+        }
+
+        @Override
+        void encodeRow0(float[] src, int srcOff, int dim, MemorySegment dst, long dstOff) {
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                IntVector b = FloatVector.fromArray(F, src, srcOff + i).max(-Bits.BF16_MAX).min(Bits.BF16_MAX)
+                        .reinterpretAsInts();
+                IntVector r = b.add(0x7FFF).add(b.lanewise(LSHR, 16).and(1)).lanewise(LSHR, 16);
+                r.convertShape(I2S, S, 0).intoMemorySegment(dst, dstOff + 2L * i, LE_ORDER);
+            }
+            for (; i < dim; i++) {
+                dst.set(I16, dstOff + 2L * i, Bits.toBf16Saturating(src[srcOff + i]));
+            }
+        }
+
+        private static FloatVector load(MemorySegment src, long off) {
+            ShortVector h = ShortVector.fromMemorySegment(S, src, off, LE_ORDER);
+            return ((IntVector) h.convertShape(S2I, I, 0)).lanewise(LSHL, 16).reinterpretAsFloats();
+        }
+
+        @Override
+        void decodeRow0(MemorySegment src, long off, int dim, float[] dst, int dstOff) {
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                load(src, off + 2L * i).intoArray(dst, dstOff + i);
+            }
+            for (; i < dim; i++) {
+                dst[dstOff + i] = Bits.fromBf16(src.get(I16, off + 2L * i));
+            }
+        }
+
+        @Override
+        float dotRow0(MemorySegment src, long off, int dim, float[] q, int qOff) {
+            FloatVector acc = FloatVector.zero(F);
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                acc = load(src, off + 2L * i).fma(FloatVector.fromArray(F, q, qOff + i), acc);
+            }
+            float s = acc.reduceLanes(ADD);
+            for (; i < dim; i++) {
+                s += q[qOff + i] * Bits.fromBf16(src.get(I16, off + 2L * i));
+            }
+            return s;
+        }
+
+        @Override
+        void axpyRow0(MemorySegment src, long off, int dim, float w, float[] acc, int aOff) {
+            FloatVector wv = FloatVector.broadcast(F, w);
+            int i = 0;
+            for (int bound = F.loopBound(dim); i < bound; i += L) {
+                load(src, off + 2L * i).fma(wv, FloatVector.fromArray(F, acc, aOff + i)).intoArray(acc, aOff + i);
+            }
+            for (; i < dim; i++) {
+                acc[aOff + i] += w * Bits.fromBf16(src.get(I16, off + 2L * i));
+            }
+        }
+    }
+
+    // ================================================================== Q8_0
+
+    static final class Q8Codec extends RowCodec {
+        private static final int G = KvFormats.GROUP;
+
+        Q8Codec(boolean keys) {
+            super(KvFormats.Q8_0, keys);
+        }
+
+        @Override
+        long rowBytes0(int dim) {
+            return (dim / G) * 34L;
+        }
+
+        @Override
+        void validateRow(float[] src, int off, int dim) {
+            for (int b = 0; b < dim; b += G) {
+                ScalarCodecs.checkQ8Block(src, off + b, amax32(src, off + b));
+            }
+        }
+
+        @Override
+        void encodeRow0(float[] src, int srcOff, int dim, MemorySegment dst, long dstOff) {
+            for (int b = 0; b < dim / G; b++) {
+                int x = srcOff + b * G;
+                long o = dstOff + b * 34L;
+                float d = amax32(src, x) / 127f;
+                float id = d != 0f ? 1f / d : 0f;
+                dst.set(I16, o, Bits.toF16(d));
+                for (int k = 0; k < G; k += L) {
+                    FloatVector v = FloatVector.fromArray(F, src, x + k).mul(id);
+                    // roundf: truncate, then step away from zero when the exact fraction is >= 1/2
+                    IntVector t = (IntVector) v.convert(F2I, 0);
+                    FloatVector frac = v.sub((FloatVector) t.convert(I2F, 0));
+                    t = t.add(1, frac.compare(GE, 0.5f).cast(I)).sub(1, frac.compare(LE, -0.5f).cast(I));
+                    t.convertShape(I2B, B, 0).intoMemorySegment(dst, o + 2 + k, LE_ORDER);
+                }
+            }
+        }
+
+        @Override
+        void decodeRow0(MemorySegment src, long off, int dim, float[] dst, int dstOff) {
+            for (int b = 0; b < dim / G; b++) {
+                long o = off + b * 34L;
+                float d = Bits.fromF16(src.get(I16, o));
+                for (int k = 0; k < G; k += L) {
+                    bytesToFloats(ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER)).mul(d)
+                            .intoArray(dst, dstOff + b * G + k);
+                }
+            }
+        }
+
+        @Override
+        float dotRow0(MemorySegment src, long off, int dim, float[] q, int qOff) {
+            FloatVector acc = FloatVector.zero(F);
+            for (int b = 0; b < dim / G; b++) {
+                long o = off + b * 34L;
+                FloatVector blk = FloatVector.zero(F);
+                for (int k = 0; k < G; k += L) {
+                    FloatVector c = bytesToFloats(ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER));
+                    blk = c.fma(FloatVector.fromArray(F, q, qOff + b * G + k), blk);
+                }
+                acc = blk.fma(FloatVector.broadcast(F, Bits.fromF16(src.get(I16, o))), acc);
+            }
+            return acc.reduceLanes(ADD);
+        }
+
+        @Override
+        void axpyRow0(MemorySegment src, long off, int dim, float w, float[] acc, int aOff) {
+            for (int b = 0; b < dim / G; b++) {
+                long o = off + b * 34L;
+                FloatVector c = FloatVector.broadcast(F, w * Bits.fromF16(src.get(I16, o)));
+                for (int k = 0; k < G; k += L) {
+                    int a = aOff + b * G + k;
+                    bytesToFloats(ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER))
+                            .fma(c, FloatVector.fromArray(F, acc, a)).intoArray(acc, a);
+                }
+            }
+        }
+    }
+
+    // ================================================================== Q4_0
+
+    static final class Q4Codec extends RowCodec {
+        private static final int G = KvFormats.GROUP;
+        private static final int H = G / 2;
+
+        Q4Codec(boolean keys) {
+            super(KvFormats.Q4_0, keys);
+        }
+
+        @Override
+        long rowBytes0(int dim) {
+            return (dim / G) * 18L;
+        }
+
+        @Override
+        void validateRow(float[] src, int off, int dim) {
+            for (int b = 0; b < dim; b += G) {
+                ScalarCodecs.checkQ4Block(src, off + b, amax32(src, off + b));
+            }
+        }
+
+        private static IntVector codes(FloatVector v, float id) {
+            // ggml: MIN(15, (int8_t)(x*id + 8.5f)), a separate multiply and add (no FMA)
+            return ((IntVector) v.mul(id).add(8.5f).convert(F2I, 0)).min(15);
+        }
+
+        @Override
+        void encodeRow0(float[] src, int srcOff, int dim, MemorySegment dst, long dstOff) {
+            for (int b = 0; b < dim / G; b++) {
+                int x = srcOff + b * G;
+                long o = dstOff + b * 18L;
+                float amax = amax32(src, x);
+                float max = 0f;
+                if (amax != 0f) {
+                    // the first element of largest magnitude decides the sign, as in ggml's scan
+                    for (int k = 0; k < G; k += L) {
+                        VectorMask<Float> hit = FloatVector.fromArray(F, src, x + k).abs().compare(EQ, amax);
+                        if (hit.anyTrue()) {
+                            max = src[x + k + hit.firstTrue()];
+                            break;
+                        }
+                    }
+                }
+                float d = max / -8f;
+                float id = d != 0f ? 1f / d : 0f;
+                dst.set(I16, o, Bits.toF16(d));
+                for (int k = 0; k < H; k += L) {
+                    IntVector lo = codes(FloatVector.fromArray(F, src, x + k), id);
+                    IntVector hi = codes(FloatVector.fromArray(F, src, x + H + k), id);
+                    lo.or(hi.lanewise(LSHL, 4)).convertShape(I2B, B, 0).intoMemorySegment(dst, o + 2 + k, LE_ORDER);
+                }
+            }
+        }
+
+        private static FloatVector low(ByteVector v) {
+            return bytesToFloats(v.and((byte) 0x0F).sub((byte) 8));
+        }
+
+        private static FloatVector high(ByteVector v) {
+            return bytesToFloats(v.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8));
+        }
+
+        @Override
+        void decodeRow0(MemorySegment src, long off, int dim, float[] dst, int dstOff) {
+            for (int b = 0; b < dim / G; b++) {
+                long o = off + b * 18L;
+                float d = Bits.fromF16(src.get(I16, o));
+                int base = dstOff + b * G;
+                for (int k = 0; k < H; k += L) {
+                    ByteVector v = ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER);
+                    low(v).mul(d).intoArray(dst, base + k);
+                    high(v).mul(d).intoArray(dst, base + H + k);
+                }
+            }
+        }
+
+        @Override
+        float dotRow0(MemorySegment src, long off, int dim, float[] q, int qOff) {
+            FloatVector acc = FloatVector.zero(F);
+            for (int b = 0; b < dim / G; b++) {
+                long o = off + b * 18L;
+                int base = qOff + b * G;
+                FloatVector blk = FloatVector.zero(F);
+                for (int k = 0; k < H; k += L) {
+                    ByteVector v = ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER);
+                    blk = low(v).fma(FloatVector.fromArray(F, q, base + k), blk);
+                    blk = high(v).fma(FloatVector.fromArray(F, q, base + H + k), blk);
+                }
+                acc = blk.fma(FloatVector.broadcast(F, Bits.fromF16(src.get(I16, o))), acc);
+            }
+            return acc.reduceLanes(ADD);
+        }
+
+        @Override
+        void axpyRow0(MemorySegment src, long off, int dim, float w, float[] acc, int aOff) {
+            for (int b = 0; b < dim / G; b++) {
+                long o = off + b * 18L;
+                FloatVector c = FloatVector.broadcast(F, w * Bits.fromF16(src.get(I16, o)));
+                int base = aOff + b * G;
+                for (int k = 0; k < H; k += L) {
+                    ByteVector v = ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER);
+                    low(v).fma(c, FloatVector.fromArray(F, acc, base + k)).intoArray(acc, base + k);
+                    high(v).fma(c, FloatVector.fromArray(F, acc, base + H + k)).intoArray(acc, base + H + k);
+                }
+            }
+        }
     }
 }
