@@ -23,14 +23,17 @@ import java.util.Objects;
  *
  * <p>Two sources:
  * <ul>
- *   <li>the manager's {@link KvCacheListener} events become {@code dev.kvcache.BlockStored},
- *       {@code dev.kvcache.BlockRemoved} and {@code dev.kvcache.PrefixCacheCleared} events (committed
- *       on the mutating thread, under the manager's lock: each costs one JFR commit, and while a
- *       listener is registered the manager allocates one event object per store/remove);</li>
+ *   <li>each {@link KvCacheEvent} becomes a JFR event of the same name under {@code dev.kvcache}:
+ *       {@code BlockStored}, {@code BlockRemoved}, {@code PrefixCacheCleared}, {@code AppendRefused}
+ *       (with the {@link dev.kvcache.Refusal reason}), {@code SequencePreempted},
+ *       {@code IdleReleased} and {@code TokensDropped}. They are committed on the mutating thread,
+ *       under the manager's lock: each costs one JFR commit, and while a listener is registered the
+ *       manager allocates one event object per change;</li>
  *   <li>a periodic {@code dev.kvcache.Ledger} event (every second by default, configurable with the
- *       usual {@code period} setting) snapshots {@link KvCacheManager#ledger()}. Allocation failures
- *       and window releases have no listener event, so they are visible only here, as counters.
- *       {@link #emit()} commits one on demand (the simulator does so once per step).</li>
+ *       usual {@code period} setting) snapshots {@link KvCacheManager#ledger()}: the counters
+ *       (window releases, refusals by kind, recomputed tokens, swapped bytes, idle-held memory)
+ *       that no single event carries. {@link #emit()} commits one on demand (the simulator does so
+ *       once per step).</li>
  * </ul>
  * Events are disabled unless a recording enables them (e.g. {@code -XX:StartFlightRecording} with a
  * settings file, or {@code Recording.enable("dev.kvcache.Ledger")}), and then cost nothing beyond
@@ -64,7 +67,68 @@ public final class JfrLedgerBridge implements KvCacheListener, AutoCloseable {
         @Label("Evicted Blocks") long evictedBlocks;
         @Label("Copy-on-Writes") long copyOnWrites;
         @Label("Window-Released Blocks") long windowReleasedBlocks;
+        @Label("Watermark Refusals") long watermarkRefusals;
+        @Label("Reservation Refusals") long reservationRefusals;
+        @Label("Quota Refusals") long quotaRefusals;
+        @Label("Preemptions") long preemptions;
+        @Label("Recomputed Tokens") long recomputedTokens;
+        @Label("Swapped Out") @DataAmount long swappedOutBytes;
+        @Label("Swapped In") @DataAmount long swappedInBytes;
+        @Label("Idle-Released Sequences") long idleReleasedSequences;
+        @Label("Idle Held") @DataAmount long idleHeldBytes;
+        @Label("Dropped Tokens") long droppedTokens;
         @Label("Slot Waste") double slotWaste;
+    }
+
+    @Name("dev.kvcache.AppendRefused")
+    @Label("KV Append Refused")
+    @Category({"kvcache"})
+    @Description("An append returned -1: no blocks, reserved blocks, the admission watermark or a tenant quota")
+    @StackTrace(false)
+    static final class AppendRefusedEvent extends Event {
+        @Label("Cache") String cache;
+        @Label("Sequence") String sequence;
+        @Label("Tenant") String tenant;
+        @Label("Reason") String reason;
+        @Label("Tokens") int tokens;
+        @Label("Free Blocks") int freeBlocks;
+    }
+
+    @Name("dev.kvcache.SequencePreempted")
+    @Label("KV Sequence Preempted")
+    @Category({"kvcache"})
+    @StackTrace(false)
+    static final class PreemptedEvent extends Event {
+        @Label("Cache") String cache;
+        @Label("Sequence") String sequence;
+        @Label("Tenant") String tenant;
+        @Label("Mode") String mode;
+        @Label("Tokens") int tokens;
+        @Label("Blocks") int blocks;
+    }
+
+    @Name("dev.kvcache.IdleReleased")
+    @Label("KV Idle Sequence Released")
+    @Category({"kvcache"})
+    @StackTrace(false)
+    static final class IdleReleasedEvent extends Event {
+        @Label("Cache") String cache;
+        @Label("Sequence") String sequence;
+        @Label("Tenant") String tenant;
+        @Label("Idle") @jdk.jfr.Timespan long idleNanos;
+        @Label("Tokens") int tokens;
+        @Label("Freed") @DataAmount long bytes;
+    }
+
+    @Name("dev.kvcache.TokensDropped")
+    @Label("KV Tokens Dropped")
+    @Category({"kvcache"})
+    @StackTrace(false)
+    static final class TokensDroppedEvent extends Event {
+        @Label("Cache") String cache;
+        @Label("Sequence") String sequence;
+        @Label("Tokens") int tokens;
+        @Label("Blocks Released") int blocks;
     }
 
     @Name("dev.kvcache.BlockStored")
@@ -151,6 +215,52 @@ public final class JfrLedgerBridge implements KvCacheListener, AutoCloseable {
                     e.commit();
                 }
             }
+            case KvCacheEvent.AppendRefused r -> {
+                AppendRefusedEvent e = new AppendRefusedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = r.id();
+                    e.tenant = r.tenant();
+                    e.reason = r.reason().name();
+                    e.tokens = r.tokens();
+                    e.freeBlocks = r.freeBlocks();
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.SequencePreempted p -> {
+                PreemptedEvent e = new PreemptedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = p.id();
+                    e.tenant = p.tenant();
+                    e.mode = p.mode().name();
+                    e.tokens = p.tokens();
+                    e.blocks = p.blocks();
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.IdleReleased i -> {
+                IdleReleasedEvent e = new IdleReleasedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = i.release().id();
+                    e.tenant = i.release().tenant();
+                    e.idleNanos = i.release().idleNanos();
+                    e.tokens = i.release().tokens();
+                    e.bytes = i.release().bytes();
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.TokensDropped d -> {
+                TokensDroppedEvent e = new TokensDroppedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = d.id();
+                    e.tokens = d.tokens();
+                    e.blocks = d.blocks();
+                    e.commit();
+                }
+            }
         }
     }
 
@@ -184,6 +294,16 @@ public final class JfrLedgerBridge implements KvCacheListener, AutoCloseable {
         e.evictedBlocks = s.evictedBlocks();
         e.copyOnWrites = l.copyOnWrites();
         e.windowReleasedBlocks = l.windowReleasedBlocks();
+        e.watermarkRefusals = l.watermarkRefusals();
+        e.reservationRefusals = l.reservationRefusals();
+        e.quotaRefusals = l.quotaRefusals();
+        e.preemptions = l.preemptions();
+        e.recomputedTokens = l.recomputedTokens();
+        e.swappedOutBytes = l.swappedOutBytes();
+        e.swappedInBytes = l.swappedInBytes();
+        e.idleReleasedSequences = l.idleReleasedSequences();
+        e.idleHeldBytes = l.idleHeldBytes();
+        e.droppedTokens = l.droppedTokens();
         e.slotWaste = l.slotWaste();
         e.commit();
     }

@@ -109,7 +109,9 @@ final class SimulateCommand implements Callable<Integer> {
         if (jfr != null) {
             recording = new Recording();
             recording.setName("kvcache simulate");
-            for (String e : List.of("dev.kvcache.BlockStored", "dev.kvcache.BlockRemoved", "dev.kvcache.PrefixCacheCleared")) {
+            for (String e : List.of("dev.kvcache.BlockStored", "dev.kvcache.BlockRemoved", "dev.kvcache.PrefixCacheCleared",
+                    "dev.kvcache.AppendRefused", "dev.kvcache.SequencePreempted", "dev.kvcache.IdleReleased",
+                    "dev.kvcache.TokensDropped")) {
                 recording.enable(e);
             }
             // committed once per simulated step by JfrObserver; the wall-clock period would only add noise

@@ -7,15 +7,21 @@ import dev.kvcache.KvCacheManager;
 import dev.kvcache.KvCacheStats;
 import dev.kvcache.KvFormat;
 import dev.kvcache.KvFormats;
+import dev.kvcache.IdleRelease;
 import dev.kvcache.KvLayout;
+import dev.kvcache.PreemptedSequence;
+import dev.kvcache.PreemptionMode;
 import dev.kvcache.Sequence;
 import dev.kvcache.SequenceOptions;
 
+import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Deque;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -34,17 +40,21 @@ import java.util.Objects;
  * exactly the tokens it had.
  *
  * <h2>The scheduler (the same for every configuration)</h2>
- * Each step: (1) with idle release, free requests that have not appended for
- * {@code idleDeadlineSteps}; (2) queue the requests that arrive now; (3) every running request,
- * oldest admission first, appends its next decode chunk; when an append fails, the newest request
- * of the lowest priority is preempted (freed, put back at the head of the queue; when it is
- * re-admitted it re-prefills all its tokens, and the ones the prefix cache does not serve are
- * counted as recomputed) and the append is retried, unless the victim was the request itself;
- * a request that reaches its length finishes (freed) and its session sends the next one
- * {@code thinkSteps} later, except on idle routes, whose requests stall there forever;
- * (4) admit queued requests first-come first-served while at least {@code watermark} of the pool
- * is free (vLLM keeps a similar watermark so decode has room), stopping at the first that does
- * not fit; (5) record memory.
+ * The manager's clock is the step counter (one step = one second), so its idle leases count
+ * steps. Each step: (1) with idle release, {@link KvCacheManager#reapIdle()} frees the sequences
+ * untouched for more than {@code idleDeadlineSteps} (the manager's lease; only stalled streams stop
+ * appending); (2) queue the requests that arrive now; (3) every running request, oldest admission
+ * first, appends its next decode chunk; when an append fails, the manager's first
+ * {@link KvCacheManager#preemptionVictims preemption victim} (lowest priority, then newest, sparing
+ * sequences its thrash guard protects) is preempted by {@link PreemptionMode#RECOMPUTE} and queued
+ * at the head, and the append is retried; when the request itself is the newest of the lowest
+ * priority (or there is no victim) it is the one preempted. A preempted request comes back through
+ * {@link KvCacheManager#resume}, which re-appends its tokens; those the prefix cache does not serve
+ * are recomputed. A request that reaches its length finishes (freed) and its session sends the next
+ * one {@code thinkSteps} later, except on idle routes, whose requests stall there forever. (4)
+ * Admit queued requests first-come first-served while the free blocks cover the prompt (less the
+ * prefix hits {@link KvCacheManager#cachedPrefixLength} promises), stopping at the first that does
+ * not fit; the manager's {@code admissionWatermark} may refuse it too. (5) Record memory.
  *
  * <h2>The contiguous baseline</h2>
  * No manager: each admitted request reserves
@@ -219,7 +229,7 @@ final class Simulator {
         final int serial;
         final Workload.Route spec;
         int length;          // tokens it holds (running) or must re-prefill (waiting after preemption)
-        boolean preempted;
+        PreemptedSequence preempted; // paged, while waiting after a preemption
         Sequence seq;        // paged
         boolean reserved;    // contiguous
         long admitOrder;
@@ -284,6 +294,21 @@ final class Simulator {
         long heldBytes(List<Request> rs);
 
         long evictedBlocks();
+
+        /** The request to preempt so that {@code q}'s append can go on ({@code q} itself if it ranks lowest). */
+        Request victim(Request q, Map<String, Request> running);
+
+        /** Preempts {@code v} (recompute). */
+        void preempt(Request v);
+
+        /** Brings a preempted request back; -1 when it does not fit now, else its prefix-hit tokens. */
+        int resume(Request q);
+
+        /** Releases what idles past the deadline; returns (request, bytes) pairs. */
+        List<Map.Entry<Request, Long>> reapIdle(Map<String, Request> running, int step);
+
+        /** Bytes held by running requests untouched for more than {@code deadline} steps, per route. */
+        long[] idleHeld(List<Request> running, int step, int deadline, int routes);
     }
 
     private static final class PagedPool implements Pool {
@@ -384,6 +409,61 @@ final class Simulator {
         public long evictedBlocks() {
             return m.stats().evictedBlocks();
         }
+
+        @Override
+        public Request victim(Request q, Map<String, Request> running) {
+            List<Sequence> v = m.preemptionVictims(1, q.seq);
+            if (v.isEmpty()) {
+                return q;
+            }
+            Request other = running.get(v.getFirst().id());
+            if (other == null) {
+                throw new AssertionError("victim " + v.getFirst().id() + " is not a running request");
+            }
+            int byPriority = Integer.compare(q.spec.priority(), other.spec.priority());
+            return byPriority < 0 || byPriority == 0 && q.admitOrder > other.admitOrder ? q : other;
+        }
+
+        @Override
+        public void preempt(Request v) {
+            v.preempted = m.preempt(v.seq, PreemptionMode.RECOMPUTE);
+            v.seq = null;
+        }
+
+        @Override
+        public int resume(Request q) {
+            Sequence s = m.resume(q.preempted);
+            if (s == null) {
+                return -1;
+            }
+            q.seq = s;
+            q.preempted = null;
+            return s.cachedTokens();
+        }
+
+        @Override
+        public List<Map.Entry<Request, Long>> reapIdle(Map<String, Request> running, int step) {
+            List<Map.Entry<Request, Long>> out = new ArrayList<>();
+            for (IdleRelease r : m.reapIdle()) {
+                Request q = running.get(r.id());
+                q.seq = null;
+                out.add(Map.entry(q, r.bytes()));
+            }
+            return out;
+        }
+
+        @Override
+        public long[] idleHeld(List<Request> running, int step, int deadline, int routes) {
+            long[] out = new long[routes];
+            Map<String, Request> byId = new HashMap<>();
+            for (Request q : running) {
+                byId.put(q.id(), q);
+            }
+            for (IdleRelease r : m.idleSequences(Duration.ofSeconds(deadline))) {
+                out[byId.get(r.id()).route] += r.bytes();
+            }
+            return out;
+        }
     }
 
     private static final class ContiguousPool implements Pool {
@@ -453,6 +533,37 @@ final class Simulator {
         public long evictedBlocks() {
             return 0;
         }
+
+        @Override
+        public Request victim(Request q, Map<String, Request> running) {
+            throw new AssertionError("contiguous appends never fail");
+        }
+
+        @Override
+        public void preempt(Request v) {
+            throw new AssertionError("contiguous appends never fail");
+        }
+
+        @Override
+        public int resume(Request q) {
+            throw new AssertionError("contiguous appends never fail");
+        }
+
+        @Override
+        public List<Map.Entry<Request, Long>> reapIdle(Map<String, Request> running, int step) {
+            throw new AssertionError("no idle release without the manager");
+        }
+
+        @Override
+        public long[] idleHeld(List<Request> running, int step, int deadline, int routes) {
+            long[] out = new long[routes];
+            for (Request q : running) {
+                if (step - q.lastAppendStep > deadline) {
+                    out[q.route] += perRequest;
+                }
+            }
+            return out;
+        }
     }
 
     // ------------------------------------------------------------------ the run
@@ -463,13 +574,19 @@ final class Simulator {
         KvLayout layout = c.format() == null ? baseLayout : baseLayout.withFormat(c.format());
         KvCacheManager manager = null;
         Pool pool;
+        long[] clock = {0};
         if (c.paged()) {
             KvCacheManager.Builder b = KvCacheManager.builder(layout)
                     .memoryBudget(settings.budgetBytes())
                     .prefixCaching(c.prefixCaching())
-                    .evictionPolicy(EvictionPolicy.lru());
+                    .evictionPolicy(EvictionPolicy.lru())
+                    .admissionWatermark(settings.watermark())
+                    .clock(() -> clock[0]);
             if (c.window()) {
                 b.slidingWindow(settings.sinkTokens(), settings.windowTokens());
+            }
+            if (c.idleRelease()) {
+                b.idleLease(Duration.ofSeconds(settings.idleDeadlineSteps()));
             }
             manager = b.build();
             observer.managerCreated(c, manager);
@@ -478,7 +595,7 @@ final class Simulator {
             pool = new ContiguousPool(layout, settings.budgetBytes(), settings.maxModelLen());
         }
         try {
-            return replay(c, layout, pool, manager, observer, t0);
+            return replay(c, layout, pool, manager, observer, t0, clock);
         } finally {
             if (manager != null) {
                 observer.managerClosing(c, manager);
@@ -490,7 +607,8 @@ final class Simulator {
         }
     }
 
-    private Result replay(Config c, KvLayout layout, Pool pool, KvCacheManager manager, Observer observer, long t0) {
+    private Result replay(Config c, KvLayout layout, Pool pool, KvCacheManager manager, Observer observer, long t0,
+                          long[] clock) {
         int steps = settings.steps();
         List<RouteLedger> ledgers = new ArrayList<>();
         int sessionsTotal = 0;
@@ -514,6 +632,7 @@ final class Simulator {
         int[] buf = new int[Math.max(longest, settings.decodeChunk())];
         Deque<Request> waiting = new ArrayDeque<>();
         List<Request> running = new ArrayList<>();
+        Map<String, Request> runningById = new HashMap<>();
         long[] used = new long[steps];
         long[] cached = new long[steps];
         int[] runningCount = new int[steps];
@@ -527,21 +646,19 @@ final class Simulator {
         }
 
         for (int step = 0; step < steps; step++) {
-            // (1) idle release
+            clock[0] = step * 1_000_000_000L;
+            // (1) idle release by the manager's lease
             if (c.idleRelease()) {
-                for (int i = 0; i < running.size(); i++) {
-                    Request q = running.get(i);
-                    if (q.stalled() && step - q.lastAppendStep >= settings.idleDeadlineSteps()) {
-                        long bytes = pool.heldBytes(List.of(q));
-                        pool.release(q);
-                        running.remove(i--);
-                        RouteLedger rl = ledgers.get(q.route);
-                        rl.idleReleased++;
-                        rl.idleReleasedBytes += bytes;
-                        idleReleased++;
-                        idleReleasedBytes += bytes;
-                        // the client is gone: its session sends nothing more
-                    }
+                for (Map.Entry<Request, Long> e : pool.reapIdle(runningById, step)) {
+                    Request q = e.getKey();
+                    running.remove(q);
+                    runningById.remove(q.id());
+                    RouteLedger rl = ledgers.get(q.route);
+                    rl.idleReleased++;
+                    rl.idleReleasedBytes += e.getValue();
+                    idleReleased++;
+                    idleReleasedBytes += e.getValue();
+                    // the client is gone: its session sends nothing more
                 }
             }
             // (2) arrivals
@@ -574,8 +691,12 @@ final class Simulator {
                         break;
                     }
                     ledgers.get(q.route).allocationFailures++;
-                    Request victim = victim(running);
-                    preempt(victim, pool, running, waiting, ledgers);
+                    Request victim = pool.victim(q, runningById);
+                    pool.preempt(victim);
+                    running.remove(victim);
+                    runningById.remove(victim.id());
+                    waiting.addFirst(victim);
+                    ledgers.get(victim.route).preemptions++;
                     if (victim == q) {
                         break;
                     }
@@ -583,6 +704,7 @@ final class Simulator {
                 if ((q.seq != null || q.reserved) && q.length >= q.spec.activeTokens() && !q.spec.idle()) {
                     pool.release(q);
                     running.remove(q);
+                    runningById.remove(q.id());
                     ledgers.get(q.route).completions++;
                     nextArrival[q.route][q.session] = step + 1 + q.spec.thinkSteps();
                 }
@@ -591,9 +713,25 @@ final class Simulator {
             while (!waiting.isEmpty()) {
                 Request q = waiting.peekFirst();
                 RouteLedger rl = ledgers.get(q.route);
-                int target = q.preempted ? q.length : q.spec.promptTokens();
+                int target = q.preempted != null ? q.length : q.spec.promptTokens();
                 if (!pool.canAdmit(q, target, buf)) {
                     break;
+                }
+                if (q.preempted != null) {
+                    int hits = pool.resume(q);
+                    if (hits < 0) {
+                        rl.allocationFailures++;
+                        break;
+                    }
+                    waiting.pollFirst();
+                    rl.prefixHitTokens += hits;
+                    rl.recomputedTokens += target - hits;
+                    q.lastAppendStep = step;
+                    q.admitOrder = admitCounter++;
+                    running.add(q);
+                    runningById.put(q.id(), q);
+                    rl.admissions++;
+                    continue;
                 }
                 if (!pool.open(q)) {
                     rl.allocationFailures++;
@@ -623,13 +761,11 @@ final class Simulator {
                 }
                 waiting.pollFirst();
                 rl.prefixHitTokens += hits;
-                if (q.preempted) {
-                    rl.recomputedTokens += target - hits;
-                }
                 q.length = target;
                 q.lastAppendStep = step;
                 q.admitOrder = admitCounter++;
                 running.add(q);
+                runningById.put(q.id(), q);
                 rl.admissions++;
             }
             // (5) record
@@ -653,13 +789,13 @@ final class Simulator {
                 long held = pool.heldBytes(rs);
                 rl.heldByteSteps += held;
                 rl.peakHeldBytes = Math.max(rl.peakHeldBytes, held);
-                if (rl.route.idle()) {
-                    List<Request> idle = rs.stream().filter(Request::stalled).toList();
-                    long idleBytes = pool.heldBytes(idle);
-                    rl.idleHeldByteSteps += idleBytes;
-                    if (step == steps - 1) {
-                        rl.idleHeldBytesEnd = idleBytes;
-                    }
+            }
+            long[] idleHeld = pool.idleHeld(running, step, settings.idleDeadlineSteps(), routes.size());
+            for (int ri = 0; ri < routes.size(); ri++) {
+                RouteLedger rl = ledgers.get(ri);
+                rl.idleHeldByteSteps += idleHeld[ri];
+                if (step == steps - 1) {
+                    rl.idleHeldBytesEnd = idleHeld[ri];
                 }
             }
             if (manager != null) {
@@ -701,29 +837,5 @@ final class Simulator {
         for (int i = 0; i < n; i++) {
             buf[i] = q.tokenAt(from + i);
         }
-    }
-
-    /** The newest admitted request of the lowest priority. */
-    private static Request victim(List<Request> running) {
-        Request best = null;
-        for (Request q : running) {
-            if (best == null || q.spec.priority() < best.spec.priority()
-                    || q.spec.priority() == best.spec.priority() && q.admitOrder > best.admitOrder) {
-                best = q;
-            }
-        }
-        if (best == null) {
-            throw new AssertionError("an append failed with nothing running");
-        }
-        return best;
-    }
-
-    private static void preempt(Request v, Pool pool, List<Request> running, Deque<Request> waiting,
-                                List<RouteLedger> ledgers) {
-        pool.release(v);
-        running.remove(v);
-        v.preempted = true; // keeps length: it re-prefills all of it when re-admitted
-        waiting.addFirst(v);
-        ledgers.get(v.route).preemptions++;
     }
 }

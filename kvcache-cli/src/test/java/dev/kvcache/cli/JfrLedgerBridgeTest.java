@@ -26,6 +26,8 @@ class JfrLedgerBridgeTest {
             rec.enable("dev.kvcache.Ledger").withPeriod(java.time.Duration.ofHours(1));
             rec.enable("dev.kvcache.BlockStored");
             rec.enable("dev.kvcache.BlockRemoved");
+            rec.enable("dev.kvcache.AppendRefused");
+            rec.enable("dev.kvcache.SequencePreempted");
             rec.start();
             JfrLedgerBridge bridge = JfrLedgerBridge.attach(m, "test-cache");
             var a = m.open("a");
@@ -34,6 +36,8 @@ class JfrLedgerBridgeTest {
             assertEquals(-1, m.append(b, IntStream.range(100, 108).toArray())); // needs 2, 1 left: failure
             m.free(a);                                                          // both become cached
             assertEquals(0, m.append(b, IntStream.range(100, 108).toArray())); // evicts a cached block
+            var p = m.preempt(b, dev.kvcache.PreemptionMode.RECOMPUTE);
+            b = m.resume(p);                                                    // its 2 blocks come back from the cache
             bridge.emit();
             bridge.close();
             bridge.emit(); // after close: nothing
@@ -45,12 +49,24 @@ class JfrLedgerBridgeTest {
         List<RecordedEvent> stored = byName(events, "dev.kvcache.BlockStored");
         assertEquals(4, stored.size());
         assertTrue(stored.stream().allMatch(e -> e.getString("cache").equals("test-cache") && e.getInt("tokens") == 4));
-        assertEquals(1, byName(events, "dev.kvcache.BlockRemoved").size());
+        // one eviction for b's first append, one when b's resume needs a block beyond its hit
+        assertEquals(2, byName(events, "dev.kvcache.BlockRemoved").size());
+        List<RecordedEvent> refused = byName(events, "dev.kvcache.AppendRefused");
+        assertEquals(1, refused.size());
+        assertEquals("NO_BLOCKS", refused.getFirst().getString("reason"));
+        assertEquals("b", refused.getFirst().getString("sequence"));
+        assertEquals(8, refused.getFirst().getInt("tokens"));
+        List<RecordedEvent> preempted = byName(events, "dev.kvcache.SequencePreempted");
+        assertEquals(1, preempted.size());
+        assertEquals("RECOMPUTE", preempted.getFirst().getString("mode"));
+        assertEquals(2, preempted.getFirst().getInt("blocks"));
         List<RecordedEvent> ledger = byName(events, "dev.kvcache.Ledger");
         assertEquals(1, ledger.size());
         RecordedEvent e = ledger.getFirst();
         assertEquals(1, e.getLong("allocationFailures"));
-        assertEquals(1, e.getLong("evictedBlocks"));
+        assertEquals(2, e.getLong("evictedBlocks"));
+        assertEquals(1, e.getLong("preemptions"));
+        assertEquals(4, e.getLong("recomputedTokens")); // 8 tokens, 4 served by the prefix cache (never the last token's block)
         assertEquals(3, e.getInt("totalBlocks"));
         assertEquals(2, e.getInt("usedBlocks"));
         assertEquals(8, e.getLong("liveTokens"));

@@ -44,6 +44,8 @@ class SimulatorTest {
         assertEquals(1, r.allocationFailures()); // the manager's own counter agrees
         assertEquals(2, l.completions);
         assertEquals(4, l.admissions); // A, B, C, then C again
+        assertEquals(1, r.finalLedger().preemptions());
+        assertEquals(16, r.finalLedger().recomputedTokens());
         assertEquals(3, r.peakRunning());
         assertEquals(4 * TINY.bytesPerBlock(), r.peakUsedBytes());
     }
@@ -139,8 +141,13 @@ class SimulatorTest {
                 assertTrue(u <= r.poolBytes(), r.config().name());
             }
             if (r.config().paged()) {
+                // the simulator's per-route accounting agrees with the manager's own ledger
+                var ledger = r.finalLedger();
                 assertEquals(r.routes().stream().mapToLong(l -> l.allocationFailures).sum(), r.allocationFailures(),
-                        r.config().name() + ": route failures add up to the manager's");
+                        r.config().name() + ": allocation failures");
+                assertEquals(r.preemptions(), ledger.preemptions(), r.config().name() + ": preemptions");
+                assertEquals(r.recomputedTokens(), ledger.recomputedTokens(), r.config().name() + ": recomputed tokens");
+                assertEquals(r.idleReleased(), ledger.idleReleasedSequences(), r.config().name() + ": idle releases");
             }
         }
         Function<String, Simulator.Result> get = rs::get;
