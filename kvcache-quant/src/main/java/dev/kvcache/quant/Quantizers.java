@@ -72,6 +72,14 @@ public final class Quantizers {
         return get(ACTIVE_VALUES, f);
     }
 
+    /**
+     * The key codec of {@code f} behind a normalized Hadamard rotation: stores {@code H k}, decodes
+     * back to k's space; dim must be a power of two. See {@link HadamardRotation}.
+     */
+    public static Quantizer rotatedKeys(KvFormat f) {
+        return HadamardRotation.rotated(keys(f));
+    }
+
     /** Slice kernels of {@code f} from the active provider; for KIVI the key kernels. */
     public static SliceKernels kernels(KvFormat f) {
         return keyKernels(f);
