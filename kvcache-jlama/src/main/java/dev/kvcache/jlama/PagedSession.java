@@ -1,0 +1,234 @@
+package dev.kvcache.jlama;
+
+import com.github.tjake.jlama.tensor.AbstractTensor;
+import com.github.tjake.jlama.tensor.FloatBufferTensor;
+import com.github.tjake.jlama.tensor.KvBufferCache;
+import com.github.tjake.jlama.tensor.TensorShape;
+import dev.kvcache.KvCacheManager;
+import dev.kvcache.Sequence;
+import java.util.Arrays;
+import java.util.UUID;
+
+/**
+ * One Jlama session served by a kvcache {@link Sequence}: position p of the session is token p of
+ * the sequence, and its K/V live in the block at {@code sequence.blockTable()[p / blockTokens]}.
+ *
+ * <h2>Token ids</h2>
+ * The block manager needs token ids (prefix hashes). An engine that drives Jlama itself calls
+ * {@link #admit} with the tokens before the forward pass and runs Jlama only from
+ * {@code position + admit(...)}: tokens the prefix cache already holds are not computed at all.
+ * When Jlama's own {@code generate} drives, {@link PagedKvBufferCache#install()} has wrapped the
+ * model's token embedding, which records the ids of each forward pass; the first cache access at a
+ * position past the sequence's end appends that whole batch (so a prompt's prefix lookup sees the
+ * whole prompt).
+ *
+ * <h2>Protected positions</h2>
+ * Positions served by the prefix cache ({@link Sequence#cachedTokens()}) and positions inherited
+ * from a fork parent sit in blocks other sequences may read. If Jlama computes them anyway (its
+ * {@code generate} always runs the whole prompt), their writes go to a private scratch row and are
+ * discarded; attention still reads the cached blocks. Every other position is written in place.
+ *
+ * <h2>Position</h2>
+ * {@code getCurrentContextPosition} is the sequence's length, so a later {@code generate} on the
+ * same session continues after everything already cached (Jlama's own buffer counts only generated
+ * tokens). {@code incrementContextPosition} is therefore a no-op, and {@code setCurrentContextPosition}
+ * accepts only the current length (kvcache sequences never shrink).
+ *
+ * <p>Not thread-safe, like Jlama's own buffers: one forward pass at a time per model.
+ */
+public final class PagedSession implements KvBufferBridge {
+    private final PagedKvBufferCache cache;
+    private final KvCacheManager manager;
+    private final KvPages pages;
+    private final UUID id;
+    private final Sequence sequence;
+    private final boolean ephemeral;
+    private final int blockTokens;
+    private final int inherited;
+    private final KvBufferCache.KvBuffer buffer;
+    private final AbstractTensor scratchKey;
+    private final AbstractTensor scratchValue;
+    private int[] table;
+    private boolean released;
+
+    PagedSession(PagedKvBufferCache cache, KvCacheManager manager, KvPages pages, UUID id, Sequence sequence,
+                 boolean ephemeral, int kvDim, int pageBytes) {
+        this.cache = cache;
+        this.manager = manager;
+        this.pages = pages;
+        this.id = id;
+        this.sequence = sequence;
+        this.ephemeral = ephemeral;
+        this.blockTokens = manager.layout().blockTokens();
+        this.inherited = sequence.length();
+        this.table = sequence.blockTable();
+        this.scratchKey = new FloatBufferTensor(TensorShape.of(1, kvDim));
+        this.scratchValue = new FloatBufferTensor(TensorShape.of(1, kvDim));
+        this.buffer = KvBufferSubclass.create(cache, id, ephemeral, this, pageBytes);
+    }
+
+    /** The session id Jlama knows it by. */
+    public UUID id() {
+        return id;
+    }
+
+    /** The kvcache sequence (id = the UUID's string). */
+    public Sequence sequence() {
+        return sequence;
+    }
+
+    /** The Jlama buffer to pass to {@code AbstractModel.forward/batchForward}. */
+    public KvBufferCache.KvBuffer kvBuffer() {
+        return buffer;
+    }
+
+    /** True for a buffer made by {@code getEphemeralKvBuffer}, freed when Jlama closes it. */
+    public boolean isEphemeral() {
+        return ephemeral;
+    }
+
+    /**
+     * Appends {@code tokens} at the sequence's end and returns how many leading ones already have
+     * their K/V in the cache: run Jlama on {@code tokens[hit..]} from position
+     * {@code lengthBefore + hit}. IllegalStateException (and nothing changes) when the cache has no
+     * room, naming the block counts.
+     */
+    public int admit(int... tokens) {
+        checkLive();
+        if (tokens.length == 0) {
+            throw new IllegalArgumentException("no tokens to admit to session " + id);
+        }
+        cache.flushPending();
+        int hit = manager.append(sequence, tokens);
+        if (hit < 0) {
+            throw new IllegalStateException("kvcache has no room for " + tokens.length + " more tokens of session " + id
+                    + " (length " + sequence.length() + "): " + manager.stats() + "; refusal: " + manager.lastRefusal());
+        }
+        table = sequence.blockTable();
+        return hit;
+    }
+
+    /** Frees the sequence (its full blocks stay in the prefix cache). Idempotent. */
+    public void release() {
+        if (released) return;
+        pages.forget(this);
+        released = true;
+        manager.free(sequence);
+        cache.forgetSession(this);
+    }
+
+    /** False once {@link #release()}d. */
+    public boolean isLive() {
+        return !released;
+    }
+
+    private void checkLive() {
+        if (released) throw new IllegalStateException("session " + id + " was released");
+    }
+
+    /** Makes sure positions 0..position have token ids, appending the recorded forward batch if needed. */
+    private void ensureTokens(int position) {
+        checkLive();
+        int length = sequence.length();
+        if (position < length) return;
+        int[] recorded = cache.takeRecorded(length, position);
+        if (recorded == null) {
+            throw new IllegalStateException("position " + position + " of session " + id + " is past its " + length
+                    + " admitted tokens and no token ids were recorded for it: call admit(tokens) before the forward"
+                    + " pass, or install() the cache so the model's embedding records them");
+        }
+        admit(recorded);
+    }
+
+    private long slotOf(int position) {
+        long slot = sequence.slot(position);
+        if (slot < 0) {
+            throw new IllegalStateException("position " + position + " of session " + id
+                    + " was released by a sliding window or retention policy; Jlama's attention cannot skip it");
+        }
+        return slot;
+    }
+
+    private boolean writable(int position) {
+        return position >= inherited && position >= sequence.cachedTokens();
+    }
+
+    private void enter(int layer, int position) {
+        ensureTokens(position);
+        cache.enter(this, layer, position);
+    }
+
+    @Override
+    public AbstractTensor key(int layer, int position) {
+        enter(layer, position);
+        long slot = slotOf(position);
+        return writable(position) ? pages.keyRow(this, layer, position, slot) : scratchKey;
+    }
+
+    @Override
+    public AbstractTensor value(int layer, int position) {
+        enter(layer, position);
+        long slot = slotOf(position);
+        return writable(position) ? pages.valueRow(this, layer, position, slot) : scratchValue;
+    }
+
+    @Override
+    public AbstractTensor[] keysUpTo(int layer, int position) {
+        enter(layer, position);
+        checkTable(position);
+        return pages.keyPages(this, layer, position, table);
+    }
+
+    @Override
+    public AbstractTensor[] valuesUpTo(int layer, int position) {
+        enter(layer, position);
+        checkTable(position);
+        return pages.valuePages(this, layer, position, table);
+    }
+
+    private void checkTable(int position) {
+        for (int i = 0, n = position / blockTokens; i <= n; i++) {
+            if (table[i] < 0) {
+                throw new IllegalStateException("block " + i + " of session " + id + " (table " + Arrays.toString(table)
+                        + ") was released by a sliding window; Jlama's attention reads every position");
+            }
+        }
+    }
+
+    @Override
+    public int position() {
+        return sequence.length();
+    }
+
+    @Override
+    public void setPosition(int position) {
+        if (position != sequence.length()) {
+            throw new IllegalArgumentException("position " + position + ": a kvcache sequence only grows; session " + id
+                    + " holds " + sequence.length() + " tokens");
+        }
+    }
+
+    @Override
+    public void incrementPosition() {
+        // the position is the sequence length, which admit() already advanced
+    }
+
+    /**
+     * Jlama closes a session's buffer at the end of every {@code generate}; a named session keeps
+     * its K/V for the next turn (release it with {@link PagedKvBufferCache#release}), an ephemeral
+     * one is released.
+     */
+    @Override
+    public void close() {
+        if (ephemeral) {
+            release();
+        } else {
+            cache.flushPending();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "PagedSession[" + id + ", length " + (released ? "released" : sequence.length()) + "]";
+    }
+}
