@@ -110,9 +110,11 @@ public final class CudaKvStore implements KvStore {
             long total = bl.blockBytes() * blocks;
             CudaRuntime.check(CU.cuMemAlloc(p, total), "cuMemAlloc(" + total + " bytes)");
             mem = p.get(0);
-            CudaRuntime.check(CU.cuMemsetD8(mem, (byte) 0, total), "cuMemsetD8");
             CudaRuntime.check(CU.cuStreamCreate(p, CU.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
             stream = p.get(0);
+            // on the store's stream: a non-blocking stream does not wait for the legacy stream's cuMemsetD8
+            CudaRuntime.check(CU.cuMemsetD8Async(mem, (byte) 0, total, stream), "cuMemsetD8Async");
+            CudaRuntime.check(CU.cuStreamSynchronize(stream), "cuStreamSynchronize");
             CudaRuntime.check(CU.cuStreamCreate(p, CU.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
             swapStream = p.get(0);
             CudaRuntime.check(CU.cuEventCreate(p, CU.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
@@ -431,7 +433,7 @@ public final class CudaKvStore implements KvStore {
         beginOp();
         // scratch: q | table (padded to 8) | stage pointers (FP8 only) | out
         long qBytes = 4L * qn;
-        long tableOff = qBytes;
+        long tableOff = (qBytes + 7) & ~7L;    // every region 8-aligned: stage pointers are 8-byte loads
         long stageOff = tableOff + ((4L * nBlocks + 7) & ~7L);
         long outOff = stageOff + (blockFormat ? 8L * nBlocks : 0);
         ensureScratch(outOff + qBytes);
