@@ -42,10 +42,9 @@ import java.util.List;
  */
 class KvCacheManagerProperties {
 
-    /** sequence.cachedTokens() is checked only by its own property while it is a known bug (see below). */
-    private static final Checks BROAD = new Checks(false, false);
+    private static final Checks BROAD = new Checks(false, true);
 
-    @Property(tries = 400, edgeCases = EdgeCasesMode.NONE)
+    @Property(tries = 500, edgeCases = EdgeCasesMode.NONE)
     void randomWorkloadsKeepTheContract(@ForAll @IntRange(min = 4, max = 24) int blocks,
                                         @ForAll @IntRange(min = 1, max = 8) int blockTokens,
                                         @ForAll boolean prefixCaching,
@@ -57,6 +56,18 @@ class KvCacheManagerProperties {
         Statistics.label("append refused").coverage(k -> k.check(true).percentage(p -> p >= 15));
         Statistics.label("eviction").coverage(k -> k.check(true).percentage(p -> p >= 5));
         Statistics.label("copy-on-write").coverage(k -> k.check(true).percentage(p -> p >= 3));
+    }
+
+    @Property(tries = 500, edgeCases = EdgeCasesMode.NONE)
+    void priorityPolicyServingWorkloads(@ForAll @IntRange(min = 4, max = 24) int blocks,
+                                        @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                        @ForAll("serving") List<Op> ops) {
+        // requests of four priorities sharing prefixes: hits on blocks held by other priorities
+        // raise the block's priority, and evictions must follow priority, then release order
+        Coverage c = ManagerModel.run(new Config(blocks, blockTokens, true, true, 0, 0), ops, BROAD);
+        collect(c, ops);
+        Statistics.label("prefix hit").coverage(k -> k.check(true).percentage(p -> p >= 30));
+        Statistics.label("eviction").coverage(k -> k.check(true).percentage(p -> p >= 30));
     }
 
     @Property(tries = 200, edgeCases = EdgeCasesMode.NONE)
@@ -93,34 +104,25 @@ class KvCacheManagerProperties {
                                                 @ForAll("decode") List<Op> ops) {
         // heldBlocks <= ceil(sinks/B) + ceil(window/B) + 2 after every single-token append
         Coverage c = ManagerModel.run(new Config(blocks, blockTokens, prefixCaching, false, sinks, window),
-                ops, new Checks(true, false));
+                ops, new Checks(true, true));
         collect(c, ops);
         Statistics.label("window release").coverage(k -> k.check(true).percentage(p -> p >= 50));
     }
 
-    // ------------------------------------------------------------------ KNOWN BUG (issue 2)
-    //
-    // Sequence.cachedTokens() is "leading tokens of this sequence that were served from the prefix
-    // cache", fixed by the sequence's first append. KvCacheManager.appendLocked sets
-    // `q.cached = hits * B` on every append, so the next append (hits == 0) resets it to 0.
-    // These two fail until that assignment is made only when oldLen == 0.
+    // ------------------------------------------------------------------ regressions
 
-    @Property(tries = 200, edgeCases = EdgeCasesMode.NONE)
-    void cachedTokensKeepTheFirstAppendsHits(@ForAll @IntRange(min = 4, max = 24) int blocks,
-                                             @ForAll @IntRange(min = 1, max = 8) int blockTokens,
-                                             @ForAll boolean priorityPolicy,
-                                             @ForAll("workload") List<Op> ops) {
-        ManagerModel.run(new Config(blocks, blockTokens, true, priorityPolicy, 0, 0), ops, new Checks(false, true));
-    }
-
+    /**
+     * The first bug these properties found (shrunk counterexample): appendLocked set
+     * {@code cachedTokens} on every append, so a sequence's second append reset it to 0. Fixed in
+     * 99dbeea; Sequence.cachedTokens() must keep what the first append hit.
+     */
     @Example
     void cachedTokensSurviveASecondAppend() {
-        // the shrunk counterexample of the property above
         ManagerModel.run(new Config(4, 1, true, false, 0, 0), List.of(
                 new Op.Open(0, 0), new Op.Append(0, List.of(1)),
                 new Op.Open(0, 0), new Op.Append(0, List.of(1, 0)),   // hits block [1]: cachedTokens 1
                 new Op.Append(0, List.of(0))),                         // cachedTokens must stay 1
-                new Checks(false, true));
+                BROAD);
     }
 
     // ------------------------------------------------------------------ generators
@@ -128,6 +130,11 @@ class KvCacheManagerProperties {
     @Provide
     Arbitrary<List<Op>> workload() {
         return Ops.workload(3, 100);
+    }
+
+    @Provide
+    Arbitrary<List<Op>> serving() {
+        return Ops.servingWorkload(3, 100);
     }
 
     @Provide

@@ -63,11 +63,10 @@ public final class ManagerModel implements KvCacheListener {
     /**
      * Optional checks: {@code windowBound} (heldBlocks within the sliding-window bound; only for
      * single-token workloads) and {@code cachedTokens} ({@link Sequence#cachedTokens()} keeps the
-     * count of its first append; off in the broad properties while that is a known bug, so the
-     * other checks keep their power, and checked by a dedicated property).
+     * hits of the sequence's first append; a switch so that, should it break again, the other
+     * checks can be run without it).
      */
     public record Checks(boolean windowBound, boolean cachedTokens) {
-        public static final Checks ALL_BUT_WINDOW_BOUND = new Checks(false, true);
     }
 
     private static final class Seq {

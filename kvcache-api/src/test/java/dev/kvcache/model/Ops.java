@@ -96,14 +96,33 @@ public final class Ops {
      * sequence, the only time it is looked up).
      */
     public static Arbitrary<List<Op>> workload(int maxPriority, int maxSteps) {
-        Arbitrary<List<Op>> single = op(maxPriority).map(List::of);
-        Arbitrary<List<Op>> request = Combinators.combine(
+        return chunks(Arbitraries.frequencyOf(Tuple.of(3, op(maxPriority).map(List::of)),
+                Tuple.of(1, request(maxPriority))), maxSteps);
+    }
+
+    /**
+     * A serving workload: mostly requests (open at a random priority, then a prompt), frees and
+     * decode steps, so that prompts of different priorities share cached prefixes and the
+     * priority policy has to choose among them.
+     */
+    public static Arbitrary<List<Op>> servingWorkload(int maxPriority, int maxSteps) {
+        return chunks(Arbitraries.frequencyOf(
+                Tuple.of(4, request(maxPriority)),
+                Tuple.of(4, Arbitraries.integers().between(0, 7).map(i -> List.<Op>of(new Op.Free(i)))),
+                Tuple.of(2, Combinators.combine(pick(), singleToken()).as(Op.Append::new).map(List::<Op>of)),
+                Tuple.of(1, pick().map(i -> List.<Op>of(new Op.Fork(i))))), maxSteps);
+    }
+
+    private static Arbitrary<List<Op>> request(int maxPriority) {
+        return Combinators.combine(
                         Arbitraries.integers().between(0, maxPriority),
                         Arbitraries.frequency(Tuple.of(4, 0), Tuple.of(1, 1)),
                         prompt())
                 .as((p, s, t) -> List.of(new Op.Open(p, s), new Op.Append(0, t)));
-        return Arbitraries.frequencyOf(Tuple.of(3, single), Tuple.of(1, request))
-                .list().ofMinSize(1).ofMaxSize(maxSteps * 3 / 4)
+    }
+
+    private static Arbitrary<List<Op>> chunks(Arbitrary<List<Op>> chunk, int maxSteps) {
+        return chunk.list().ofMinSize(1).ofMaxSize(maxSteps * 3 / 4)
                 // uniform lengths: the default bias towards short lists leaves the pool mostly idle
                 .withSizeDistribution(RandomDistribution.uniform())
                 .map(chunks -> {
