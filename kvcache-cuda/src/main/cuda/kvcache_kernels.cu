@@ -272,31 +272,43 @@ extern "C" __global__ void kv_copy_blocks(uint8_t* mem, const int* pairs, int n,
 
 // ---------------------------------------------------------------- paged decode attention
 
-// One decode step for one sequence and one layer. grid = queryHeads, block = 32 * WARPS threads.
+// One decode step for one sequence and one layer, split-K ("flash decoding").
+// grid = (queryHeads, splits), block = 32 * WARPS threads, dynamic shared memory WARPS * headDim floats.
 //
-// Query head qh reads KV head qh / (queryHeads / kvHeads). Warp w walks positions w, w + WARPS, ...
-// of 0..length-1; lane l holds dims l, l + 32, ... of the query, of its running output and of each
-// K/V row it reads, so every row read is coalesced. Each warp keeps an online softmax (running max
-// m, running sum l, output rescaled whenever m grows); the warps' partial results are merged in
-// shared memory at the end. Positions whose block-table entry is negative (released by a sliding
-// window) are skipped. A block whose (block, layer) has a staging slot (an FP8 block not yet
-// sealed) is read from stagePtrs[logicalBlock] in float32 instead of its encoded bytes.
+// Query head qh reads KV head qh / (queryHeads / kvHeads). CTA (qh, s) covers positions
+// [s * chunk, min(length, (s + 1) * chunk)); inside it warp w walks positions w, w + WARPS, ...;
+// lane l holds dims l, l + 32, ... of the query, of its running output and of each K/V row it
+// reads, so every row read is coalesced. Each warp keeps an online softmax (running max m,
+// running sum l, output rescaled whenever m grows); the warps are merged in shared memory. With
+// one split the CTA writes the normalised output; with several it writes its unnormalised
+// (acc[headDim], m, l) to partials[(qh * splits + s) * (headDim + 2)] and paged_decode_combine
+// merges the splits the same way. Splitting the positions is what keeps all SMs busy when
+// queryHeads alone would not.
+//
+// Positions whose block-table entry is negative (released by a sliding window) are skipped. A
+// block whose (block, layer) has a staging slot (an FP8 block not yet sealed) is read from
+// stagePtrs[logicalBlock] in float32 instead of its encoded bytes. Splits or warps that see no
+// position contribute nothing (l = 0); with no position at all the output is zero.
 #define WARPS 4
 extern "C" __global__ void __launch_bounds__(32 * WARPS)
 paged_decode(const uint8_t* mem, long long blockBytes, long long layerOffK, long long layerOffV,
              long long sliceBytes, const int* table, const unsigned long long* stagePtrs, int length,
              const float* q, float* out, int queryHeads, int kvHeads, int headDim, int blockTokens,
-             int fmt, int scaleFirst, float scale) {
+             int fmt, int scaleFirst, float scale, int chunk, float* partials) {
     __shared__ float sm_m[WARPS];
     __shared__ float sm_l[WARPS];
     extern __shared__ float sm_acc[];  // WARPS * headDim
 
     const int qh = blockIdx.x;
+    const int split = blockIdx.y;
+    const int splits = gridDim.y;
     const int kvh = qh / (queryHeads / kvHeads);
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     const int per = (headDim + 31) / 32;
     const long long stageSlice = (long long)blockTokens * headDim * 4;
+    const int p0 = split * chunk;
+    const int p1 = min(length, p0 + chunk);
 
     float qr[MAX_LANE_VALUES];
     float acc[MAX_LANE_VALUES];
@@ -309,7 +321,7 @@ paged_decode(const uint8_t* mem, long long blockBytes, long long layerOffK, long
     float m = -INFINITY;
     float l = 0.0f;
 
-    for (int p = warp; p < length; p += WARPS) {
+    for (int p = p0 + warp; p < p1; p += WARPS) {
         const int lb = p / blockTokens;
         const int blk = table[lb];
         if (blk < 0) continue;
@@ -366,9 +378,47 @@ paged_decode(const uint8_t* mem, long long blockBytes, long long layerOffK, long
         wt[w] = sm_l[w] > 0.0f ? expf(sm_m[w] - mAll) : 0.0f;
         lAll += sm_l[w] * wt[w];
     }
+    if (splits == 1) {
+        for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+            float o = 0.0f;
+            for (int w = 0; w < WARPS; w++) o += sm_acc[w * headDim + d] * wt[w];
+            out[(long long)qh * headDim + d] = lAll > 0.0f ? o / lAll : 0.0f;
+        }
+        return;
+    }
+    float* part = partials + ((long long)qh * splits + split) * (headDim + 2);
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float o = 0.0f;
         for (int w = 0; w < WARPS; w++) o += sm_acc[w * headDim + d] * wt[w];
+        part[d] = o;
+    }
+    if (threadIdx.x == 0) {
+        part[headDim] = mAll;
+        part[headDim + 1] = lAll;
+    }
+}
+
+// Merges the splits of paged_decode: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M),
+// M = max of m_s over splits with l_s > 0. grid = queryHeads.
+extern "C" __global__ void paged_decode_combine(const float* partials, float* out, int splits, int headDim) {
+    const int qh = blockIdx.x;
+    const float* base = partials + (long long)qh * splits * (headDim + 2);
+    float mAll = -INFINITY;
+    for (int s = 0; s < splits; s++) {
+        const float* p = base + (long long)s * (headDim + 2);
+        if (p[headDim + 1] > 0.0f) mAll = fmaxf(mAll, p[headDim]);
+    }
+    float lAll = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        const float* p = base + (long long)s * (headDim + 2);
+        if (p[headDim + 1] > 0.0f) lAll += p[headDim + 1] * expf(p[headDim] - mAll);
+    }
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < splits; s++) {
+            const float* p = base + (long long)s * (headDim + 2);
+            if (p[headDim + 1] > 0.0f) o += p[d] * expf(p[headDim] - mAll);
+        }
         out[(long long)qh * headDim + d] = lAll > 0.0f ? o / lAll : 0.0f;
     }
 }

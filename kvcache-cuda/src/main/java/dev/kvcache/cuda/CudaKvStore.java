@@ -30,8 +30,9 @@ import java.util.Objects;
  *   <li>{@link #copyBlock} ({@code cuMemcpyDtoDAsync}) and {@link #copyBlocks} (one kernel for many
  *       pairs): copy-on-write, staging rows included.</li>
  *   <li>{@link #decode}: one step of paged decode attention ({@code paged_decode}: one CTA per
- *       query head, 4 warps splitting the positions, online softmax, GQA, scale
- *       {@code 1/sqrt(headDim)}), the same contract as {@code dev.kvcache.offheap.PagedAttention}.</li>
+ *       query head and split of the positions, 4 warps per CTA, online softmax, GQA, scale
+ *       {@code 1/sqrt(headDim)}; {@code paged_decode_combine} merges the splits), the same
+ *       contract as {@code dev.kvcache.offheap.PagedAttention}.</li>
  *   <li>{@link CudaSwapSpace}: asynchronous swaps of blocks to and from pinned host memory on a
  *       second stream.</li>
  * </ul>
@@ -57,6 +58,13 @@ public final class CudaKvStore implements KvStore {
     private static final int SEAL_THREADS = 256;
     private static final int DECODE_WARPS = 4; // WARPS in paged_decode
     private static final int FMT_F32 = 0;
+    /** Fewest positions one decode CTA handles (below that, merging splits costs more than it saves). */
+    static final int MIN_CHUNK = 128;
+    /** gridDim.y limit. */
+    private static final int MAX_SPLITS = 65535;
+
+    /** Positions per decode split; 0 = chosen from the SM count. Tests force small values. */
+    int decodeChunk;
 
     private final CudaRuntime rt;
     private final KvLayout layout;
@@ -431,12 +439,19 @@ public final class CudaKvStore implements KvStore {
             return;
         }
         beginOp();
-        // scratch: q | table (padded to 8) | stage pointers (FP8 only) | out
+        // scratch: q | table (padded to 8) | stage pointers (FP8 only) | out | split partials
         long qBytes = 4L * qn;
         long tableOff = (qBytes + 7) & ~7L;    // every region 8-aligned: stage pointers are 8-byte loads
         long stageOff = tableOff + ((4L * nBlocks + 7) & ~7L);
         long outOff = stageOff + (blockFormat ? 8L * nBlocks : 0);
-        ensureScratch(outOff + qBytes);
+        // split the positions so that about two CTAs per SM run (flash decoding), at least MIN_CHUNK each
+        int chunk = decodeChunk > 0 ? decodeChunk
+                : Math.max(MIN_CHUNK, ceilDiv(length, ceilDiv(2 * rt.multiprocessors(), queryHeads)));
+        chunk = Math.max(chunk, ceilDiv(length, MAX_SPLITS));
+        int splits = ceilDiv(length, chunk);
+        long partOff = (outOff + qBytes + 7) & ~7L;
+        long partBytes = splits > 1 ? 4L * queryHeads * splits * (headDim + 2) : 0;
+        ensureScratch(partOff + partBytes);
         MemoryUtil.memFloatBuffer(hostScratch, qn).put(0, q, 0, qn);
         MemoryUtil.memIntBuffer(hostScratch + tableOff, nBlocks).put(0, blockTable, 0, nBlocks);
         if (blockFormat) {
@@ -451,10 +466,15 @@ public final class CudaKvStore implements KvStore {
         long layerOffK = layer * bl.layerBytes();
         long layerOffV = layerOffK + kvHeads * bl.keySliceBytes();
         float scale = (float) (1.0 / Math.sqrt(headDim));
-        CudaRuntime.launch(rt.fnDecode, queryHeads, 1, 32 * DECODE_WARPS, DECODE_WARPS * headDim * Float.BYTES, stream,
+        CudaRuntime.launch(rt.fnDecode, queryHeads, splits, 32 * DECODE_WARPS, DECODE_WARPS * headDim * Float.BYTES, stream,
                 mem, bl.blockBytes(), layerOffK, layerOffV, bl.keySliceBytes(),
                 devScratch + tableOff, blockFormat ? devScratch + stageOff : 0L, length,
-                devScratch, devScratch + outOff, queryHeads, kvHeads, headDim, blockTokens, fmt, scaleFirst, scale);
+                devScratch, devScratch + outOff, queryHeads, kvHeads, headDim, blockTokens, fmt, scaleFirst, scale,
+                chunk, devScratch + partOff);
+        if (splits > 1) {
+            CudaRuntime.launch(rt.fnDecodeCombine, queryHeads, 1, THREADS, 0, stream,
+                    devScratch + partOff, devScratch + outOff, splits, headDim);
+        }
         download(outOff, qBytes);
         sync();
         MemoryUtil.memFloatBuffer(hostScratch + outOff, qn).get(0, out, 0, qn);
@@ -663,6 +683,10 @@ public final class CudaKvStore implements KvStore {
             devScratch = p.get(0);
             devScratchBytes = size;
         }
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (int) ((a + (long) b - 1) / b);
     }
 
     // ------------------------------------------------------------------ checks

@@ -91,6 +91,7 @@ public final class CudaRuntime {
     final long fnSealFp8;
     final long fnCopyBlocks;
     final long fnDecode;
+    final long fnDecodeCombine;
 
     private CudaRuntime(int ordinal, String deviceName, int cc, int driverVersion, long totalMemory,
                         int multiprocessors, long context, long module, long[] fns) {
@@ -108,10 +109,11 @@ public final class CudaRuntime {
         this.fnSealFp8 = fns[3];
         this.fnCopyBlocks = fns[4];
         this.fnDecode = fns[5];
+        this.fnDecodeCombine = fns[6];
     }
 
     static final String[] KERNEL_NAMES = {
-        "kv_write_row", "kv_read_row", "kv_open", "kv_seal_fp8", "kv_copy_blocks", "paged_decode"
+        "kv_write_row", "kv_read_row", "kv_open", "kv_seal_fp8", "kv_copy_blocks", "paged_decode", "paged_decode_combine"
     };
 
     // ------------------------------------------------------------------ public surface

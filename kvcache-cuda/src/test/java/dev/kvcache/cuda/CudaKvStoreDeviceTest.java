@@ -299,14 +299,20 @@ class CudaKvStoreDeviceTest {
                     for (int queryHeads : new int[] {2, 6}) {
                         float[] q = token(rnd, queryHeads * hd, 1);
                         float[] out = new float[queryHeads * hd];
-                        s.decode(1, q, queryHeads, table, length, out);
-                        assertClose(reference(s, 1, q, queryHeads, table, length), out, f + " length " + length);
-                        if (table.length > 1) { // a sliding window released the first block
-                            int[] released = table.clone();
-                            released[0] = -1;
+                        double[] want = reference(s, 1, q, queryHeads, table, length);
+                        int[] released = table.clone(); // a sliding window released the first block
+                        released[0] = -1;
+                        double[] wantReleased = reference(s, 1, q, queryHeads, released, length);
+                        // automatic split, and forced splits that cut blocks and leave warps idle
+                        for (int chunk : new int[] {0, 7, 33}) {
+                            s.decodeChunk = chunk;
+                            String what = f + " hd " + hd + " length " + length + " queryHeads " + queryHeads + " chunk " + chunk;
+                            s.decode(1, q, queryHeads, table, length, out);
+                            assertClose(want, out, what);
                             s.decode(1, q, queryHeads, released, length, out);
-                            assertClose(reference(s, 1, q, queryHeads, released, length), out, f + " released, length " + length);
+                            assertClose(wantReleased, out, "released first block, " + what);
                         }
+                        s.decodeChunk = 0;
                     }
                 }
                 float[] out = new float[2 * hd];
