@@ -119,11 +119,13 @@ public final class OffHeapKvStore implements KvStore {
 
     @Override
     public KvLayout layout() {
+        checkOpen();
         return layout;
     }
 
     /** The byte layout of this store's blocks. */
     public StoreLayout storeLayout() {
+        checkOpen();
         return bytes;
     }
 

@@ -187,7 +187,8 @@ class OffHeapKvStoreTest {
         s.close();
         s.close();
         assertTrue(s.isClosed());
-        assertEquals(layout, s.layout(), "the layout is a value and stays readable");
+        assertThrows(IllegalStateException.class, s::layout);
+        assertThrows(IllegalStateException.class, s::storeLayout);
         assertThrows(IllegalStateException.class, () -> s.write(0, 0, a, a));
         assertThrows(IllegalStateException.class, () -> s.readKey(0, 0, a));
         assertThrows(IllegalStateException.class, () -> s.readValue(0, 0, a));
