@@ -7,7 +7,6 @@ import com.github.tjake.jlama.safetensors.DType;
 import com.github.tjake.jlama.tensor.AbstractTensor;
 import com.github.tjake.jlama.tensor.KvBufferCache;
 import dev.kvcache.KvCacheManager;
-import dev.kvcache.KvFormats;
 import dev.kvcache.KvLayout;
 import dev.kvcache.KvStore;
 import dev.kvcache.Sequence;
@@ -109,10 +108,6 @@ public final class PagedKvBufferCache extends KvBufferCache {
         if (c.dctx().kvSegmentLength != c.kvLength || c.dctx().numberOfLayers != c.numberOfLayers) {
             throw new IllegalArgumentException("distributed KV segments (" + c.dctx().kvSegmentLength + " of " + c.kvLength
                     + " KV columns, " + c.dctx().numberOfLayers + " of " + c.numberOfLayers + " layers) are not supported");
-        }
-        if (l.blockTokens() % 8 != 0 && l.format() == KvFormats.F32) {
-            // Jlama's vector kernels score a whole page length at a time; keep it a multiple of 8 floats
-            throw new IllegalArgumentException("blockTokens " + l.blockTokens() + " must be a multiple of 8 for Jlama's kernels");
         }
     }
 

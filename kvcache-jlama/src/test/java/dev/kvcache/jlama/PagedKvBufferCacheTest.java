@@ -73,6 +73,21 @@ class PagedKvBufferCacheTest {
     }
 
     @Test
+    void oddBlockSizesServeTheSameIds() {
+        // Jlama's own page length is arbitrary, so any block size must work: 7 tokens, not a power of two
+        KvLayout odd = PagedKvBufferCache.layoutFor(model, 7, KvFormats.F32);
+        try (JlamaBlockMemory memory = JlamaBlockMemory.allocate(odd, 20);
+             KvCacheManager manager = KvCacheManager.builder(odd).blocks(20).store(memory).build()) {
+            PagedKvBufferCache cache = PagedKvBufferCache.inPlace(model, manager, memory);
+            PagedSession s = cache.session(UUID.randomUUID());
+            s.admit(PROMPT);
+            assertArrayEquals(ownIds, Stories260K.greedy(model, s, PROMPT, 0, GENERATE));
+            assertEquals((PROMPT.length + GENERATE - 1 + 6) / 7, manager.stats().usedBlocks());
+            cache.close();
+        }
+    }
+
+    @Test
     void stagedCacheOverAnF32StoreGivesJlamasOwnGreedyIds() {
         try (JlamaBlockMemory store = JlamaBlockMemory.allocate(layout(), 64);
              KvCacheManager manager = KvCacheManager.builder(layout()).blocks(64).store(store).build()) {
@@ -113,6 +128,14 @@ class PagedKvBufferCacheTest {
             PagedSession c = cache.session(UUID.randomUUID());
             assertEquals(32, c.admit(PROMPT));
             assertArrayEquals(ownIds, Stories260K.greedy(model, c, PROMPT, 0, GENERATE));
+            float[] before = new float[layout().kvHeads() * layout().headDim()], after = before.clone();
+            memory.readKey(2, a.sequence().slot(5), before);
+            c.kvBuffer().getKeyTensorForPosition(2, 5).set(Float.NaN, 0, 3); // a cached position: scratch
+            memory.readKey(2, a.sequence().slot(5), after);
+            assertArrayEquals(before, after);
+            c.kvBuffer().getKeyTensorForPosition(2, 35).set(7f, 0, 3); // its own position: in place
+            memory.readKey(2, c.sequence().slot(35), after);
+            assertEquals(7f, after[3]);
             a.release();
             b.release();
             PagedSession d = cache.session(UUID.randomUUID());
