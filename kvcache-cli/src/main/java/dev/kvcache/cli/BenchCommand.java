@@ -25,8 +25,8 @@ import java.util.concurrent.Callable;
  * enabled.
  */
 @Command(name = "bench", mixinStandardHelpOptions = false,
-        description = {"Runs the JMH benchmarks (benchmarks/target/benchmarks.jar) with short defaults",
-                "(-f 1 -wi 2 -i 3 -w 1s -r 1s); all arguments go to JMH, e.g.",
+        description = {"Run the JMH benchmarks with short defaults (-f 1 -wi 2 -i 3 -w 1s -r 1s).",
+                "Runs benchmarks/target/benchmarks.jar (built if missing); all arguments go to JMH, e.g.",
                 "  kvcache bench BlockManagerBenchmark -prof gc",
                 "  kvcache bench -l            (list benchmarks)",
                 "  kvcache bench -h            (JMH's own options)"})

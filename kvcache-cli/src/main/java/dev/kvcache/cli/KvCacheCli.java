@@ -1,5 +1,6 @@
 package dev.kvcache.cli;
 
+import dev.kvcache.llama2.GenerateCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -8,22 +9,18 @@ import picocli.CommandLine.Spec;
 import java.io.PrintWriter;
 
 /**
- * Entry point of {@code bin/kvcache}: {@code plan}, {@code simulate}, {@code bench} and, when the
- * llama2.c reference engine ({@code dev.kvcache.llama2.GenerateCommand}) is on the class path,
- * {@code generate}.
+ * Entry point of {@code bin/kvcache}: {@code plan}, {@code simulate}, {@code bench} and
+ * {@code generate} (the llama2.c reference engine's {@link GenerateCommand}).
  *
- * <p>The engine's command is looked up by name rather than linked, so this module builds and runs
- * whether or not {@code kvcache-llama2} has it yet. Errors in the user's input
+ * <p>Errors in the user's input
  * ({@link IllegalArgumentException}, picocli's parameter errors) print one line naming the value,
  * exit code 2; anything else is a bug and prints its stack trace, exit code 1.
  */
 @Command(name = "kvcache", mixinStandardHelpOptions = true, versionProvider = KvCacheCli.Version.class,
         description = "Paged, quantized, accounted KV-cache management for JVM LLM inference engines.",
-        subcommands = {PlanCommand.class, SimulateCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {PlanCommand.class, SimulateCommand.class, BenchCommand.class, GenerateCommand.class,
+                CommandLine.HelpCommand.class})
 public final class KvCacheCli implements Runnable {
-
-    /** The engine's command class, registered as {@code generate} when present. */
-    static final String GENERATE_COMMAND = "dev.kvcache.llama2.GenerateCommand";
 
     @Spec
     CommandSpec spec;
@@ -38,10 +35,6 @@ public final class KvCacheCli implements Runnable {
         CommandLine cl = new CommandLine(new KvCacheCli());
         // JMH's options (-prof gc, -f 3, -h) go through to JMH untouched
         cl.getSubcommands().get("bench").setUnmatchedOptionsArePositionalParams(true);
-        Object generate = generateCommand();
-        if (generate != null) {
-            cl.addSubcommand(generate);
-        }
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             PrintWriter err = commandLine.getErr();
             if (ex instanceof IllegalArgumentException || ex instanceof ArithmeticException) {
@@ -54,21 +47,6 @@ public final class KvCacheCli implements Runnable {
             return 1;
         });
         return cl;
-    }
-
-    /** A new instance of the engine's generate command, or null when the class is not on the class path. */
-    static Object generateCommand() {
-        Class<?> c;
-        try {
-            c = Class.forName(GENERATE_COMMAND, true, KvCacheCli.class.getClassLoader());
-        } catch (ClassNotFoundException | LinkageError e) {
-            return null;
-        }
-        try {
-            return c.getDeclaredConstructor().newInstance();
-        } catch (ReflectiveOperationException e) {
-            throw new IllegalStateException(GENERATE_COMMAND + " is present but cannot be created: " + e, e);
-        }
     }
 
     @Override

@@ -24,8 +24,9 @@ import java.util.concurrent.Callable;
  * has no window-aware {@code maxSequences}.
  */
 @Command(name = "plan", mixinStandardHelpOptions = true,
-        description = {"Capacity planning: bytes per token in every KV format, how many sequences fit a budget at a context,",
-                "how long a context fits at a concurrency, and what FP8, Q4_0, KIVI-2 or a sliding window would change."})
+        description = {"Capacity planning for a model layout under a memory budget.",
+                "Bytes per token in every KV format, how many sequences fit at a context, how long a context fits",
+                "at a concurrency, and what FP8, Q4_0, KIVI-2 or a sliding window would change."})
 final class PlanCommand implements Callable<Integer> {
 
     @Spec

@@ -31,8 +31,9 @@ import java.util.concurrent.Callable;
  * for the JSONL schema.
  */
 @Command(name = "simulate", mixinStandardHelpOptions = true,
-        description = {"Replays a serving workload through the real KvCacheManager: contiguous preallocation (baseline),",
-                "paged, + prefix sharing, + FP8 / Q4_0 / KIVI-2, + sliding window, + idle release, side by side."})
+        description = {"Replay a serving workload through the real KvCacheManager, configurations side by side.",
+                "Contiguous preallocation (the baseline), paged, + prefix sharing, + FP8 / Q4_0 / KIVI-2,",
+                "+ sliding window, + idle release: what each relieved and what it cost, per route and over time."})
 final class SimulateCommand implements Callable<Integer> {
 
     @Spec
