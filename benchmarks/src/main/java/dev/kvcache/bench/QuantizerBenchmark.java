@@ -1,0 +1,155 @@
+package dev.kvcache.bench;
+
+import dev.kvcache.KvFormat;
+import dev.kvcache.KvFormats;
+import dev.kvcache.quant.Quantizers;
+import dev.kvcache.quant.SliceKernels;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+import org.openjdk.jmh.infra.Blackhole;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Quantizer throughput per format, Vector API vs scalar kernels, beside a plain
+ * {@code MemorySegment.copy} of the same encoded bytes in the same run.
+ *
+ * <p>Data: {@code tokens} tokens of one head (headDim 128) in blocks of 16 tokens, Gaussian with
+ * 10x outlier channels; one pass over all blocks per operation:
+ * <ul>
+ *   <li>{@code encode}: float[] to encoded slices (what a store does on write);</li>
+ *   <li>{@code decode}: encoded slices to float[] (materializing dequantization);</li>
+ *   <li>{@code dotRows} / {@code accumulateRows}: the fused attention primitives (scores of one
+ *       query against every row; weighted sum of every row), reading the encoded bytes only;</li>
+ *   <li>{@code copy}: {@code MemorySegment.copy} of the encoded bytes to another segment.</li>
+ * </ul>
+ * Bandwidth ratio of an operation = time(copy) / time(operation) for the same format (both move the
+ * same encoded bytes once). Quote results only as ratios within one run.
+ *
+ * <p>Run: {@code java -jar benchmarks/target/benchmarks.jar QuantizerBenchmark -f 1 -wi 2 -w 1 -i 3 -r 1}
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Warmup(iterations = 2, time = 1)
+@Measurement(iterations = 3, time = 1)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector",
+        "--enable-native-access=ALL-UNNAMED", "-Xmx2g"})
+@State(Scope.Thread)
+public class QuantizerBenchmark {
+
+    static final int HEAD_DIM = 128;
+    static final int BLOCK_TOKENS = 16;
+
+    @Param({"F32", "F16", "BF16", "Q8_0", "Q4_0", "FP8_E4M3", "KIVI_4"})
+    public String format;
+
+    /** {@code vector}: the active provider (Vector API when available); {@code scalar}: plain Java. */
+    @Param({"vector", "scalar"})
+    public String kernels;
+
+    @Param({"2048"})
+    public int tokens;
+
+    SliceKernels k;
+    Arena arena;
+    MemorySegment encoded;
+    MemorySegment copyTarget;
+    long sliceBytes;
+    int blocks;
+    float[] src;
+    float[] decoded;
+    float[] q;
+    float[] scores;
+    float[] weights;
+    float[] acc;
+
+    @Setup(Level.Trial)
+    public void setup() {
+        KvFormat f = KvFormats.byName(format);
+        k = kernels.equals("scalar") ? Quantizers.scalarKeyKernels(f) : Quantizers.keyKernels(f);
+        if (kernels.equals("vector") && !Quantizers.vectorized()) {
+            throw new IllegalStateException("Vector API provider not active: " + Quantizers.provider());
+        }
+        blocks = tokens / BLOCK_TOKENS;
+        sliceBytes = k.sliceBytes(BLOCK_TOKENS, HEAD_DIM);
+        arena = Arena.ofShared();
+        encoded = arena.allocate(sliceBytes * blocks, 64);
+        copyTarget = arena.allocate(sliceBytes * blocks, 64);
+        SplittableRandom r = new SplittableRandom(42);
+        src = new float[tokens * HEAD_DIM];
+        for (int i = 0; i < src.length; i++) {
+            double g = r.nextGaussian();
+            src[i] = (float) (i % HEAD_DIM % 37 == 3 ? 10 * g : g);
+        }
+        decoded = new float[src.length];
+        q = new float[HEAD_DIM];
+        for (int i = 0; i < HEAD_DIM; i++) {
+            q[i] = (float) r.nextGaussian();
+        }
+        scores = new float[tokens];
+        weights = new float[tokens];
+        java.util.Arrays.fill(weights, 1f / tokens);
+        acc = new float[HEAD_DIM];
+        encode();
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        arena.close();
+    }
+
+    @Benchmark
+    public MemorySegment encode() {
+        for (int b = 0; b < blocks; b++) {
+            k.encode(src, b * BLOCK_TOKENS * HEAD_DIM, BLOCK_TOKENS, HEAD_DIM, encoded, b * sliceBytes);
+        }
+        return encoded;
+    }
+
+    @Benchmark
+    public float[] decode() {
+        for (int b = 0; b < blocks; b++) {
+            k.decode(encoded, b * sliceBytes, BLOCK_TOKENS, HEAD_DIM, decoded, b * BLOCK_TOKENS * HEAD_DIM);
+        }
+        return decoded;
+    }
+
+    @Benchmark
+    public float[] dotRows() {
+        for (int b = 0; b < blocks; b++) {
+            k.dotRows(encoded, b * sliceBytes, BLOCK_TOKENS, BLOCK_TOKENS, HEAD_DIM, q, 0, 0.088f, scores,
+                    b * BLOCK_TOKENS);
+        }
+        return scores;
+    }
+
+    @Benchmark
+    public float[] accumulateRows() {
+        for (int b = 0; b < blocks; b++) {
+            k.accumulateRows(encoded, b * sliceBytes, BLOCK_TOKENS, BLOCK_TOKENS, HEAD_DIM, weights,
+                    b * BLOCK_TOKENS, acc, 0);
+        }
+        return acc;
+    }
+
+    /** Baseline: the same encoded bytes, copied once (independent of {@code kernels}). */
+    @Benchmark
+    public void copy(Blackhole bh) {
+        MemorySegment.copy(encoded, 0, copyTarget, 0, sliceBytes * blocks);
+        bh.consume(copyTarget);
+    }
+}
