@@ -52,9 +52,9 @@ import java.util.Objects;
  * {@link KvCacheManager#resume}, which re-appends its tokens; those the prefix cache does not serve
  * are recomputed. A request that reaches its length finishes (freed) and its session sends the next
  * one {@code thinkSteps} later, except on idle routes, whose requests stall there forever. (4)
- * Admit queued requests first-come first-served while the free blocks cover the prompt (less the
- * prefix hits {@link KvCacheManager#cachedPrefixLength} promises), stopping at the first that does
- * not fit; the manager's {@code admissionWatermark} may refuse it too. (5) Record memory.
+ * Admit queued requests first-come first-served while the free blocks (empty plus cached) cover
+ * the prompt's blocks, stopping at the first that does not fit; the manager's
+ * {@code admissionWatermark} may refuse it too. (5) Record memory.
  *
  * <h2>The contiguous baseline</h2>
  * No manager: each admitted request reserves
@@ -320,13 +320,11 @@ final class Simulator {
 
         final Settings settings;
         final boolean window;
-        final boolean prefix;
 
-        PagedPool(KvCacheManager m, Settings settings, boolean window, boolean prefix) {
+        PagedPool(KvCacheManager m, Settings settings, boolean window) {
             this.m = m;
             this.settings = settings;
             this.window = window;
-            this.prefix = prefix;
             this.layout = m.layout();
             double watermark = settings.watermark();
             int total = m.stats().totalBlocks();
@@ -361,12 +359,10 @@ final class Simulator {
             } else {
                 need = layout.blocksFor(tokens);
             }
-            if (prefix) {
-                // only the first append looks the cache up, so only the first chunk can hit
-                int k = Math.min(tokens, settings.prefillChunk());
-                fill(r, 0, k, buf);
-                need -= m.cachedPrefixLength(Arrays.copyOf(buf, k)) / layout.blockTokens();
-            }
+            // Prefix hits are not subtracted: a hit on a block only the cache holds (no live
+            // sequence) takes that block out of the free supply all the same, and the API does not
+            // say which hits are which; subtracting them all over-admits, and the partial prefill
+            // is rolled back. Not subtracting errs the other way only for blocks live sequences share.
             return m.stats().freeBlocks() - need >= watermarkBlocks;
         }
 
@@ -590,7 +586,7 @@ final class Simulator {
             }
             manager = b.build();
             observer.managerCreated(c, manager);
-            pool = new PagedPool(manager, settings, c.window(), c.prefixCaching());
+            pool = new PagedPool(manager, settings, c.window());
         } else {
             pool = new ContiguousPool(layout, settings.budgetBytes(), settings.maxModelLen());
         }

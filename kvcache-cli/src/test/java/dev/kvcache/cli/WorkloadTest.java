@@ -80,6 +80,15 @@ class WorkloadTest {
     }
 
     @Test
+    void the_example_file_parses() throws IOException {
+        Path example = Path.of("workloads/rag-and-batch.jsonl"); // surefire runs in the module directory
+        List<Workload.Route> rs = Workload.read(example);
+        assertEquals(List.of("rag chat", "batch summaries", "abandoned tabs"), rs.stream().map(Workload.Route::name).toList());
+        assertTrue(rs.get(2).idle());
+        assertEquals(0, rs.get(1).thinkSteps());
+    }
+
+    @Test
     void default_workload_is_the_documented_one() {
         List<Workload.Route> d = Workload.defaults();
         assertEquals(List.of("short chat", "long support", "agent trace", "disconnected streams"),
