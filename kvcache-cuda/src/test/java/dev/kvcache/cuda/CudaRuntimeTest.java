@@ -57,9 +57,11 @@ class CudaRuntimeTest {
 
     /** The jar holding LWJGL's linux natives, found through the resource it serves. */
     static String nativesJar() {
-        URL u = ClassLoader.getSystemResource("linux/x64/org/lwjgl/liblwjgl.so");
+        String arch = System.getProperty("os.arch").matches("aarch64|arm64") ? "arm64" : "x64";
+        String res = "linux/" + arch + "/org/lwjgl/liblwjgl.so";
+        URL u = ClassLoader.getSystemResource(res);
         if (u == null) {
-            u = CudaRuntimeTest.class.getClassLoader().getResource("linux/x64/org/lwjgl/liblwjgl.so");
+            u = CudaRuntimeTest.class.getClassLoader().getResource(res);
         }
         if (u == null || !"jar".equals(u.getProtocol())) {
             return null;
