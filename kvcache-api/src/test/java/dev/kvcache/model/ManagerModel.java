@@ -228,6 +228,7 @@ public final class ManagerModel implements KvCacheListener {
         switch (op) {
             case Op.Open o -> open(o);
             case Op.Append a -> append(a);
+            case Op.BadAppend a -> badAppend(a);
             case Op.Fork f -> fork(f);
             case Op.Free f -> free(f);
             case Op.ResetPrefixCache r -> reset();
@@ -389,6 +390,27 @@ public final class ManagerModel implements KvCacheListener {
         if (r > 0) {
             hitAppends++;
         }
+    }
+
+    private void badAppend(Op.BadAppend a) {
+        if (live.isEmpty()) {
+            return;
+        }
+        Seq q = live.get(at(a.pick()));
+        KvCacheStats before = m.stats();
+        Map<String, int[]> tablesBefore = tables();
+        int bad = a.tokens().stream().filter(t -> t < 0).findFirst().orElseThrow();
+        try {
+            m.append(q.s, a.tokens().stream().mapToInt(Integer::intValue).toArray());
+            check(false, () -> "append of a negative token id did not throw");
+        } catch (IllegalArgumentException expected) {
+            check(String.valueOf(expected.getMessage()).contains(String.valueOf(bad)),
+                    () -> "message does not name the value " + bad + ": " + expected.getMessage());
+        }
+        KvCacheStats after = m.stats();
+        check(after.equals(before), () -> "rejected append changed stats: " + before + " -> " + after);
+        checkTablesUnchanged(tablesBefore, "rejected append");
+        check(eventsThisOp == 0 && refusedThisOp.isEmpty(), () -> "rejected append fired events");
     }
 
     private void fork(Op.Fork f) {

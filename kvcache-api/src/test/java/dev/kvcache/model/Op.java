@@ -31,6 +31,21 @@ public sealed interface Op {
         }
     }
 
+    /**
+     * {@code append} token ids of which at least one is negative to live sequence {@code pick}:
+     * must throw IllegalArgumentException naming the value and change nothing.
+     */
+    record BadAppend(int pick, List<Integer> tokens) implements Op {
+        public BadAppend {
+            tokens = List.copyOf(tokens);
+        }
+
+        @Override
+        public String toString() {
+            return "badAppend(#" + pick + ", " + tokens + ")";
+        }
+    }
+
     /** {@code fork} live sequence {@code pick}. */
     record Fork(int pick) implements Op {
         @Override

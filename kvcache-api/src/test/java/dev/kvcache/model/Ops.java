@@ -77,6 +77,13 @@ public final class Ops {
         Arbitrary<Op> appendOne = Combinators.combine(pick(), singleToken()).as(Op.Append::new);
         Arbitrary<Op> appendFew = Combinators.combine(pick(), fewTokens()).as(Op.Append::new);
         Arbitrary<Op> appendPrompt = Combinators.combine(pick(), prompt()).as(Op.Append::new);
+        Arbitrary<Op> badAppend = Combinators.combine(pick(), fewTokens().filter(t -> !t.isEmpty()),
+                        Arbitraries.integers().between(0, 4), Arbitraries.integers().between(-3, -1))
+                .as((p, t, at, bad) -> {
+                    List<Integer> toks = new ArrayList<>(t);
+                    toks.set(at % toks.size(), bad);
+                    return new Op.BadAppend(p, toks);
+                });
         Arbitrary<Op> fork = pick().map(Op.Fork::new);
         Arbitrary<Op> free = pick().map(Op.Free::new);
         Arbitrary<Op> reset = Arbitraries.just(new Op.ResetPrefixCache());
@@ -85,6 +92,7 @@ public final class Ops {
                 Tuple.of(6, appendOne),
                 Tuple.of(3, appendFew),
                 Tuple.of(3, appendPrompt),
+                Tuple.of(1, badAppend),
                 Tuple.of(2, fork),
                 Tuple.of(5, free),
                 Tuple.of(1, reset));
