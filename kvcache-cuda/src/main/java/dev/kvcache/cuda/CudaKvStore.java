@@ -2,9 +2,6 @@ package dev.kvcache.cuda;
 
 import dev.kvcache.KvLayout;
 import dev.kvcache.KvStore;
-import org.lwjgl.PointerBuffer;
-import org.lwjgl.cuda.CU;
-import org.lwjgl.system.MemoryStack;
 import org.lwjgl.system.MemoryUtil;
 
 import java.util.ArrayList;
@@ -66,7 +63,7 @@ public final class CudaKvStore implements KvStore {
     /** Positions per decode split; 0 = chosen from the SM count. Tests force small values. */
     int decodeChunk;
 
-    private final CudaRuntime rt;
+    private final CudaDriver drv;
     private final KvLayout layout;
     private final CudaBlockLayout bl;
     private final int blocks;
@@ -95,8 +92,8 @@ public final class CudaKvStore implements KvStore {
     private final List<CudaSwapSpace> swapSpaces = new ArrayList<>();
     private boolean closed;
 
-    private CudaKvStore(CudaRuntime rt, CudaBlockLayout bl, int blocks) {
-        this.rt = rt;
+    CudaKvStore(CudaDriver drv, CudaBlockLayout bl, int blocks) {
+        this.drv = drv;
         this.bl = bl;
         this.layout = bl.kvLayout();
         this.blocks = blocks;
@@ -111,24 +108,18 @@ public final class CudaKvStore implements KvStore {
         this.scaleFirst = CudaBlockLayout.FP8_SCALE_FIRST ? 1 : 0;
         this.stageOf = new int[blockFormat ? blocks * layers : 0];
         Arrays.fill(stageOf, -1);
-        this.staging = new Staging(bl.stageBytes());
-        rt.makeCurrent();
-        try (MemoryStack stack = MemoryStack.stackPush()) {
-            PointerBuffer p = stack.mallocPointer(1);
+        this.staging = new Staging(drv, bl.stageBytes());
+        drv.makeCurrent();
+        try {
             long total = bl.blockBytes() * blocks;
-            CudaRuntime.check(CU.cuMemAlloc(p, total), "cuMemAlloc(" + total + " bytes)");
-            mem = p.get(0);
-            CudaRuntime.check(CU.cuStreamCreate(p, CU.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-            stream = p.get(0);
+            mem = drv.memAlloc(total);
+            stream = drv.streamCreate();
             // on the store's stream: a non-blocking stream does not wait for the legacy stream's cuMemsetD8
-            CudaRuntime.check(CU.cuMemsetD8Async(mem, (byte) 0, total, stream), "cuMemsetD8Async");
-            CudaRuntime.check(CU.cuStreamSynchronize(stream), "cuStreamSynchronize");
-            CudaRuntime.check(CU.cuStreamCreate(p, CU.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-            swapStream = p.get(0);
-            CudaRuntime.check(CU.cuEventCreate(p, CU.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
-            swapEvent = p.get(0);
-            CudaRuntime.check(CU.cuEventCreate(p, CU.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
-            mainEvent = p.get(0);
+            drv.memsetD8Async(mem, (byte) 0, total, stream);
+            drv.streamSynchronize(stream);
+            swapStream = drv.streamCreate();
+            swapEvent = drv.eventCreate();
+            mainEvent = drv.eventCreate();
             ensureScratch(4096);
         } catch (RuntimeException | Error e) {
             release();
@@ -144,7 +135,7 @@ public final class CudaKvStore implements KvStore {
      */
     public static CudaKvStore allocate(KvLayout layout, int blocks) {
         CudaBlockLayout bl = checkAllocation(layout, blocks);
-        return new CudaKvStore(CudaRuntime.get(), bl, blocks);
+        return new CudaKvStore(CudaRuntime.get().driver(), bl, blocks);
     }
 
     /** The argument checks of {@link #allocate}, without a device. */
@@ -184,9 +175,9 @@ public final class CudaKvStore implements KvStore {
         return bl;
     }
 
-    /** The device this store lives on. */
-    public CudaRuntime runtime() {
-        return rt;
+    /** The device this store lives on, as the driver names it. */
+    public String deviceName() {
+        return drv.deviceName();
     }
 
     /** Device bytes held: the blocks plus the staging chunks allocated so far. */
@@ -226,7 +217,7 @@ public final class CudaKvStore implements KvStore {
         long dk = devScratch;
         long dv = devScratch + bytes;
         if (!blockFormat) {
-            CudaRuntime.launch(rt.fnWriteRow, kvHeads, 2, THREADS, 0, stream,
+            drv.launch(CudaDriver.K_WRITE_ROW, kvHeads, 2, THREADS, 0, stream,
                     mem + bl.keyOffset(block, layer, 0), mem + bl.valueOffset(block, layer, 0),
                     bl.keySliceBytes(), row, dk, dv, headDim, fmt);
             sync();
@@ -241,15 +232,15 @@ public final class CudaKvStore implements KvStore {
         long st = staging.address(stage);
         try {
             if (opened) {
-                CudaRuntime.launch(rt.fnOpen, kvHeads, 2, THREADS * 2, 0, stream,
+                drv.launch(CudaDriver.K_OPEN, kvHeads, 2, THREADS * 2, 0, stream,
                         mem + bl.keyOffset(block, layer, 0), mem + bl.valueOffset(block, layer, 0),
                         bl.keySliceBytes(), st, headDim, blockTokens, fmt, scaleFirst);
             }
-            CudaRuntime.launch(rt.fnWriteRow, kvHeads, 2, THREADS, 0, stream,
+            drv.launch(CudaDriver.K_WRITE_ROW, kvHeads, 2, THREADS, 0, stream,
                     st, st + bl.stageValueOffset(0), bl.stageSliceBytes(), row, dk, dv, headDim, FMT_F32);
             boolean seal = row == blockTokens - 1;
             if (seal) {
-                CudaRuntime.launch(rt.fnSealFp8, kvHeads, 2, SEAL_THREADS, 0, stream,
+                drv.launch(CudaDriver.K_SEAL_FP8, kvHeads, 2, SEAL_THREADS, 0, stream,
                         st, mem + bl.keyOffset(block, layer, 0), mem + bl.valueOffset(block, layer, 0),
                         bl.keySliceBytes(), headDim, blockTokens, fmt, scaleFirst);
             }
@@ -290,12 +281,12 @@ public final class CudaKvStore implements KvStore {
         int stage = blockFormat ? stageOf[block * layers + layer] : -1;
         if (stage >= 0) {
             long st = staging.address(stage);
-            CudaRuntime.launch(rt.fnReadRow, kvHeads, 1, THREADS, 0, stream,
+            drv.launch(CudaDriver.K_READ_ROW, kvHeads, 1, THREADS, 0, stream,
                     st + (key ? bl.stageKeyOffset(0) : bl.stageValueOffset(0)), bl.stageSliceBytes(), row,
                     devScratch, headDim, blockTokens, FMT_F32, 0);
         } else {
             long base = mem + (key ? bl.keyOffset(block, layer, 0) : bl.valueOffset(block, layer, 0));
-            CudaRuntime.launch(rt.fnReadRow, kvHeads, 1, THREADS, 0, stream,
+            drv.launch(CudaDriver.K_READ_ROW, kvHeads, 1, THREADS, 0, stream,
                     base, bl.keySliceBytes(), row, devScratch, headDim, blockTokens, fmt, scaleFirst);
         }
         download(0, (long) kvDim * Float.BYTES);
@@ -312,8 +303,7 @@ public final class CudaKvStore implements KvStore {
             return;
         }
         beginOp();
-        CudaRuntime.check(CU.cuMemcpyDtoDAsync(mem + bl.blockOffset(dstBlock), mem + bl.blockOffset(srcBlock),
-                bl.blockBytes(), stream), "cuMemcpyDtoDAsync");
+        drv.memcpyDtoDAsync(mem + bl.blockOffset(dstBlock), mem + bl.blockOffset(srcBlock), bl.blockBytes(), stream);
         copyStaging(srcBlock, dstBlock);
         sync();
     }
@@ -358,7 +348,7 @@ public final class CudaKvStore implements KvStore {
         }
         upload(bytes);
         int chunks = (int) Math.max(1, Math.min(64, bl.blockBytes() / (64 * 1024)));
-        CudaRuntime.launch(rt.fnCopyBlocks, n, chunks, 256, 0, stream, mem, devScratch, n, bl.blockBytes());
+        drv.launch(CudaDriver.K_COPY_BLOCKS, n, chunks, 256, 0, stream, mem, devScratch, n, bl.blockBytes());
         for (int i = 0; i < n; i++) {
             copyStaging(src[i], dst[i]);
         }
@@ -385,8 +375,7 @@ public final class CudaKvStore implements KvStore {
                 d = staging.acquire();
                 stageOf[di] = d;
             }
-            CudaRuntime.check(CU.cuMemcpyDtoDAsync(staging.address(d), staging.address(s), bl.stageBytes(), stream),
-                    "cuMemcpyDtoDAsync");
+            drv.memcpyDtoDAsync(staging.address(d), staging.address(s), bl.stageBytes(), stream);
         }
     }
 
@@ -446,7 +435,7 @@ public final class CudaKvStore implements KvStore {
         long outOff = stageOff + (blockFormat ? 8L * nBlocks : 0);
         // split the positions so that about two CTAs per SM run (flash decoding), at least MIN_CHUNK each
         int chunk = decodeChunk > 0 ? decodeChunk
-                : Math.max(MIN_CHUNK, ceilDiv(length, ceilDiv(2 * rt.multiprocessors(), queryHeads)));
+                : Math.max(MIN_CHUNK, ceilDiv(length, ceilDiv(2 * drv.multiprocessors(), queryHeads)));
         chunk = Math.max(chunk, ceilDiv(length, MAX_SPLITS));
         int splits = ceilDiv(length, chunk);
         long partOff = (outOff + qBytes + 7) & ~7L;
@@ -466,13 +455,13 @@ public final class CudaKvStore implements KvStore {
         long layerOffK = layer * bl.layerBytes();
         long layerOffV = layerOffK + kvHeads * bl.keySliceBytes();
         float scale = (float) (1.0 / Math.sqrt(headDim));
-        CudaRuntime.launch(rt.fnDecode, queryHeads, splits, 32 * DECODE_WARPS, DECODE_WARPS * headDim * Float.BYTES, stream,
+        drv.launch(CudaDriver.K_DECODE, queryHeads, splits, 32 * DECODE_WARPS, DECODE_WARPS * headDim * Float.BYTES, stream,
                 mem, bl.blockBytes(), layerOffK, layerOffV, bl.keySliceBytes(),
                 devScratch + tableOff, blockFormat ? devScratch + stageOff : 0L, length,
                 devScratch, devScratch + outOff, queryHeads, kvHeads, headDim, blockTokens, fmt, scaleFirst, scale,
                 chunk, devScratch + partOff);
         if (splits > 1) {
-            CudaRuntime.launch(rt.fnDecodeCombine, queryHeads, 1, THREADS, 0, stream,
+            drv.launch(CudaDriver.K_DECODE_COMBINE, queryHeads, 1, THREADS, 0, stream,
                     devScratch + partOff, devScratch + outOff, splits, headDim);
         }
         download(outOff, qBytes);
@@ -495,7 +484,7 @@ public final class CudaKvStore implements KvStore {
         }
         beginOp();
         ensureScratch(n);
-        CudaRuntime.check(CU.ncuMemcpyDtoHAsync(hostScratch, mem + bl.blockOffset(block), n, stream), "cuMemcpyDtoHAsync");
+        drv.memcpyDtoHAsync(hostScratch, mem + bl.blockOffset(block), n, stream);
         sync();
         MemoryUtil.memByteBuffer(hostScratch, (int) n).get(0, dst, 0, (int) n);
     }
@@ -512,7 +501,7 @@ public final class CudaKvStore implements KvStore {
         beginOp();
         ensureScratch(n);
         MemoryUtil.memByteBuffer(hostScratch, (int) n).put(0, src, 0, (int) n);
-        CudaRuntime.check(CU.ncuMemcpyHtoDAsync(mem + bl.blockOffset(block), hostScratch, n, stream), "cuMemcpyHtoDAsync");
+        drv.memcpyHtoDAsync(mem + bl.blockOffset(block), hostScratch, n, stream);
         sync();
         if (blockFormat) {
             for (int layer = 0; layer < layers; layer++) {
@@ -548,50 +537,55 @@ public final class CudaKvStore implements KvStore {
 
     @Override
     public String toString() {
-        return "CudaKvStore[" + layout + ", blocks=" + blocks + ", " + rt.deviceName() + (closed ? ", closed]" : "]");
+        return "CudaKvStore[" + layout + ", blocks=" + blocks + ", " + drv.deviceName() + (closed ? ", closed]" : "]");
     }
 
     /** Frees everything held, ignoring errors (a broken context must not leak the rest). */
     private void release() {
-        try {
-            rt.makeCurrent();
-        } catch (RuntimeException e) {
-            // freeing below fails the same way; nothing else to do
-        }
+        quietly(drv::makeCurrent);
         if (stream != 0) {
-            CU.cuStreamSynchronize(stream);
+            quietly(() -> drv.streamSynchronize(stream));
         }
         if (swapStream != 0) {
-            CU.cuStreamSynchronize(swapStream);
+            quietly(() -> drv.streamSynchronize(swapStream));
         }
         if (mem != 0) {
-            CU.cuMemFree(mem);
+            quietly(() -> drv.memFree(mem));
             mem = 0;
         }
         staging.free();
         if (devScratch != 0) {
-            CU.cuMemFree(devScratch);
+            quietly(() -> drv.memFree(devScratch));
             devScratch = 0;
         }
         if (hostScratch != 0) {
-            CU.ncuMemFreeHost(hostScratch);
+            quietly(() -> drv.hostFree(hostScratch));
             hostScratch = 0;
         }
         if (swapEvent != 0) {
-            CU.cuEventDestroy(swapEvent);
+            quietly(() -> drv.eventDestroy(swapEvent));
             swapEvent = 0;
         }
         if (mainEvent != 0) {
-            CU.cuEventDestroy(mainEvent);
+            quietly(() -> drv.eventDestroy(mainEvent));
             mainEvent = 0;
         }
         if (stream != 0) {
-            CU.cuStreamDestroy(stream);
+            quietly(() -> drv.streamDestroy(stream));
             stream = 0;
         }
         if (swapStream != 0) {
-            CU.cuStreamDestroy(swapStream);
+            quietly(() -> drv.streamDestroy(swapStream));
             swapStream = 0;
+        }
+    }
+
+    /** Runs a release step; a failure (a broken context) must not stop the other steps. */
+    static void quietly(Runnable r) {
+        try {
+            r.run();
+        } catch (RuntimeException e) {
+            // the memory is gone with the context anyway
         }
     }
 
@@ -603,6 +597,10 @@ public final class CudaKvStore implements KvStore {
 
     long stream() {
         return stream;
+    }
+
+    CudaDriver driver() {
+        return drv;
     }
 
     int[] stageOf() {
@@ -624,38 +622,37 @@ public final class CudaKvStore implements KvStore {
     /** Before a swap: makes the swap stream wait (on the device) for everything the main stream did. */
     long beginSwap() {
         checkOpen();
-        rt.makeCurrent();
-        CudaRuntime.check(CU.cuEventRecord(mainEvent, stream), "cuEventRecord");
-        CudaRuntime.check(CU.cuStreamWaitEvent(swapStream, mainEvent, 0), "cuStreamWaitEvent");
+        drv.makeCurrent();
+        drv.eventRecord(mainEvent, stream);
+        drv.streamWaitEvent(swapStream, mainEvent);
         return swapStream;
     }
 
     /** After enqueuing swaps: the next main-stream operation waits for them. */
     void endSwap() {
-        CudaRuntime.check(CU.cuEventRecord(swapEvent, swapStream), "cuEventRecord");
+        drv.eventRecord(swapEvent, swapStream);
         swapPending = true;
     }
 
     /** Makes the context current and orders the main stream after pending swaps. */
     void beginOp() {
-        rt.makeCurrent();
+        drv.makeCurrent();
         if (swapPending) {
-            CudaRuntime.check(CU.cuStreamWaitEvent(stream, swapEvent, 0), "cuStreamWaitEvent");
+            drv.streamWaitEvent(stream, swapEvent);
             swapPending = false;
         }
     }
 
     void sync() {
-        CudaRuntime.check(CU.cuStreamSynchronize(stream), "cuStreamSynchronize");
+        drv.streamSynchronize(stream);
     }
 
     private void upload(long bytes) {
-        CudaRuntime.check(CU.ncuMemcpyHtoDAsync(devScratch, hostScratch, bytes, stream), "cuMemcpyHtoDAsync");
+        drv.memcpyHtoDAsync(devScratch, hostScratch, bytes, stream);
     }
 
     private void download(long offset, long bytes) {
-        CudaRuntime.check(CU.ncuMemcpyDtoHAsync(hostScratch + offset, devScratch + offset, bytes, stream),
-                "cuMemcpyDtoHAsync");
+        drv.memcpyDtoHAsync(hostScratch + offset, devScratch + offset, bytes, stream);
     }
 
     /** Grows the pinned host and the device scratch buffers to at least {@code bytes}. Main stream idle. */
@@ -664,25 +661,20 @@ public final class CudaKvStore implements KvStore {
             return;
         }
         long size = Math.max(4096, Long.highestOneBit(Math.max(1, bytes - 1)) << 1);
-        try (MemoryStack stack = MemoryStack.stackPush()) {
-            PointerBuffer p = stack.mallocPointer(1);
-            if (hostScratch != 0) {
-                CU.ncuMemFreeHost(hostScratch);
-                hostScratch = 0;
-                hostScratchBytes = 0;
-            }
-            CudaRuntime.check(CU.cuMemHostAlloc(p, size, 0), "cuMemHostAlloc(" + size + " bytes)");
-            hostScratch = p.get(0);
-            hostScratchBytes = size;
-            if (devScratch != 0) {
-                CU.cuMemFree(devScratch);
-                devScratch = 0;
-                devScratchBytes = 0;
-            }
-            CudaRuntime.check(CU.cuMemAlloc(p, size), "cuMemAlloc(" + size + " bytes)");
-            devScratch = p.get(0);
-            devScratchBytes = size;
+        if (hostScratch != 0) {
+            drv.hostFree(hostScratch);
+            hostScratch = 0;
+            hostScratchBytes = 0;
         }
+        hostScratch = drv.hostAlloc(size);
+        hostScratchBytes = size;
+        if (devScratch != 0) {
+            drv.memFree(devScratch);
+            devScratch = 0;
+            devScratchBytes = 0;
+        }
+        devScratch = drv.memAlloc(size);
+        devScratchBytes = size;
     }
 
     private static int ceilDiv(int a, int b) {
@@ -763,6 +755,7 @@ public final class CudaKvStore implements KvStore {
      * pairs hold one. Freed with the store.
      */
     static final class Staging {
+        private final CudaDriver drv;
         private final long slotBytes;
         private final int slotsPerChunk;
         private long[] chunks = new long[4];
@@ -771,7 +764,8 @@ public final class CudaKvStore implements KvStore {
         private int freeTop;
         private int inUse;
 
-        Staging(long slotBytes) {
+        Staging(CudaDriver drv, long slotBytes) {
+            this.drv = drv;
             this.slotBytes = slotBytes;
             this.slotsPerChunk = (int) Math.max(1, Math.min(256, (16L << 20) / slotBytes));
         }
@@ -802,29 +796,26 @@ public final class CudaKvStore implements KvStore {
         }
 
         private void grow() {
-            try (MemoryStack stack = MemoryStack.stackPush()) {
-                PointerBuffer p = stack.mallocPointer(1);
-                long bytes = slotsPerChunk * slotBytes;
-                CudaRuntime.check(CU.cuMemAlloc(p, bytes), "cuMemAlloc(" + bytes + " bytes staging)");
-                if (chunkCount == chunks.length) {
-                    chunks = Arrays.copyOf(chunks, chunkCount * 2);
-                }
-                chunks[chunkCount] = p.get(0);
-                int first = chunkCount * slotsPerChunk;
-                chunkCount++;
-                int total = chunkCount * slotsPerChunk;
-                if (free.length < total) {
-                    free = Arrays.copyOf(free, total);
-                }
-                for (int s = first + slotsPerChunk - 1; s >= first; s--) {
-                    free[freeTop++] = s;
-                }
+            long chunk = drv.memAlloc(slotsPerChunk * slotBytes);
+            if (chunkCount == chunks.length) {
+                chunks = Arrays.copyOf(chunks, chunkCount * 2);
+            }
+            chunks[chunkCount] = chunk;
+            int first = chunkCount * slotsPerChunk;
+            chunkCount++;
+            int total = chunkCount * slotsPerChunk;
+            if (free.length < total) {
+                free = Arrays.copyOf(free, total);
+            }
+            for (int s = first + slotsPerChunk - 1; s >= first; s--) {
+                free[freeTop++] = s;
             }
         }
 
         void free() {
             for (int i = 0; i < chunkCount; i++) {
-                CU.cuMemFree(chunks[i]);
+                long c = chunks[i];
+                quietly(() -> drv.memFree(c));
             }
             chunkCount = 0;
             freeTop = 0;

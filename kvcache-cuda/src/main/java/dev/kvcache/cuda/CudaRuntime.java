@@ -85,13 +85,8 @@ public final class CudaRuntime {
     private final long context;
     private final long module;
 
-    final long fnWriteRow;
-    final long fnReadRow;
-    final long fnOpen;
-    final long fnSealFp8;
-    final long fnCopyBlocks;
-    final long fnDecode;
-    final long fnDecodeCombine;
+    private final long[] functions;
+    private final LwjglDriver driver;
 
     private CudaRuntime(int ordinal, String deviceName, int cc, int driverVersion, long totalMemory,
                         int multiprocessors, long context, long module, long[] fns) {
@@ -103,13 +98,8 @@ public final class CudaRuntime {
         this.multiprocessors = multiprocessors;
         this.context = context;
         this.module = module;
-        this.fnWriteRow = fns[0];
-        this.fnReadRow = fns[1];
-        this.fnOpen = fns[2];
-        this.fnSealFp8 = fns[3];
-        this.fnCopyBlocks = fns[4];
-        this.fnDecode = fns[5];
-        this.fnDecodeCombine = fns[6];
+        this.functions = fns.clone();
+        this.driver = new LwjglDriver(this);
     }
 
     static final String[] KERNEL_NAMES = {
@@ -180,6 +170,16 @@ public final class CudaRuntime {
     }
 
     // ------------------------------------------------------------------ package surface
+
+    /** The CUfunction of kernel {@code id} (a {@link CudaDriver} kernel id). */
+    long function(int id) {
+        return functions[id];
+    }
+
+    /** The driver operations over this device. */
+    CudaDriver driver() {
+        return driver;
+    }
 
     /** Makes the primary context current on the calling thread. */
     void makeCurrent() {

@@ -1,9 +1,5 @@
 package dev.kvcache.cuda;
 
-import org.lwjgl.PointerBuffer;
-import org.lwjgl.cuda.CU;
-import org.lwjgl.system.MemoryStack;
-
 import java.util.Objects;
 
 /**
@@ -37,6 +33,7 @@ import java.util.Objects;
 public final class CudaSwapSpace implements AutoCloseable {
 
     private final CudaKvStore store;
+    private final CudaDriver drv;
     private final CudaBlockLayout bl;
     private final int layers;
     private final int hostBlocks;
@@ -52,6 +49,7 @@ public final class CudaSwapSpace implements AutoCloseable {
 
     private CudaSwapSpace(CudaKvStore store, int hostBlocks, long host) {
         this.store = store;
+        this.drv = store.driver();
         this.bl = store.blockLayout();
         this.layers = bl.kvLayout().layers();
         this.hostBlocks = hostBlocks;
@@ -75,14 +73,9 @@ public final class CudaSwapSpace implements AutoCloseable {
         long bytes = Math.multiplyExact(store.blockLayout().swapBlockBytes(), (long) hostBlocks);
         synchronized (store) {
             store.checkOpen();
-            store.runtime().makeCurrent();
-            long p;
-            try (MemoryStack stack = MemoryStack.stackPush()) {
-                PointerBuffer pb = stack.mallocPointer(1);
-                CudaRuntime.check(CU.cuMemHostAlloc(pb, bytes, CU.CU_MEMHOSTALLOC_PORTABLE),
-                        "cuMemHostAlloc(" + bytes + " bytes)");
-                p = pb.get(0);
-            }
+            CudaDriver drv = store.driver();
+            drv.makeCurrent();
+            long p = drv.hostAlloc(bytes);
             CudaSwapSpace s = new CudaSwapSpace(store, hostBlocks, p);
             store.register(s);
             return s;
@@ -124,16 +117,15 @@ public final class CudaSwapSpace implements AutoCloseable {
                 inUse[h] = true;
                 out[i] = h;
                 long at = host + h * slotBytes;
-                CudaRuntime.check(CU.ncuMemcpyDtoHAsync(at, dev + bl.blockOffset(b), bl.blockBytes(), swapStream),
-                        "cuMemcpyDtoHAsync");
+                drv.memcpyDtoHAsync(at, dev + bl.blockOffset(b), bl.blockBytes(), swapStream);
                 bytesOut += bl.blockBytes();
                 if (bl.blockFormat()) {
                     for (int l = 0; l < layers; l++) {
                         int st = stageOf[b * layers + l];
                         staged[h * layers + l] = st >= 0;
                         if (st >= 0) {
-                            CudaRuntime.check(CU.ncuMemcpyDtoHAsync(at + bl.blockBytes() + l * bl.stageBytes(),
-                                    staging.address(st), bl.stageBytes(), swapStream), "cuMemcpyDtoHAsync");
+                            drv.memcpyDtoHAsync(at + bl.blockBytes() + l * bl.stageBytes(),
+                                    staging.address(st), bl.stageBytes(), swapStream);
                             bytesOut += bl.stageBytes();
                         }
                     }
@@ -187,8 +179,7 @@ public final class CudaSwapSpace implements AutoCloseable {
                 }
                 int d = deviceBlocks[i];
                 long at = host + h * slotBytes;
-                CudaRuntime.check(CU.ncuMemcpyHtoDAsync(dev + bl.blockOffset(d), at, bl.blockBytes(), swapStream),
-                        "cuMemcpyHtoDAsync");
+                drv.memcpyHtoDAsync(dev + bl.blockOffset(d), at, bl.blockBytes(), swapStream);
                 bytesIn += bl.blockBytes();
                 if (bl.blockFormat()) {
                     for (int l = 0; l < layers; l++) {
@@ -199,9 +190,8 @@ public final class CudaSwapSpace implements AutoCloseable {
                                 st = staging.acquire();
                                 stageOf[di] = st;
                             }
-                            CudaRuntime.check(CU.ncuMemcpyHtoDAsync(staging.address(st),
-                                    at + bl.blockBytes() + l * bl.stageBytes(), bl.stageBytes(), swapStream),
-                                    "cuMemcpyHtoDAsync");
+                            drv.memcpyHtoDAsync(staging.address(st),
+                                    at + bl.blockBytes() + l * bl.stageBytes(), bl.stageBytes(), swapStream);
                             bytesIn += bl.stageBytes();
                         } else if (st >= 0) {
                             stageOf[di] = -1;
@@ -246,8 +236,7 @@ public final class CudaSwapSpace implements AutoCloseable {
     public void await() {
         synchronized (store) {
             checkOpen();
-            store.runtime().makeCurrent();
-            CudaRuntime.check(CU.cuStreamSynchronize(store.beginSwap()), "cuStreamSynchronize");
+            drv.streamSynchronize(store.beginSwap());
         }
     }
 
@@ -291,15 +280,11 @@ public final class CudaSwapSpace implements AutoCloseable {
             }
             closed = true;
             store.unregister(this);
-            try {
-                store.runtime().makeCurrent();
-                if (!store.isClosed()) {
-                    CU.cuStreamSynchronize(store.beginSwap());
-                }
-            } catch (RuntimeException e) {
-                // a broken context: free anyway
+            CudaKvStore.quietly(drv::makeCurrent);
+            if (!store.isClosed()) {
+                CudaKvStore.quietly(() -> drv.streamSynchronize(store.beginSwap()));
             }
-            CU.ncuMemFreeHost(host);
+            CudaKvStore.quietly(() -> drv.hostFree(host));
             host = 0;
         }
     }

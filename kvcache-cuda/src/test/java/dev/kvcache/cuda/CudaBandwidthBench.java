@@ -66,7 +66,7 @@ class CudaBandwidthBench {
             long bb = s.blockLayout().blockBytes();
             long bytes = pairs * bb;
             double[] t = new double[RUNS];
-            CudaRuntime rt = s.runtime();
+            CudaRuntime rt = CudaRuntime.get();
             try (MemoryStack stack = MemoryStack.stackPush()) {
                 rt.makeCurrent();
                 PointerBuffer p = stack.mallocPointer(1);
