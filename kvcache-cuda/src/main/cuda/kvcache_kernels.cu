@@ -34,6 +34,11 @@
 #define FMT_Q8_0 5
 #define FMT_Q4_0 6
 
+// Dynamic shared memory; the CPU emulator used by the tests (src/test/cuda/kvemu.cpp) redefines it.
+#ifndef KV_DYNAMIC_SHARED
+#define KV_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 #define QK 32
 #define F16_MAX 65504.0f
 #define BF16_MAX __uint_as_float(0x7F7F0000u)  // largest finite bfloat16
@@ -297,7 +302,7 @@ paged_decode(const uint8_t* mem, long long blockBytes, long long layerOffK, long
              int fmt, int scaleFirst, float scale, int chunk, float* partials) {
     __shared__ float sm_m[WARPS];
     __shared__ float sm_l[WARPS];
-    extern __shared__ float sm_acc[];  // WARPS * headDim
+    KV_DYNAMIC_SHARED(float, sm_acc);  // WARPS * headDim
 
     const int qh = blockIdx.x;
     const int split = blockIdx.y;

@@ -34,6 +34,24 @@ class CudaKvStoreDeviceTest {
         assumeTrue(CudaRuntime.isAvailable(), () -> CudaRuntime.status().toString());
     }
 
+    /** A store on the device under test (the emulated subclass runs the same tests on the CPU). */
+    CudaKvStore open(KvLayout layout, int blocks) {
+        return CudaKvStore.allocate(layout, blocks);
+    }
+
+    /** The decode test's grid: sequence lengths, head sizes and forced split sizes (0 = automatic). */
+    int[] decodeLengths() {
+        return new int[] {1, 15, 16, 17, 100, 250};
+    }
+
+    int[] decodeHeadDims() {
+        return new int[] {64, 128};
+    }
+
+    int[] decodeChunks() {
+        return new int[] {0, 7, 33};
+    }
+
     static Iterable<KvFormat> formats() {
         return CudaBlockLayout.SUPPORTED;
     }
@@ -114,7 +132,7 @@ class CudaKvStoreDeviceTest {
         for (KvLayout l : shapes(f)) {
             Random rnd = new Random(1 + l.hashCode());
             RefCodec.Model m = new RefCodec.Model(l, 6);
-            try (CudaKvStore s = CudaKvStore.allocate(l, 6)) {
+            try (CudaKvStore s = open(l, 6)) {
                 script(rnd, l, m, s);
                 for (int b = 0; b < 6; b++) {
                     assertBlock(s, b, m, b);
@@ -139,7 +157,7 @@ class CudaKvStoreDeviceTest {
             assumeTrue(false, "OffHeapKvStore does not support " + f + " yet: " + e.getMessage());
             return;
         }
-        try (cpu; CudaKvStore gpu = CudaKvStore.allocate(l, 6)) {
+        try (cpu; CudaKvStore gpu = open(l, 6)) {
             script(new Random(5), l, new RefCodec.Model(l, 6), cpu, gpu);
             float[] a = new float[l.kvDim()];
             float[] b = new float[l.kvDim()];
@@ -162,7 +180,7 @@ class CudaKvStoreDeviceTest {
         KvLayout l = shapes(f).get(0);
         Random rnd = new Random(9);
         RefCodec.Model m = new RefCodec.Model(l, 10);
-        try (CudaKvStore s = CudaKvStore.allocate(l, 10)) {
+        try (CudaKvStore s = open(l, 10)) {
             script(rnd, l, m, s);
             s.copyBlock(0, 4);
             m.copyBlock(0, 4);
@@ -192,7 +210,7 @@ class CudaKvStoreDeviceTest {
         KvLayout l = shapes(f).get(0);
         Random rnd = new Random(13);
         RefCodec.Model m = new RefCodec.Model(l, 8);
-        try (CudaKvStore s = CudaKvStore.allocate(l, 8); CudaSwapSpace swap = CudaSwapSpace.allocate(s, 4)) {
+        try (CudaKvStore s = open(l, 8); CudaSwapSpace swap = CudaSwapSpace.allocate(s, 4)) {
             script(rnd, l, m, s);
             RefCodec.Model before = m.copy();
             int[] host = swap.swapOutAsync(new int[] {0, 1, -1, 2, 3});
@@ -279,12 +297,12 @@ class CudaKvStoreDeviceTest {
     @ParameterizedTest
     @MethodSource("formats")
     void decodeMatchesFloat64Reference(KvFormat f) {
-        for (int hd : new int[] {64, 128}) {
+        for (int hd : decodeHeadDims()) {
             KvLayout l = new KvLayout(2, 2, hd, 16, f);
             int blocks = 16;
             Random rnd = new Random(17 + hd);
-            try (CudaKvStore s = CudaKvStore.allocate(l, blocks)) {
-                for (int length : new int[] {1, 15, 16, 17, 100, 250}) {
+            try (CudaKvStore s = open(l, blocks)) {
+                for (int length : decodeLengths()) {
                     List<Integer> perm = new ArrayList<>();
                     for (int b = 0; b < blocks; b++) {
                         perm.add(b);
@@ -304,7 +322,7 @@ class CudaKvStoreDeviceTest {
                         released[0] = -1;
                         double[] wantReleased = reference(s, 1, q, queryHeads, released, length);
                         // automatic split, and forced splits that cut blocks and leave warps idle
-                        for (int chunk : new int[] {0, 7, 33}) {
+                        for (int chunk : decodeChunks()) {
                             s.decodeChunk = chunk;
                             String what = f + " hd " + hd + " length " + length + " queryHeads " + queryHeads + " chunk " + chunk;
                             s.decode(1, q, queryHeads, table, length, out);
@@ -336,7 +354,7 @@ class CudaKvStoreDeviceTest {
     void decodeEqualsOffHeapPagedAttentionForF32() {
         KvLayout l = new KvLayout(1, 4, 128, 16, KvFormats.F32);
         Random rnd = new Random(23);
-        try (OffHeapKvStore cpu = OffHeapKvStore.allocate(l, 8); CudaKvStore gpu = CudaKvStore.allocate(l, 8)) {
+        try (OffHeapKvStore cpu = OffHeapKvStore.allocate(l, 8); CudaKvStore gpu = open(l, 8)) {
             int length = 117;
             int[] table = {5, 2, 7, 0, 1, 3, 6, 4};
             RefCodec.Model m = new RefCodec.Model(l, 8);
@@ -357,7 +375,7 @@ class CudaKvStoreDeviceTest {
     @Test
     void useAfterCloseFailsCleanly() {
         KvLayout l = KvLayout.of(1, 1, 64, KvFormats.FP8_E4M3);
-        CudaKvStore s = CudaKvStore.allocate(l, 2);
+        CudaKvStore s = open(l, 2);
         CudaSwapSpace swap = CudaSwapSpace.allocate(s, 1);
         s.write(0, 0, new float[64], new float[64]);
         s.close();
