@@ -39,11 +39,24 @@ class CudaBadInputTest {
         assertEquals(l.bytesPerBlock(), CudaKvStore.checkAllocation(l, 4).blockBytes());
     }
 
+    static final KvLayout CALLS = new KvLayout(2, 2, 64, 16, KvFormats.Q8_0);
+
     @Test
     void callArgumentsAreCheckedAndChangeNothing() {
         assumeTrue(CudaRuntime.isAvailable(), () -> CudaRuntime.status().toString());
-        KvLayout l = new KvLayout(2, 2, 64, 16, KvFormats.Q8_0);
-        try (CudaKvStore s = CudaKvStore.allocate(l, 4)) {
+        checkCalls(CudaKvStore.allocate(CALLS, 4));
+    }
+
+    @Test
+    void callArgumentsAreCheckedAndChangeNothingOnTheEmulator() {
+        EmulatedDriver d = EmulatedDriver.get();
+        assumeTrue(d != null, () -> "kernel emulator unavailable: " + EmulatedDriver.unavailableReason());
+        checkCalls(new CudaKvStore(d, CudaKvStore.checkAllocation(CALLS, 4), 4));
+        assertEquals(0, d.liveAllocations(), "close() freed everything");
+    }
+
+    static void checkCalls(CudaKvStore store) {
+        try (CudaKvStore s = store) {
             float[] ok = new float[128];
             java.util.Arrays.fill(ok, 0.5f);
             s.write(1, 17, ok, ok);
