@@ -19,6 +19,9 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 import org.openjdk.jmh.infra.Blackhole;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -34,6 +37,8 @@ import java.util.concurrent.TimeUnit;
  *   <li>{@code contiguous}: the same attention over llama3.java-style {@code float[]} caches laid
  *       out {@code [position][kvDim]}, with llama3.java's loop structure (per head: scores for every
  *       position, softmax, weighted sum) - the baseline the paged layout must stay within 1.10x of;</li>
+ *   <li>{@code contiguousVector}: that loop with Vector API FMA dot products and weighted sums
+ *       (HEAD_DIM is a multiple of every species length), so layout and arithmetic can be told apart;</li>
  *   <li>{@code copy}: {@code MemorySegment.copy} of as many bytes as the F32 cache holds, for the
  *       machine's effective bandwidth ({@code bytes / time}) at that size.</li>
  * </ul>
@@ -205,6 +210,59 @@ public class PagedAttentionBenchmark {
                 int vOff = t * KV_DIM + kvOff;
                 for (int i = 0; i < HEAD_DIM; i++) {
                     s.out[oOff + i] += a * vc[vOff + i];
+                }
+            }
+        }
+        bh.consume(s.out);
+    }
+
+    static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+
+    /**
+     * The same loop as {@link #contiguous} with Vector API dot products and weighted sums (FMA per
+     * lane): separates what the contiguous layout costs from what scalar arithmetic costs.
+     */
+    @Benchmark
+    public void contiguousVector(Contiguous s, Blackhole bh) {
+        final int kvMul = QUERY_HEADS / KV_HEADS;
+        final int n = s.tokens;
+        final float scale = (float) (1.0 / Math.sqrt(HEAD_DIM));
+        final int lanes = SPECIES.length();
+        float[] q = s.q;
+        float[] kc = s.keyCache;
+        float[] vc = s.valueCache;
+        for (int h = 0; h < QUERY_HEADS; h++) {
+            int qOff = h * HEAD_DIM;
+            int attOff = h * n;
+            int kvOff = (h / kvMul) * HEAD_DIM;
+            for (int t = 0; t < n; t++) {
+                int kOff = t * KV_DIM + kvOff;
+                FloatVector acc = FloatVector.zero(SPECIES);
+                for (int i = 0; i < HEAD_DIM; i += lanes) {
+                    acc = FloatVector.fromArray(SPECIES, q, qOff + i)
+                            .fma(FloatVector.fromArray(SPECIES, kc, kOff + i), acc);
+                }
+                s.att[attOff + t] = acc.reduceLanes(VectorOperators.ADD) * scale;
+            }
+            float max = Float.NEGATIVE_INFINITY;
+            for (int t = 0; t < n; t++) {
+                max = Math.max(max, s.att[attOff + t]);
+            }
+            float sum = 0f;
+            for (int t = 0; t < n; t++) {
+                float e = (float) Math.exp(s.att[attOff + t] - max);
+                s.att[attOff + t] = e;
+                sum += e;
+            }
+            float inv = 1f / sum;
+            int oOff = h * HEAD_DIM;
+            java.util.Arrays.fill(s.out, oOff, oOff + HEAD_DIM, 0f);
+            for (int t = 0; t < n; t++) {
+                FloatVector a = FloatVector.broadcast(SPECIES, s.att[attOff + t] * inv);
+                int vOff = t * KV_DIM + kvOff;
+                for (int i = 0; i < HEAD_DIM; i += lanes) {
+                    a.fma(FloatVector.fromArray(SPECIES, vc, vOff + i), FloatVector.fromArray(SPECIES, s.out, oOff + i))
+                            .intoArray(s.out, oOff + i);
                 }
             }
         }
