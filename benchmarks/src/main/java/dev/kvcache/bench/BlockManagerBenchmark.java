@@ -21,8 +21,10 @@ import org.openjdk.jmh.annotations.Warmup;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The block manager's hot paths, each against the same in-run baseline (a plain {@code int[]}
- * store, the least any token bookkeeping can cost):
+ * The block manager's hot paths against in-run baselines: a plain {@code int[]} store (the least
+ * any token bookkeeping can cost), the same store under an uncontended {@code StampedLock} write
+ * lock (what every manager mutation pays first) and one {@code System.nanoTime()} (the manager's
+ * default clock, read on every append for idle leases). Measured:
  * <ul>
  *   <li>{@code decodeToken}: {@code append(seq, token)}, one decode step; a block is allocated
  *       (and, prefix caching on, a full block hashed and published) every 16th call;</li>
@@ -197,6 +199,7 @@ public class BlockManagerBenchmark {
     @State(Scope.Thread)
     public static class Baseline {
         final int[] tokens = new int[CAP];
+        final java.util.concurrent.locks.StampedLock lock = new java.util.concurrent.locks.StampedLock();
         int n;
     }
 
@@ -208,6 +211,25 @@ public class BlockManagerBenchmark {
         int i = b.n++ & (CAP - 1);
         b.tokens[i] = i;
         return i;
+    }
+
+    /** The same store under an uncontended StampedLock write lock, as every manager mutation takes one. */
+    @Benchmark
+    public int baselineLockedIntArray(Baseline b) {
+        long st = b.lock.writeLock();
+        try {
+            int i = b.n++ & (CAP - 1);
+            b.tokens[i] = i;
+            return i;
+        } finally {
+            b.lock.unlockWrite(st);
+        }
+    }
+
+    /** One clock read: the manager stamps every append with its clock for idle leases. */
+    @Benchmark
+    public long baselineNanoTime() {
+        return System.nanoTime();
     }
 
     @Benchmark
