@@ -95,7 +95,7 @@ abstract class RowCodec extends Codec {
     }
 
     @Override
-    final void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+    void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
                         float[] q, int qOff, float scale, float[] scores, int sOff) {
         long rb = rowBytes0(dim);
         for (int r = 0; r < count; r++) {
@@ -104,7 +104,7 @@ abstract class RowCodec extends Codec {
     }
 
     @Override
-    final void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+    void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
                                float[] w, int wOff, float[] acc, int aOff) {
         long rb = rowBytes0(dim);
         for (int r = 0; r < count; r++) {

@@ -56,6 +56,8 @@ final class VectorProvider implements KernelProvider {
     static final VectorSpecies<Integer> I;
     static final VectorSpecies<Short> S;
     static final VectorSpecies<Byte> B;
+    /** 32 bytes: one Q8_0 block's codes. */
+    static final VectorSpecies<Byte> B32 = ByteVector.SPECIES_256;
     static final int L;
     static final ByteOrder LE_ORDER = ByteOrder.LITTLE_ENDIAN;
 
@@ -424,14 +426,97 @@ final class VectorProvider implements KernelProvider {
             FloatVector acc = FloatVector.zero(F);
             for (int b = 0; b < dim / G; b++) {
                 long o = off + b * 34L;
+                // one load of the block's 32 codes, widened in L-lane parts
+                ByteVector codes = ByteVector.fromMemorySegment(B32, src, o + 2, LE_ORDER);
                 FloatVector blk = FloatVector.zero(F);
-                for (int k = 0; k < G; k += L) {
-                    FloatVector c = bytesToFloats(ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER));
-                    blk = c.fma(FloatVector.fromArray(F, q, qOff + b * G + k), blk);
+                for (int k = 0; k < G / L; k++) {
+                    FloatVector c = (FloatVector) codes.convertShape(B2F, F, k);
+                    blk = c.fma(FloatVector.fromArray(F, q, qOff + b * G + k * L), blk);
                 }
                 acc = blk.fma(FloatVector.broadcast(F, Bits.fromF16(src.get(I16, o))), acc);
             }
             return acc.reduceLanes(ADD);
+        }
+
+        /*
+         * Four rows at a time: each query chunk is loaded once for four rows and the four
+         * reductions overlap, which matters because a 128-value row is only four blocks long.
+         */
+        @Override
+        void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                      float[] q, int qOff, float scale, float[] scores, int sOff) {
+            long rb = rowBytes0(dim);
+            int r = 0;
+            for (; r + 4 <= count; r += 4) {
+                long o0 = off + r * rb;
+                long o1 = o0 + rb;
+                long o2 = o1 + rb;
+                long o3 = o2 + rb;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int b = 0; b < dim / G; b++) {
+                    long bo = b * 34L;
+                    ByteVector c0 = ByteVector.fromMemorySegment(B32, slice, o0 + bo + 2, LE_ORDER);
+                    ByteVector c1 = ByteVector.fromMemorySegment(B32, slice, o1 + bo + 2, LE_ORDER);
+                    ByteVector c2 = ByteVector.fromMemorySegment(B32, slice, o2 + bo + 2, LE_ORDER);
+                    ByteVector c3 = ByteVector.fromMemorySegment(B32, slice, o3 + bo + 2, LE_ORDER);
+                    FloatVector b0 = FloatVector.zero(F), b1 = b0, b2 = b0, b3 = b0;
+                    for (int k = 0; k < G / L; k++) {
+                        FloatVector qv = FloatVector.fromArray(F, q, qOff + b * G + k * L);
+                        b0 = ((FloatVector) c0.convertShape(B2F, F, k)).fma(qv, b0);
+                        b1 = ((FloatVector) c1.convertShape(B2F, F, k)).fma(qv, b1);
+                        b2 = ((FloatVector) c2.convertShape(B2F, F, k)).fma(qv, b2);
+                        b3 = ((FloatVector) c3.convertShape(B2F, F, k)).fma(qv, b3);
+                    }
+                    a0 = b0.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o0 + bo))), a0);
+                    a1 = b1.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o1 + bo))), a1);
+                    a2 = b2.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o2 + bo))), a2);
+                    a3 = b3.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o3 + bo))), a3);
+                }
+                scores[sOff + r] = scale * a0.reduceLanes(ADD);
+                scores[sOff + r + 1] = scale * a1.reduceLanes(ADD);
+                scores[sOff + r + 2] = scale * a2.reduceLanes(ADD);
+                scores[sOff + r + 3] = scale * a3.reduceLanes(ADD);
+            }
+            for (; r < count; r++) {
+                scores[sOff + r] = scale * dotRow0(slice, off + r * rb, dim, q, qOff);
+            }
+        }
+
+        /* Four rows at a time: each accumulator chunk is loaded and stored once per four rows. */
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            long rb = rowBytes0(dim);
+            int r = 0;
+            for (; r + 4 <= count; r += 4) {
+                long o0 = off + r * rb;
+                long o1 = o0 + rb;
+                long o2 = o1 + rb;
+                long o3 = o2 + rb;
+                for (int b = 0; b < dim / G; b++) {
+                    long bo = b * 34L;
+                    FloatVector s0 = FloatVector.broadcast(F, w[wOff + r] * Bits.fromF16(slice.get(I16, o0 + bo)));
+                    FloatVector s1 = FloatVector.broadcast(F, w[wOff + r + 1] * Bits.fromF16(slice.get(I16, o1 + bo)));
+                    FloatVector s2 = FloatVector.broadcast(F, w[wOff + r + 2] * Bits.fromF16(slice.get(I16, o2 + bo)));
+                    FloatVector s3 = FloatVector.broadcast(F, w[wOff + r + 3] * Bits.fromF16(slice.get(I16, o3 + bo)));
+                    ByteVector c0 = ByteVector.fromMemorySegment(B32, slice, o0 + bo + 2, LE_ORDER);
+                    ByteVector c1 = ByteVector.fromMemorySegment(B32, slice, o1 + bo + 2, LE_ORDER);
+                    ByteVector c2 = ByteVector.fromMemorySegment(B32, slice, o2 + bo + 2, LE_ORDER);
+                    ByteVector c3 = ByteVector.fromMemorySegment(B32, slice, o3 + bo + 2, LE_ORDER);
+                    for (int k = 0; k < G / L; k++) {
+                        int a = aOff + b * G + k * L;
+                        FloatVector av = FloatVector.fromArray(F, acc, a);
+                        av = ((FloatVector) c0.convertShape(B2F, F, k)).fma(s0, av);
+                        av = ((FloatVector) c1.convertShape(B2F, F, k)).fma(s1, av);
+                        av = ((FloatVector) c2.convertShape(B2F, F, k)).fma(s2, av);
+                        av = ((FloatVector) c3.convertShape(B2F, F, k)).fma(s3, av);
+                        av.intoArray(acc, a);
+                    }
+                }
+            }
+            for (; r < count; r++) {
+                axpyRow0(slice, off + r * rb, dim, w[wOff + r], acc, aOff);
+            }
         }
 
         @Override
@@ -540,6 +625,85 @@ final class VectorProvider implements KernelProvider {
                 acc = blk.fma(FloatVector.broadcast(F, Bits.fromF16(src.get(I16, o))), acc);
             }
             return acc.reduceLanes(ADD);
+        }
+
+        /* Four rows at a time (see Q8Codec): query and accumulator chunks loaded once per four rows. */
+        @Override
+        void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                      float[] q, int qOff, float scale, float[] scores, int sOff) {
+            long rb = rowBytes0(dim);
+            int r = 0;
+            for (; r + 4 <= count; r += 4) {
+                long o0 = off + r * rb;
+                long o1 = o0 + rb;
+                long o2 = o1 + rb;
+                long o3 = o2 + rb;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int b = 0; b < dim / G; b++) {
+                    long bo = b * 18L;
+                    int base = qOff + b * G;
+                    FloatVector b0 = FloatVector.zero(F), b1 = b0, b2 = b0, b3 = b0;
+                    for (int k = 0; k < H; k += L) {
+                        FloatVector ql = FloatVector.fromArray(F, q, base + k);
+                        FloatVector qh = FloatVector.fromArray(F, q, base + H + k);
+                        ByteVector v0 = ByteVector.fromMemorySegment(B, slice, o0 + bo + 2 + k, LE_ORDER);
+                        ByteVector v1 = ByteVector.fromMemorySegment(B, slice, o1 + bo + 2 + k, LE_ORDER);
+                        ByteVector v2 = ByteVector.fromMemorySegment(B, slice, o2 + bo + 2 + k, LE_ORDER);
+                        ByteVector v3 = ByteVector.fromMemorySegment(B, slice, o3 + bo + 2 + k, LE_ORDER);
+                        b0 = ((FloatVector) v0.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(qh, ((FloatVector) v0.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(ql, b0));
+                        b1 = ((FloatVector) v1.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(qh, ((FloatVector) v1.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(ql, b1));
+                        b2 = ((FloatVector) v2.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(qh, ((FloatVector) v2.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(ql, b2));
+                        b3 = ((FloatVector) v3.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(qh, ((FloatVector) v3.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(ql, b3));
+                    }
+                    a0 = b0.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o0 + bo))), a0);
+                    a1 = b1.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o1 + bo))), a1);
+                    a2 = b2.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o2 + bo))), a2);
+                    a3 = b3.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, o3 + bo))), a3);
+                }
+                scores[sOff + r] = scale * a0.reduceLanes(ADD);
+                scores[sOff + r + 1] = scale * a1.reduceLanes(ADD);
+                scores[sOff + r + 2] = scale * a2.reduceLanes(ADD);
+                scores[sOff + r + 3] = scale * a3.reduceLanes(ADD);
+            }
+            for (; r < count; r++) {
+                scores[sOff + r] = scale * dotRow0(slice, off + r * rb, dim, q, qOff);
+            }
+        }
+
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            long rb = rowBytes0(dim);
+            int r = 0;
+            for (; r + 4 <= count; r += 4) {
+                long o0 = off + r * rb;
+                long o1 = o0 + rb;
+                long o2 = o1 + rb;
+                long o3 = o2 + rb;
+                for (int b = 0; b < dim / G; b++) {
+                    long bo = b * 18L;
+                    int base = aOff + b * G;
+                    FloatVector s0 = FloatVector.broadcast(F, w[wOff + r] * Bits.fromF16(slice.get(I16, o0 + bo)));
+                    FloatVector s1 = FloatVector.broadcast(F, w[wOff + r + 1] * Bits.fromF16(slice.get(I16, o1 + bo)));
+                    FloatVector s2 = FloatVector.broadcast(F, w[wOff + r + 2] * Bits.fromF16(slice.get(I16, o2 + bo)));
+                    FloatVector s3 = FloatVector.broadcast(F, w[wOff + r + 3] * Bits.fromF16(slice.get(I16, o3 + bo)));
+                    for (int k = 0; k < H; k += L) {
+                        ByteVector v0 = ByteVector.fromMemorySegment(B, slice, o0 + bo + 2 + k, LE_ORDER);
+                        ByteVector v1 = ByteVector.fromMemorySegment(B, slice, o1 + bo + 2 + k, LE_ORDER);
+                        ByteVector v2 = ByteVector.fromMemorySegment(B, slice, o2 + bo + 2 + k, LE_ORDER);
+                        ByteVector v3 = ByteVector.fromMemorySegment(B, slice, o3 + bo + 2 + k, LE_ORDER);
+                        FloatVector al = FloatVector.fromArray(F, acc, base + k);
+                        FloatVector ah = FloatVector.fromArray(F, acc, base + H + k);
+                        al = ((FloatVector) v3.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s3, ((FloatVector) v2.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s2, ((FloatVector) v1.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s1, ((FloatVector) v0.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s0, al))));
+                        ah = ((FloatVector) v3.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s3, ((FloatVector) v2.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s2, ((FloatVector) v1.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s1, ((FloatVector) v0.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0)).fma(s0, ah))));
+                        al.intoArray(acc, base + k);
+                        ah.intoArray(acc, base + H + k);
+                    }
+                }
+            }
+            for (; r < count; r++) {
+                axpyRow0(slice, off + r * rb, dim, w[wOff + r], acc, aOff);
+            }
         }
 
         @Override
