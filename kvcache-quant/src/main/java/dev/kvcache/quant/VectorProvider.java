@@ -414,9 +414,9 @@ final class VectorProvider implements KernelProvider {
             for (int b = 0; b < dim / G; b++) {
                 long o = off + b * 34L;
                 float d = Bits.fromF16(src.get(I16, o));
-                for (int k = 0; k < G; k += L) {
-                    bytesToFloats(ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER)).mul(d)
-                            .intoArray(dst, dstOff + b * G + k);
+                ByteVector codes = ByteVector.fromMemorySegment(B32, src, o + 2, LE_ORDER);
+                for (int k = 0; k < G / L; k++) {
+                    ((FloatVector) codes.convertShape(B2F, F, k)).mul(d).intoArray(dst, dstOff + b * G + k * L);
                 }
             }
         }
