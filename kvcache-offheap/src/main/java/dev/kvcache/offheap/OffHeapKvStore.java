@@ -25,6 +25,8 @@ import java.util.Objects;
  * exact and a full one is quantized. Rewriting a row of an already encoded block (a reused block,
  * or a recomputed token) reopens it the same way; its other rows then go through one extra
  * quantization round trip when it is sealed again. Never-written memory is zero and reads as 0.0.
+ * Every write encodes into per-thread scratch first and copies into place only once every head
+ * encoded, so a refused write (a NaN, a value beyond a format's fp16 metadata range) changes nothing.
  *
  * <h2>Threads</h2>
  * The memory comes from {@link Arena#ofShared()}, so any thread may call any method. Writes to
