@@ -47,7 +47,7 @@ final class Harness implements AutoCloseable {
         return s;
     }
 
-    @SuppressWarnings("unchecked")
+    @SuppressWarnings({"unchecked", "rawtypes"})
     private List<float[]>[] newLists() {
         List<float[]>[] l = new List[layout.layers()];
         for (int i = 0; i < l.length; i++) {
