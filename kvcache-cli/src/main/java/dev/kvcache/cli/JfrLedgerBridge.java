@@ -7,6 +7,7 @@ import dev.kvcache.KvCacheManager;
 import dev.kvcache.KvCacheStats;
 import jdk.jfr.Category;
 import jdk.jfr.DataAmount;
+import jdk.jfr.Enabled;
 import jdk.jfr.Description;
 import jdk.jfr.Event;
 import jdk.jfr.FlightRecorder;
@@ -35,9 +36,11 @@ import java.util.Objects;
  *       that no single event carries. {@link #emit()} commits one on demand (the simulator does so
  *       once per step).</li>
  * </ul>
- * Events are disabled unless a recording enables them (e.g. {@code -XX:StartFlightRecording} with a
- * settings file, or {@code Recording.enable("dev.kvcache.Ledger")}), and then cost nothing beyond
- * the {@code isEnabled} check.
+ * The ledger and lever events are on in any recording (they are few: one per refusal,
+ * preemption or release, one ledger a second); {@code BlockStored} and {@code BlockRemoved} come
+ * once per filled or evicted block, so they are off unless a recording enables them
+ * ({@code Recording.enable("dev.kvcache.BlockStored")}, or {@code enabled=true} in a .jfc file).
+ * A disabled event costs the {@code isEnabled} check.
  *
  * <p>This belongs in {@code kvcache-api} next to the listener interface; it lives here until the
  * API module takes it (the API module would then need {@code requires jdk.jfr}).
@@ -136,6 +139,7 @@ public final class JfrLedgerBridge implements KvCacheListener, AutoCloseable {
     @Category({"kvcache"})
     @Description("A full block was published to the prefix cache")
     @StackTrace(false)
+    @Enabled(false) // one per filled block: enable explicitly when mirroring the cache
     static final class BlockStoredEvent extends Event {
         @Label("Cache") String cache;
         @Label("Block") int block;
@@ -150,6 +154,7 @@ public final class JfrLedgerBridge implements KvCacheListener, AutoCloseable {
     @Category({"kvcache"})
     @Description("A cached block's content was dropped so the block could be reused")
     @StackTrace(false)
+    @Enabled(false) // one per eviction: enable explicitly when mirroring the cache
     static final class BlockRemovedEvent extends Event {
         @Label("Cache") String cache;
         @Label("Block") int block;

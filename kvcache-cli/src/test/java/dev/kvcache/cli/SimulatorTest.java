@@ -125,7 +125,15 @@ class SimulatorTest {
         assertEquals(7 * 120, ledgers.size());
         long maxFailures = ledgers.stream().mapToLong(e -> e.getLong("allocationFailures")).max().orElse(0);
         assertTrue(maxFailures > 0, "the default run has allocation failures; JFR shows them");
-        assertTrue(events.stream().anyMatch(e -> e.getEventType().getName().equals("dev.kvcache.BlockStored")));
+        // the levers' own events: refusals, preemptions (their count matches the ledger), idle releases
+        long preempted = events.stream().filter(e -> e.getEventType().getName().equals("dev.kvcache.SequencePreempted")).count();
+        long ledgerPreemptions = ledgers.stream().filter(e -> e.getString("cache").equals("paged"))
+                .mapToLong(e -> e.getLong("preemptions")).max().orElse(0);
+        assertTrue(ledgerPreemptions > 0);
+        assertTrue(preempted >= ledgerPreemptions);
+        assertEquals(7, events.stream().filter(e -> e.getEventType().getName().equals("dev.kvcache.IdleReleased")).count());
+        assertTrue(events.stream().anyMatch(e -> e.getEventType().getName().equals("dev.kvcache.AppendRefused")));
+        assertTrue(events.stream().noneMatch(e -> e.getEventType().getName().equals("dev.kvcache.BlockStored")));
     }
 
     @Test
