@@ -89,6 +89,11 @@ class WorkloadTest {
     }
 
     @Test
+    void the_default_workload_file_is_the_built_in_one() throws IOException {
+        assertEquals(Workload.defaults(), Workload.read(Path.of("workloads/default.jsonl")));
+    }
+
+    @Test
     void default_workload_is_the_documented_one() {
         List<Workload.Route> d = Workload.defaults();
         assertEquals(List.of("short chat", "long support", "agent trace", "disconnected streams"),
