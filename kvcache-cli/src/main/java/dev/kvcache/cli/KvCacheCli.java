@@ -31,7 +31,7 @@ public final class KvCacheCli implements Runnable {
     }
 
     /** The configured command line (tests call this with their own out/err writers). */
-    public static CommandLine commandLine() {
+    static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new KvCacheCli());
         // JMH's options (-prof gc, -f 3, -h) go through to JMH untouched
         cl.getSubcommands().get("bench").setUnmatchedOptionsArePositionalParams(true);
