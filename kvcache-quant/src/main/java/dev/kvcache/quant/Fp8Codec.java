@@ -23,9 +23,10 @@ import static dev.kvcache.quant.Bits.I8;
  *
  * Code points: E4M3 bias 7, 3 mantissa bits, subnormals m * 2^-9, 0x7F/0xFF are NaN, no
  * infinities; E5M2 bias 15, 2 mantissa bits, subnormals m * 2^-16, exponent 31 is inf/NaN (never
- * written). Decoding is a 256-entry table lookup.
+ * written). Decoding is a 256-entry table lookup here; VectorProvider.Fp8 overrides the read
+ * kernels with a branch-free bit conversion (encoding stays scalar).
  */
-final class Fp8Codec extends BlockCodec {
+class Fp8Codec extends BlockCodec {
 
     /** One FP8 variant: bit split, bias, largest finite value and code, and the decode table. */
     static final class Variant {
@@ -92,7 +93,7 @@ final class Fp8Codec extends BlockCodec {
     static final Variant E4M3 = new Variant(4, 3, 7, 0x7E, true);
     static final Variant E5M2 = new Variant(5, 2, 15, 0x7B, false);
 
-    private final Variant v;
+    final Variant v;
 
     Fp8Codec(KvFormat format, boolean keys) {
         super(format, keys);

@@ -18,6 +18,7 @@ import static dev.kvcache.quant.Bits.F32;
 import static dev.kvcache.quant.Bits.I16;
 import static jdk.incubator.vector.VectorOperators.ADD;
 import static jdk.incubator.vector.VectorOperators.B2F;
+import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.EQ;
 import static jdk.incubator.vector.VectorOperators.F2I;
 import static jdk.incubator.vector.VectorOperators.GE;
@@ -34,8 +35,8 @@ import static jdk.incubator.vector.VectorOperators.OR;
 import static jdk.incubator.vector.VectorOperators.S2I;
 
 /*
- * Vector API (jdk.incubator.vector) codecs for F32, F16, BF16, Q8_0 and Q4_0; the other formats use
- * the scalar codecs. Only Quantizers.loadVectorProvider names this class (as a string), so nothing
+ * Vector API (jdk.incubator.vector) codecs for F32, F16, BF16, Q8_0 and Q4_0, and the read kernels
+ * of FP8 (its encoder and KIVI stay scalar). Only Quantizers.loadVectorProvider names this class (as a string), so nothing
  * links against the incubator module unless it is present.
  *
  * Species: one float species F of L lanes (the preferred width, at least 256 bits; capped by
@@ -99,6 +100,8 @@ final class VectorProvider implements KernelProvider {
             return new Q8Codec(keys);
         } else if (f == KvFormats.Q4_0) {
             return new Q4Codec(keys);
+        } else if (f == KvFormats.FP8_E4M3 || f == KvFormats.FP8_E5M2) {
+            return new Fp8(f, keys);
         }
         return null;
     }
@@ -716,6 +719,106 @@ final class VectorProvider implements KernelProvider {
                     ByteVector v = ByteVector.fromMemorySegment(B, src, o + 2 + k, LE_ORDER);
                     low(v).fma(c, FloatVector.fromArray(F, acc, base + k)).intoArray(acc, base + k);
                     high(v).fma(c, FloatVector.fromArray(F, acc, base + H + k)).intoArray(acc, base + H + k);
+                }
+            }
+        }
+    }
+    // ================================================================== FP8 (read kernels)
+
+    /*
+     * FP8 codes to float without the table: place the 7 exponent+mantissa bits in a float's
+     * exponent/mantissa fields and add the bias difference to the exponent (exact for normals);
+     * subnormal codes (exponent 0) are m * 2^(1-bias-mbits) via an int-to-float conversion, which
+     * avoids denormal float arithmetic; NaN/infinity codes are patched in; then the sign.
+     */
+    static final class Fp8 extends Fp8Codec {
+        private final boolean e4m3;
+
+        Fp8(KvFormat f, boolean keys) {
+            super(f, keys);
+            e4m3 = f == KvFormats.FP8_E4M3;
+        }
+
+        private FloatVector load(MemorySegment src, long off) {
+            IntVector x = (IntVector) ByteVector.fromMemorySegment(B, src, off, LE_ORDER).convertShape(B2I, I, 0);
+            IntVector em = x.and(0x7F);
+            IntVector sign = x.and(0x80).lanewise(LSHL, 24);
+            IntVector bits;
+            if (e4m3) {
+                bits = em.lanewise(LSHL, 20).add((127 - 7) << 23);
+                IntVector sub = ((FloatVector) em.convert(I2F, 0)).mul(0x1p-9f).reinterpretAsInts();
+                bits = bits.blend(sub, em.compare(LT, 8));
+                bits = bits.blend(0x7FC00000, em.compare(EQ, 0x7F));
+            } else {
+                bits = em.lanewise(LSHL, 21).add((127 - 15) << 23);
+                IntVector sub = ((FloatVector) em.convert(I2F, 0)).mul(0x1p-16f).reinterpretAsInts();
+                bits = bits.blend(sub, em.compare(LT, 4));
+                bits = bits.blend(0x7F800000, em.compare(EQ, 0x7C));
+                bits = bits.blend(0x7FC00000, em.compare(GT, 0x7C));
+            }
+            return bits.or(sign).reinterpretAsFloats();
+        }
+
+        @Override
+        void decodeRow0(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
+            float s = src.get(F32, off);
+            long o = off + 4 + (long) row * dim;
+            int j = 0;
+            for (int bound = F.loopBound(dim); j < bound; j += L) {
+                load(src, o + j).mul(s).intoArray(dst, dstOff + j);
+            }
+            for (; j < dim; j++) {
+                dst[dstOff + j] = v.table[src.get(Bits.I8, o + j) & 0xFF] * s;
+            }
+        }
+
+        /* The codes of a whole slice are contiguous: one flat loop. */
+        @Override
+        void decode0(MemorySegment src, long off, int rows, int dim, float[] dst, int dstOff) {
+            float s = src.get(F32, off);
+            int n = rows * dim;
+            int j = 0;
+            for (int bound = F.loopBound(n); j < bound; j += L) {
+                load(src, off + 4 + j).mul(s).intoArray(dst, dstOff + j);
+            }
+            for (; j < n; j++) {
+                dst[dstOff + j] = v.table[src.get(Bits.I8, off + 4 + j) & 0xFF] * s;
+            }
+        }
+
+        @Override
+        void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                      float[] q, int qOff, float scale, float[] scores, int sOff) {
+            float k = scale * slice.get(F32, off);
+            for (int r = 0; r < count; r++) {
+                long o = off + 4 + (long) r * dim;
+                FloatVector acc = FloatVector.zero(F);
+                int j = 0;
+                for (int bound = F.loopBound(dim); j < bound; j += L) {
+                    acc = load(slice, o + j).fma(FloatVector.fromArray(F, q, qOff + j), acc);
+                }
+                float sum = acc.reduceLanes(ADD);
+                for (; j < dim; j++) {
+                    sum += q[qOff + j] * v.table[slice.get(Bits.I8, o + j) & 0xFF];
+                }
+                scores[sOff + r] = k * sum;
+            }
+        }
+
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            float s = slice.get(F32, off);
+            for (int r = 0; r < count; r++) {
+                long o = off + 4 + (long) r * dim;
+                float c = w[wOff + r] * s;
+                FloatVector cv = FloatVector.broadcast(F, c);
+                int j = 0;
+                for (int bound = F.loopBound(dim); j < bound; j += L) {
+                    load(slice, o + j).fma(cv, FloatVector.fromArray(F, acc, aOff + j)).intoArray(acc, aOff + j);
+                }
+                for (; j < dim; j++) {
+                    acc[aOff + j] += c * v.table[slice.get(Bits.I8, o + j) & 0xFF];
                 }
             }
         }

@@ -38,6 +38,33 @@ class ConversionTest {
     }
 
     @Test
+    void everyFp8CodeDecodesLikeTheTable() {
+        for (var f : new dev.kvcache.KvFormat[] {KvFormats.FP8_E4M3, KvFormats.FP8_E5M2}) {
+            Fp8Codec.Variant v = f == KvFormats.FP8_E4M3 ? Fp8Codec.E4M3 : Fp8Codec.E5M2;
+            int rows = 3, dim = 256 + 7;   // every code, in three rows, plus a tail
+            MemorySegment seg = MemorySegment.ofArray(new byte[4 + rows * dim]);
+            seg.set(Bits.F32, 0, 1.5f);
+            for (int i = 0; i < rows * dim; i++) {
+                seg.set(Bits.I8, 4 + i, (byte) (i * 7 + i / dim));
+            }
+            for (KernelProvider p : Quantizers.availableProviders()) {
+                Codec c = Quantizers.codec(p, f, true);
+                float[] out = new float[rows * dim];
+                c.decode(seg, rows, dim, out);
+                float[] row = new float[dim];
+                c.decodeRow(seg, 0, rows, 2, dim, row, 0);
+                for (int i = 0; i < rows * dim; i++) {
+                    float expect = v.table[(i * 7 + i / dim) & 0xFF] * 1.5f;
+                    assertEquals(Float.floatToIntBits(expect), Float.floatToIntBits(out[i]), p.name() + " " + f + " code " + ((i * 7 + i / dim) & 0xFF));
+                    if (i >= 2 * dim) {
+                        assertEquals(Float.floatToIntBits(expect), Float.floatToIntBits(row[i - 2 * dim]), p.name() + " decodeRow");
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void randomFloatPatternsEncodeLikeTheScalarRule() {
         long seed = new SplittableRandom().nextLong();
         SplittableRandom rnd = new SplittableRandom(seed);
