@@ -44,6 +44,16 @@ public final class CapacityPlanner {
         return Math.multiplyExact(Math.min(full, sinkBlocks + windowBlocks), l.bytesPerBlock());
     }
 
+    /** How many sequences of {@code contextTokens} tokens each, kept under a sliding window, fit {@code budgetBytes}. */
+    public static long maxSequencesWithWindow(KvLayout l, long budgetBytes, long contextTokens,
+                                              int sinkTokens, int windowTokens) {
+        checkNonNegative("budgetBytes", budgetBytes);
+        if (contextTokens <= 0) {
+            throw new IllegalArgumentException("contextTokens must be > 0, got " + contextTokens);
+        }
+        return budgetBytes / kvBytesWithWindow(l, contextTokens, sinkTokens, windowTokens);
+    }
+
     /** How many sequences of {@code contextTokens} tokens each fit {@code budgetBytes}. */
     public static long maxSequences(KvLayout l, long budgetBytes, long contextTokens) {
         Objects.requireNonNull(l, "layout");

@@ -110,6 +110,8 @@ public final class KvCacheManager implements AutoCloseable {
     private final KvStore store;
     private final BlockCopier copier;
     private final LongSupplier clock;
+    /** Whether every sequence's last touch is tracked (a default lease or an explicit clock). */
+    private final boolean trackAll;
     private final long defaultLeaseNanos;
     private final int watermarkBlocks;
     private final boolean requireMaxTokens;
@@ -194,6 +196,7 @@ public final class KvCacheManager implements AutoCloseable {
         this.store = b.store;
         this.copier = b.copier != null ? b.copier : (store != null ? store::copyBlock : null);
         this.clock = b.clock;
+        this.trackAll = b.leaseNanos > 0 || b.clockSet;
         this.defaultLeaseNanos = b.leaseNanos;
         this.watermarkBlocks = (int) Math.ceil(b.watermark * blocks);
         this.requireMaxTokens = b.requireMaxTokens;
@@ -237,6 +240,7 @@ public final class KvCacheManager implements AutoCloseable {
         private int sinkTokens;
         private int windowTokens;
         private LongSupplier clock = System::nanoTime;
+        private boolean clockSet;
         private long leaseNanos;
         private double watermark;
         private boolean requireMaxTokens;
@@ -313,9 +317,15 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
-        /** The time source for leases, in nanoseconds ({@link System#nanoTime()} by default; tests pass a fake). */
+        /**
+         * The time source for leases, in nanoseconds ({@link System#nanoTime()} by default; tests pass
+         * a fake). Setting one also tracks every sequence's last touch for
+         * {@link KvCacheManager#idleSequences}; otherwise only sequences with a lease are tracked,
+         * so the decode path reads no clock.
+         */
         public Builder clock(LongSupplier nanoTime) {
             this.clock = Objects.requireNonNull(nanoTime, "clock");
+            this.clockSet = true;
             return this;
         }
 
@@ -645,7 +655,9 @@ public final class KvCacheManager implements AutoCloseable {
         }
         q.tableSize = newBlocks;
         q.length = newLen;
-        q.lastTouch = clock.getAsLong();
+        if (q.tracksIdle) {
+            q.lastTouch = clock.getAsLong();
+        }
         liveTokens += n;
         t.liveTokens += n;
         appendedTokens += n;
@@ -746,7 +758,10 @@ public final class KvCacheManager implements AutoCloseable {
     private PagedSequence register(PagedSequence q) {
         live.put(q.id, q);
         q.tenant.liveSequences++;
-        q.lastTouch = clock.getAsLong();
+        q.tracksIdle = trackAll || q.options.leaseNanos() > 0;
+        if (q.tracksIdle) {
+            q.lastTouch = clock.getAsLong();
+        }
         return q;
     }
 
@@ -795,7 +810,10 @@ public final class KvCacheManager implements AutoCloseable {
     public void touch(Sequence s) {
         long st = lock.writeLock();
         try {
-            checkLive(s).lastTouch = clock.getAsLong();
+            PagedSequence q = checkLive(s);
+            if (q.tracksIdle) {
+                q.lastTouch = clock.getAsLong();
+            }
         } finally {
             lock.unlockWrite(st);
         }
@@ -827,7 +845,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** The live sequences untouched for longer than {@code minIdle}, without releasing them (what idle streams hold). */
+    /**
+     * The live sequences untouched for longer than {@code minIdle}, without releasing them (what
+     * idle streams hold). Sees sequences whose last touch is tracked: all of them when the manager
+     * has a default lease or an explicit {@link Builder#clock clock}, else those with a lease.
+     */
     public List<IdleRelease> idleSequences(Duration minIdle) {
         long st = lock.readLock();
         try {
@@ -841,6 +863,9 @@ public final class KvCacheManager implements AutoCloseable {
         long now = clock.getAsLong();
         List<IdleRelease> out = new ArrayList<>();
         for (PagedSequence q : live.values()) {
+            if (!q.tracksIdle) {
+                continue;
+            }
             long idle = now - q.lastTouch;
             long limit = byLease ? (q.options.leaseNanos() > 0 ? q.options.leaseNanos() : defaultLeaseNanos) : minIdle;
             if ((!byLease || limit > 0) && idle > limit) {
@@ -858,7 +883,7 @@ public final class KvCacheManager implements AutoCloseable {
         int held = 0;
         for (PagedSequence q : live.values()) {
             long lease = q.options.leaseNanos() > 0 ? q.options.leaseNanos() : defaultLeaseNanos;
-            if (lease > 0 && now - q.lastTouch > lease) {
+            if (q.tracksIdle && lease > 0 && now - q.lastTouch > lease) {
                 held += q.held;
             }
         }
@@ -1536,6 +1561,7 @@ public final class KvCacheManager implements AutoCloseable {
         boolean forked;
         long admission;
         long lastTouch;
+        boolean tracksIdle;
         /** Blocks set aside for this sequence (maxTokens), and how many of them it has not taken yet. */
         int reserve;
         int outstanding;

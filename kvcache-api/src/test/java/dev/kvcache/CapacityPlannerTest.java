@@ -71,6 +71,7 @@ class CapacityPlannerTest {
         assertEquals((1 + 256 + 1) * LLAMA2_7B.bytesPerBlock(), windowed);
         assertTrue(windowed < full);
         assertEquals(CapacityPlanner.kvBytes(LLAMA2_7B, 100), CapacityPlanner.kvBytesWithWindow(LLAMA2_7B, 100, 4, 4096));
+        assertEquals(80 * GIB / windowed, CapacityPlanner.maxSequencesWithWindow(LLAMA2_7B, 80 * GIB, 100_000, 4, 4096));
     }
 
     @Test
