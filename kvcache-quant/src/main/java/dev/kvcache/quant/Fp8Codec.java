@@ -23,8 +23,8 @@ import static dev.kvcache.quant.Bits.I8;
  *
  * Code points: E4M3 bias 7, 3 mantissa bits, subnormals m * 2^-9, 0x7F/0xFF are NaN, no
  * infinities; E5M2 bias 15, 2 mantissa bits, subnormals m * 2^-16, exponent 31 is inf/NaN (never
- * written). Decoding is a 256-entry table lookup here; VectorProvider.Fp8 overrides the read
- * kernels with a branch-free bit conversion (encoding stays scalar).
+ * written). Decoding is a 256-entry table lookup here; VectorProvider.Fp8 overrides encoding
+ * and the read kernels with branch-free bit manipulation (same bytes and values).
  */
 class Fp8Codec extends BlockCodec {
 

@@ -36,7 +36,7 @@ import static jdk.incubator.vector.VectorOperators.S2I;
 
 /*
  * Vector API (jdk.incubator.vector) codecs for F32, F16, BF16, Q8_0 and Q4_0, and the read kernels
- * of FP8 (its encoder and KIVI stay scalar). Only Quantizers.loadVectorProvider names this class (as a string), so nothing
+ * encoder and read kernels of FP8 (KIVI stays scalar). Only Quantizers.loadVectorProvider names this class (as a string), so nothing
  * links against the incubator module unless it is present.
  *
  * Species: one float species F of L lanes (the preferred width, at least 256 bits; capped by
@@ -769,6 +769,61 @@ final class VectorProvider implements KernelProvider {
             }
             for (; j < dim; j++) {
                 dst[dstOff + j] = v.table[src.get(Bits.I8, o + j) & 0xFF] * s;
+            }
+        }
+
+        @Override
+        void validate(float[] src, int off, int rows, int dim) {
+            finite(src, off, rows * dim);
+        }
+
+        /*
+         * Encode, branch-free round to nearest even with saturation (same bytes as Variant.encode):
+         * y = clamp(x / s, +-max); below the smallest normal, adding a power of two whose ulp is the
+         * subnormal step (2^14 for E4M3, 2^7 for E5M2) makes the FPU round to that step and the low
+         * bits are the code; above it, the float's exponent and top mantissa bits are rounded with
+         * the bias trick (add half-ulp-minus-one plus the lowest kept bit) and rebiased.
+         */
+        @Override
+        void encode0(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
+            int n = rows * dim;
+            float amax = 0f;
+            int j = 0;
+            FloatVector m = FloatVector.zero(F);
+            for (int bound = F.loopBound(n); j < bound; j += L) {
+                m = m.max(FloatVector.fromArray(F, src, srcOff + j).abs());
+            }
+            amax = m.reduceLanes(MAX);
+            for (; j < n; j++) {
+                amax = Math.max(amax, Math.abs(src[srcOff + j]));
+            }
+            float s = amax / v.max;
+            dst.set(F32, dstOff, s);
+            long o = dstOff + 4;
+            if (s == 0f) {
+                dst.asSlice(o, n).fill((byte) 0);
+                return;
+            }
+            int mbits = e4m3 ? 3 : 2;
+            int bias = e4m3 ? 7 : 15;
+            float magic = e4m3 ? 0x1p14f : 0x1p7f;              // ulp = 2^-9 resp. 2^-16, the subnormal step
+            int magicBits = Float.floatToRawIntBits(magic);
+            int minNormalBits = (127 + 1 - bias) << 23;
+            int shift = 23 - mbits;
+            j = 0;
+            for (int bound = F.loopBound(n); j < bound; j += L) {
+                FloatVector y = FloatVector.fromArray(F, src, srcOff + j).div(s).max(-v.max).min(v.max);
+                IntVector u = y.reinterpretAsInts();
+                IntVector a = u.and(0x7FFFFFFF);
+                IntVector sub = a.reinterpretAsFloats().add(magic).reinterpretAsInts().sub(magicBits);
+                IntVector odd = a.lanewise(LSHR, shift).and(1);
+                IntVector nrm = a.add((1 << (shift - 1)) - 1).add(odd).lanewise(LSHR, shift).sub((127 - bias) << mbits);
+                IntVector code = nrm.blend(sub, a.compare(LT, minNormalBits)).min(v.maxCode);
+                code = code.or(u.lanewise(LSHR, 24).and(0x80));
+                code.convertShape(I2B, B, 0).intoMemorySegment(dst, o + j, LE_ORDER);
+            }
+            for (; j < n; j++) {
+                dst.set(Bits.I8, o + j, (byte) v.encode(src[srcOff + j] / s));
             }
         }
 

@@ -72,6 +72,42 @@ class Fp8Test {
     }
 
     @Test
+    void everyProviderEncodesTiesAndRandomValuesLikeBruteForce() {
+        SplittableRandom rnd = new SplittableRandom();
+        for (var f : new dev.kvcache.KvFormat[] {KvFormats.FP8_E4M3, KvFormats.FP8_E5M2}) {
+            Fp8Codec.Variant v = f == KvFormats.FP8_E4M3 ? Fp8Codec.E4M3 : Fp8Codec.E5M2;
+            // element 0 = max, so the slice scale is exactly 1 and x / s = x
+            java.util.List<Float> xs = new java.util.ArrayList<>();
+            xs.add(v.max);
+            for (int code = 0; code < 0x7E; code++) {
+                float a = v.table[code], b = v.table[code + 1];
+                if (Float.isFinite(a) && Float.isFinite(b)) {
+                    float mid = (float) ((a + (double) b) / 2);
+                    xs.add(a);
+                    xs.add(mid);
+                    xs.add(-mid);
+                }
+            }
+            while (xs.size() % 16 != 5) {
+                xs.add((float) (rnd.nextDouble(-1, 1) * Math.pow(2, rnd.nextInt(-20, 9))));
+            }
+            float[] x = new float[xs.size()];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = xs.get(i);
+            }
+            for (KernelProvider p : Quantizers.availableProviders()) {
+                Codec c = Quantizers.codec(p, f, true);
+                byte[] out = new byte[(int) c.encodedBytes(1, x.length)];
+                c.encode(x, 1, x.length, MemorySegment.ofArray(out));
+                assertEquals(1f, ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN).getFloat(0));
+                for (int i = 0; i < x.length; i++) {
+                    assertEquals((byte) bruteForce(v, x[i]), out[4 + i], p.name() + " " + f + " x=" + x[i]);
+                }
+            }
+        }
+    }
+
+    @Test
     void sliceStartsWithLittleEndianScaleThenRowMajorCodes() {
         for (var f : new dev.kvcache.KvFormat[] {KvFormats.FP8_E4M3, KvFormats.FP8_E5M2}) {
             Quantizer q = Quantizers.of(f);
