@@ -2,6 +2,7 @@ package dev.kvcache.cli;
 
 import dev.kvcache.CapacityPlanner;
 import dev.kvcache.KvCacheManager;
+import dev.kvcache.metrics.KvCacheJfr;
 import dev.kvcache.KvFormat;
 import dev.kvcache.KvLayout;
 import jdk.jfr.Recording;
@@ -158,16 +159,16 @@ final class SimulateCommand implements Callable<Integer> {
 
     /** Attaches a JFR bridge to each manager and commits one ledger event per step. */
     private static final class JfrObserver implements Simulator.Observer {
-        private final Map<Simulator.Config, JfrLedgerBridge> bridges = new HashMap<>();
+        private final Map<Simulator.Config, KvCacheJfr> bridges = new HashMap<>();
 
         @Override
         public void managerCreated(Simulator.Config config, KvCacheManager manager) {
-            bridges.put(config, JfrLedgerBridge.attach(manager, config.name().strip()));
+            bridges.put(config, KvCacheJfr.attach(manager, config.name().strip()));
         }
 
         @Override
         public void stepDone(Simulator.Config config, int step) {
-            JfrLedgerBridge b = bridges.get(config);
+            KvCacheJfr b = bridges.get(config);
             if (b != null) {
                 b.emit();
             }
@@ -175,7 +176,7 @@ final class SimulateCommand implements Callable<Integer> {
 
         @Override
         public void managerClosing(Simulator.Config config, KvCacheManager manager) {
-            JfrLedgerBridge b = bridges.remove(config);
+            KvCacheJfr b = bridges.remove(config);
             if (b != null) {
                 b.close();
             }

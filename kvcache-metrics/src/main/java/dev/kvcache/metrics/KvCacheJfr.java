@@ -4,155 +4,93 @@ import dev.kvcache.KvCacheEvent;
 import dev.kvcache.KvCacheLedger;
 import dev.kvcache.KvCacheListener;
 import dev.kvcache.KvCacheManager;
+import dev.kvcache.KvCacheStats;
 import jdk.jfr.Category;
 import jdk.jfr.DataAmount;
+import jdk.jfr.Enabled;
 import jdk.jfr.Description;
 import jdk.jfr.Event;
 import jdk.jfr.FlightRecorder;
 import jdk.jfr.Label;
 import jdk.jfr.Name;
-import jdk.jfr.Percentage;
 import jdk.jfr.Period;
 import jdk.jfr.StackTrace;
-import jdk.jfr.Timespan;
 
 import java.util.Objects;
 
 /**
- * Streams a {@link KvCacheManager}'s ledger into JDK Flight Recorder: one event per lever pulled
- * (append refused, block evicted, sequence preempted, idle release, tokens dropped) and a periodic
- * {@code dev.kvcache.CacheStats} snapshot (every second by default; JFR settings may change it).
+ * Makes a running {@link KvCacheManager}'s ledger visible to Java Flight Recorder, so that JMC,
+ * {@code jfr print} or a {@code RecordingStream} shows the KV cache next to GC and CPU.
+ *
+ * <p>Two sources:
+ * <ul>
+ *   <li>each {@link KvCacheEvent} becomes a JFR event of the same name under {@code dev.kvcache}:
+ *       {@code BlockStored}, {@code BlockRemoved}, {@code PrefixCacheCleared}, {@code AppendRefused}
+ *       (with the {@link dev.kvcache.Refusal reason}), {@code SequencePreempted},
+ *       {@code IdleReleased} and {@code TokensDropped}. They are committed on the mutating thread,
+ *       under the manager's lock: each costs one JFR commit, and while a listener is registered the
+ *       manager allocates one event object per change;</li>
+ *   <li>a periodic {@code dev.kvcache.Ledger} event (every second by default, configurable with the
+ *       usual {@code period} setting) snapshots {@link KvCacheManager#ledger()}: the counters
+ *       (window releases, refusals by kind, recomputed tokens, swapped bytes, idle-held memory)
+ *       that no single event carries. {@link #emit()} commits one on demand (the simulator does so
+ *       once per step).</li>
+ * </ul>
+ * The ledger and lever events are on in any recording (they are few: one per refusal,
+ * preemption or release, one ledger a second); {@code BlockStored} and {@code BlockRemoved} come
+ * once per filled or evicted block, so they are off unless a recording enables them
+ * ({@code Recording.enable("dev.kvcache.BlockStored")}, or {@code enabled=true} in a .jfc file).
+ * A disabled event costs the {@code isEnabled} check.
  *
  * <pre>{@code
- * try (var jfr = KvCacheJfr.install(manager, "decode-pool")) {
+ * try (KvCacheJfr jfr = KvCacheJfr.attach(manager, "decode-pool")) {
  *     ... serve ...
  * }
  * // java -XX:StartFlightRecording:filename=kv.jfr ...; jfr print --categories kvcache kv.jfr
  * }</pre>
- *
- * Events cost a field check when JFR is not recording ({@code isEnabled()} guards each commit).
- * Evictions are reported per block and may be frequent under pressure: they are disabled unless a
- * recording enables {@code dev.kvcache.BlockEvicted}.
  */
-public final class KvCacheJfr implements AutoCloseable {
+public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
 
-    private final KvCacheManager manager;
-    private final String cache;
-    private final KvCacheListener listener;
-    private final Runnable periodic;
-
-    private KvCacheJfr(KvCacheManager manager, String cache) {
-        this.manager = manager;
-        this.cache = cache;
-        this.listener = this::onEvent;
-        this.periodic = this::emitStats;
-    }
-
-    /** Starts reporting {@code manager} under the name {@code cache}; close to stop. */
-    public static KvCacheJfr install(KvCacheManager manager, String cache) {
-        Objects.requireNonNull(manager, "manager");
-        Objects.requireNonNull(cache, "cache");
-        KvCacheJfr jfr = new KvCacheJfr(manager, cache);
-        manager.addListener(jfr.listener);
-        FlightRecorder.addPeriodicEvent(CacheStatsEvent.class, jfr.periodic);
-        return jfr;
-    }
-
-    @Override
-    public void close() {
-        manager.removeListener(listener);
-        FlightRecorder.removePeriodicEvent(periodic);
-    }
-
-    private void onEvent(KvCacheEvent e) {
-        switch (e) {
-            case KvCacheEvent.AppendRefused r -> {
-                AppendRefusedEvent ev = new AppendRefusedEvent();
-                if (ev.isEnabled()) {
-                    ev.cache = cache;
-                    ev.sequence = r.id();
-                    ev.tenant = r.tenant();
-                    ev.reason = r.reason().name();
-                    ev.tokens = r.tokens();
-                    ev.freeBlocks = r.freeBlocks();
-                    ev.commit();
-                }
-            }
-            case KvCacheEvent.BlockRemoved r -> {
-                BlockEvictedEvent ev = new BlockEvictedEvent();
-                if (ev.isEnabled()) {
-                    ev.cache = cache;
-                    ev.block = r.block();
-                    ev.hash = r.hash();
-                    ev.commit();
-                }
-            }
-            case KvCacheEvent.SequencePreempted p -> {
-                PreemptionEvent ev = new PreemptionEvent();
-                if (ev.isEnabled()) {
-                    ev.cache = cache;
-                    ev.sequence = p.id();
-                    ev.tenant = p.tenant();
-                    ev.mode = p.mode().name();
-                    ev.tokens = p.tokens();
-                    ev.blocks = p.blocks();
-                    ev.commit();
-                }
-            }
-            case KvCacheEvent.IdleReleased i -> {
-                IdleReleaseEvent ev = new IdleReleaseEvent();
-                if (ev.isEnabled()) {
-                    ev.cache = cache;
-                    ev.sequence = i.release().id();
-                    ev.tenant = i.release().tenant();
-                    ev.idle = i.release().idleNanos();
-                    ev.tokens = i.release().tokens();
-                    ev.bytes = i.release().bytes();
-                    ev.commit();
-                }
-            }
-            case KvCacheEvent.TokensDropped d -> {
-                TokensDroppedEvent ev = new TokensDroppedEvent();
-                if (ev.isEnabled()) {
-                    ev.cache = cache;
-                    ev.sequence = d.id();
-                    ev.tokens = d.tokens();
-                    ev.blocks = d.blocks();
-                    ev.commit();
-                }
-            }
-            default -> {
-                // BlockStored and AllBlocksCleared are for routers, not for the ledger
-            }
-        }
-    }
-
-    private void emitStats() {
-        CacheStatsEvent ev = new CacheStatsEvent();
-        if (!ev.isEnabled()) {
-            return;
-        }
-        KvCacheLedger l = manager.ledger();
-        ev.cache = cache;
-        ev.totalBlocks = l.stats().totalBlocks();
-        ev.usedBlocks = l.stats().usedBlocks();
-        ev.cachedBlocks = l.stats().cachedBlocks();
-        ev.emptyBlocks = l.stats().emptyBlocks();
-        ev.usedBytes = l.usedBytes();
-        ev.liveSequences = l.stats().liveSequences();
-        ev.liveTokens = l.stats().liveTokens();
-        ev.prefixHitRate = l.stats().prefixHitRate();
-        ev.allocationFailures = l.stats().allocationFailures();
-        ev.evictedBlocks = l.stats().evictedBlocks();
-        ev.preemptions = l.preemptions();
-        ev.idleHeldBytes = l.idleHeldBytes();
-        ev.commit();
+    @Name("dev.kvcache.Ledger")
+    @Label("KV Cache Ledger")
+    @Category({"kvcache"})
+    @Description("Periodic snapshot of a KV cache manager's blocks, tokens and counters")
+    @Period("1 s")
+    @StackTrace(false)
+    static final class LedgerEvent extends Event {
+        @Label("Cache") String cache;
+        @Label("Total Blocks") int totalBlocks;
+        @Label("Used Blocks") int usedBlocks;
+        @Label("Cached Blocks") int cachedBlocks;
+        @Label("Empty Blocks") int emptyBlocks;
+        @Label("Live Sequences") int liveSequences;
+        @Label("Live Tokens") long liveTokens;
+        @Label("Used") @DataAmount long usedBytes;
+        @Label("Cached") @DataAmount long cachedBytes;
+        @Label("Peak Used") @DataAmount long peakUsedBytes;
+        @Label("Prefix Query Tokens") long prefixQueryTokens;
+        @Label("Prefix Hit Tokens") long prefixHitTokens;
+        @Label("Allocation Failures") long allocationFailures;
+        @Label("Evicted Blocks") long evictedBlocks;
+        @Label("Copy-on-Writes") long copyOnWrites;
+        @Label("Window-Released Blocks") long windowReleasedBlocks;
+        @Label("Watermark Refusals") long watermarkRefusals;
+        @Label("Reservation Refusals") long reservationRefusals;
+        @Label("Quota Refusals") long quotaRefusals;
+        @Label("Preemptions") long preemptions;
+        @Label("Recomputed Tokens") long recomputedTokens;
+        @Label("Swapped Out") @DataAmount long swappedOutBytes;
+        @Label("Swapped In") @DataAmount long swappedInBytes;
+        @Label("Idle-Released Sequences") long idleReleasedSequences;
+        @Label("Idle Held") @DataAmount long idleHeldBytes;
+        @Label("Dropped Tokens") long droppedTokens;
+        @Label("Slot Waste") double slotWaste;
     }
 
     @Name("dev.kvcache.AppendRefused")
     @Label("KV Append Refused")
-    @Category("kvcache")
-    @Description("An append returned -1: not enough blocks, reserved blocks, the watermark or a tenant quota")
+    @Category({"kvcache"})
+    @Description("An append returned -1: no blocks, reserved blocks, the admission watermark or a tenant quota")
     @StackTrace(false)
     static final class AppendRefusedEvent extends Event {
         @Label("Cache") String cache;
@@ -163,47 +101,35 @@ public final class KvCacheJfr implements AutoCloseable {
         @Label("Free Blocks") int freeBlocks;
     }
 
-    @Name("dev.kvcache.BlockEvicted")
-    @Label("KV Block Evicted")
-    @Category("kvcache")
-    @Description("A cached block's content was dropped so the block could be reused")
-    @StackTrace(false)
-    @jdk.jfr.Enabled(false)
-    static final class BlockEvictedEvent extends Event {
-        @Label("Cache") String cache;
-        @Label("Block") int block;
-        @Label("Prefix Hash") long hash;
-    }
-
-    @Name("dev.kvcache.Preemption")
+    @Name("dev.kvcache.SequencePreempted")
     @Label("KV Sequence Preempted")
-    @Category("kvcache")
+    @Category({"kvcache"})
     @StackTrace(false)
-    static final class PreemptionEvent extends Event {
+    static final class PreemptedEvent extends Event {
         @Label("Cache") String cache;
         @Label("Sequence") String sequence;
         @Label("Tenant") String tenant;
         @Label("Mode") String mode;
         @Label("Tokens") int tokens;
-        @Label("Blocks Returned") int blocks;
+        @Label("Blocks") int blocks;
     }
 
-    @Name("dev.kvcache.IdleRelease")
+    @Name("dev.kvcache.IdleReleased")
     @Label("KV Idle Sequence Released")
-    @Category("kvcache")
+    @Category({"kvcache"})
     @StackTrace(false)
-    static final class IdleReleaseEvent extends Event {
+    static final class IdleReleasedEvent extends Event {
         @Label("Cache") String cache;
         @Label("Sequence") String sequence;
         @Label("Tenant") String tenant;
-        @Label("Idle") @Timespan(Timespan.NANOSECONDS) long idle;
+        @Label("Idle") @jdk.jfr.Timespan long idleNanos;
         @Label("Tokens") int tokens;
-        @Label("Bytes") @DataAmount long bytes;
+        @Label("Freed") @DataAmount long bytes;
     }
 
     @Name("dev.kvcache.TokensDropped")
     @Label("KV Tokens Dropped")
-    @Category("kvcache")
+    @Category({"kvcache"})
     @StackTrace(false)
     static final class TokensDroppedEvent extends Event {
         @Label("Cache") String cache;
@@ -212,24 +138,193 @@ public final class KvCacheJfr implements AutoCloseable {
         @Label("Blocks Released") int blocks;
     }
 
-    @Name("dev.kvcache.CacheStats")
-    @Label("KV Cache Statistics")
-    @Category("kvcache")
-    @Period("1 s")
+    @Name("dev.kvcache.BlockStored")
+    @Label("KV Block Stored")
+    @Category({"kvcache"})
+    @Description("A full block was published to the prefix cache")
     @StackTrace(false)
-    static final class CacheStatsEvent extends Event {
+    @Enabled(false) // one per filled block: enable explicitly when mirroring the cache
+    static final class BlockStoredEvent extends Event {
         @Label("Cache") String cache;
-        @Label("Total Blocks") int totalBlocks;
-        @Label("Used Blocks") int usedBlocks;
-        @Label("Cached Blocks") int cachedBlocks;
-        @Label("Empty Blocks") int emptyBlocks;
-        @Label("Used") @DataAmount long usedBytes;
-        @Label("Live Sequences") int liveSequences;
-        @Label("Live Tokens") long liveTokens;
-        @Label("Prefix Hit Rate") @Percentage double prefixHitRate;
-        @Label("Allocation Failures") long allocationFailures;
-        @Label("Evicted Blocks") long evictedBlocks;
-        @Label("Preemptions") long preemptions;
-        @Label("Idle Held") @DataAmount long idleHeldBytes;
+        @Label("Block") int block;
+        @Label("Hash") long hash;
+        @Label("Parent Hash") long parentHash;
+        @Label("Cache Salt") long cacheSalt;
+        @Label("Tokens") int tokens;
+    }
+
+    @Name("dev.kvcache.BlockRemoved")
+    @Label("KV Block Removed")
+    @Category({"kvcache"})
+    @Description("A cached block's content was dropped so the block could be reused")
+    @StackTrace(false)
+    @Enabled(false) // one per eviction: enable explicitly when mirroring the cache
+    static final class BlockRemovedEvent extends Event {
+        @Label("Cache") String cache;
+        @Label("Block") int block;
+        @Label("Hash") long hash;
+    }
+
+    @Name("dev.kvcache.PrefixCacheCleared")
+    @Label("KV Prefix Cache Cleared")
+    @Category({"kvcache"})
+    @StackTrace(false)
+    static final class ClearedEvent extends Event {
+        @Label("Cache") String cache;
+    }
+
+    private final KvCacheManager manager;
+    private final String name;
+    private final Runnable periodic = this::emit;
+    private boolean closed;
+
+    private KvCacheJfr(KvCacheManager manager, String name) {
+        this.manager = manager;
+        this.name = name;
+    }
+
+    /** Registers a listener on {@code manager} and a periodic ledger event; {@code name} tells caches apart. */
+    public static KvCacheJfr attach(KvCacheManager manager, String name) {
+        Objects.requireNonNull(manager, "manager");
+        Objects.requireNonNull(name, "name");
+        KvCacheJfr b = new KvCacheJfr(manager, name);
+        manager.addListener(b);
+        FlightRecorder.addPeriodicEvent(LedgerEvent.class, b.periodic);
+        return b;
+    }
+
+    @Override
+    public void onEvent(KvCacheEvent event) {
+        switch (event) {
+            case KvCacheEvent.BlockStored s -> {
+                BlockStoredEvent e = new BlockStoredEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.block = s.block();
+                    e.hash = s.hash();
+                    e.parentHash = s.parentHash();
+                    e.cacheSalt = s.cacheSalt();
+                    e.tokens = s.tokenIds().length;
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.BlockRemoved r -> {
+                BlockRemovedEvent e = new BlockRemovedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.block = r.block();
+                    e.hash = r.hash();
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.AllBlocksCleared c -> {
+                ClearedEvent e = new ClearedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.AppendRefused r -> {
+                AppendRefusedEvent e = new AppendRefusedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = r.id();
+                    e.tenant = r.tenant();
+                    e.reason = r.reason().name();
+                    e.tokens = r.tokens();
+                    e.freeBlocks = r.freeBlocks();
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.SequencePreempted p -> {
+                PreemptedEvent e = new PreemptedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = p.id();
+                    e.tenant = p.tenant();
+                    e.mode = p.mode().name();
+                    e.tokens = p.tokens();
+                    e.blocks = p.blocks();
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.IdleReleased i -> {
+                IdleReleasedEvent e = new IdleReleasedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = i.release().id();
+                    e.tenant = i.release().tenant();
+                    e.idleNanos = i.release().idleNanos();
+                    e.tokens = i.release().tokens();
+                    e.bytes = i.release().bytes();
+                    e.commit();
+                }
+            }
+            case KvCacheEvent.TokensDropped d -> {
+                TokensDroppedEvent e = new TokensDroppedEvent();
+                if (e.isEnabled()) {
+                    e.cache = name;
+                    e.sequence = d.id();
+                    e.tokens = d.tokens();
+                    e.blocks = d.blocks();
+                    e.commit();
+                }
+            }
+        }
+    }
+
+    /** Commits one ledger event now (when enabled); a no-op after {@link #close()}. */
+    public void emit() {
+        LedgerEvent e = new LedgerEvent();
+        if (!e.isEnabled()) {
+            return;
+        }
+        KvCacheLedger l;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            l = manager.ledger();
+        }
+        KvCacheStats s = l.stats();
+        e.cache = name;
+        e.totalBlocks = s.totalBlocks();
+        e.usedBlocks = s.usedBlocks();
+        e.cachedBlocks = s.cachedBlocks();
+        e.emptyBlocks = s.emptyBlocks();
+        e.liveSequences = s.liveSequences();
+        e.liveTokens = s.liveTokens();
+        e.usedBytes = l.usedBytes();
+        e.cachedBytes = l.cachedBytes();
+        e.peakUsedBytes = l.peakUsedBytes();
+        e.prefixQueryTokens = s.prefixQueryTokens();
+        e.prefixHitTokens = s.prefixHitTokens();
+        e.allocationFailures = s.allocationFailures();
+        e.evictedBlocks = s.evictedBlocks();
+        e.copyOnWrites = l.copyOnWrites();
+        e.windowReleasedBlocks = l.windowReleasedBlocks();
+        e.watermarkRefusals = l.watermarkRefusals();
+        e.reservationRefusals = l.reservationRefusals();
+        e.quotaRefusals = l.quotaRefusals();
+        e.preemptions = l.preemptions();
+        e.recomputedTokens = l.recomputedTokens();
+        e.swappedOutBytes = l.swappedOutBytes();
+        e.swappedInBytes = l.swappedInBytes();
+        e.idleReleasedSequences = l.idleReleasedSequences();
+        e.idleHeldBytes = l.idleHeldBytes();
+        e.droppedTokens = l.droppedTokens();
+        e.slotWaste = l.slotWaste();
+        e.commit();
+    }
+
+    /** Unregisters the listener and the periodic event. Idempotent. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        manager.removeListener(this);
+        FlightRecorder.removePeriodicEvent(periodic);
     }
 }

@@ -48,12 +48,12 @@ class KvCacheMetricsTest {
         Path file = Files.createTempFile("kvcache", ".jfr");
         try (Recording rec = new Recording()) {
             rec.enable("dev.kvcache.AppendRefused");
-            rec.enable("dev.kvcache.Preemption");
-            rec.enable("dev.kvcache.BlockEvicted");
-            rec.enable("dev.kvcache.CacheStats").with("period", "endChunk");
+            rec.enable("dev.kvcache.SequencePreempted");
+            rec.enable("dev.kvcache.BlockRemoved");
+            rec.enable("dev.kvcache.Ledger").with("period", "endChunk");
             rec.start();
             try (KvCacheManager m = KvCacheManager.builder(LAYOUT).blocks(2).build();
-                 KvCacheJfr jfr = KvCacheJfr.install(m, "pool")) {
+                 KvCacheJfr jfr = KvCacheJfr.attach(m, "pool")) {
                 Sequence a = m.open("a");
                 m.append(a, 1, 2, 3, 4, 5, 6, 7, 8);
                 m.free(a);
@@ -70,9 +70,9 @@ class KvCacheMetricsTest {
         RecordedEvent refused = only(events, "dev.kvcache.AppendRefused");
         assertEquals("b", refused.getString("sequence"));
         assertEquals("NO_BLOCKS", refused.getString("reason"));
-        assertEquals("RECOMPUTE", only(events, "dev.kvcache.Preemption").getString("mode"));
-        assertEquals(1, events.stream().filter(e -> e.getEventType().getName().equals("dev.kvcache.BlockEvicted")).count());
-        assertTrue(events.stream().anyMatch(e -> e.getEventType().getName().equals("dev.kvcache.CacheStats")
+        assertEquals("RECOMPUTE", only(events, "dev.kvcache.SequencePreempted").getString("mode"));
+        assertEquals(1, events.stream().filter(e -> e.getEventType().getName().equals("dev.kvcache.BlockRemoved")).count());
+        assertTrue(events.stream().anyMatch(e -> e.getEventType().getName().equals("dev.kvcache.Ledger")
                 && e.getString("cache").equals("pool") && e.getInt("totalBlocks") == 2));
     }
 

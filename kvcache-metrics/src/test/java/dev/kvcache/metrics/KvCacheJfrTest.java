@@ -1,4 +1,4 @@
-package dev.kvcache.cli;
+package dev.kvcache.metrics;
 
 import dev.kvcache.KvCacheManager;
 import dev.kvcache.KvFormats;
@@ -16,7 +16,7 @@ import java.util.stream.IntStream;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-class JfrLedgerBridgeTest {
+class KvCacheJfrTest {
 
     @Test
     void ledger_and_block_events_reach_the_recording(@TempDir Path dir) throws Exception {
@@ -29,7 +29,7 @@ class JfrLedgerBridgeTest {
             rec.enable("dev.kvcache.AppendRefused");
             rec.enable("dev.kvcache.SequencePreempted");
             rec.start();
-            JfrLedgerBridge bridge = JfrLedgerBridge.attach(m, "test-cache");
+            KvCacheJfr bridge = KvCacheJfr.attach(m, "test-cache");
             var a = m.open("a");
             assertEquals(0, m.append(a, IntStream.range(0, 8).toArray()));   // 2 full blocks published
             var b = m.open("b");
