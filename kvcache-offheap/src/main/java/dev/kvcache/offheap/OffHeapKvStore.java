@@ -7,6 +7,7 @@ import dev.kvcache.quant.SliceKernels;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.Objects;
 
 /**
@@ -62,6 +63,9 @@ public final class OffHeapKvStore implements KvStore {
     private final StagingPool staging;
     /** Block formats: staging slot of (block * layers + layer), or -1 when the encoded bytes are current. */
     private final int[] stageOf;
+    /** Block formats: when (block * layers + layer) last took a staging slot (a counter), for trimStaging. */
+    private final long[] stagedAt;
+    private long stageClock;
     private final ThreadLocal<WriteScratch> scratch;
 
     private volatile boolean closed;
@@ -89,9 +93,11 @@ public final class OffHeapKvStore implements KvStore {
             this.staging = new StagingPool(arena, bytes.stageBytes());
             if (rowFormat) {
                 this.stageOf = new int[0];
+                this.stagedAt = new long[0];
             } else {
                 this.stageOf = new int[(int) states];
                 Arrays.fill(stageOf, -1);
+                this.stagedAt = new long[(int) states];
             }
         } catch (RuntimeException | Error e) {
             arena.close();
@@ -199,6 +205,7 @@ public final class OffHeapKvStore implements KvStore {
         if (stage < 0) {
             stage = open(block, layer, ws);
             stageOf[state] = stage;
+            stagedAt[state] = ++stageClock; // racy across threads: only orders trimStaging, harmless
         }
         MemorySegment seg = staging.segment(stage);
         long base = staging.offset(stage);
@@ -267,6 +274,73 @@ public final class OffHeapKvStore implements KvStore {
             codecs.valueKernels().encode(rows, 0, blockTokens, headDim, enc, vBase + h * vBytes);
         }
         // K slices then V slices of one layer are one contiguous run (StoreLayout)
+        MemorySegment.copy(enc, 0, memory, bytes.keyOffset(block, layer, 0), bytes.layerBytes());
+    }
+
+    /**
+     * Seals partially written blocks of a block format, oldest first, until at most
+     * {@code maxSlices} (block, layer) staging slots remain; returns how many it sealed.
+     *
+     * <p>Why: a staging slot is held until its block's last row is written. A sequence freed with a
+     * partial last block leaves that block's slots held until the block is reused and filled, so in
+     * the worst case (many freed partial blocks sitting empty) staging could approach the F32 size
+     * of those blocks. Sealing encodes the rows as they are (unwritten rows as zeros or stale data;
+     * for FP8 they take part in the block's scale) and frees the slots; a later write to such a block
+     * reopens it, so nothing is lost except that its rows are now quantized. Engines call this
+     * between steps, e.g. after freeing sequences; it must not run concurrently with other calls on
+     * this store (it changes other blocks' state). Row formats never stage: returns 0.
+     */
+    public int trimStaging(int maxSlices) {
+        checkOpen();
+        if (maxSlices < 0) {
+            throw new IllegalArgumentException("maxSlices must be >= 0, got " + maxSlices);
+        }
+        if (rowFormat) {
+            return 0;
+        }
+        int excess = staging.inUse() - maxSlices;
+        if (excess <= 0) {
+            return 0;
+        }
+        // maintenance path (allocates): the staged states, oldest first
+        Integer[] order = new Integer[staging.inUse()];
+        int n = 0;
+        for (int i = 0; i < stageOf.length && n < order.length; i++) {
+            if (stageOf[i] >= 0) {
+                order[n++] = i;
+            }
+        }
+        Arrays.sort(order, 0, n, Comparator.comparingLong(st -> stagedAt[st]));
+        WriteScratch ws = scratch.get();
+        int sealed = 0;
+        for (int i = 0; i < n && sealed < excess; i++) {
+            int state = order[i];
+            int block = state / layers;
+            int layer = state % layers;
+            int stage = stageOf[state];
+            sealStaged(block, layer, stage, ws);
+            stageOf[state] = -1;
+            staging.release(stage);
+            sealed++;
+        }
+        return sealed;
+    }
+
+    /** Encodes (block, layer) from its staging slot as it is. */
+    private void sealStaged(int block, int layer, int stage, WriteScratch ws) {
+        float[] rows = ws.rows;
+        MemorySegment enc = ws.encoded;
+        MemorySegment seg = staging.segment(stage);
+        long base = staging.offset(stage);
+        long kBytes = bytes.keySliceBytes();
+        long vBase = kvHeads * kBytes;
+        long vBytes = bytes.valueSliceBytes();
+        for (int h = 0; h < kvHeads; h++) {
+            codecs.f32().decode(seg, base + bytes.stageKeyOffset(h), blockTokens, headDim, rows, 0);
+            codecs.keyKernels().encode(rows, 0, blockTokens, headDim, enc, h * kBytes);
+            codecs.f32().decode(seg, base + bytes.stageValueOffset(h), blockTokens, headDim, rows, 0);
+            codecs.valueKernels().encode(rows, 0, blockTokens, headDim, enc, vBase + h * vBytes);
+        }
         MemorySegment.copy(enc, 0, memory, bytes.keyOffset(block, layer, 0), bytes.layerBytes());
     }
 
@@ -340,6 +414,7 @@ public final class OffHeapKvStore implements KvStore {
                 d = dst.staging.acquire();
                 dst.stageOf[di] = d;
             }
+            dst.stagedAt[di] = ++dst.stageClock;
             MemorySegment.copy(src.staging.segment(s), src.staging.offset(s),
                     dst.staging.segment(d), dst.staging.offset(d), stageBytes);
         }

@@ -178,6 +178,59 @@ class OffHeapKvStoreTest {
         }
     }
 
+    @ParameterizedTest
+    @MethodSource("formats")
+    void trimStagingSealsOldestPartialBlocksAndKeepsTheirRows(KvFormat f) {
+        KvLayout layout = new KvLayout(2, 1, 32, 4, f);
+        SplittableRandom r = new SplittableRandom(8);
+        try (OffHeapKvStore s = OffHeapKvStore.allocate(layout, 6)) {
+            // blocks 0..4 get 2 rows each (5 partial blocks), block 5 is full
+            float[][] keys = new float[24][];
+            for (int slot = 0; slot < 24; slot++) {
+                if (slot < 20 && slot % 4 >= 2) {
+                    continue;
+                }
+                keys[slot] = Reference.gaussian(r, 32, 1);
+                for (int layer = 0; layer < 2; layer++) {
+                    s.write(layer, slot, keys[slot], keys[slot]);
+                }
+            }
+            boolean staged = blockFormat(f);
+            assertEquals(staged ? 10 : 0, s.stagedSlices());
+            assertEquals(staged ? 6 : 0, s.trimStaging(4));
+            assertEquals(staged ? 4 : 0, s.stagedSlices());
+            assertEquals(0, s.trimStaging(4), "already within the bound");
+            float[] out = new float[32];
+            for (int slot = 0; slot < 20; slot++) {
+                if (keys[slot] == null) {
+                    continue;
+                }
+                int block = slot / 4;
+                s.readKey(1, slot, out);
+                if (staged && block >= 3) {
+                    assertArrayEquals(keys[slot], out, "newest partial blocks stay exact");
+                } else {
+                    for (int i = 0; i < 32; i++) {
+                        assertEquals(keys[slot][i], out[i], 0.5 + 0.25 * Math.abs(keys[slot][i]),
+                                f + " slot " + slot + " [" + i + "] after sealing");
+                    }
+                }
+            }
+            // a sealed partial block reopens on the next write and fills normally
+            float[] k = Reference.gaussian(r, 32, 1);
+            s.write(0, 2, k, k);
+            s.readKey(0, 2, out);
+            if (staged) {
+                assertArrayEquals(k, out);
+            }
+            int left = s.stagedSlices();
+            assertEquals(staged ? 5 : 0, left, "4 kept + the reopened block's layer 0");
+            assertEquals(left, s.trimStaging(0));
+            assertEquals(0, s.stagedSlices());
+            assertMessage(() -> s.trimStaging(-1), "maxSlices", "-1");
+        }
+    }
+
     @Test
     void closeIsIdempotentAndEveryCallThenThrowsIllegalState() {
         KvLayout layout = new KvLayout(1, 1, 32, 4, KvFormats.Q8_0);
@@ -196,6 +249,7 @@ class OffHeapKvStoreTest {
         assertThrows(IllegalStateException.class, s::blocks);
         assertThrows(IllegalStateException.class, s::allocatedBytes);
         assertThrows(IllegalStateException.class, s::stagedSlices);
+        assertThrows(IllegalStateException.class, () -> s.trimStaging(0));
     }
 
     @Test
