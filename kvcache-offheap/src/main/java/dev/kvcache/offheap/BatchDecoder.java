@@ -21,6 +21,13 @@ import java.util.concurrent.atomic.AtomicInteger;
  * tasks are {@link java.util.concurrent.ForkJoinTask#reinitialize() reinitialized} and reused, so
  * after warm-up a call allocates nothing (the test suite measures this across all threads).
  *
+ * <h2>One long sequence</h2>
+ * {@link #decodeSplit} spreads one sequence's blocks over the workers instead (flash-decoding's
+ * split along the sequence): worker w folds blocks {@code [w*n/P, (w+1)*n/P)} into its own
+ * online-softmax state (max, normaliser, unnormalised output per query head, reused arrays), and
+ * the states are merged with {@code out = sum_w e^(m_w-M) acc_w / sum_w e^(m_w-M) l_w},
+ * {@code M = max_w m_w}. The result equals {@link PagedAttention#decode} up to float rounding.
+ *
  * <h2>Threads</h2>
  * One call at a time per decoder (the calls are serialized on this object); use one decoder per
  * engine thread that issues batches. The pool is not owned: closing it is the caller's business.
@@ -42,6 +49,15 @@ public final class BatchDecoder {
     private float[][] out;
     private int count;
     private int active;
+    // decodeSplit: one sequence, block ranges per worker, one partial state per worker
+    private boolean split;
+    private float[] splitQ;
+    private int[] splitTable;
+    private int splitLength;
+    private int splitBlocks;
+    private float[][] partMax = new float[0][];
+    private float[][] partNorm = new float[0][];
+    private float[][] partAcc = new float[0][];
 
     /** A decoder using up to {@code pool.getParallelism()} threads of {@code pool}. */
     public BatchDecoder(ForkJoinPool pool) {
@@ -73,6 +89,7 @@ public final class BatchDecoder {
         this.out = out;
         this.count = count;
         this.active = Math.min(workers.length, count);
+        this.split = false;
         next.set(0);
         for (int i = 0; i < active; i++) {
             workers[i].reinitialize();
@@ -87,6 +104,64 @@ public final class BatchDecoder {
             this.lengths = null;
             this.out = null;
         }
+    }
+
+    /**
+     * {@link PagedAttention#decode} for one sequence, its blocks split across the pool's threads
+     * (see the class comment). Stores other than {@link OffHeapKvStore} and sequences of one block
+     * run on the calling thread.
+     */
+    public synchronized void decodeSplit(KvStore store, int layer, float[] q, int queryHeads,
+                                         int[] blockTable, int length, float[] out) {
+        Objects.requireNonNull(store, "store");
+        PagedAttention.check(store, layer, q, queryHeads, blockTable, length, out);
+        KvLayout l = store.layout();
+        int nBlocks = (int) l.blocksFor(length);
+        int parts = Math.min(workers.length, nBlocks);
+        if (!(store instanceof OffHeapKvStore) || parts <= 1) {
+            PagedAttention.decodeChecked(store, l, layer, q, queryHeads, blockTable, length, out,
+                    PagedAttention.scratch());
+            return;
+        }
+        int dim = l.headDim();
+        if (partMax.length < parts || partMax[0].length < queryHeads || partAcc[0].length < queryHeads * dim) {
+            int n = Math.max(parts, partMax.length);
+            partMax = new float[n][queryHeads];
+            partNorm = new float[n][queryHeads];
+            partAcc = new float[n][queryHeads * dim];
+        }
+        this.store = store;
+        this.layout = l;
+        this.layer = layer;
+        this.queryHeads = queryHeads;
+        this.split = true;
+        this.splitQ = q;
+        this.splitTable = blockTable;
+        this.splitLength = length;
+        this.splitBlocks = nBlocks;
+        this.active = parts;
+        for (int i = 0; i < active; i++) {
+            workers[i].reinitialize();
+        }
+        try {
+            pool.invoke(workers[0]);
+            PagedAttention.merge(parts, partMax, partNorm, partAcc, queryHeads, dim, out);
+        } finally {
+            this.store = null;
+            this.splitQ = null;
+            this.splitTable = null;
+        }
+    }
+
+    private void runSplitPart(int index) {
+        int from = (int) ((long) index * splitBlocks / active);
+        int to = (int) ((long) (index + 1) * splitBlocks / active);
+        int dim = layout.headDim();
+        PagedAttention.Scratch s = PagedAttention.scratch();
+        s.ensure(layout.blockTokens(), queryHeads, dim);
+        PagedAttention.reset(queryHeads, dim, partMax[index], partNorm[index], partAcc[index]);
+        PagedAttention.partialOffHeap((OffHeapKvStore) store, layout, layer, splitQ, queryHeads, splitTable,
+                splitLength, from, to, s.scores, partMax[index], partNorm[index], partAcc[index]);
     }
 
     private final class Worker extends RecursiveAction {
@@ -105,11 +180,15 @@ public final class BatchDecoder {
             }
             Throwable failure = null;
             try {
-                PagedAttention.Scratch s = PagedAttention.scratch();
-                int i;
-                while ((i = next.getAndIncrement()) < count) {
-                    PagedAttention.decodeChecked(store, layout, layer, q[i], queryHeads, tables[i],
-                            lengths[i], out[i], s);
+                if (split) {
+                    runSplitPart(index);
+                } else {
+                    PagedAttention.Scratch s = PagedAttention.scratch();
+                    int i;
+                    while ((i = next.getAndIncrement()) < count) {
+                        PagedAttention.decodeChecked(store, layout, layer, q[i], queryHeads, tables[i],
+                                lengths[i], out[i], s);
+                    }
                 }
             } catch (RuntimeException | Error e) {
                 failure = e;

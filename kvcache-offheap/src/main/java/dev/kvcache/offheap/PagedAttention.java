@@ -92,7 +92,7 @@ public final class PagedAttention {
      * @param out        receives {@code queryHeads * headDim} values; untouched if the call throws
      */
     public static void decode(KvStore store, int layer, float[] q, int queryHeads,
-                              int[] blockTable, int length, float[] out) {
+                      int[] blockTable, int length, float[] out) {
         Objects.requireNonNull(store, "store");
         KvLayout l = store.layout();
         check(store, layer, q, queryHeads, blockTable, length, out);
@@ -150,8 +150,8 @@ public final class PagedAttention {
         }
     }
 
-    private static void check(KvStore store, int layer, float[] q, int queryHeads,
-                              int[] blockTable, int length, float[] out) {
+    static void check(KvStore store, int layer, float[] q, int queryHeads,
+                      int[] blockTable, int length, float[] out) {
         Objects.requireNonNull(q, "q");
         Objects.requireNonNull(blockTable, "blockTable");
         Objects.requireNonNull(out, "out");
@@ -190,21 +190,32 @@ public final class PagedAttention {
 
     private static void decodeOffHeap(OffHeapKvStore store, KvLayout l, int layer, float[] q, int queryHeads,
                                       int[] table, int length, float[] out, Scratch s) {
+        s.ensure(l.blockTokens(), queryHeads, l.headDim());
+        reset(queryHeads, l.headDim(), s.max, s.norm, s.acc);
+        partialOffHeap(store, l, layer, q, queryHeads, table, length, 0, (int) l.blocksFor(length),
+                s.scores, s.max, s.norm, s.acc);
+        finish(queryHeads, l.headDim(), s.norm, s.acc, out);
+    }
+
+    static void reset(int queryHeads, int dim, float[] max, float[] norm, float[] acc) {
+        Arrays.fill(max, 0, queryHeads, Float.NEGATIVE_INFINITY);
+        Arrays.fill(norm, 0, queryHeads, 0f);
+        Arrays.fill(acc, 0, queryHeads * dim, 0f);
+    }
+
+    /**
+     * The online-softmax state (running max, normaliser, unnormalised output per query head) over
+     * logical blocks {@code [fromBlock, toBlock)}, folded into {@code max}/{@code norm}/{@code acc}.
+     */
+    static void partialOffHeap(OffHeapKvStore store, KvLayout l, int layer, float[] q, int queryHeads,
+                               int[] table, int length, int fromBlock, int toBlock,
+                               float[] scores, float[] max, float[] norm, float[] acc) {
         store.checkOpen();
         final int dim = l.headDim();
         final int kvHeads = l.kvHeads();
         final int bt = l.blockTokens();
         final int group = queryHeads / kvHeads;
         final float scale = (float) (1.0 / Math.sqrt(dim));
-        s.ensure(bt, queryHeads, dim);
-        final float[] scores = s.scores;
-        final float[] max = s.max;
-        final float[] norm = s.norm;
-        final float[] acc = s.acc;
-        Arrays.fill(max, 0, queryHeads, Float.NEGATIVE_INFINITY);
-        Arrays.fill(norm, 0, queryHeads, 0f);
-        Arrays.fill(acc, 0, queryHeads * dim, 0f);
-
         final StoreLayout bytes = store.storeLayout();
         final Codecs codecs = store.codecs();
         final SliceKernels keyK = codecs.keyKernels();
@@ -212,9 +223,8 @@ public final class PagedAttention {
         final SliceKernels f32 = codecs.f32();
         final MemorySegment memory = store.memory();
         final StagingPool staging = store.staging();
-        final int nBlocks = (int) l.blocksFor(length);
 
-        for (int lb = 0; lb < nBlocks; lb++) {
+        for (int lb = fromBlock; lb < toBlock; lb++) {
             int pb = table[lb];
             if (pb < 0) {
                 continue; // released by a sliding window
@@ -252,7 +262,42 @@ public final class PagedAttention {
                 }
             }
         }
-        finish(queryHeads, dim, norm, acc, out);
+    }
+
+    /**
+     * Merges {@code parts} partial states (from {@link #partialOffHeap} over disjoint block ranges)
+     * into {@code out}: with {@code M = max_p m_p}, {@code out = sum_p e^(m_p-M) acc_p / sum_p e^(m_p-M) l_p}.
+     */
+    static void merge(int parts, float[][] max, float[][] norm, float[][] acc, int queryHeads, int dim,
+                      float[] out) {
+        for (int h = 0; h < queryHeads; h++) {
+            float m = Float.NEGATIVE_INFINITY;
+            for (int p = 0; p < parts; p++) {
+                m = Math.max(m, max[p][h]);
+            }
+            int base = h * dim;
+            if (m == Float.NEGATIVE_INFINITY) {
+                Arrays.fill(out, base, base + dim, 0f); // nothing readable
+                continue;
+            }
+            float n = 0f;
+            Arrays.fill(out, base, base + dim, 0f);
+            for (int p = 0; p < parts; p++) {
+                if (max[p][h] == Float.NEGATIVE_INFINITY) {
+                    continue; // this part saw no readable position
+                }
+                float f = (float) Math.exp(max[p][h] - m);
+                n += norm[p][h] * f;
+                float[] a = acc[p];
+                for (int i = 0; i < dim; i++) {
+                    out[base + i] += f * a[base + i];
+                }
+            }
+            float inv = 1f / n;
+            for (int i = 0; i < dim; i++) {
+                out[base + i] *= inv;
+            }
+        }
     }
 
     /**

@@ -284,6 +284,44 @@ class PagedAttentionTest {
         }
     }
 
+    @ParameterizedTest
+    @MethodSource("formats")
+    void splitAcrossThreadsMatchesSingleThreadAndReference(KvFormat f) {
+        KvLayout layout = new KvLayout(1, 2, 32, 4, f);
+        ForkJoinPool pool = new ForkJoinPool(3);
+        KvCacheManager.Builder b = KvCacheManager.builder(layout).prefixCaching(false).slidingWindow(4, 13);
+        try (Harness h = new Harness(layout, 64, 31);
+             Harness w = new Harness(layout, 64, 32, b)) {
+            BatchDecoder decoder = new BatchDecoder(pool);
+            Sequence s = h.open("s");
+            Sequence sw = w.open("w");
+            for (int n : new int[] {1, 2, 3, 6, 11, 40}) {   // lengths 1, 3, 6, 12, 23, 63
+                h.append(s, n);
+                w.append(sw, n);
+                for (Harness hh : List.of(h, w)) {
+                    Sequence x = hh == h ? s : sw;
+                    float[] q = Reference.gaussian(hh.rnd, 8 * 32, 1);
+                    float[] one = new float[8 * 32];
+                    float[] split = new float[8 * 32];
+                    PagedAttention.decode(hh.store, 0, q, 8, x.blockTable(), x.length(), one);
+                    decoder.decodeSplit(hh.store, 0, q, 8, x.blockTable(), x.length(), split);
+                    double[] ref = Reference.attention(hh.storedKeys(hh.store, x, 0), hh.storedValues(hh.store, x, 0),
+                            Harness.kept(x), x.length(), q, 8, 2, 32);
+                    assertTrue(Reference.maxAbsDiff(split, ref) <= TOL_STORED,
+                            f + " len " + x.length() + ": split error " + Reference.maxAbsDiff(split, ref));
+                    for (int i = 0; i < one.length; i++) {
+                        assertEquals(one[i], split[i], 2e-6, "len " + x.length() + " [" + i + "]");
+                    }
+                }
+            }
+            assertTrue(Arrays.stream(sw.blockTable()).anyMatch(x -> x == -1), "window released nothing");
+            assertMessage(() -> decoder.decodeSplit(h.store, 0, new float[5], 8, s.blockTable(), s.length(),
+                    new float[8 * 32]), "q.length 5");
+        } finally {
+            pool.shutdown();
+        }
+    }
+
     @Test
     void steadyStateBatchAllocatesNothingOnAnyThread() {
         com.sun.management.ThreadMXBean mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
@@ -306,13 +344,18 @@ class PagedAttentionTest {
             for (int i = 0; i < 2000; i++) {
                 decoder.decode(h.store, 0, q, 8, tables, lengths, out, n);
             }
+            float[] one = new float[8 * 64];
+            for (int i = 0; i < 2000; i++) {
+                decoder.decodeSplit(h.store, 0, q[n - 1], 8, tables[n - 1], lengths[n - 1], one);
+            }
             long before = mx.getTotalThreadAllocatedBytes();
             for (int i = 0; i < 300; i++) {
                 decoder.decode(h.store, 0, q, 8, tables, lengths, out, n);
+                decoder.decodeSplit(h.store, 0, q[n - 1], 8, tables[n - 1], lengths[n - 1], one);
             }
             long allocated = mx.getTotalThreadAllocatedBytes() - before;
             // the bound leaves room for JVM and test-runner threads allocating meanwhile
-            assertTrue(allocated < 300 * 64, "300 batches allocated " + allocated + " bytes in all threads");
+            assertTrue(allocated < 300 * 64, "300 batches and splits allocated " + allocated + " bytes in all threads");
         } finally {
             pool.shutdown();
         }
