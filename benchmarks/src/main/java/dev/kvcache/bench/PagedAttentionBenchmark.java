@@ -3,6 +3,7 @@ package dev.kvcache.bench;
 import dev.kvcache.KvFormat;
 import dev.kvcache.KvFormats;
 import dev.kvcache.KvLayout;
+import dev.kvcache.offheap.BatchDecoder;
 import dev.kvcache.offheap.OffHeapKvStore;
 import dev.kvcache.offheap.PagedAttention;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -26,6 +27,7 @@ import jdk.incubator.vector.VectorSpecies;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
+import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -34,6 +36,7 @@ import java.util.concurrent.TimeUnit;
  * <ul>
  *   <li>{@code paged}: {@link PagedAttention#decode} over an {@link OffHeapKvStore} at F32, F16 or
  *       Q8_0 (blocks of 16 tokens, physical blocks in shuffled order, as after allocation churn);</li>
+ *   <li>{@code pagedSplit2}: the same with {@link BatchDecoder#decodeSplit} on 2 threads;</li>
  *   <li>{@code contiguous}: the same attention over llama3.java-style {@code float[]} caches laid
  *       out {@code [position][kvDim]}, with llama3.java's loop structure (per head: scores for every
  *       position, softmax, weighted sum) - the baseline the paged layout must stay within 1.10x of;</li>
@@ -60,6 +63,8 @@ public class PagedAttentionBenchmark {
     static final int HEAD_DIM = 128;
     static final int KV_DIM = KV_HEADS * HEAD_DIM;
     static final int BLOCK_TOKENS = 16;
+    /** Threads for {@code pagedSplit2}: the 2 cores of the VM these numbers come from. */
+    static final int SPLIT_THREADS = 2;
 
     @State(Scope.Thread)
     public static class Paged {
@@ -73,6 +78,8 @@ public class PagedAttentionBenchmark {
         int[] table;
         float[] q;
         float[] out;
+        ForkJoinPool pool;
+        BatchDecoder decoder;
 
         @Setup(Level.Trial)
         public void setup() {
@@ -101,10 +108,13 @@ public class PagedAttentionBenchmark {
             q = new float[QUERY_HEADS * HEAD_DIM];
             fill(r, q);
             out = new float[QUERY_HEADS * HEAD_DIM];
+            pool = new ForkJoinPool(SPLIT_THREADS);
+            decoder = new BatchDecoder(pool);
         }
 
         @TearDown(Level.Trial)
         public void tearDown() {
+            pool.shutdown();
             store.close();
         }
     }
@@ -168,6 +178,13 @@ public class PagedAttentionBenchmark {
     @Benchmark
     public void paged(Paged s, Blackhole bh) {
         PagedAttention.decode(s.store, 0, s.q, QUERY_HEADS, s.table, s.tokens, s.out);
+        bh.consume(s.out);
+    }
+
+    /** The same step with the sequence's blocks split over {@link #SPLIT_THREADS} threads. */
+    @Benchmark
+    public void pagedSplit2(Paged s, Blackhole bh) {
+        s.decoder.decodeSplit(s.store, 0, s.q, QUERY_HEADS, s.table, s.tokens, s.out);
         bh.consume(s.out);
     }
 
