@@ -161,7 +161,7 @@ public final class BatchDecoder {
         s.ensure(layout.blockTokens(), queryHeads, dim);
         PagedAttention.reset(queryHeads, dim, partMax[index], partNorm[index], partAcc[index]);
         PagedAttention.partialOffHeap((OffHeapKvStore) store, layout, layer, splitQ, queryHeads, splitTable,
-                splitLength, from, to, s.scores, partMax[index], partNorm[index], partAcc[index]);
+                splitLength, from, to, s.scores, partMax[index], partNorm[index], partAcc[index], null, null);
     }
 
     private final class Worker extends RecursiveAction {

@@ -2,6 +2,8 @@ package dev.kvcache.offheap;
 
 import dev.kvcache.KvLayout;
 import dev.kvcache.KvStore;
+import dev.kvcache.Sequence;
+import dev.kvcache.retention.AttentionMass;
 import dev.kvcache.quant.SliceKernels;
 
 import java.lang.foreign.MemorySegment;
@@ -46,6 +48,15 @@ import java.util.concurrent.ForkJoinPool;
  * {@link BatchDecoder} splits a batch of sequences across a {@link ForkJoinPool} with reusable
  * tasks and the same per-thread scratch, so its steady state allocates nothing either.
  *
+ * <h2>Retention</h2>
+ * {@link #decode(KvStore, int, float[], int, int[], int, float[], Sequence, AttentionMass)} also
+ * skips the tokens a retention policy dropped ({@link Sequence#isDropped}: their scores become
+ * -inf, so they take no part in the softmax) and adds each position's softmax probability, summed
+ * over query heads, into an {@link AttentionMass} (the heavy-hitter policies' input). The mass
+ * needs the final maximum and normaliser of each head, so the raw scores are kept in a scratch of
+ * {@code queryHeads * length} floats and turned into probabilities at the end: one extra
+ * exponential per position and head, paid only by callers that ask for the mass.
+ *
  * <p>Stores other than {@link OffHeapKvStore} (e.g. a CUDA store) are served through
  * {@link KvStore#readKey}/{@link KvStore#readValue}, one token at a time: correct, not fast.
  */
@@ -62,6 +73,8 @@ public final class PagedAttention {
         float[] acc = new float[1024];
         float[] k = new float[0];
         float[] v = new float[0];
+        /** Raw scores [queryHeads][length], only for callers that want the attention mass. */
+        float[] raw = new float[0];
 
         void ensure(int blockTokens, int queryHeads, int headDim) {
             if (scores.length < blockTokens) {
@@ -97,6 +110,66 @@ public final class PagedAttention {
         KvLayout l = store.layout();
         check(store, layer, q, queryHeads, blockTable, length, out);
         decodeChecked(store, l, layer, q, queryHeads, blockTable, length, out, SCRATCH.get());
+    }
+
+    /**
+     * {@link #decode} that skips the tokens {@code dropped} says were dropped (null: none) and adds
+     * every position's attention probability, summed over the query heads, to {@code mass}
+     * (null: none). Only {@link OffHeapKvStore} supports it.
+     */
+    public static void decode(KvStore store, int layer, float[] q, int queryHeads,
+                              int[] blockTable, int length, float[] out, Sequence dropped, AttentionMass mass) {
+        Objects.requireNonNull(store, "store");
+        if (dropped == null && mass == null) {
+            decode(store, layer, q, queryHeads, blockTable, length, out);
+            return;
+        }
+        if (!(store instanceof OffHeapKvStore off)) {
+            throw new IllegalArgumentException("masks and attention mass need an OffHeapKvStore, got "
+                    + store.getClass().getName());
+        }
+        if (dropped != null && dropped.length() < length) {
+            throw new IllegalArgumentException("sequence '" + dropped.id() + "' has " + dropped.length()
+                    + " tokens; length is " + length);
+        }
+        KvLayout l = store.layout();
+        check(store, layer, q, queryHeads, blockTable, length, out);
+        Scratch s = SCRATCH.get();
+        s.ensure(l.blockTokens(), queryHeads, l.headDim());
+        float[] raw = null;
+        if (mass != null) {
+            long need = (long) queryHeads * length;
+            if (need > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("attention mass over " + length + " positions x "
+                        + queryHeads + " heads exceeds one array");
+            }
+            if (s.raw.length < need) {
+                s.raw = new float[(int) need];
+            }
+            raw = s.raw;
+        }
+        reset(queryHeads, l.headDim(), s.max, s.norm, s.acc);
+        partialOffHeap(off, l, layer, q, queryHeads, blockTable, length, 0, (int) l.blocksFor(length),
+                s.scores, s.max, s.norm, s.acc, dropped, raw);
+        finish(queryHeads, l.headDim(), s.norm, s.acc, out);
+        if (mass != null) {
+            float[] m = mass.array(length);
+            for (int h = 0; h < queryHeads; h++) {
+                float mx = s.max[h];
+                float n = s.norm[h];
+                if (mx == Float.NEGATIVE_INFINITY || !(n > 0f)) {
+                    continue;
+                }
+                float inv = 1f / n;
+                int base = h * length;
+                for (int p = 0; p < length; p++) {
+                    float r = raw[base + p];
+                    if (r != Float.NEGATIVE_INFINITY) {
+                        m[p] += (float) Math.exp(r - mx) * inv;
+                    }
+                }
+            }
+        }
     }
 
     /**
@@ -193,7 +266,7 @@ public final class PagedAttention {
         s.ensure(l.blockTokens(), queryHeads, l.headDim());
         reset(queryHeads, l.headDim(), s.max, s.norm, s.acc);
         partialOffHeap(store, l, layer, q, queryHeads, table, length, 0, (int) l.blocksFor(length),
-                s.scores, s.max, s.norm, s.acc);
+                s.scores, s.max, s.norm, s.acc, null, null);
         finish(queryHeads, l.headDim(), s.norm, s.acc, out);
     }
 
@@ -209,7 +282,8 @@ public final class PagedAttention {
      */
     static void partialOffHeap(OffHeapKvStore store, KvLayout l, int layer, float[] q, int queryHeads,
                                int[] table, int length, int fromBlock, int toBlock,
-                               float[] scores, float[] max, float[] norm, float[] acc) {
+                               float[] scores, float[] max, float[] norm, float[] acc,
+                               Sequence dropped, float[] raw) {
         store.checkOpen();
         final int dim = l.headDim();
         final int kvHeads = l.kvHeads();
@@ -230,6 +304,13 @@ public final class PagedAttention {
                 continue; // released by a sliding window
             }
             int count = Math.min(bt, length - lb * bt);
+            int first = lb * bt;
+            boolean masked = false;
+            if (dropped != null && dropped.droppedTokens() > 0) {
+                for (int r = 0; r < count && !masked; r++) {
+                    masked = dropped.isDropped(first + r);
+                }
+            }
             int stage = store.stage(pb, layer);
             for (int g = 0; g < kvHeads; g++) {
                 MemorySegment kSeg;
@@ -257,6 +338,16 @@ public final class PagedAttention {
                 for (int h = g * group, end = h + group; h < end; h++) {
                     int qOff = h * dim;
                     kk.dotRows(kSeg, kOff, bt, count, dim, q, qOff, scale, scores, 0);
+                    if (masked) {
+                        for (int r = 0; r < count; r++) {
+                            if (dropped.isDropped(first + r)) {
+                                scores[r] = Float.NEGATIVE_INFINITY;
+                            }
+                        }
+                    }
+                    if (raw != null) {
+                        System.arraycopy(scores, 0, raw, h * length + first, count);
+                    }
                     blockSoftmax(scores, count, max, norm, acc, h, dim);
                     vk.accumulateRows(vSeg, vOff, bt, count, dim, scores, 0, acc, qOff);
                 }
@@ -313,6 +404,11 @@ public final class PagedAttention {
             bm = Math.max(bm, scores[r]);
         }
         float nm = Math.max(m, bm);
+        if (nm == Float.NEGATIVE_INFINITY) {
+            // every position so far is masked: weights 0, state unchanged
+            Arrays.fill(scores, 0, count, 0f);
+            return;
+        }
         float sum = 0f;
         for (int r = 0; r < count; r++) {
             float w = (float) Math.exp(scores[r] - nm);
