@@ -135,6 +135,45 @@ public final class HostSwapSpace implements AutoCloseable {
         }
     }
 
+    /**
+     * This host pool as the block manager's {@link dev.kvcache.SwapSpace} for {@code store}: hand it
+     * to {@link dev.kvcache.KvCacheManager.Builder#swapSpace} and
+     * {@link dev.kvcache.KvCacheManager#preempt preempt(s, SWAP)} moves a sequence's blocks here and
+     * {@link dev.kvcache.KvCacheManager#resume resume} brings them back. Handles are host block ids.
+     */
+    public dev.kvcache.SwapSpace forStore(OffHeapKvStore store) {
+        checkStore(store);
+        HostSwapSpace host = this;
+        long bytesPerBlock = store.layout().bytesPerBlock();
+        return new dev.kvcache.SwapSpace() {
+            @Override
+            public long bytesPerBlock() {
+                return bytesPerBlock;
+            }
+
+            @Override
+            public int freeBlocks() {
+                return host.freeBlocks();
+            }
+
+            @Override
+            public long swapOut(int block) {
+                int[] h = host.swapOut(store, new int[] {block});
+                return h == null ? -1L : h[0];
+            }
+
+            @Override
+            public void swapIn(long handle, int block) {
+                host.swapIn(new int[] {Math.toIntExact(handle)}, store, new int[] {block});
+            }
+
+            @Override
+            public void discard(long handle) {
+                host.free(new int[] {Math.toIntExact(handle)});
+            }
+        };
+    }
+
     /** Gives host blocks back without copying them anywhere (a preempted sequence was aborted). */
     public synchronized void free(int[] hostBlocks) {
         pool.checkOpen();
