@@ -180,6 +180,12 @@ public final class KvCacheManager implements AutoCloseable {
     private int[] pendingCopies = new int[0];
     private int pendingCopyCount;
 
+    // ---- arrays of freed sequences, reused by the next ones: opening and freeing in steady state allocates no token storage
+    private static final int SPARE_ARRAYS = 32;
+    private static final int[] NO_INTS = new int[0];
+    private final java.util.ArrayDeque<int[]> spareTokens = new java.util.ArrayDeque<>();
+    private final java.util.ArrayDeque<int[]> spareTables = new java.util.ArrayDeque<>();
+
     private final StampedLock lock = new StampedLock();
     private final List<KvCacheListener> listeners = new CopyOnWriteArrayList<>();
     private boolean closed;
@@ -753,6 +759,28 @@ public final class KvCacheManager implements AutoCloseable {
         q.tenant.liveSequences--;
         q.reserve = 0;
         updateReservation(q);
+        recycle(spareTokens, q.tokens);
+        recycle(spareTables, q.table);
+        q.tokens = NO_INTS;
+        q.table = NO_INTS;
+    }
+
+    private static void recycle(java.util.ArrayDeque<int[]> spares, int[] a) {
+        if (a.length > 0 && spares.size() < SPARE_ARRAYS) {
+            spares.push(a);
+        }
+    }
+
+    /** A spare array of at least {@code n} ints (stale contents), else a new one. */
+    private int[] takeArray(java.util.ArrayDeque<int[]> spares, int n) {
+        for (java.util.Iterator<int[]> it = spares.iterator(); it.hasNext(); ) {
+            int[] a = it.next();
+            if (a.length >= n) {
+                it.remove();
+                return a;
+            }
+        }
+        return new int[n];
     }
 
     private PagedSequence register(PagedSequence q) {
@@ -1551,7 +1579,9 @@ public final class KvCacheManager implements AutoCloseable {
 
     /**
      * A sequence's state in plain arrays: token ids, block table, chain hash. Arrays grow by
-     * doubling, so a long run of single-token appends allocates O(log n) times in all.
+     * doubling, so a long run of single-token appends allocates O(log n) times in all, and a freed
+     * sequence hands its arrays to the next one opened (so after free only id, length and options
+     * may be read).
      */
     private static final class PagedSequence implements Sequence {
         final KvCacheManager owner;
@@ -1589,8 +1619,8 @@ public final class KvCacheManager implements AutoCloseable {
             this.salt = options.cacheSalt();
             this.priority = options.priority();
             int cap = Math.max(expectedTokens, owner.blockTokens);
-            this.tokens = new int[cap];
-            this.table = new int[ceilDiv(cap, owner.blockTokens)];
+            this.tokens = owner.takeArray(owner.spareTokens, cap);
+            this.table = owner.takeArray(owner.spareTables, ceilDiv(cap, owner.blockTokens));
         }
 
         void ensureCapacity(int len, int blocks) {
@@ -1654,6 +1684,7 @@ public final class KvCacheManager implements AutoCloseable {
 
         @Override
         public int token(int position) {
+            checkReadable();
             if (position < 0 || position >= length) {
                 throw new IllegalArgumentException("position " + position + " outside 0.."
                         + (length - 1) + " of sequence '" + id + "'");
