@@ -7,6 +7,7 @@ module dev.kvcache.cli {
     requires dev.kvcache;
     requires dev.kvcache.llama2;
     requires dev.kvcache.metrics;
+    requires dev.kvcache.quant;
     requires info.picocli;
     requires jdk.jfr; // simulate --jfr records to a file
 
