@@ -225,6 +225,97 @@ final class VectorProvider implements KernelProvider {
                 acc[aOff + i] += w * src.get(F32, off + 4L * i);
             }
         }
+
+        /*
+         * Four rows at a time with independent accumulators: each query chunk is loaded once for
+         * four rows and the four FMA chains overlap (one chain per row is latency-bound).
+         */
+        @Override
+        void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                      float[] q, int qOff, float scale, float[] scores, int sOff) {
+            long rb = 4L * dim;
+            int bound = F.loopBound(dim);
+            int r = 0;
+            for (; r + 4 <= count; r += 4) {
+                long o0 = off + r * rb;
+                long o1 = o0 + rb;
+                long o2 = o1 + rb;
+                long o3 = o2 + rb;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int i = 0; i < bound; i += L) {
+                    FloatVector qv = FloatVector.fromArray(F, q, qOff + i);
+                    long b = 4L * i;
+                    a0 = FloatVector.fromMemorySegment(F, slice, o0 + b, LE_ORDER).fma(qv, a0);
+                    a1 = FloatVector.fromMemorySegment(F, slice, o1 + b, LE_ORDER).fma(qv, a1);
+                    a2 = FloatVector.fromMemorySegment(F, slice, o2 + b, LE_ORDER).fma(qv, a2);
+                    a3 = FloatVector.fromMemorySegment(F, slice, o3 + b, LE_ORDER).fma(qv, a3);
+                }
+                float s0 = a0.reduceLanes(ADD), s1 = a1.reduceLanes(ADD), s2 = a2.reduceLanes(ADD), s3 = a3.reduceLanes(ADD);
+                for (int i = bound; i < dim; i++) {
+                    float qi = q[qOff + i];
+                    long b = 4L * i;
+                    s0 += qi * slice.get(F32, o0 + b);
+                    s1 += qi * slice.get(F32, o1 + b);
+                    s2 += qi * slice.get(F32, o2 + b);
+                    s3 += qi * slice.get(F32, o3 + b);
+                }
+                scores[sOff + r] = scale * s0;
+                scores[sOff + r + 1] = scale * s1;
+                scores[sOff + r + 2] = scale * s2;
+                scores[sOff + r + 3] = scale * s3;
+            }
+            for (; r < count; r++) {
+                scores[sOff + r] = scale * dotRow0(slice, off + r * rb, dim, q, qOff);
+            }
+        }
+
+        /*
+         * Chunk outer, rows inner: four accumulator chunks (4L floats) stay in registers across all
+         * rows, so acc is loaded and stored once per slice instead of once per row, and the four
+         * FMA chains are independent. Then single chunks, then a scalar tail.
+         */
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            long rb = 4L * dim;
+            long cb = 4L * L;
+            int i = 0;
+            for (; i + 4 * L <= dim; i += 4 * L) {
+                int a = aOff + i;
+                FloatVector a0 = FloatVector.fromArray(F, acc, a);
+                FloatVector a1 = FloatVector.fromArray(F, acc, a + L);
+                FloatVector a2 = FloatVector.fromArray(F, acc, a + 2 * L);
+                FloatVector a3 = FloatVector.fromArray(F, acc, a + 3 * L);
+                long o = off + 4L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                    FloatVector wv = FloatVector.broadcast(F, w[wOff + r]);
+                    a0 = FloatVector.fromMemorySegment(F, slice, o, LE_ORDER).fma(wv, a0);
+                    a1 = FloatVector.fromMemorySegment(F, slice, o + cb, LE_ORDER).fma(wv, a1);
+                    a2 = FloatVector.fromMemorySegment(F, slice, o + 2 * cb, LE_ORDER).fma(wv, a2);
+                    a3 = FloatVector.fromMemorySegment(F, slice, o + 3 * cb, LE_ORDER).fma(wv, a3);
+                }
+                a0.intoArray(acc, a);
+                a1.intoArray(acc, a + L);
+                a2.intoArray(acc, a + 2 * L);
+                a3.intoArray(acc, a + 3 * L);
+            }
+            for (; i + L <= dim; i += L) {
+                FloatVector a0 = FloatVector.fromArray(F, acc, aOff + i);
+                long o = off + 4L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                    a0 = FloatVector.fromMemorySegment(F, slice, o, LE_ORDER).fma(FloatVector.broadcast(F, w[wOff + r]), a0);
+                }
+                a0.intoArray(acc, aOff + i);
+            }
+            for (; i < dim; i++) {
+                float s = acc[aOff + i];
+                long o = off + 4L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                    s += w[wOff + r] * slice.get(F32, o);
+                }
+                acc[aOff + i] = s;
+            }
+        }
     }
 
     // ================================================================== F16
@@ -294,6 +385,140 @@ final class VectorProvider implements KernelProvider {
             }
             for (; i < dim; i++) {
                 acc[aOff + i] += w * Bits.fromF16(src.get(I16, off + 2L * i));
+            }
+        }
+
+        /*
+         * Four rows at a time with independent accumulators, and acc chunks held in registers across
+         * rows in accumulateRows (see F32Codec for why).
+         * The fp16 widening is halfToFloat inlined by hand (a helper returning a vector is not
+         * reliably inlined into a method this large and its result gets boxed), minus the NaN quieting,
+         * which cannot change a product or a sum.
+         */
+        @Override
+        void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                      float[] q, int qOff, float scale, float[] scores, int sOff) {
+            long rb = 2L * dim;
+            int bound = F.loopBound(dim);
+            int r = 0;
+            for (; r + 4 <= count; r += 4) {
+                long o0 = off + r * rb;
+                long o1 = o0 + rb;
+                long o2 = o1 + rb;
+                long o3 = o2 + rb;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int i = 0; i < bound; i += L) {
+                    FloatVector qv = FloatVector.fromArray(F, q, qOff + i);
+                    long b = 2L * i;
+                    IntVector x0 = (IntVector) ShortVector.fromMemorySegment(S, slice, o0 + b, LE_ORDER).convertShape(S2I, I, 0);
+                    IntVector e0 = x0.and(0x7FFF);
+                    IntVector t0 = e0.lanewise(LSHL, 13);
+                    IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), e0.compare(GE, 0x7C00));
+                    FloatVector k0 = m0.or(x0.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    a0 = k0.fma(qv, a0);
+                    IntVector x1 = (IntVector) ShortVector.fromMemorySegment(S, slice, o1 + b, LE_ORDER).convertShape(S2I, I, 0);
+                    IntVector e1 = x1.and(0x7FFF);
+                    IntVector t1 = e1.lanewise(LSHL, 13);
+                    IntVector m1 = t1.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t1.or(0x7F800000), e1.compare(GE, 0x7C00));
+                    FloatVector k1 = m1.or(x1.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    a1 = k1.fma(qv, a1);
+                    IntVector x2 = (IntVector) ShortVector.fromMemorySegment(S, slice, o2 + b, LE_ORDER).convertShape(S2I, I, 0);
+                    IntVector e2 = x2.and(0x7FFF);
+                    IntVector t2 = e2.lanewise(LSHL, 13);
+                    IntVector m2 = t2.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t2.or(0x7F800000), e2.compare(GE, 0x7C00));
+                    FloatVector k2 = m2.or(x2.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    a2 = k2.fma(qv, a2);
+                    IntVector x3 = (IntVector) ShortVector.fromMemorySegment(S, slice, o3 + b, LE_ORDER).convertShape(S2I, I, 0);
+                    IntVector e3 = x3.and(0x7FFF);
+                    IntVector t3 = e3.lanewise(LSHL, 13);
+                    IntVector m3 = t3.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t3.or(0x7F800000), e3.compare(GE, 0x7C00));
+                    FloatVector k3 = m3.or(x3.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    a3 = k3.fma(qv, a3);
+                }
+                float s0 = a0.reduceLanes(ADD), s1 = a1.reduceLanes(ADD), s2 = a2.reduceLanes(ADD), s3 = a3.reduceLanes(ADD);
+                for (int i = bound; i < dim; i++) {
+                    float qi = q[qOff + i];
+                    long b = 2L * i;
+                    s0 += qi * Bits.fromF16(slice.get(I16, o0 + b));
+                    s1 += qi * Bits.fromF16(slice.get(I16, o1 + b));
+                    s2 += qi * Bits.fromF16(slice.get(I16, o2 + b));
+                    s3 += qi * Bits.fromF16(slice.get(I16, o3 + b));
+                }
+                scores[sOff + r] = scale * s0;
+                scores[sOff + r + 1] = scale * s1;
+                scores[sOff + r + 2] = scale * s2;
+                scores[sOff + r + 3] = scale * s3;
+            }
+            for (; r < count; r++) {
+                scores[sOff + r] = scale * dotRow0(slice, off + r * rb, dim, q, qOff);
+            }
+        }
+
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            long rb = 2L * dim;
+            long cb = 2L * L;
+            int i = 0;
+            for (; i + 4 * L <= dim; i += 4 * L) {
+                int a = aOff + i;
+                FloatVector a0 = FloatVector.fromArray(F, acc, a);
+                FloatVector a1 = FloatVector.fromArray(F, acc, a + L);
+                FloatVector a2 = FloatVector.fromArray(F, acc, a + 2 * L);
+                FloatVector a3 = FloatVector.fromArray(F, acc, a + 3 * L);
+                long o = off + 2L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                    FloatVector wv = FloatVector.broadcast(F, w[wOff + r]);
+                        IntVector x0 = (IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector e0 = x0.and(0x7FFF);
+                        IntVector t0 = e0.lanewise(LSHL, 13);
+                        IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), e0.compare(GE, 0x7C00));
+                        FloatVector k0 = m0.or(x0.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        a0 = k0.fma(wv, a0);
+                        IntVector x1 = (IntVector) ShortVector.fromMemorySegment(S, slice, o + 1 * cb, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector e1 = x1.and(0x7FFF);
+                        IntVector t1 = e1.lanewise(LSHL, 13);
+                        IntVector m1 = t1.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t1.or(0x7F800000), e1.compare(GE, 0x7C00));
+                        FloatVector k1 = m1.or(x1.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        a1 = k1.fma(wv, a1);
+                        IntVector x2 = (IntVector) ShortVector.fromMemorySegment(S, slice, o + 2 * cb, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector e2 = x2.and(0x7FFF);
+                        IntVector t2 = e2.lanewise(LSHL, 13);
+                        IntVector m2 = t2.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t2.or(0x7F800000), e2.compare(GE, 0x7C00));
+                        FloatVector k2 = m2.or(x2.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        a2 = k2.fma(wv, a2);
+                        IntVector x3 = (IntVector) ShortVector.fromMemorySegment(S, slice, o + 3 * cb, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector e3 = x3.and(0x7FFF);
+                        IntVector t3 = e3.lanewise(LSHL, 13);
+                        IntVector m3 = t3.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t3.or(0x7F800000), e3.compare(GE, 0x7C00));
+                        FloatVector k3 = m3.or(x3.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        a3 = k3.fma(wv, a3);
+                }
+                a0.intoArray(acc, a);
+                a1.intoArray(acc, a + L);
+                a2.intoArray(acc, a + 2 * L);
+                a3.intoArray(acc, a + 3 * L);
+            }
+            for (; i + L <= dim; i += L) {
+                FloatVector a0 = FloatVector.fromArray(F, acc, aOff + i);
+                long o = off + 2L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                        IntVector x0 = (IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector e0 = x0.and(0x7FFF);
+                        IntVector t0 = e0.lanewise(LSHL, 13);
+                        IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), e0.compare(GE, 0x7C00));
+                        FloatVector k0 = m0.or(x0.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    a0 = k0.fma(FloatVector.broadcast(F, w[wOff + r]), a0);
+                }
+                a0.intoArray(acc, aOff + i);
+            }
+            for (; i < dim; i++) {
+                float s = acc[aOff + i];
+                long o = off + 2L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                    s += w[wOff + r] * Bits.fromF16(slice.get(I16, o));
+                }
+                acc[aOff + i] = s;
             }
         }
     }
@@ -368,6 +593,112 @@ final class VectorProvider implements KernelProvider {
             }
             for (; i < dim; i++) {
                 acc[aOff + i] += w * Bits.fromBf16(src.get(I16, off + 2L * i));
+            }
+        }
+
+        /*
+         * Four rows at a time with independent accumulators, and acc chunks held in registers across
+         * rows in accumulateRows (see F32Codec for why).
+         * The bf16 widening (shift into the high half) is written inline: a helper returning a vector
+         * is not reliably inlined into a method this large and its result gets boxed.
+         */
+        @Override
+        void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                      float[] q, int qOff, float scale, float[] scores, int sOff) {
+            long rb = 2L * dim;
+            int bound = F.loopBound(dim);
+            int r = 0;
+            for (; r + 4 <= count; r += 4) {
+                long o0 = off + r * rb;
+                long o1 = o0 + rb;
+                long o2 = o1 + rb;
+                long o3 = o2 + rb;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int i = 0; i < bound; i += L) {
+                    FloatVector qv = FloatVector.fromArray(F, q, qOff + i);
+                    long b = 2L * i;
+                    FloatVector k0 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o0 + b, LE_ORDER).convertShape(S2I, I, 0))
+                            .lanewise(LSHL, 16).reinterpretAsFloats();
+                    a0 = k0.fma(qv, a0);
+                    FloatVector k1 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o1 + b, LE_ORDER).convertShape(S2I, I, 0))
+                            .lanewise(LSHL, 16).reinterpretAsFloats();
+                    a1 = k1.fma(qv, a1);
+                    FloatVector k2 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o2 + b, LE_ORDER).convertShape(S2I, I, 0))
+                            .lanewise(LSHL, 16).reinterpretAsFloats();
+                    a2 = k2.fma(qv, a2);
+                    FloatVector k3 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o3 + b, LE_ORDER).convertShape(S2I, I, 0))
+                            .lanewise(LSHL, 16).reinterpretAsFloats();
+                    a3 = k3.fma(qv, a3);
+                }
+                float s0 = a0.reduceLanes(ADD), s1 = a1.reduceLanes(ADD), s2 = a2.reduceLanes(ADD), s3 = a3.reduceLanes(ADD);
+                for (int i = bound; i < dim; i++) {
+                    float qi = q[qOff + i];
+                    long b = 2L * i;
+                    s0 += qi * Bits.fromBf16(slice.get(I16, o0 + b));
+                    s1 += qi * Bits.fromBf16(slice.get(I16, o1 + b));
+                    s2 += qi * Bits.fromBf16(slice.get(I16, o2 + b));
+                    s3 += qi * Bits.fromBf16(slice.get(I16, o3 + b));
+                }
+                scores[sOff + r] = scale * s0;
+                scores[sOff + r + 1] = scale * s1;
+                scores[sOff + r + 2] = scale * s2;
+                scores[sOff + r + 3] = scale * s3;
+            }
+            for (; r < count; r++) {
+                scores[sOff + r] = scale * dotRow0(slice, off + r * rb, dim, q, qOff);
+            }
+        }
+
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            long rb = 2L * dim;
+            long cb = 2L * L;
+            int i = 0;
+            for (; i + 4 * L <= dim; i += 4 * L) {
+                int a = aOff + i;
+                FloatVector a0 = FloatVector.fromArray(F, acc, a);
+                FloatVector a1 = FloatVector.fromArray(F, acc, a + L);
+                FloatVector a2 = FloatVector.fromArray(F, acc, a + 2 * L);
+                FloatVector a3 = FloatVector.fromArray(F, acc, a + 3 * L);
+                long o = off + 2L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                    FloatVector wv = FloatVector.broadcast(F, w[wOff + r]);
+                        FloatVector k0 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0))
+                                .lanewise(LSHL, 16).reinterpretAsFloats();
+                        a0 = k0.fma(wv, a0);
+                        FloatVector k1 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o + 1 * cb, LE_ORDER).convertShape(S2I, I, 0))
+                                .lanewise(LSHL, 16).reinterpretAsFloats();
+                        a1 = k1.fma(wv, a1);
+                        FloatVector k2 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o + 2 * cb, LE_ORDER).convertShape(S2I, I, 0))
+                                .lanewise(LSHL, 16).reinterpretAsFloats();
+                        a2 = k2.fma(wv, a2);
+                        FloatVector k3 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o + 3 * cb, LE_ORDER).convertShape(S2I, I, 0))
+                                .lanewise(LSHL, 16).reinterpretAsFloats();
+                        a3 = k3.fma(wv, a3);
+                }
+                a0.intoArray(acc, a);
+                a1.intoArray(acc, a + L);
+                a2.intoArray(acc, a + 2 * L);
+                a3.intoArray(acc, a + 3 * L);
+            }
+            for (; i + L <= dim; i += L) {
+                FloatVector a0 = FloatVector.fromArray(F, acc, aOff + i);
+                long o = off + 2L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                        FloatVector k0 = ((IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0))
+                                .lanewise(LSHL, 16).reinterpretAsFloats();
+                    a0 = k0.fma(FloatVector.broadcast(F, w[wOff + r]), a0);
+                }
+                a0.intoArray(acc, aOff + i);
+            }
+            for (; i < dim; i++) {
+                float s = acc[aOff + i];
+                long o = off + 2L * i;
+                for (int r = 0; r < count; r++, o += rb) {
+                    s += w[wOff + r] * Bits.fromBf16(slice.get(I16, o));
+                }
+                acc[aOff + i] = s;
             }
         }
     }
@@ -485,40 +816,32 @@ final class VectorProvider implements KernelProvider {
             }
         }
 
-        /* Four rows at a time: each accumulator chunk is loaded and stored once per four rows. */
+        /*
+         * Block outer, rows inner: the block's G/L accumulator chunks (2 or 4) stay in registers
+         * across all rows, two at a time, so acc is loaded and stored once per slice rather than
+         * once per row; each row's codes are read as L-byte loads widened in place.
+         */
         @Override
         void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
                              float[] w, int wOff, float[] acc, int aOff) {
             long rb = rowBytes0(dim);
-            int r = 0;
-            for (; r + 4 <= count; r += 4) {
-                long o0 = off + r * rb;
-                long o1 = o0 + rb;
-                long o2 = o1 + rb;
-                long o3 = o2 + rb;
-                for (int b = 0; b < dim / G; b++) {
-                    long bo = b * 34L;
-                    FloatVector s0 = FloatVector.broadcast(F, w[wOff + r] * Bits.fromF16(slice.get(I16, o0 + bo)));
-                    FloatVector s1 = FloatVector.broadcast(F, w[wOff + r + 1] * Bits.fromF16(slice.get(I16, o1 + bo)));
-                    FloatVector s2 = FloatVector.broadcast(F, w[wOff + r + 2] * Bits.fromF16(slice.get(I16, o2 + bo)));
-                    FloatVector s3 = FloatVector.broadcast(F, w[wOff + r + 3] * Bits.fromF16(slice.get(I16, o3 + bo)));
-                    ByteVector c0 = ByteVector.fromMemorySegment(B32, slice, o0 + bo + 2, LE_ORDER);
-                    ByteVector c1 = ByteVector.fromMemorySegment(B32, slice, o1 + bo + 2, LE_ORDER);
-                    ByteVector c2 = ByteVector.fromMemorySegment(B32, slice, o2 + bo + 2, LE_ORDER);
-                    ByteVector c3 = ByteVector.fromMemorySegment(B32, slice, o3 + bo + 2, LE_ORDER);
-                    for (int k = 0; k < G / L; k++) {
-                        int a = aOff + b * G + k * L;
-                        FloatVector av = FloatVector.fromArray(F, acc, a);
-                        av = ((FloatVector) c0.convertShape(B2F, F, k)).fma(s0, av);
-                        av = ((FloatVector) c1.convertShape(B2F, F, k)).fma(s1, av);
-                        av = ((FloatVector) c2.convertShape(B2F, F, k)).fma(s2, av);
-                        av = ((FloatVector) c3.convertShape(B2F, F, k)).fma(s3, av);
-                        av.intoArray(acc, a);
+            for (int b = 0; b < dim / G; b++) {
+                long bo = off + b * 34L;
+                for (int k = 0; k < G; k += 2 * L) {
+                    int a = aOff + b * G + k;
+                    FloatVector a0 = FloatVector.fromArray(F, acc, a);
+                    FloatVector a1 = FloatVector.fromArray(F, acc, a + L);
+                    long o = bo;
+                    for (int r = 0; r < count; r++, o += rb) {
+                        FloatVector c = FloatVector.broadcast(F, w[wOff + r] * Bits.fromF16(slice.get(I16, o)));
+                        ByteVector v0 = ByteVector.fromMemorySegment(B, slice, o + 2 + k, LE_ORDER);
+                        ByteVector v1 = ByteVector.fromMemorySegment(B, slice, o + 2 + k + L, LE_ORDER);
+                        a0 = ((FloatVector) v0.convertShape(B2F, F, 0)).fma(c, a0);
+                        a1 = ((FloatVector) v1.convertShape(B2F, F, 0)).fma(c, a1);
                     }
+                    a0.intoArray(acc, a);
+                    a1.intoArray(acc, a + L);
                 }
-            }
-            for (; r < count; r++) {
-                axpyRow0(slice, off + r * rb, dim, w[wOff + r], acc, aOff);
             }
         }
 
