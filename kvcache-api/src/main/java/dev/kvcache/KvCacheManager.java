@@ -670,14 +670,15 @@ public final class KvCacheManager implements AutoCloseable {
         q.reserve = reserve;
         updateReservation(q);
 
-        // publish every block this call filled (hit blocks are published already)
-        int firstFull = Math.max(oldLen / B, hits);
-        int fullAfter = newLen / B;
-        for (int i = firstFull; i < fullAfter; i++) {
-            long parent = q.chainHash;
-            long h = blockHash(parent, q.salt, q.tokens, i * B, B);
-            q.chainHash = h;
-            if (prefixCaching) {
+        // publish every block this call filled (hit blocks are published already); without
+        // prefix caching no hash is ever read, so none is computed
+        if (prefixCaching) {
+            int firstFull = Math.max(oldLen / B, hits);
+            int fullAfter = newLen / B;
+            for (int i = firstFull; i < fullAfter; i++) {
+                long parent = q.chainHash;
+                long h = blockHash(parent, q.salt, q.tokens, i * B, B);
+                q.chainHash = h;
                 publish(q.table[i], h, parent, q.salt, q.tokens, i * B);
             }
         }
