@@ -854,12 +854,31 @@ public final class KvCacheManager implements AutoCloseable {
      * {@link Builder#idleLease default}) are never released. Safe to call from a reaper thread.
      */
     public List<IdleRelease> reapIdle() {
+        return reapIdle(false);
+    }
+
+    /**
+     * {@link #reapIdle()}, and with {@code offload} each idle sequence whose blocks fit the
+     * {@link Builder#swapSpace swap space} is moved there first, so a client that reconnects gets
+     * its KV back through {@link #resume} ({@link IdleRelease#offloaded()}) instead of a re-prefill;
+     * the others are released as without it. The blocks return to the pool either way.
+     */
+    public List<IdleRelease> reapIdle(boolean offload) {
         long st = lock.writeLock();
         try {
             checkOpen();
             List<IdleRelease> out = idleLocked(true, 0L);
-            for (IdleRelease r : out) {
+            for (int i = 0; i < out.size(); i++) {
+                IdleRelease r = out.get(i);
                 PagedSequence q = live.get(r.id());
+                if (offload && swapSpace != null && swapSpace.freeBlocks() >= q.held) {
+                    long[] handles = swapOutLocked(q);
+                    if (handles != null) {
+                        r = r.withOffloaded(new PreemptedSequence(q.id, q.options,
+                                Arrays.copyOf(q.tokens, q.length), PreemptionMode.SWAP, handles, q.held));
+                        out.set(i, r);
+                    }
+                }
                 q.tenant.idleReleases++;
                 idleReleasedSequences++;
                 idleReleasedBlocks += r.blocks();
@@ -872,6 +891,25 @@ public final class KvCacheManager implements AutoCloseable {
         } finally {
             lock.unlockWrite(st);
         }
+    }
+
+    /** Copies every held block of {@code q} to the swap space; null (nothing kept there) if it refuses one. */
+    private long[] swapOutLocked(PagedSequence q) {
+        long[] handles = new long[q.tableSize];
+        for (int i = 0; i < q.tableSize; i++) {
+            int b = q.table[i];
+            handles[i] = b < 0 ? -1L : swapSpace.swapOut(b);
+            if (b >= 0 && handles[i] < 0) {
+                for (int j = 0; j < i; j++) {
+                    if (handles[j] >= 0) {
+                        swapSpace.discard(handles[j]);
+                    }
+                }
+                return null;
+            }
+        }
+        swappedOutBytes += (long) q.held * swapSpace.bytesPerBlock();
+        return handles;
     }
 
     /**
@@ -1002,20 +1040,10 @@ public final class KvCacheManager implements AutoCloseable {
                     throw new IllegalStateException("swap space has " + swapSpace.freeBlocks()
                             + " free blocks; sequence '" + q.id + "' holds " + q.held);
                 }
-                handles = new long[q.tableSize];
-                for (int i = 0; i < q.tableSize; i++) {
-                    int b = q.table[i];
-                    handles[i] = b < 0 ? -1L : swapSpace.swapOut(b);
-                    if (b >= 0 && handles[i] < 0) {
-                        for (int j = 0; j < i; j++) {
-                            if (handles[j] >= 0) {
-                                swapSpace.discard(handles[j]);
-                            }
-                        }
-                        throw new IllegalStateException("swap space refused block " + b + " of '" + q.id + "'");
-                    }
+                handles = swapOutLocked(q);
+                if (handles == null) {
+                    throw new IllegalStateException("swap space refused a block of '" + q.id + "'");
                 }
-                swappedOutBytes += (long) q.held * swapSpace.bytesPerBlock();
             }
             int released = q.held;
             PreemptedSequence p = new PreemptedSequence(q.id, q.options, Arrays.copyOf(q.tokens, q.length),

@@ -251,6 +251,33 @@ class LifecycleTest {
     }
 
     @Test
+    void idleSequencesCanBeOffloadedAndResumedWhenTheClientReturns() {
+        AtomicLong now = new AtomicLong();
+        FakeSwap swap = new FakeSwap(3, LAYOUT.bytesPerBlock());
+        try (KvCacheManager m = KvCacheManager.builder(LAYOUT).blocks(8).clock(now::get).swapSpace(swap)
+                .idleLease(Duration.ofSeconds(5)).build()) {
+            Sequence small = m.open("small");
+            Sequence big = m.open("big");
+            m.append(small, range(0, 10)); // 3 blocks: fits the 3 host blocks
+            m.append(big, range(100, 16)); // 4 blocks: does not
+            now.addAndGet(Duration.ofSeconds(6).toNanos());
+            List<IdleRelease> r = m.reapIdle(true);
+            assertEquals(List.of("big", "small"), r.stream().map(IdleRelease::id).toList());
+            assertNull(r.get(0).offloaded(), "too big for the swap space: released");
+            PreemptedSequence p = r.get(1).offloaded();
+            assertNotNull(p);
+            assertEquals(0, m.stats().usedBlocks());
+            assertEquals(3, swap.held.size());
+            Sequence back = m.resume(p);
+            assertNotNull(back);
+            assertEquals(10, back.length());
+            assertEquals(3 * LAYOUT.bytesPerBlock(), m.ledger().swappedInBytes());
+            assertEquals(2, m.ledger().idleReleasedSequences());
+            m.free(back);
+        }
+    }
+
+    @Test
     void droppingTokensMasksThemAndReleasesFullyDroppedBlocks() {
         try (KvCacheManager m = KvCacheManager.builder(LAYOUT).blocks(8).build()) {
             Sequence s = m.open("s");
