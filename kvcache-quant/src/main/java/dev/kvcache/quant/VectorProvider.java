@@ -392,8 +392,10 @@ final class VectorProvider implements KernelProvider {
          * Four rows at a time with independent accumulators, and acc chunks held in registers across
          * rows in accumulateRows (see F32Codec for why).
          * The fp16 widening is halfToFloat inlined by hand (a helper returning a vector is not
-         * reliably inlined into a method this large and its result gets boxed), minus the NaN quieting,
-         * which cannot change a product or a sum.
+         * reliably inlined into a method this large and its result gets boxed), one op shorter: the
+         * S2I widening sign-extends, so bit 31 of x already is the sign and (x << 17) >>> 4 is the
+         * exponent+mantissa shifted into place; and without the NaN quieting, which cannot change a
+         * product or a sum.
          */
         @Override
         void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
@@ -411,28 +413,24 @@ final class VectorProvider implements KernelProvider {
                     FloatVector qv = FloatVector.fromArray(F, q, qOff + i);
                     long b = 2L * i;
                     IntVector x0 = (IntVector) ShortVector.fromMemorySegment(S, slice, o0 + b, LE_ORDER).convertShape(S2I, I, 0);
-                    IntVector e0 = x0.and(0x7FFF);
-                    IntVector t0 = e0.lanewise(LSHL, 13);
-                    IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), e0.compare(GE, 0x7C00));
-                    FloatVector k0 = m0.or(x0.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    IntVector t0 = x0.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                    IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), t0.compare(GE, 0x7C00 << 13));
+                    FloatVector k0 = m0.or(x0.and(0x80000000)).reinterpretAsFloats();
                     a0 = k0.fma(qv, a0);
                     IntVector x1 = (IntVector) ShortVector.fromMemorySegment(S, slice, o1 + b, LE_ORDER).convertShape(S2I, I, 0);
-                    IntVector e1 = x1.and(0x7FFF);
-                    IntVector t1 = e1.lanewise(LSHL, 13);
-                    IntVector m1 = t1.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t1.or(0x7F800000), e1.compare(GE, 0x7C00));
-                    FloatVector k1 = m1.or(x1.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    IntVector t1 = x1.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                    IntVector m1 = t1.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t1.or(0x7F800000), t1.compare(GE, 0x7C00 << 13));
+                    FloatVector k1 = m1.or(x1.and(0x80000000)).reinterpretAsFloats();
                     a1 = k1.fma(qv, a1);
                     IntVector x2 = (IntVector) ShortVector.fromMemorySegment(S, slice, o2 + b, LE_ORDER).convertShape(S2I, I, 0);
-                    IntVector e2 = x2.and(0x7FFF);
-                    IntVector t2 = e2.lanewise(LSHL, 13);
-                    IntVector m2 = t2.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t2.or(0x7F800000), e2.compare(GE, 0x7C00));
-                    FloatVector k2 = m2.or(x2.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    IntVector t2 = x2.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                    IntVector m2 = t2.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t2.or(0x7F800000), t2.compare(GE, 0x7C00 << 13));
+                    FloatVector k2 = m2.or(x2.and(0x80000000)).reinterpretAsFloats();
                     a2 = k2.fma(qv, a2);
                     IntVector x3 = (IntVector) ShortVector.fromMemorySegment(S, slice, o3 + b, LE_ORDER).convertShape(S2I, I, 0);
-                    IntVector e3 = x3.and(0x7FFF);
-                    IntVector t3 = e3.lanewise(LSHL, 13);
-                    IntVector m3 = t3.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t3.or(0x7F800000), e3.compare(GE, 0x7C00));
-                    FloatVector k3 = m3.or(x3.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                    IntVector t3 = x3.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                    IntVector m3 = t3.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t3.or(0x7F800000), t3.compare(GE, 0x7C00 << 13));
+                    FloatVector k3 = m3.or(x3.and(0x80000000)).reinterpretAsFloats();
                     a3 = k3.fma(qv, a3);
                 }
                 float s0 = a0.reduceLanes(ADD), s1 = a1.reduceLanes(ADD), s2 = a2.reduceLanes(ADD), s3 = a3.reduceLanes(ADD);
@@ -470,28 +468,24 @@ final class VectorProvider implements KernelProvider {
                 for (int r = 0; r < count; r++, o += rb) {
                     FloatVector wv = FloatVector.broadcast(F, w[wOff + r]);
                         IntVector x0 = (IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0);
-                        IntVector e0 = x0.and(0x7FFF);
-                        IntVector t0 = e0.lanewise(LSHL, 13);
-                        IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), e0.compare(GE, 0x7C00));
-                        FloatVector k0 = m0.or(x0.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        IntVector t0 = x0.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), t0.compare(GE, 0x7C00 << 13));
+                        FloatVector k0 = m0.or(x0.and(0x80000000)).reinterpretAsFloats();
                         a0 = k0.fma(wv, a0);
                         IntVector x1 = (IntVector) ShortVector.fromMemorySegment(S, slice, o + 1 * cb, LE_ORDER).convertShape(S2I, I, 0);
-                        IntVector e1 = x1.and(0x7FFF);
-                        IntVector t1 = e1.lanewise(LSHL, 13);
-                        IntVector m1 = t1.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t1.or(0x7F800000), e1.compare(GE, 0x7C00));
-                        FloatVector k1 = m1.or(x1.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        IntVector t1 = x1.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        IntVector m1 = t1.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t1.or(0x7F800000), t1.compare(GE, 0x7C00 << 13));
+                        FloatVector k1 = m1.or(x1.and(0x80000000)).reinterpretAsFloats();
                         a1 = k1.fma(wv, a1);
                         IntVector x2 = (IntVector) ShortVector.fromMemorySegment(S, slice, o + 2 * cb, LE_ORDER).convertShape(S2I, I, 0);
-                        IntVector e2 = x2.and(0x7FFF);
-                        IntVector t2 = e2.lanewise(LSHL, 13);
-                        IntVector m2 = t2.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t2.or(0x7F800000), e2.compare(GE, 0x7C00));
-                        FloatVector k2 = m2.or(x2.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        IntVector t2 = x2.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        IntVector m2 = t2.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t2.or(0x7F800000), t2.compare(GE, 0x7C00 << 13));
+                        FloatVector k2 = m2.or(x2.and(0x80000000)).reinterpretAsFloats();
                         a2 = k2.fma(wv, a2);
                         IntVector x3 = (IntVector) ShortVector.fromMemorySegment(S, slice, o + 3 * cb, LE_ORDER).convertShape(S2I, I, 0);
-                        IntVector e3 = x3.and(0x7FFF);
-                        IntVector t3 = e3.lanewise(LSHL, 13);
-                        IntVector m3 = t3.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t3.or(0x7F800000), e3.compare(GE, 0x7C00));
-                        FloatVector k3 = m3.or(x3.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        IntVector t3 = x3.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        IntVector m3 = t3.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t3.or(0x7F800000), t3.compare(GE, 0x7C00 << 13));
+                        FloatVector k3 = m3.or(x3.and(0x80000000)).reinterpretAsFloats();
                         a3 = k3.fma(wv, a3);
                 }
                 a0.intoArray(acc, a);
@@ -504,10 +498,9 @@ final class VectorProvider implements KernelProvider {
                 long o = off + 2L * i;
                 for (int r = 0; r < count; r++, o += rb) {
                         IntVector x0 = (IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0);
-                        IntVector e0 = x0.and(0x7FFF);
-                        IntVector t0 = e0.lanewise(LSHL, 13);
-                        IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), e0.compare(GE, 0x7C00));
-                        FloatVector k0 = m0.or(x0.and(0x8000).lanewise(LSHL, 16)).reinterpretAsFloats();
+                        IntVector t0 = x0.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        IntVector m0 = t0.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(t0.or(0x7F800000), t0.compare(GE, 0x7C00 << 13));
+                        FloatVector k0 = m0.or(x0.and(0x80000000)).reinterpretAsFloats();
                     a0 = k0.fma(FloatVector.broadcast(F, w[wOff + r]), a0);
                 }
                 a0.intoArray(acc, aOff + i);
