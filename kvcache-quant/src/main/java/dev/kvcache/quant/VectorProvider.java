@@ -1176,21 +1176,43 @@ final class VectorProvider implements KernelProvider {
             }
         }
 
+        /*
+         * Chunk outer, rows inner (see F32Codec): two accumulator chunks stay in registers across
+         * all rows, then single chunks, then a scalar tail per column.
+         */
         @Override
         void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
                              float[] w, int wOff, float[] acc, int aOff) {
             float s = slice.get(F32, off);
-            for (int r = 0; r < count; r++) {
-                long o = off + 4 + (long) r * dim;
-                float c = w[wOff + r] * s;
-                FloatVector cv = FloatVector.broadcast(F, c);
-                int j = 0;
-                for (int bound = F.loopBound(dim); j < bound; j += L) {
-                    load(slice, o + j).fma(cv, FloatVector.fromArray(F, acc, aOff + j)).intoArray(acc, aOff + j);
+            long base = off + 4;
+            int j = 0;
+            for (; j + 2 * L <= dim; j += 2 * L) {
+                FloatVector a0 = FloatVector.fromArray(F, acc, aOff + j);
+                FloatVector a1 = FloatVector.fromArray(F, acc, aOff + j + L);
+                long o = base + j;
+                for (int r = 0; r < count; r++, o += dim) {
+                    FloatVector cv = FloatVector.broadcast(F, w[wOff + r] * s);
+                    a0 = load(slice, o).fma(cv, a0);
+                    a1 = load(slice, o + L).fma(cv, a1);
                 }
-                for (; j < dim; j++) {
-                    acc[aOff + j] += c * v.table[slice.get(Bits.I8, o + j) & 0xFF];
+                a0.intoArray(acc, aOff + j);
+                a1.intoArray(acc, aOff + j + L);
+            }
+            for (; j + L <= dim; j += L) {
+                FloatVector a0 = FloatVector.fromArray(F, acc, aOff + j);
+                long o = base + j;
+                for (int r = 0; r < count; r++, o += dim) {
+                    a0 = load(slice, o).fma(FloatVector.broadcast(F, w[wOff + r] * s), a0);
                 }
+                a0.intoArray(acc, aOff + j);
+            }
+            for (; j < dim; j++) {
+                float a = acc[aOff + j];
+                long o = base + j;
+                for (int r = 0; r < count; r++, o += dim) {
+                    a += w[wOff + r] * s * v.table[slice.get(Bits.I8, o) & 0xFF];
+                }
+                acc[aOff + j] = a;
             }
         }
     }

@@ -19,7 +19,8 @@ import static org.junit.jupiter.api.Assertions.fail;
  * F16/BF16 dotRows and accumulateRows on raw 16-bit patterns written straight into the segment
  * (not produced by the encoder): subnormals, infinities and NaNs included, against float64 on
  * Float.float16ToFloat / (bits << 16). Every count 0..rows is tried, so the four-row blocks, their
- * remainders and the 4-chunk / 1-chunk / scalar column paths are all hit at each dim.
+ * remainders and the 4-chunk / 1-chunk / scalar column paths are all hit at each dim. Also FP8
+ * (a block format) at the same odd dims.
  */
 class RawPatternKernelsTest {
 
@@ -67,6 +68,76 @@ class RawPatternKernelsTest {
             }
         } else if (!(Math.abs(got - exact) <= tol)) {
             fail(where + ": " + got + ", float64 " + exact + ", tolerance " + tol);
+        }
+    }
+
+    static List<Arguments> fp8Cases() {
+        List<Arguments> out = new ArrayList<>();
+        for (KernelProvider p : Quantizers.availableProviders()) {
+            out.add(Arguments.of(p, KvFormats.FP8_E4M3));
+            out.add(Arguments.of(p, KvFormats.FP8_E5M2));
+        }
+        return out;
+    }
+
+    /**
+     * FP8 accepts any head dim, but KernelsTest only tries multiples of 32: here dims that leave
+     * vector and scalar tails, every count, against float64 on the scalar provider's decode.
+     */
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("fp8Cases")
+    void fp8KernelsAtOddDims(KernelProvider p, KvFormat f) {
+        Codec c = KernelsTest.codecOrSkip(p, f, true);
+        Codec ref = KernelsTest.codecOrSkip(ScalarProvider.INSTANCE, f, true);
+        SplittableRandom rnd = new SplittableRandom(SEED ^ f.name().hashCode() ^ p.name().hashCode());
+        for (int dim : DIMS) {
+            float[] x = KernelsTest.randomInput(rnd, ROWS, dim);
+            long off = 1 + rnd.nextInt(5);
+            MemorySegment seg = MemorySegment.ofArray(new byte[(int) (off + c.sliceBytes(ROWS, dim) + 8)]);
+            c.encode(x, 0, ROWS, dim, seg, off);
+            float[] dec = new float[ROWS * dim];
+            ref.decode(seg, off, ROWS, dim, dec, 0);
+            float[] q = new float[dim + 2];
+            for (int i = 0; i < q.length; i++) {
+                q[i] = (float) KernelsTest.gaussian(rnd);
+            }
+            for (int count = 0; count <= ROWS; count++) {
+                String where = p.name() + " " + f + " dim=" + dim + " count=" + count + " seed=" + SEED;
+                float[] scores = new float[count + 2];
+                scores[count + 1] = 42f;
+                c.dotRows(seg, off, ROWS, count, dim, q, 2, 0.5f, scores, 1);
+                assertEquals(42f, scores[count + 1], where + ": dotRows wrote past count");
+                for (int r = 0; r < count; r++) {
+                    double exact = 0, mag = 0;
+                    for (int j = 0; j < dim; j++) {
+                        double t = (double) q[2 + j] * dec[r * dim + j];
+                        exact += t;
+                        mag += Math.abs(t);
+                    }
+                    check(scores[1 + r], 0.5 * exact, 2e-6 * Math.sqrt(dim) * mag + 1e-37, where + " dotRows[" + r + "]");
+                }
+                float[] w = new float[count + 1];
+                for (int i = 0; i < w.length; i++) {
+                    w[i] = (float) rnd.nextDouble();
+                }
+                float[] acc = new float[dim + 2];
+                for (int i = 0; i < acc.length; i++) {
+                    acc[i] = (float) KernelsTest.gaussian(rnd);
+                }
+                float[] before = acc.clone();
+                c.accumulateRows(seg, off, ROWS, count, dim, w, 1, acc, 1);
+                assertEquals(before[0], acc[0], where);
+                assertEquals(before[dim + 1], acc[dim + 1], where);
+                for (int j = 0; j < dim; j++) {
+                    double exact = before[1 + j], mag = Math.abs(exact);
+                    for (int r = 0; r < count; r++) {
+                        double t = (double) w[1 + r] * dec[r * dim + j];
+                        exact += t;
+                        mag += Math.abs(t);
+                    }
+                    check(acc[1 + j], exact, 4e-7 * (count + 2) * mag + 1e-37, where + " accumulateRows[" + j + "]");
+                }
+            }
         }
     }
 
