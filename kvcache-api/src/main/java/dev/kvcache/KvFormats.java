@@ -12,15 +12,23 @@ import java.util.Locale;
  *   <caption>Sizes of one block slice (t tokens of one head, d = headDim)</caption>
  *   <tr><th>format</th><th>keys</th><th>values</th><th>notes</th></tr>
  *   <tr><td>F32</td><td>4td</td><td>4td</td><td>IEEE binary32</td></tr>
- *   <tr><td>F16, BF16</td><td>2td</td><td>2td</td><td>round to nearest even</td></tr>
+ *   <tr><td>F16, BF16</td><td>2td</td><td>2td</td><td>round to nearest even, saturating</td></tr>
  *   <tr><td>FP8_E4M3, FP8_E5M2</td><td>td + 4</td><td>td + 4</td>
- *       <td>one float32 scale per block, per layer, per KV head, for K and for V</td></tr>
+ *       <td>one float32 scale per block, per layer, per KV head, for K and for V: bytes [0, 4) of
+ *       the slice, little-endian, then the t x d codes row-major; saturating</td></tr>
  *   <tr><td>Q8_0</td><td>34 t d/32</td><td>34 t d/32</td><td>llama.cpp {@code block_q8_0}</td></tr>
  *   <tr><td>Q4_0</td><td>18 t d/32</td><td>18 t d/32</td><td>llama.cpp {@code block_q4_0}</td></tr>
  *   <tr><td>KIVI_4 / KIVI_2</td><td>d (ceil(t b / 8) + 4)</td><td>t (d/32) (4 b + 4)</td>
  *       <td>keys grouped per channel across the block's tokens, values per token in groups of
- *       32; each group an fp16 scale and an fp16 minimum; b = 4 or 2 bits</td></tr>
+ *       32; each group an fp16 scale and an fp16 minimum; b = 4 or 2 bits. Values are encoded
+ *       row by row; keys need the whole block (the store keeps a partial block in full
+ *       precision until it fills). Byte layout: {@code dev.kvcache.quant}'s package
+ *       documentation</td></tr>
  * </table>
+ *
+ * <p>NaN and infinities are refused by every quantizer (IllegalArgumentException naming the index
+ * and value); finite values beyond a format's range saturate (F16, BF16, FP8) or are refused
+ * where the fp16 metadata would overflow (Q8_0, Q4_0, KIVI).
  */
 public final class KvFormats {
 
