@@ -5,6 +5,7 @@
 module dev.kvcache.cuda {
     requires transitive dev.kvcache;
     requires dev.kvcache.quant;
+    requires dev.kvcache.offheap;
     requires org.lwjgl;
     requires org.lwjgl.cuda;
 

@@ -3,14 +3,15 @@ package dev.kvcache.cuda;
 import dev.kvcache.KvFormat;
 import dev.kvcache.KvFormats;
 import dev.kvcache.KvLayout;
+import dev.kvcache.offheap.StoreLayout;
 
 import java.util.List;
 import java.util.Objects;
 
 /**
  * Where every byte of a {@link CudaKvStore} lives. It is the off-heap store's layout
- * ({@code dev.kvcache.offheap.StoreLayout}) byte for byte, so a block moves between the two
- * backends as one bulk copy:
+ * ({@link StoreLayout}, which computes every offset here) byte for byte, so a block moves between
+ * the two backends as one bulk copy:
  * <pre>
  *   store   = block[blocks]                               blockBytes = layout.bytesPerBlock()
  *   block   = layer[layers]                               layerBytes = kvHeads * (K + V)
@@ -47,11 +48,8 @@ public final class CudaBlockLayout {
 
     private final KvLayout layout;
     private final int formatCode;
-    private final long keySliceBytes;
-    private final long valueSliceBytes;
-    private final long layerBytes;
-    private final long blockBytes;
-    private final long stageSliceBytes;
+    /** The one layout descriptor both backends share: every offset comes from it. */
+    private final StoreLayout bytes;
 
     /** The byte layout of blocks of {@code layout}; IllegalArgumentException for a format the kernels lack. */
     public CudaBlockLayout(KvLayout layout) {
@@ -62,20 +60,11 @@ public final class CudaBlockLayout {
                     + " is not supported by the CUDA store; supported: "
                     + SUPPORTED.stream().map(KvFormat::name).toList());
         }
-        KvFormat f = layout.format();
-        this.keySliceBytes = f.keyBytes(layout.blockTokens(), layout.headDim());
-        this.valueSliceBytes = f.valueBytes(layout.blockTokens(), layout.headDim());
-        this.layerBytes = (long) layout.kvHeads() * (keySliceBytes + valueSliceBytes);
-        this.blockBytes = layerBytes * layout.layers();
-        if (blockBytes != layout.bytesPerBlock()) {
-            throw new IllegalStateException("layout sizes a block at " + layout.bytesPerBlock()
-                    + " bytes, the slices add up to " + blockBytes);
-        }
-        if (keySliceBytes != valueSliceBytes) {
+        this.bytes = new StoreLayout(layout);
+        if (bytes.keySliceBytes() != bytes.valueSliceBytes()) {
             // every supported format sizes K and V alike; the kernels take one slice stride
-            throw new IllegalStateException("K slice " + keySliceBytes + " != V slice " + valueSliceBytes);
+            throw new IllegalStateException("K slice " + bytes.keySliceBytes() + " != V slice " + bytes.valueSliceBytes());
         }
-        this.stageSliceBytes = (long) layout.blockTokens() * layout.headDim() * Float.BYTES;
     }
 
     /** The model shape and format this describes. */
@@ -95,57 +84,57 @@ public final class CudaBlockLayout {
 
     /** Bytes of one head's keys of one layer of one block. */
     public long keySliceBytes() {
-        return keySliceBytes;
+        return bytes.keySliceBytes();
     }
 
     /** Bytes of one head's values of one layer of one block. */
     public long valueSliceBytes() {
-        return valueSliceBytes;
+        return bytes.valueSliceBytes();
     }
 
     /** Bytes of one layer of one block. */
     public long layerBytes() {
-        return layerBytes;
+        return bytes.layerBytes();
     }
 
     /** Bytes of one block ({@link KvLayout#bytesPerBlock()}). */
     public long blockBytes() {
-        return blockBytes;
+        return bytes.blockBytes();
     }
 
     /** Offset of block {@code block}. */
     public long blockOffset(int block) {
-        return block * blockBytes;
+        return bytes.blockOffset(block);
     }
 
     /** Offset of the K slice of {@code head} in {@code layer} of {@code block}. */
     public long keyOffset(int block, int layer, int head) {
-        return block * blockBytes + layer * layerBytes + head * keySliceBytes;
+        return bytes.keyOffset(block, layer, head);
     }
 
     /** Offset of the V slice of {@code head} in {@code layer} of {@code block}. */
     public long valueOffset(int block, int layer, int head) {
-        return block * blockBytes + layer * layerBytes + layout.kvHeads() * keySliceBytes + head * valueSliceBytes;
+        return bytes.valueOffset(block, layer, head);
     }
 
     /** Bytes of one staging slot: one layer of one block in float32, K then V. */
     public long stageBytes() {
-        return 2 * layout.kvHeads() * stageSliceBytes;
+        return bytes.stageBytes();
     }
 
     /** Bytes of one head's rows in a staging slot. */
     public long stageSliceBytes() {
-        return stageSliceBytes;
+        return bytes.stageSliceBytes();
     }
 
     /** Offset of the key rows of {@code head} in a staging slot. */
     public long stageKeyOffset(int head) {
-        return head * stageSliceBytes;
+        return bytes.stageKeyOffset(head);
     }
 
     /** Offset of the value rows of {@code head} in a staging slot. */
     public long stageValueOffset(int head) {
-        return (layout.kvHeads() + head) * stageSliceBytes;
+        return bytes.stageValueOffset(head);
     }
 
     /**
@@ -153,12 +142,11 @@ public final class CudaBlockLayout {
      * partially written block comes back bit-identical.
      */
     public long swapBlockBytes() {
-        return blockBytes + (blockFormat() ? layout.layers() * stageBytes() : 0);
+        return blockBytes() + (blockFormat() ? layout.layers() * stageBytes() : 0);
     }
 
     @Override
     public String toString() {
-        return "CudaBlockLayout[" + layout + ", K=" + keySliceBytes + ", V=" + valueSliceBytes
-                + ", layer=" + layerBytes + ", block=" + blockBytes + "]";
+        return "CudaBlockLayout[" + bytes + ", format code " + formatCode + "]";
     }
 }
