@@ -25,11 +25,13 @@ import java.util.concurrent.ForkJoinPool;
  * overflows whatever the score range, and nothing of size {@code length} is materialised.
  *
  * <h2>Memory traffic</h2>
- * Blocks are visited in table order; in each block, for each KV head, the K slice is read once by
- * {@link SliceKernels#dotRows} for all query heads of the group (it stays in L1/L2 between them),
- * then the V slice once by {@link SliceKernels#accumulateRows}. Those kernels dequantize inside the
- * dot product / weighted sum, so quantized formats read their compressed bytes only and no
- * dequantized copy of the sequence exists. Partially written blocks of block formats (FP8, KIVI)
+ * Blocks are visited in table order; in each block, for each KV head, one
+ * {@link SliceKernels#dotRowsGroup} call scores the K slice against all query heads of the group
+ * (the vector kernels load and dequantize each K chunk once and FMA it into every head's
+ * accumulator), the online softmax runs per head on its {@code blockTokens}-long slice of the
+ * scores, then one {@link SliceKernels#accumulateRowsGroup} call reads the V slice once for all
+ * heads of the group. Those kernels dequantize inside the dot product / weighted sum, so quantized
+ * formats read their compressed bytes only and no dequantized copy of the sequence exists. Partially written blocks of block formats (FP8, KIVI)
  * are read from the store's full-precision staging slot with the F32 kernels.
  *
  * <p>Table entries of -1 (blocks a sliding window released) are skipped: those positions take no
@@ -67,6 +69,7 @@ public final class PagedAttention {
 
     /** Per-thread scratch, grown on demand. */
     static final class Scratch {
+        /** One block's scores for every query head of a KV group, head j at j * blockTokens. */
         float[] scores = new float[16];
         float[] max = new float[8];
         float[] norm = new float[8];
@@ -77,8 +80,9 @@ public final class PagedAttention {
         float[] raw = new float[0];
 
         void ensure(int blockTokens, int queryHeads, int headDim) {
-            if (scores.length < blockTokens) {
-                scores = new float[blockTokens];
+            // group <= queryHeads: sized for the largest group the caller can ask for
+            if (scores.length < (long) blockTokens * queryHeads) {
+                scores = new float[blockTokens * queryHeads];
             }
             if (max.length < queryHeads) {
                 max = new float[queryHeads];
@@ -335,22 +339,25 @@ public final class PagedAttention {
                     kk = f32;
                     vk = f32;
                 }
-                for (int h = g * group, end = h + group; h < end; h++) {
-                    int qOff = h * dim;
-                    kk.dotRows(kSeg, kOff, bt, count, dim, q, qOff, scale, scores, 0);
+                // the group's query heads g*group .. g*group+group-1; head j's scores at j*bt
+                int h0 = g * group;
+                kk.dotRowsGroup(kSeg, kOff, bt, count, dim, q, h0 * dim, group, scale, scores, 0);
+                for (int j = 0; j < group; j++) {
+                    int h = h0 + j;
+                    int so = j * bt;
                     if (masked) {
                         for (int r = 0; r < count; r++) {
                             if (dropped.isDropped(first + r)) {
-                                scores[r] = Float.NEGATIVE_INFINITY;
+                                scores[so + r] = Float.NEGATIVE_INFINITY;
                             }
                         }
                     }
                     if (raw != null) {
-                        System.arraycopy(scores, 0, raw, h * length + first, count);
+                        System.arraycopy(scores, so, raw, h * length + first, count);
                     }
-                    blockSoftmax(scores, count, max, norm, acc, h, dim);
-                    vk.accumulateRows(vSeg, vOff, bt, count, dim, scores, 0, acc, qOff);
+                    blockSoftmax(scores, so, count, max, norm, acc, h, dim);
                 }
+                vk.accumulateRowsGroup(vSeg, vOff, bt, count, dim, scores, 0, group, acc, h0 * dim);
             }
         }
     }
@@ -392,25 +399,25 @@ public final class PagedAttention {
     }
 
     /**
-     * Online-softmax update of query head {@code h} with one block's {@code count} scores: turns
-     * {@code scores} into weights relative to the new running maximum and rescales the running
+     * Online-softmax update of query head {@code h} with one block's {@code count} scores at
+     * {@code scores[so ..)}: turns them into weights relative to the new running maximum and rescales the running
      * normaliser and accumulator.
      */
-    private static void blockSoftmax(float[] scores, int count, float[] max, float[] norm, float[] acc,
+    private static void blockSoftmax(float[] scores, int so, int count, float[] max, float[] norm, float[] acc,
                                      int h, int dim) {
         float m = max[h];
         float bm = Float.NEGATIVE_INFINITY;
-        for (int r = 0; r < count; r++) {
+        for (int r = so, end = so + count; r < end; r++) {
             bm = Math.max(bm, scores[r]);
         }
         float nm = Math.max(m, bm);
         if (nm == Float.NEGATIVE_INFINITY) {
             // every position so far is masked: weights 0, state unchanged
-            Arrays.fill(scores, 0, count, 0f);
+            Arrays.fill(scores, so, so + count, 0f);
             return;
         }
         float sum = 0f;
-        for (int r = 0; r < count; r++) {
+        for (int r = so, end = so + count; r < end; r++) {
             float w = (float) Math.exp(scores[r] - nm);
             scores[r] = w;
             sum += w;
@@ -473,7 +480,7 @@ public final class PagedAttention {
                     dot += q[h * dim + i] * k[kv + i];
                 }
                 s.scores[0] = dot * scale;
-                blockSoftmax(s.scores, 1, s.max, s.norm, s.acc, h, dim);
+                blockSoftmax(s.scores, 0, 1, s.max, s.norm, s.acc, h, dim);
                 float w = s.scores[0];
                 for (int i = 0; i < dim; i++) {
                     s.acc[h * dim + i] += w * v[kv + i];

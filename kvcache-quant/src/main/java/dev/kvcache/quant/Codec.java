@@ -60,6 +60,22 @@ abstract class Codec implements Quantizer, SliceKernels {
     abstract void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
                                   float[] w, int wOff, float[] acc, int aOff);
 
+    /** dotRows0 for {@code heads} query heads (scores {@code rows} apart); arguments checked. Default: one head at a time. */
+    void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                       float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+        for (int j = 0; j < heads; j++) {
+            dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+        }
+    }
+
+    /** accumulateRows0 for {@code heads} query heads (weights {@code rows} apart); arguments checked. Default: one head at a time. */
+    void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                              float[] w, int wOff, int heads, float[] acc, int aOff) {
+        for (int j = 0; j < heads; j++) {
+            accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+        }
+    }
+
     /** Bytes a kernel touches when reading the first {@code count} rows of a {@code rows}-row slice. */
     long bytesRead(int rows, int count, int dim) {
         return sliceBytes0(rows, dim);
@@ -151,6 +167,34 @@ abstract class Codec implements Quantizer, SliceKernels {
         Checks.array("acc", acc, aOff, dim);
         if (count > 0) {
             accumulateRows0(slice, off, rows, count, dim, w, wOff, acc, aOff);
+        }
+    }
+
+    @Override
+    public final void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                                   float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+        checkDims(rows, dim);
+        Checks.count(count, rows);
+        Checks.rows("heads", heads, 1);
+        Checks.segment("slice", slice, off, bytesRead(rows, count, dim), false);
+        Checks.array("q", q, qOff, (long) heads * dim);
+        Checks.array("scores", scores, sOff, (long) (heads - 1) * rows + count);
+        if (count > 0) {
+            dotRowsGroup0(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+        }
+    }
+
+    @Override
+    public final void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                                          float[] w, int wOff, int heads, float[] acc, int aOff) {
+        checkDims(rows, dim);
+        Checks.count(count, rows);
+        Checks.rows("heads", heads, 1);
+        Checks.segment("slice", slice, off, bytesRead(rows, count, dim), false);
+        Checks.array("w", w, wOff, (long) (heads - 1) * rows + count);
+        Checks.array("acc", acc, aOff, (long) heads * dim);
+        if (count > 0) {
+            accumulateRowsGroup0(slice, off, rows, count, dim, w, wOff, heads, acc, aOff);
         }
     }
 }

@@ -65,6 +65,39 @@ public interface SliceKernels {
                         float[] w, int wOff, float[] acc, int aOff);
 
     /**
+     * {@link #dotRows} for {@code heads} query heads that share this slice (grouped-query
+     * attention): for {@code j < heads}, the query at {@code q[qOff + j*dim ..)} gives
+     * {@code scores[sOff + j*rows + r]} for {@code r < count} (head j's scores start {@code j*rows}
+     * after head 0's). Vector implementations read and dequantize each row once for all heads;
+     * this default calls {@link #dotRows} once per head.
+     */
+    default void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                              float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+        if (heads < 1) {
+            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
+        }
+        for (int j = 0; j < heads; j++) {
+            dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+        }
+    }
+
+    /**
+     * {@link #accumulateRows} for {@code heads} query heads that share this slice:
+     * {@code acc[aOff + j*dim + i] += sum over r < count of w[wOff + j*rows + r] * row r[i]}.
+     * Vector implementations read and dequantize each row once for all heads; this default calls
+     * {@link #accumulateRows} once per head.
+     */
+    default void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                                     float[] w, int wOff, int heads, float[] acc, int aOff) {
+        if (heads < 1) {
+            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
+        }
+        for (int j = 0; j < heads; j++) {
+            accumulateRows(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+        }
+    }
+
+    /**
      * Bytes of an encoded slice of {@code rows} rows of {@code dim} values, metadata included;
      * equals {@code KvFormat.keyBytes} (key kernels) or {@code valueBytes} (value kernels).
      */

@@ -354,6 +354,89 @@ final class VectorProvider implements KernelProvider {
                 acc[aOff + i] = s;
             }
         }
+
+        /*
+         * Grouped-query attention: the query heads of one KV head read the same slice. Four heads
+         * at a time (the rest through dotRows0), two rows at a time: each K chunk is loaded
+         * once and FMA'd into the 4 heads' accumulators (eight independent chains); the query
+         * chunks come from L1. Per (row, head) the sum runs in the same order as dotRows0.
+         */
+        @Override
+        void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+            long rb = 4L * dim;
+            int bound = F.loopBound(dim);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+                int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+                int r = 0;
+                for (; r + 2 <= count; r += 2) {
+                    long oa = off + r * rb;
+                    long ob = oa + rb;
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (int i = 0; i < bound; i += L) {
+                        long e = 4L * i;
+                        FloatVector ka = FloatVector.fromMemorySegment(F, slice, oa + e, LE_ORDER);
+                        FloatVector kb = FloatVector.fromMemorySegment(F, slice, ob + e, LE_ORDER);
+                        FloatVector qv = FloatVector.fromArray(F, q, q0 + i);
+                        a0 = ka.fma(qv, a0);
+                        b0 = kb.fma(qv, b0);
+                        qv = FloatVector.fromArray(F, q, q1 + i);
+                        a1 = ka.fma(qv, a1);
+                        b1 = kb.fma(qv, b1);
+                        qv = FloatVector.fromArray(F, q, q2 + i);
+                        a2 = ka.fma(qv, a2);
+                        b2 = kb.fma(qv, b2);
+                        qv = FloatVector.fromArray(F, q, q3 + i);
+                        a3 = ka.fma(qv, a3);
+                        b3 = kb.fma(qv, b3);
+                    }
+                    float u0 = a0.reduceLanes(ADD), u1 = a1.reduceLanes(ADD), u2 = a2.reduceLanes(ADD), u3 = a3.reduceLanes(ADD);
+                    float v0 = b0.reduceLanes(ADD), v1 = b1.reduceLanes(ADD), v2 = b2.reduceLanes(ADD), v3 = b3.reduceLanes(ADD);
+                    for (int i = bound; i < dim; i++) {
+                        long e = 4L * i;
+                        float ka = slice.get(F32, oa + e);
+                        float kb = slice.get(F32, ob + e);
+                        u0 += q[q0 + i] * ka;
+                        v0 += q[q0 + i] * kb;
+                        u1 += q[q1 + i] * ka;
+                        v1 += q[q1 + i] * kb;
+                        u2 += q[q2 + i] * ka;
+                        v2 += q[q2 + i] * kb;
+                        u3 += q[q3 + i] * ka;
+                        v3 += q[q3 + i] * kb;
+                    }
+                    scores[s0 + r] = scale * u0;
+                    scores[s1 + r] = scale * u1;
+                    scores[s2 + r] = scale * u2;
+                    scores[s3 + r] = scale * u3;
+                    scores[s0 + r + 1] = scale * v0;
+                    scores[s1 + r + 1] = scale * v1;
+                    scores[s2 + r + 1] = scale * v2;
+                    scores[s3 + r + 1] = scale * v3;
+                }
+                for (; r < count; r++) {
+                    long oa = off + r * rb;
+                    scores[s0 + r] = scale * dotRow0(slice, oa, dim, q, q0);
+                    scores[s1 + r] = scale * dotRow0(slice, oa, dim, q, q1);
+                    scores[s2 + r] = scale * dotRow0(slice, oa, dim, q, q2);
+                    scores[s3 + r] = scale * dotRow0(slice, oa, dim, q, q3);
+                }
+            }
+            for (; j < heads; j++) {
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            }
+        }
+
+        /*
+         * accumulateRowsGroup stays the per-head default for F32: its accumulateRows0 holds a whole
+         * 128-value row (eight chunks) in registers and so reads a slice streamed from DRAM in
+         * address order. A four-head kernel cannot hold 4 x 8 chunks, and with two-chunk passes
+         * (row stride 4*dim bytes) paged decode at 32768 tokens got ~1.1x slower (2026-11-25,
+         * kvcache-offheap/bench-results/group-kernels-2026-11-25.txt); the group dot is kept.
+         */
     }
 
     // ================================================================== F16
@@ -550,6 +633,182 @@ final class VectorProvider implements KernelProvider {
                     s += w[wOff + r] * Bits.fromF16(slice.get(I16, o));
                 }
                 acc[aOff + i] = s;
+            }
+        }
+
+        /*
+         * Grouped-query attention: the query heads of one KV head read the same slice. Four heads
+         * at a time (the rest through dotRows0), two rows at a time: each K chunk is loaded and widened
+         * once and FMA'd into the 4 heads' accumulators (eight independent chains); the query
+         * chunks come from L1. Per (row, head) the sum runs in the same order as dotRows0.
+         */
+        @Override
+        void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+            long rb = 2L * dim;
+            int bound = F.loopBound(dim);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+                int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+                int r = 0;
+                for (; r + 2 <= count; r += 2) {
+                    long oa = off + r * rb;
+                    long ob = oa + rb;
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (int i = 0; i < bound; i += L) {
+                        long e = 2L * i;
+                        IntVector xka = (IntVector) ShortVector.fromMemorySegment(S, slice, oa + e, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector tka = xka.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        FloatVector ka = tka.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(tka.or(0x7F800000), tka.compare(GE, 0x7C00 << 13))
+                                .or(xka.and(0x80000000)).reinterpretAsFloats();
+                        IntVector xkb = (IntVector) ShortVector.fromMemorySegment(S, slice, ob + e, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector tkb = xkb.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        FloatVector kb = tkb.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(tkb.or(0x7F800000), tkb.compare(GE, 0x7C00 << 13))
+                                .or(xkb.and(0x80000000)).reinterpretAsFloats();
+                        FloatVector qv = FloatVector.fromArray(F, q, q0 + i);
+                        a0 = ka.fma(qv, a0);
+                        b0 = kb.fma(qv, b0);
+                        qv = FloatVector.fromArray(F, q, q1 + i);
+                        a1 = ka.fma(qv, a1);
+                        b1 = kb.fma(qv, b1);
+                        qv = FloatVector.fromArray(F, q, q2 + i);
+                        a2 = ka.fma(qv, a2);
+                        b2 = kb.fma(qv, b2);
+                        qv = FloatVector.fromArray(F, q, q3 + i);
+                        a3 = ka.fma(qv, a3);
+                        b3 = kb.fma(qv, b3);
+                    }
+                    float u0 = a0.reduceLanes(ADD), u1 = a1.reduceLanes(ADD), u2 = a2.reduceLanes(ADD), u3 = a3.reduceLanes(ADD);
+                    float v0 = b0.reduceLanes(ADD), v1 = b1.reduceLanes(ADD), v2 = b2.reduceLanes(ADD), v3 = b3.reduceLanes(ADD);
+                    for (int i = bound; i < dim; i++) {
+                        long e = 2L * i;
+                        float ka = Bits.fromF16(slice.get(I16, oa + e));
+                        float kb = Bits.fromF16(slice.get(I16, ob + e));
+                        u0 += q[q0 + i] * ka;
+                        v0 += q[q0 + i] * kb;
+                        u1 += q[q1 + i] * ka;
+                        v1 += q[q1 + i] * kb;
+                        u2 += q[q2 + i] * ka;
+                        v2 += q[q2 + i] * kb;
+                        u3 += q[q3 + i] * ka;
+                        v3 += q[q3 + i] * kb;
+                    }
+                    scores[s0 + r] = scale * u0;
+                    scores[s1 + r] = scale * u1;
+                    scores[s2 + r] = scale * u2;
+                    scores[s3 + r] = scale * u3;
+                    scores[s0 + r + 1] = scale * v0;
+                    scores[s1 + r + 1] = scale * v1;
+                    scores[s2 + r + 1] = scale * v2;
+                    scores[s3 + r + 1] = scale * v3;
+                }
+                for (; r < count; r++) {
+                    long oa = off + r * rb;
+                    scores[s0 + r] = scale * dotRow0(slice, oa, dim, q, q0);
+                    scores[s1 + r] = scale * dotRow0(slice, oa, dim, q, q1);
+                    scores[s2 + r] = scale * dotRow0(slice, oa, dim, q, q2);
+                    scores[s3 + r] = scale * dotRow0(slice, oa, dim, q, q3);
+                }
+            }
+            for (; j < heads; j++) {
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            }
+        }
+
+        /*
+         * Grouped-query attention: chunk pair outer, rows inner, four heads at a time (the rest
+         * through accumulateRows0): the 4 heads x 2 chunks of acc stay in registers across all rows,
+         * and each V chunk is loaded and widened once per row for the four heads instead of
+         * once per head. Per head and element the sum runs in row order as in accumulateRows0.
+         */
+        @Override
+        void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+            long rb = 2L * dim;
+            long cb = 2L * L;
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+                int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+                int i = 0;
+                for (; i + 2 * L <= dim; i += 2 * L) {
+                    FloatVector x0 = FloatVector.fromArray(F, acc, c0 + i), y0 = FloatVector.fromArray(F, acc, c0 + i + L);
+                    FloatVector x1 = FloatVector.fromArray(F, acc, c1 + i), y1 = FloatVector.fromArray(F, acc, c1 + i + L);
+                    FloatVector x2 = FloatVector.fromArray(F, acc, c2 + i), y2 = FloatVector.fromArray(F, acc, c2 + i + L);
+                    FloatVector x3 = FloatVector.fromArray(F, acc, c3 + i), y3 = FloatVector.fromArray(F, acc, c3 + i + L);
+                    long o = off + 2L * i;
+                    for (int r = 0; r < count; r++, o += rb) {
+                        IntVector xva = (IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector tva = xva.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        FloatVector va = tva.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(tva.or(0x7F800000), tva.compare(GE, 0x7C00 << 13))
+                                .or(xva.and(0x80000000)).reinterpretAsFloats();
+                        IntVector xvb = (IntVector) ShortVector.fromMemorySegment(S, slice, o + cb, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector tvb = xvb.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        FloatVector vb = tvb.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(tvb.or(0x7F800000), tvb.compare(GE, 0x7C00 << 13))
+                                .or(xvb.and(0x80000000)).reinterpretAsFloats();
+                        FloatVector wv = FloatVector.broadcast(F, w[w0 + r]);
+                        x0 = va.fma(wv, x0);
+                        y0 = vb.fma(wv, y0);
+                        wv = FloatVector.broadcast(F, w[w1 + r]);
+                        x1 = va.fma(wv, x1);
+                        y1 = vb.fma(wv, y1);
+                        wv = FloatVector.broadcast(F, w[w2 + r]);
+                        x2 = va.fma(wv, x2);
+                        y2 = vb.fma(wv, y2);
+                        wv = FloatVector.broadcast(F, w[w3 + r]);
+                        x3 = va.fma(wv, x3);
+                        y3 = vb.fma(wv, y3);
+                    }
+                    x0.intoArray(acc, c0 + i);
+                    y0.intoArray(acc, c0 + i + L);
+                    x1.intoArray(acc, c1 + i);
+                    y1.intoArray(acc, c1 + i + L);
+                    x2.intoArray(acc, c2 + i);
+                    y2.intoArray(acc, c2 + i + L);
+                    x3.intoArray(acc, c3 + i);
+                    y3.intoArray(acc, c3 + i + L);
+                }
+                for (; i + L <= dim; i += L) {
+                    FloatVector x0 = FloatVector.fromArray(F, acc, c0 + i);
+                    FloatVector x1 = FloatVector.fromArray(F, acc, c1 + i);
+                    FloatVector x2 = FloatVector.fromArray(F, acc, c2 + i);
+                    FloatVector x3 = FloatVector.fromArray(F, acc, c3 + i);
+                    long o = off + 2L * i;
+                    for (int r = 0; r < count; r++, o += rb) {
+                        IntVector xva = (IntVector) ShortVector.fromMemorySegment(S, slice, o, LE_ORDER).convertShape(S2I, I, 0);
+                        IntVector tva = xva.lanewise(LSHL, 17).lanewise(LSHR, 4);
+                        FloatVector va = tva.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts().blend(tva.or(0x7F800000), tva.compare(GE, 0x7C00 << 13))
+                                .or(xva.and(0x80000000)).reinterpretAsFloats();
+                        x0 = va.fma(FloatVector.broadcast(F, w[w0 + r]), x0);
+                        x1 = va.fma(FloatVector.broadcast(F, w[w1 + r]), x1);
+                        x2 = va.fma(FloatVector.broadcast(F, w[w2 + r]), x2);
+                        x3 = va.fma(FloatVector.broadcast(F, w[w3 + r]), x3);
+                    }
+                    x0.intoArray(acc, c0 + i);
+                    x1.intoArray(acc, c1 + i);
+                    x2.intoArray(acc, c2 + i);
+                    x3.intoArray(acc, c3 + i);
+                }
+                for (; i < dim; i++) {
+                    float t0 = acc[c0 + i], t1 = acc[c1 + i], t2 = acc[c2 + i], t3 = acc[c3 + i];
+                    long o = off + 2L * i;
+                    for (int r = 0; r < count; r++, o += rb) {
+                        float v = Bits.fromF16(slice.get(I16, o));
+                        t0 += w[w0 + r] * v;
+                        t1 += w[w1 + r] * v;
+                        t2 += w[w2 + r] * v;
+                        t3 += w[w3 + r] * v;
+                    }
+                    acc[c0 + i] = t0;
+                    acc[c1 + i] = t1;
+                    acc[c2 + i] = t2;
+                    acc[c3 + i] = t3;
+                }
+            }
+            for (; j < heads; j++) {
+                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
             }
         }
     }
@@ -844,6 +1103,52 @@ final class VectorProvider implements KernelProvider {
             }
             for (; r < count; r++) {
                 scores[sOff + r] = scale * dotRow0(slice, off + r * rb, dim, q, qOff);
+            }
+        }
+
+        /*
+         * Grouped-query attention: one row at a time, four heads at a time (the rest through
+         * dotRows0). Each 32-code block is loaded and widened once per row and FMA'd into the four
+         * heads' block sums (b0..b3), which are then scaled into the per-head accumulators
+         * (a0..a3): eight independent chains, the same per-head order of operations as dotRows0.
+         */
+        @Override
+        void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+            long rb = rowBytes0(dim);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+                int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+                long o = off;
+                for (int r = 0; r < count; r++, o += rb) {
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    for (int b = 0; b < dim / G; b++) {
+                        long bo = o + b * 34L;
+                        ByteVector c = ByteVector.fromMemorySegment(B32, slice, bo + 2, LE_ORDER);
+                        FloatVector b0 = FloatVector.zero(F), b1 = b0, b2 = b0, b3 = b0;
+                        for (int k = 0; k < G / L; k++) {
+                            FloatVector kv = (FloatVector) c.convertShape(B2F, F, k);
+                            int e = b * G + k * L;
+                            b0 = kv.fma(FloatVector.fromArray(F, q, q0 + e), b0);
+                            b1 = kv.fma(FloatVector.fromArray(F, q, q1 + e), b1);
+                            b2 = kv.fma(FloatVector.fromArray(F, q, q2 + e), b2);
+                            b3 = kv.fma(FloatVector.fromArray(F, q, q3 + e), b3);
+                        }
+                        FloatVector d = FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, bo)));
+                        a0 = b0.fma(d, a0);
+                        a1 = b1.fma(d, a1);
+                        a2 = b2.fma(d, a2);
+                        a3 = b3.fma(d, a3);
+                    }
+                    scores[s0 + r] = scale * a0.reduceLanes(ADD);
+                    scores[s1 + r] = scale * a1.reduceLanes(ADD);
+                    scores[s2 + r] = scale * a2.reduceLanes(ADD);
+                    scores[s3 + r] = scale * a3.reduceLanes(ADD);
+                }
+            }
+            for (; j < heads; j++) {
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
             }
         }
 
