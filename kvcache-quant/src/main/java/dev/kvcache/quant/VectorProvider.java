@@ -1181,6 +1181,63 @@ final class VectorProvider implements KernelProvider {
             }
         }
 
+        /*
+         * Grouped-query attention: block and chunk-pair outer, rows inner, four heads at a time
+         * (the rest through accumulateRows0): the 4 heads x 2 chunks of acc stay in registers
+         * across all rows; per row the block scale is read and the codes widened once for the four
+         * heads, each head's weight times the scale broadcast. Same access pattern and per-head
+         * order of operations as accumulateRows0.
+         */
+        @Override
+        void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+            long rb = rowBytes0(dim);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+                int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+                for (int b = 0; b < dim / G; b++) {
+                    long bo = off + b * 34L;
+                    for (int k = 0; k < G; k += 2 * L) {
+                        int e = b * G + k;
+                        FloatVector x0 = FloatVector.fromArray(F, acc, c0 + e), y0 = FloatVector.fromArray(F, acc, c0 + e + L);
+                        FloatVector x1 = FloatVector.fromArray(F, acc, c1 + e), y1 = FloatVector.fromArray(F, acc, c1 + e + L);
+                        FloatVector x2 = FloatVector.fromArray(F, acc, c2 + e), y2 = FloatVector.fromArray(F, acc, c2 + e + L);
+                        FloatVector x3 = FloatVector.fromArray(F, acc, c3 + e), y3 = FloatVector.fromArray(F, acc, c3 + e + L);
+                        long o = bo;
+                        for (int r = 0; r < count; r++, o += rb) {
+                            float d = Bits.fromF16(slice.get(I16, o));
+                            FloatVector va = (FloatVector) ByteVector.fromMemorySegment(B, slice, o + 2 + k, LE_ORDER).convertShape(B2F, F, 0);
+                            FloatVector vb = (FloatVector) ByteVector.fromMemorySegment(B, slice, o + 2 + k + L, LE_ORDER).convertShape(B2F, F, 0);
+                            FloatVector c = FloatVector.broadcast(F, w[w0 + r] * d);
+                            x0 = va.fma(c, x0);
+                            y0 = vb.fma(c, y0);
+                            c = FloatVector.broadcast(F, w[w1 + r] * d);
+                            x1 = va.fma(c, x1);
+                            y1 = vb.fma(c, y1);
+                            c = FloatVector.broadcast(F, w[w2 + r] * d);
+                            x2 = va.fma(c, x2);
+                            y2 = vb.fma(c, y2);
+                            c = FloatVector.broadcast(F, w[w3 + r] * d);
+                            x3 = va.fma(c, x3);
+                            y3 = vb.fma(c, y3);
+                        }
+                        x0.intoArray(acc, c0 + e);
+                        y0.intoArray(acc, c0 + e + L);
+                        x1.intoArray(acc, c1 + e);
+                        y1.intoArray(acc, c1 + e + L);
+                        x2.intoArray(acc, c2 + e);
+                        y2.intoArray(acc, c2 + e + L);
+                        x3.intoArray(acc, c3 + e);
+                        y3.intoArray(acc, c3 + e + L);
+                    }
+                }
+            }
+            for (; j < heads; j++) {
+                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            }
+        }
+
         @Override
         void axpyRow0(MemorySegment src, long off, int dim, float w, float[] acc, int aOff) {
             for (int b = 0; b < dim / G; b++) {
