@@ -106,7 +106,6 @@ public final class KvCacheManager implements AutoCloseable {
     private final boolean window;
     private final int sinkTokens;
     private final int windowTokens;
-    private final EvictionPolicy policy;
     private final KvStore store;
     private final BlockCopier copier;
     private final LongSupplier clock;
@@ -198,7 +197,6 @@ public final class KvCacheManager implements AutoCloseable {
         this.window = b.windowTokens > 0;
         this.sinkTokens = b.sinkTokens;
         this.windowTokens = b.windowTokens;
-        this.policy = b.policy;
         this.store = b.store;
         this.copier = b.copier != null ? b.copier : (store != null ? store::copyBlock : null);
         this.clock = b.clock;
@@ -224,7 +222,7 @@ public final class KvCacheManager implements AutoCloseable {
             emptyStack[i] = blocks - 1 - i;
         }
         emptyTop = blocks;
-        cached = Objects.requireNonNull(policy.newQueue(blocks), "policy.newQueue");
+        cached = Objects.requireNonNull(b.policy.newQueue(blocks), "policy.newQueue");
         // load factor 0.5 and room for every block: never rehashes
         hashToBlock = new Long2LongHashMap(Math.max(8, blocks * 2), 0.5f, NIL);
     }
@@ -1682,9 +1680,13 @@ public final class KvCacheManager implements AutoCloseable {
             return Arrays.copyOf(table, tableSize);
         }
 
-        /** Copies the block table into {@code dst} (no allocation); returns blockCount(). */
-        int blockTable(int[] dst) {
+        @Override
+        public int blockTable(int[] dst) {
             checkReadable();
+            if (dst.length < tableSize) {
+                throw new IllegalArgumentException("dst has " + dst.length + " entries; sequence '" + id
+                        + "' has " + tableSize + " blocks");
+            }
             System.arraycopy(table, 0, dst, 0, tableSize);
             return tableSize;
         }

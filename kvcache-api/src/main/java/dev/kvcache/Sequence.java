@@ -20,6 +20,13 @@ public interface Sequence {
     int[] blockTable();
 
     /**
+     * {@link #blockTable()} without allocating: copies the {@link #blockCount()} entries into
+     * {@code dst} and returns how many. For engines that read the table every decode step.
+     * IllegalArgumentException naming both sizes when {@code dst} is shorter.
+     */
+    int blockTable(int[] dst);
+
+    /**
      * The physical slot of token {@code position}: block * blockTokens + offset, or -1 when a
      * sliding window released its block. IllegalArgumentException outside 0..length-1.
      */

@@ -57,6 +57,11 @@ class KvCacheManagerTest {
                 assertEquals((long) t[p / 4] * 4 + p % 4, s.slot(p));
             }
             assertThrows(IllegalArgumentException.class, () -> s.slot(10));
+            int[] buf = new int[5];
+            assertEquals(3, s.blockTable(buf));
+            assertArrayEquals(t, java.util.Arrays.copyOf(buf, 3));
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> s.blockTable(new int[2]));
+            assertTrue(e.getMessage().contains("2") && e.getMessage().contains("3"), e.getMessage());
             assertThrows(IllegalArgumentException.class, () -> s.slot(-1));
             assertEquals(3, s.blockCount());
             assertEquals(10, s.length());

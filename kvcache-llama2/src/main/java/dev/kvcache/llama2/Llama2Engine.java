@@ -186,7 +186,7 @@ public final class Llama2Engine implements AutoCloseable {
             throw new IllegalStateException("KV pool full: " + tokens.length + " more tokens for sequence '"
                     + s.id() + "' do not fit; " + manager.stats());
         }
-        currentTable = s.blockTable();
+        loadTable(s);
         float[] logits = null;
         for (int i = hits; i < tokens.length; i++) {
             int pos = start + i;
@@ -196,6 +196,14 @@ public final class Llama2Engine implements AutoCloseable {
         }
         // the manager never serves the call's last token from the cache, so logits is set
         return new Prefill(hits, logits.clone());
+    }
+
+    /** Reads the sequence's block table into the reused {@link #currentTable} (no allocation per token). */
+    private void loadTable(Sequence s) {
+        if (currentTable == null || currentTable.length < s.blockCount()) {
+            currentTable = new int[Math.max(s.blockCount(), currentTable == null ? 16 : currentTable.length * 2)];
+        }
+        s.blockTable(currentTable);
     }
 
     /** Appends one token and returns the logits after it (this engine's buffer, valid until the next call). */
@@ -214,7 +222,7 @@ public final class Llama2Engine implements AutoCloseable {
             throw new IllegalStateException("KV pool full: no block for token " + pos + " of sequence '"
                     + s.id() + "'; " + manager.stats());
         }
-        currentTable = s.blockTable();
+        loadTable(s);
         currentSlot = s.slot(pos);
         float[] logits = fwd.forward(token, pos, attention);
         computedTokens++;
