@@ -4,7 +4,9 @@ import dev.kvcache.KvLayout;
 import dev.kvcache.KvStore;
 import dev.kvcache.Sequence;
 import dev.kvcache.retention.AttentionMass;
+import dev.kvcache.quant.Quantizers;
 import dev.kvcache.quant.SliceKernels;
+import dev.kvcache.quant.SoftmaxKernels;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
@@ -40,9 +42,12 @@ import java.util.concurrent.ForkJoinPool;
  *
  * <h2>SIMD</h2>
  * The kernels come from kvcache-quant, which returns Vector API implementations when
- * {@code jdk.incubator.vector} is present and scalar ones otherwise; this class itself uses plain
- * loops only (per block: {@code blockTokens} exponentials and one {@code headDim} rescale per
- * query head), so it runs without the incubator module.
+ * {@code jdk.incubator.vector} is present and scalar ones otherwise: the slice kernels above and
+ * the softmax arithmetic ({@link SoftmaxKernels}: per block and query head, the maximum, the
+ * {@code blockTokens} exponentials with their sum, and the accumulator rescale when the maximum
+ * moves). With scalar {@link Math#exp} those exponentials were about a fifth of a 32k-token F32
+ * step (JFR, 2026-11-25). This class itself uses plain loops only, so it runs without the
+ * incubator module.
  *
  * <h2>Allocation</h2>
  * Scratch (scores, running max/normaliser, accumulators) lives in a per-thread object that grows
@@ -93,6 +98,9 @@ public final class PagedAttention {
             }
         }
     }
+
+    /** decodeGeneric scores one position at a time: no vector to fill, so the scalar arithmetic. */
+    private static final SoftmaxKernels GENERIC_SOFTMAX = Quantizers.scalarSoftmaxKernels();
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
@@ -299,6 +307,7 @@ public final class PagedAttention {
         final SliceKernels keyK = codecs.keyKernels();
         final SliceKernels valK = codecs.valueKernels();
         final SliceKernels f32 = codecs.f32();
+        final SoftmaxKernels sm = codecs.softmax();
         final MemorySegment memory = store.memory();
         final StagingPool staging = store.staging();
 
@@ -355,7 +364,7 @@ public final class PagedAttention {
                     if (raw != null) {
                         System.arraycopy(scores, so, raw, h * length + first, count);
                     }
-                    blockSoftmax(scores, so, count, max, norm, acc, h, dim);
+                    blockSoftmax(sm, scores, so, count, max, norm, acc, h, dim);
                 }
                 vk.accumulateRowsGroup(vSeg, vOff, bt, count, dim, scores, 0, group, acc, h0 * dim);
             }
@@ -403,32 +412,20 @@ public final class PagedAttention {
      * {@code scores[so ..)}: turns them into weights relative to the new running maximum and rescales the running
      * normaliser and accumulator.
      */
-    private static void blockSoftmax(float[] scores, int so, int count, float[] max, float[] norm, float[] acc,
-                                     int h, int dim) {
+    private static void blockSoftmax(SoftmaxKernels sm, float[] scores, int so, int count, float[] max,
+                                     float[] norm, float[] acc, int h, int dim) {
         float m = max[h];
-        float bm = Float.NEGATIVE_INFINITY;
-        for (int r = so, end = so + count; r < end; r++) {
-            bm = Math.max(bm, scores[r]);
-        }
-        float nm = Math.max(m, bm);
+        float nm = Math.max(m, sm.max(scores, so, count));
         if (nm == Float.NEGATIVE_INFINITY) {
             // every position so far is masked: weights 0, state unchanged
             Arrays.fill(scores, so, so + count, 0f);
             return;
         }
-        float sum = 0f;
-        for (int r = so, end = so + count; r < end; r++) {
-            float w = (float) Math.exp(scores[r] - nm);
-            scores[r] = w;
-            sum += w;
-        }
+        float sum = sm.expSum(scores, so, count, nm);
         if (m != nm) {
             // m == -inf on the first block: exp(-inf) = 0 zeroes an accumulator that is zero anyway
             float c = (float) Math.exp(m - nm);
-            int base = h * dim;
-            for (int i = 0; i < dim; i++) {
-                acc[base + i] *= c;
-            }
+            sm.scale(acc, h * dim, dim, c);
             norm[h] = norm[h] * c + sum;
         } else {
             norm[h] += sum;
@@ -480,7 +477,7 @@ public final class PagedAttention {
                     dot += q[h * dim + i] * k[kv + i];
                 }
                 s.scores[0] = dot * scale;
-                blockSoftmax(s.scores, 0, 1, s.max, s.norm, s.acc, h, dim);
+                blockSoftmax(GENERIC_SOFTMAX, s.scores, 0, 1, s.max, s.norm, s.acc, h, dim);
                 float w = s.scores[0];
                 for (int i = 0; i < dim; i++) {
                     s.acc[h * dim + i] += w * v[kv + i];

@@ -14,4 +14,7 @@ interface KernelProvider {
 
     /** The codec for a standard format and role, or null if the format is not a standard one. */
     Codec codec(KvFormat format, boolean keys);
+
+    /** The softmax arithmetic of this provider. */
+    SoftmaxKernels softmax();
 }

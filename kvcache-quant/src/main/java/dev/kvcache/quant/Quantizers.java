@@ -110,6 +110,19 @@ public final class Quantizers {
         return get(SCALAR_VALUES, f);
     }
 
+    /**
+     * The softmax arithmetic of the active provider (Vector API exponentials when available), for
+     * attention kernels that fuse it with these slice kernels.
+     */
+    public static SoftmaxKernels softmaxKernels() {
+        return ACTIVE.softmax();
+    }
+
+    /** The plain-Java softmax arithmetic, whatever the active provider. */
+    public static SoftmaxKernels scalarSoftmaxKernels() {
+        return ScalarSoftmax.INSTANCE;
+    }
+
     /** Name of the active provider: {@code "scalar"} or e.g. {@code "vector(512-bit)"}. */
     public static String provider() {
         return ACTIVE.name();

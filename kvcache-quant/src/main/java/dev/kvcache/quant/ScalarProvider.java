@@ -17,6 +17,11 @@ final class ScalarProvider implements KernelProvider {
     }
 
     @Override
+    public SoftmaxKernels softmax() {
+        return ScalarSoftmax.INSTANCE;
+    }
+
+    @Override
     public Codec codec(KvFormat f, boolean keys) {
         if (f == KvFormats.F32) {
             return new ScalarCodecs.F32Codec(keys);

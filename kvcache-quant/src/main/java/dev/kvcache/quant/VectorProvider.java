@@ -89,6 +89,11 @@ final class VectorProvider implements KernelProvider {
     }
 
     @Override
+    public SoftmaxKernels softmax() {
+        return VectorSoftmax.INSTANCE;
+    }
+
+    @Override
     public Codec codec(KvFormat f, boolean keys) {
         if (f == KvFormats.F32) {
             return new F32Codec(keys);
