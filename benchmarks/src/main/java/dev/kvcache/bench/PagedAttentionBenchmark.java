@@ -43,7 +43,10 @@ import java.util.concurrent.TimeUnit;
  *   <li>{@code contiguousVector}: that loop with Vector API FMA dot products and weighted sums
  *       (HEAD_DIM is a multiple of every species length), so layout and arithmetic can be told apart;</li>
  *   <li>{@code copy}: {@code MemorySegment.copy} of as many bytes as the F32 cache holds, for the
- *       machine's effective bandwidth ({@code bytes / time}) at that size.</li>
+ *       machine's effective bandwidth ({@code bytes / time}) at that size;</li>
+ *   <li>{@code copySplit2}: the same copy split in two halves on the {@link #SPLIT_THREADS} pool
+ *       threads, the baseline for {@code pagedSplit2} (one core may not saturate the memory
+ *       system).</li>
  * </ul>
  * Effective decode bandwidth = bytes of K and V read ({@code tokens * kvDim * 2 * bytesPerElement},
  * metadata included) / time. Quote results only as ratios within one run.
@@ -152,9 +155,24 @@ public class PagedAttentionBenchmark {
         Arena arena;
         MemorySegment src;
         MemorySegment dst;
+        ForkJoinPool pool;
+        java.util.concurrent.Callable<Void>[] halves;
 
+        @SuppressWarnings("unchecked")
         @Setup(Level.Trial)
         public void setup() {
+            pool = new ForkJoinPool(SPLIT_THREADS);
+            halves = new java.util.concurrent.Callable[SPLIT_THREADS];
+            for (int t = 0; t < SPLIT_THREADS; t++) {
+                int part = t;
+                halves[t] = () -> {
+                    long size = src.byteSize();
+                    long from = size * part / SPLIT_THREADS;
+                    long to = size * (part + 1) / SPLIT_THREADS;
+                    MemorySegment.copy(src, from, dst, from, to - from);
+                    return null;
+                };
+            }
             arena = Arena.ofShared();
             long bytes = (long) tokens * KV_DIM * Float.BYTES * 2;
             src = arena.allocate(bytes, 64);
@@ -165,6 +183,7 @@ public class PagedAttentionBenchmark {
 
         @TearDown(Level.Trial)
         public void tearDown() {
+            pool.shutdown();
             arena.close();
         }
     }
@@ -289,5 +308,13 @@ public class PagedAttentionBenchmark {
     @Benchmark
     public void copy(Copy s) {
         MemorySegment.copy(s.src, 0, s.dst, 0, s.src.byteSize());
+    }
+
+    /** {@link #copy} in {@link #SPLIT_THREADS} halves on as many threads. */
+    @Benchmark
+    public void copySplit2(Copy s) throws Exception {
+        for (var f : s.pool.invokeAll(java.util.List.of(s.halves))) {
+            f.get();
+        }
     }
 }
