@@ -3,21 +3,29 @@ package dev.kvcache.quant;
 import dev.kvcache.KvFormats;
 import dev.kvcache.Quantizer;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** KIVI layouts on hand-derived vectors; role selection in Quantizers. */
+/** KIVI layouts on hand-derived vectors, for every provider (scalar and Vector API); role selection in Quantizers. */
 class KiviTest {
 
-    @Test
-    void keysArePerChannelAcrossTokens() {
+    static List<KernelProvider> providers() {
+        return Quantizers.availableProviders();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("providers")
+    void keysArePerChannelAcrossTokens(KernelProvider p) {
         // x[r][c] = c + 1.5 r, r < 3: per channel min c, max c + 3, scale (3 - 0)/3 = 1 (exact in fp16),
         // codes round(1.5 r) = 0, 2, 3 at bits 0, 2, 4 of the channel's single code byte: 0x38.
         int rows = 3, dim = 32;
@@ -27,7 +35,7 @@ class KiviTest {
                 x[r * dim + c] = c + 1.5f * r;
             }
         }
-        Quantizer k = Quantizers.keys(KvFormats.KIVI_2);
+        Quantizer k = Quantizers.codec(p, KvFormats.KIVI_2, true);
         assertEquals(KvFormats.KIVI_2.keyBytes(rows, dim), k.encodedBytes(rows, dim));
         assertEquals(dim * (1 + 4), k.encodedBytes(rows, dim));
         ByteBuffer b = ByteBuffer.allocate((int) k.encodedBytes(rows, dim)).order(ByteOrder.LITTLE_ENDIAN);
@@ -43,10 +51,11 @@ class KiviTest {
         assertEquals(3f + 31, back[2 * dim + 31]);
     }
 
-    @Test
-    void valuesArePerTokenGroupsOf32() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("providers")
+    void valuesArePerTokenGroupsOf32(KernelProvider p) {
         // one token, 32 channels, x_j = j: min 0, scale 31/15 -> fp16, codes round(j / s), nibble pairs
-        Quantizer v = Quantizers.values(KvFormats.KIVI_4);
+        Quantizer v = Quantizers.codec(p, KvFormats.KIVI_4, false);
         int dim = 32;
         float[] x = new float[dim];
         for (int j = 0; j < dim; j++) {
@@ -62,6 +71,11 @@ class KiviTest {
         for (int j = 0; j < dim; j += 2) {
             int lo = Math.min(15, Math.round(j / s)), hi = Math.min(15, Math.round((j + 1) / s));
             assertEquals(lo | hi << 4, b.get(4 + j / 2) & 0xFF, "byte " + j / 2);
+        }
+        float[] back = new float[dim];
+        v.decode(MemorySegment.ofArray(b.array()), 1, dim, back);
+        for (int j = 0; j < dim; j++) {
+            assertEquals(Math.min(15, Math.round(j / s)) * s, back[j], "value " + j);
         }
     }
 

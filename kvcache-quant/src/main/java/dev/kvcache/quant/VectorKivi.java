@@ -1,0 +1,576 @@
+package dev.kvcache.quant;
+
+import dev.kvcache.KvFormat;
+import dev.kvcache.KvFormats;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+import static dev.kvcache.quant.Bits.I16;
+import static dev.kvcache.quant.Bits.I8;
+import static dev.kvcache.quant.VectorProvider.F;
+import static dev.kvcache.quant.VectorProvider.I;
+import static dev.kvcache.quant.VectorProvider.L;
+import static dev.kvcache.quant.VectorProvider.LE_ORDER;
+import static dev.kvcache.quant.VectorProvider.S;
+import static dev.kvcache.quant.VectorProvider.floatToHalf;
+import static dev.kvcache.quant.VectorProvider.halfToFloat;
+import static jdk.incubator.vector.VectorOperators.ADD;
+import static jdk.incubator.vector.VectorOperators.F2I;
+import static jdk.incubator.vector.VectorOperators.GE;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LE;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.MAX;
+import static jdk.incubator.vector.VectorOperators.MIN;
+import static jdk.incubator.vector.VectorOperators.OR;
+
+/*
+ * Vector API codecs for KIVI_4 / KIVI_2 (byte layout: see KiviCodecs). They extend the same
+ * BlockCodec / RowCodec bases as the scalar KiviCodecs, so every argument check is the same code.
+ *
+ * Unpacking codes. Codes are packed little-endian, b bits each, so L consecutive codes (L = 8 or 16
+ * lanes of VectorProvider.F) are L*b = 16, 32 or 64 consecutive bits. They are read as one scalar
+ * word (short, int or long), broadcast to an IntVector (the upper 32 bits blended into the lanes
+ * i with i*b >= 32), shifted right per lane by (i*b) mod 32 and masked with 2^b - 1: lane i holds
+ * code i. Six vector instructions for L codes, no gathers, no tables.
+ *
+ * Values (per token, groups of 32 channels): channels are the lanes. A group is 32/L chunks of L
+ * codes; each chunk is one word at a fixed offset of the group, so there are no tails (dim is a
+ * multiple of 32).
+ *
+ * Keys (per channel across the block's tokens): a channel's codes for all tokens are contiguous,
+ * so the fused kernels put TOKENS in the lanes: for each channel c, the codes of tokens
+ * r0 .. r0+L-1 unpack into one vector; dotRows FMAs it by the broadcast q[c] into L token scores
+ * at once, accumulateRows multiplies it by the L token weights and reduces it into acc[c]. The last
+ * chunk of a channel may be short (rows not a multiple of L): only its cb - r0*b/8 bytes are read,
+ * never the next channel's or past the slice, and lanes >= count are masked off before they can
+ * reach a sum (a lane past count may hold another token's code, and mn + s*code can be infinite
+ * for raw bytes, and 0 * infinity is NaN). Single-row decode needs one code per channel, strided cb
+ * bytes apart; those bytes are extracted scalar into dst (dst is the scratch) and the fp16 scales
+ * and minimums, contiguous per channel, are converted and applied with vectors.
+ *
+ * Precision. Every element is rebuilt as decode does, (float) code * s + mn (multiply, then add:
+ * no FMA, so decode is bit-identical to the scalar decode), before it is multiplied by q or w.
+ * Factoring the key dot product as sum_c q_c mn_c + sum_c (q_c s_c) code_{c,t} would save one
+ * vector FMA per channel, but its rounding error is relative to sum |q_c mn_c|, not to
+ * sum |q_c k_{c,t}|: a channel whose minimum is large and opposite to s*code (values near zero in
+ * a channel ranging from -1000 to 0) loses the small dot product to cancellation. The kernels are
+ * bound by the unpack work and by memory, so the extra FMA costs little.
+ *
+ * Encoding is byte-identical to the scalar encoder (tested): min/max and the fp16 scale and
+ * minimum use vector min/max (Math.min/max semantics, -0.0 included) and the exact branch-free fp16
+ * rounding of VectorProvider; value codes use the exact Math.round of a non-negative float as
+ * truncate-then-adjust on the exact fraction. Key codes stay scalar (they pack across tokens, i.e.
+ * across rows of the input, which a lane-per-channel vector cannot write contiguously), reading the
+ * scale and minimum back from the bytes just written.
+ */
+final class VectorKivi {
+
+    private VectorKivi() {
+    }
+
+    static final int G = KvFormats.GROUP;
+    static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    /** Per-lane right shift (i*b) mod 32 of lane i, for b = 4 (index 0) and b = 2 (index 1). */
+    private static final int[][] SHIFTS = new int[2][L];
+    /** Lanes whose code lies in the upper 32 bits of the word (i*b >= 32). */
+    private static final boolean[][] HIGH = new boolean[2][L];
+
+    static {
+        for (int k = 0; k < 2; k++) {
+            int b = k == 0 ? 4 : 2;
+            for (int i = 0; i < L; i++) {
+                SHIFTS[k][i] = (i * b) & 31;
+                HIGH[k][i] = i * b >= 32;
+            }
+        }
+    }
+
+    private static int table(int b) {
+        return b == 4 ? 0 : 1;
+    }
+
+    static IntVector shifts(int b) {
+        return IntVector.fromArray(I, SHIFTS[table(b)], 0);
+    }
+
+    static VectorMask<Integer> high(int b) {
+        return VectorMask.fromArray(I, HIGH[table(b)], 0);
+    }
+
+    /** The L codes packed in {@code word} (bits [i*b, i*b+b) is code i) as floats. */
+    static FloatVector unpack(long word, IntVector sh, VectorMask<Integer> hi, int levels) {
+        IntVector v = IntVector.broadcast(I, (int) word).blend((int) (word >>> 32), hi);
+        return (FloatVector) v.lanewise(LSHR, sh).and(levels).convert(I2F, 0);
+    }
+
+    /** {@code n} (1..8) little-endian bytes at {@code at} as the low bytes of a long. */
+    static long word(MemorySegment s, long at, int n) {
+        switch (n) {
+            case 8:
+                return s.get(I64, at);
+            case 4:
+                return s.get(I32, at) & 0xFFFF_FFFFL;
+            case 2:
+                return s.get(I16, at) & 0xFFFFL;
+            default:
+                long w = 0;
+                for (int i = 0; i < n; i++) {
+                    w |= (s.get(I8, at + i) & 0xFFL) << (8 * i);
+                }
+                return w;
+        }
+    }
+
+    /** Writes the low {@code n} (2, 4 or 8) bytes of {@code w} little-endian at {@code at}. */
+    static void putWord(MemorySegment s, long at, int n, long w) {
+        switch (n) {
+            case 8 -> s.set(I64, at, w);
+            case 4 -> s.set(I32, at, (int) w);
+            default -> s.set(I16, at, (short) w);
+        }
+    }
+
+    /** Vector check of finite and |x| <= 65504; on a miss the scalar check throws its exact message. */
+    static void validate(KvFormat f, float[] src, int off, int n) {
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            // NaN compares false, so NaN and infinities fail this too
+            if (!FloatVector.fromArray(F, src, off + i).abs().compare(LE, Bits.F16_MAX).allTrue()) {
+                break;
+            }
+        }
+        KiviCodecs.validate(f, src, off + i, n - i);
+    }
+
+    // ================================================================== keys
+
+    static final class Keys extends BlockCodec {
+        private final int b;
+        private final int levels;
+        /** Bytes of L codes: one unpack chunk (2, 4 or 8). */
+        private final int chunkBytes;
+
+        Keys(KvFormat f) {
+            super(f, true);
+            b = KiviCodecs.bits(f);
+            levels = (1 << b) - 1;
+            chunkBytes = L * b / 8;
+        }
+
+        private long codeBytes(int rows) {
+            return ((long) rows * b + 7) / 8;
+        }
+
+        @Override
+        long sliceBytes0(int rows, int dim) {
+            return dim * (codeBytes(rows) + 4);
+        }
+
+        @Override
+        void validate(float[] src, int off, int rows, int dim) {
+            VectorKivi.validate(format(), src, off, rows * dim);
+        }
+
+        /*
+         * Per-channel min and max with channels in lanes (row r of the input is contiguous), fp16
+         * scale and minimum for L channels at a time; then the codes, scalar, per channel.
+         */
+        @Override
+        void encode0(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
+            for (int c = 0; c < dim; c += L) {
+                FloatVector mnv = FloatVector.fromArray(F, src, srcOff + c);
+                FloatVector mxv = mnv;
+                for (int r = 1; r < rows; r++) {
+                    FloatVector x = FloatVector.fromArray(F, src, srcOff + r * dim + c);
+                    mnv = mnv.min(x);
+                    mxv = mxv.max(x);
+                }
+                ShortVector mn16 = floatToHalf(mnv);
+                ShortVector s16 = floatToHalf(mxv.sub(halfToFloat(mn16)).max(0f).div(levels));
+                s16.intoMemorySegment(dst, dstOff + 2L * c, LE_ORDER);
+                mn16.intoMemorySegment(dst, dstOff + 2L * dim + 2L * c, LE_ORDER);
+            }
+            long cb = codeBytes(rows);
+            int perByte = 8 / b;
+            for (int c = 0; c < dim; c++) {
+                float s = Bits.fromF16(dst.get(I16, dstOff + 2L * c));
+                float mn = Bits.fromF16(dst.get(I16, dstOff + 2L * dim + 2L * c));
+                long codes = dstOff + 4L * dim + c * cb;
+                for (int k = 0; k < cb; k++) {
+                    int v = 0;
+                    for (int i = 0; i < perByte; i++) {
+                        int r = k * perByte + i;
+                        if (r < rows) {
+                            v |= KiviCodecs.code(src[srcOff + r * dim + c], mn, s, levels) << (i * b);
+                        }
+                    }
+                    dst.set(I8, codes + k, (byte) v);
+                }
+            }
+        }
+
+        /* One code per channel, cb bytes apart: extracted scalar into dst, then (float) code * s + mn in vectors. */
+        @Override
+        void decodeRow0(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
+            long cb = codeBytes(rows);
+            int bit = row * b;
+            long codes = off + 4L * dim + (bit >>> 3);
+            int shift = bit & 7;
+            for (int c = 0; c < dim; c++) {
+                dst[dstOff + c] = (src.get(I8, codes + c * cb) >> shift) & levels;
+            }
+            for (int c = 0; c < dim; c += L) {
+                FloatVector s = halfToFloat(ShortVector.fromMemorySegment(S, src, off + 2L * c, LE_ORDER));
+                FloatVector mn = halfToFloat(ShortVector.fromMemorySegment(S, src, off + 2L * dim + 2L * c, LE_ORDER));
+                FloatVector.fromArray(F, dst, dstOff + c).mul(s).add(mn).intoArray(dst, dstOff + c);
+            }
+        }
+
+        /** Channel c's codes of tokens r0 .. r0+L-1 (short last chunk read exactly), as mn + s * code. */
+        private FloatVector tokens(MemorySegment slice, long off, int dim, long cb, int c, int r0,
+                                   IntVector sh, VectorMask<Integer> hi) {
+            long start = (long) r0 * b / 8;
+            int n = (int) Math.min(chunkBytes, cb - start);
+            float s = Bits.fromF16(slice.get(I16, off + 2L * c));
+            float mn = Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c));
+            long w = word(slice, off + 4L * dim + c * cb + start, n);
+            return unpack(w, sh, hi, levels).mul(s).add(mn);
+        }
+
+        /* Tokens in lanes: per channel one unpack, one FMA into the L scores; two chains (even/odd channels). */
+        @Override
+        void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                      float[] q, int qOff, float scale, float[] scores, int sOff) {
+            long cb = codeBytes(rows);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            for (int r0 = 0; r0 < count; r0 += L) {
+                FloatVector a0 = FloatVector.zero(F), a1 = a0;
+                for (int c = 0; c < dim; c += 2) {
+                    a0 = tokens(slice, off, dim, cb, c, r0, sh, hi).fma(FloatVector.broadcast(F, q[qOff + c]), a0);
+                    a1 = tokens(slice, off, dim, cb, c + 1, r0, sh, hi).fma(FloatVector.broadcast(F, q[qOff + c + 1]), a1);
+                }
+                a0.add(a1).mul(scale).intoArray(scores, sOff + r0, F.indexInRange(r0, count));
+            }
+        }
+
+        /* Four heads at a time: each channel's token vector is unpacked once and FMA'd by four queries. */
+        @Override
+        void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+            long cb = codeBytes(rows);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+                int s0 = sOff + j * rows;
+                for (int r0 = 0; r0 < count; r0 += L) {
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    for (int c = 0; c < dim; c++) {
+                        FloatVector k = tokens(slice, off, dim, cb, c, r0, sh, hi);
+                        a0 = k.fma(FloatVector.broadcast(F, q[q0 + c]), a0);
+                        a1 = k.fma(FloatVector.broadcast(F, q[q1 + c]), a1);
+                        a2 = k.fma(FloatVector.broadcast(F, q[q2 + c]), a2);
+                        a3 = k.fma(FloatVector.broadcast(F, q[q3 + c]), a3);
+                    }
+                    VectorMask<Float> m = F.indexInRange(r0, count);
+                    a0.mul(scale).intoArray(scores, s0 + r0, m);
+                    a1.mul(scale).intoArray(scores, s0 + rows + r0, m);
+                    a2.mul(scale).intoArray(scores, s0 + 2 * rows + r0, m);
+                    a3.mul(scale).intoArray(scores, s0 + 3 * rows + r0, m);
+                }
+            }
+            for (; j < heads; j++) {
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            }
+        }
+
+        /* Tokens in lanes: per channel, the token vector times the weights, reduced into acc[c]. */
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            long cb = codeBytes(rows);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            for (int c = 0; c < dim; c++) {
+                FloatVector t = FloatVector.zero(F);
+                for (int r0 = 0; r0 < count; r0 += L) {
+                    VectorMask<Float> m = F.indexInRange(r0, count);
+                    FloatVector k = tokens(slice, off, dim, cb, c, r0, sh, hi).blend(0f, m.not());
+                    t = k.fma(FloatVector.fromArray(F, w, wOff + r0, m), t);
+                }
+                acc[aOff + c] += t.reduceLanes(ADD);
+            }
+        }
+
+        /* Four heads at a time: one unpack per channel and chunk, four weight vectors, four reductions. */
+        @Override
+        void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+            long cb = codeBytes(rows);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+                int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+                for (int c = 0; c < dim; c++) {
+                    FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0;
+                    for (int r0 = 0; r0 < count; r0 += L) {
+                        VectorMask<Float> m = F.indexInRange(r0, count);
+                        FloatVector k = tokens(slice, off, dim, cb, c, r0, sh, hi).blend(0f, m.not());
+                        t0 = k.fma(FloatVector.fromArray(F, w, w0 + r0, m), t0);
+                        t1 = k.fma(FloatVector.fromArray(F, w, w1 + r0, m), t1);
+                        t2 = k.fma(FloatVector.fromArray(F, w, w2 + r0, m), t2);
+                        t3 = k.fma(FloatVector.fromArray(F, w, w3 + r0, m), t3);
+                    }
+                    acc[c0 + c] += t0.reduceLanes(ADD);
+                    acc[c1 + c] += t1.reduceLanes(ADD);
+                    acc[c2 + c] += t2.reduceLanes(ADD);
+                    acc[c3 + c] += t3.reduceLanes(ADD);
+                }
+            }
+            for (; j < heads; j++) {
+                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            }
+        }
+    }
+
+    // ================================================================== values
+
+    static final class Values extends RowCodec {
+        private final int b;
+        private final int levels;
+        private final int groupBytes;
+        /** Bytes of L codes: one unpack chunk (2, 4 or 8); a group's codes are 32/L chunks. */
+        private final int chunkBytes;
+
+        Values(KvFormat f) {
+            super(f, false);
+            b = KiviCodecs.bits(f);
+            levels = (1 << b) - 1;
+            groupBytes = 4 + G * b / 8;
+            chunkBytes = L * b / 8;
+        }
+
+        @Override
+        long rowBytes0(int dim) {
+            return (long) (dim / G) * groupBytes;
+        }
+
+        @Override
+        void validateRow(float[] src, int off, int dim) {
+            VectorKivi.validate(format(), src, off, dim);
+        }
+
+        /*
+         * Per group: vector min/max, scalar fp16 metadata (as the scalar encoder), then per chunk of
+         * L channels code = clamp(round((x - mn) / s), 0, levels), Math.round done exactly as
+         * truncate-then-adjust (y - trunc(y) is exact; negative y all clamp to 0 either way), and
+         * the L codes OR-packed into one word by a shifted lane reduction.
+         */
+        @Override
+        void encodeRow0(float[] src, int srcOff, int dim, MemorySegment dst, long dstOff) {
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            VectorMask<Integer> lo = hi.not();
+            for (int g = 0; g < dim / G; g++) {
+                int x = srcOff + g * G;
+                long o = dstOff + (long) g * groupBytes;
+                FloatVector mnv = FloatVector.fromArray(F, src, x), mxv = mnv;
+                for (int k = L; k < G; k += L) {
+                    FloatVector v = FloatVector.fromArray(F, src, x + k);
+                    mnv = mnv.min(v);
+                    mxv = mxv.max(v);
+                }
+                short mn16 = Bits.toF16(mnv.reduceLanes(MIN));
+                float mn = Bits.fromF16(mn16);
+                short s16 = Bits.toF16(Math.max(0f, mxv.reduceLanes(MAX) - mn) / levels);
+                float s = Bits.fromF16(s16);
+                dst.set(I16, o, s16);
+                dst.set(I16, o + 2, mn16);
+                for (int k = 0; k < G / L; k++) {
+                    long word = 0;
+                    if (s != 0f) {
+                        FloatVector y = FloatVector.fromArray(F, src, x + k * L).sub(mn).div(s);
+                        IntVector t = (IntVector) y.convert(F2I, 0);
+                        FloatVector frac = y.sub((FloatVector) t.convert(I2F, 0));
+                        t = t.add(1, frac.compare(GE, 0.5f).cast(I)).max(0).min(levels).lanewise(LSHL, sh);
+                        word = (t.reduceLanes(OR, lo) & 0xFFFF_FFFFL) | ((long) t.reduceLanes(OR, hi) << 32);
+                    }
+                    putWord(dst, o + 4 + (long) k * chunkBytes, chunkBytes, word);
+                }
+            }
+        }
+
+        @Override
+        void decodeRow0(MemorySegment src, long off, int dim, float[] dst, int dstOff) {
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            for (int g = 0; g < dim / G; g++) {
+                long o = off + (long) g * groupBytes;
+                float s = Bits.fromF16(src.get(I16, o));
+                float mn = Bits.fromF16(src.get(I16, o + 2));
+                for (int k = 0; k < G / L; k++) {
+                    unpack(word(src, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
+                            .mul(s).add(mn).intoArray(dst, dstOff + g * G + k * L);
+                }
+            }
+        }
+
+        @Override
+        float dotRow0(MemorySegment src, long off, int dim, float[] q, int qOff) {
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            FloatVector a0 = FloatVector.zero(F), a1 = a0;
+            for (int g = 0; g < dim / G; g++) {
+                long o = off + (long) g * groupBytes;
+                float s = Bits.fromF16(src.get(I16, o));
+                float mn = Bits.fromF16(src.get(I16, o + 2));
+                // two chains: a group is two or four chunks
+                for (int k = 0; k < G / L; k += 2) {
+                    int e = qOff + g * G + k * L;
+                    a0 = unpack(word(src, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
+                            .mul(s).add(mn).fma(FloatVector.fromArray(F, q, e), a0);
+                    a1 = unpack(word(src, o + 4 + (long) (k + 1) * chunkBytes, chunkBytes), sh, hi, levels)
+                            .mul(s).add(mn).fma(FloatVector.fromArray(F, q, e + L), a1);
+                }
+            }
+            return a0.add(a1).reduceLanes(ADD);
+        }
+
+        /* Four heads at a time: each chunk of a row is unpacked once and FMA'd by four queries. */
+        @Override
+        void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+            long rb = rowBytes0(dim);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+                int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+                long ro = off;
+                for (int r = 0; r < count; r++, ro += rb) {
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    for (int g = 0; g < dim / G; g++) {
+                        long o = ro + (long) g * groupBytes;
+                        float s = Bits.fromF16(slice.get(I16, o));
+                        float mn = Bits.fromF16(slice.get(I16, o + 2));
+                        for (int k = 0; k < G / L; k++) {
+                            FloatVector v = unpack(word(slice, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
+                                    .mul(s).add(mn);
+                            int e = g * G + k * L;
+                            a0 = v.fma(FloatVector.fromArray(F, q, q0 + e), a0);
+                            a1 = v.fma(FloatVector.fromArray(F, q, q1 + e), a1);
+                            a2 = v.fma(FloatVector.fromArray(F, q, q2 + e), a2);
+                            a3 = v.fma(FloatVector.fromArray(F, q, q3 + e), a3);
+                        }
+                    }
+                    scores[s0 + r] = scale * a0.reduceLanes(ADD);
+                    scores[s1 + r] = scale * a1.reduceLanes(ADD);
+                    scores[s2 + r] = scale * a2.reduceLanes(ADD);
+                    scores[s3 + r] = scale * a3.reduceLanes(ADD);
+                }
+            }
+            for (; j < heads; j++) {
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            }
+        }
+
+        @Override
+        void axpyRow0(MemorySegment src, long off, int dim, float w, float[] acc, int aOff) {
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            FloatVector wv = FloatVector.broadcast(F, w);
+            for (int g = 0; g < dim / G; g++) {
+                long o = off + (long) g * groupBytes;
+                float s = Bits.fromF16(src.get(I16, o));
+                float mn = Bits.fromF16(src.get(I16, o + 2));
+                for (int k = 0; k < G / L; k++) {
+                    int a = aOff + g * G + k * L;
+                    unpack(word(src, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
+                            .mul(s).add(mn).fma(wv, FloatVector.fromArray(F, acc, a)).intoArray(acc, a);
+                }
+            }
+        }
+
+        /*
+         * Chunk outer, rows inner: one L-channel chunk of acc stays in a register across all rows,
+         * so acc is loaded and stored once per slice rather than once per row.
+         */
+        @Override
+        void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
+                             float[] w, int wOff, float[] acc, int aOff) {
+            long rb = rowBytes0(dim);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            for (int g = 0; g < dim / G; g++) {
+                for (int k = 0; k < G / L; k++) {
+                    int a = aOff + g * G + k * L;
+                    FloatVector t = FloatVector.fromArray(F, acc, a);
+                    long o = off + (long) g * groupBytes;
+                    for (int r = 0; r < count; r++, o += rb) {
+                        float s = Bits.fromF16(slice.get(I16, o));
+                        float mn = Bits.fromF16(slice.get(I16, o + 2));
+                        t = unpack(word(slice, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
+                                .mul(s).add(mn).fma(FloatVector.broadcast(F, w[wOff + r]), t);
+                    }
+                    t.intoArray(acc, a);
+                }
+            }
+        }
+
+        /* Four heads at a time, chunk outer, rows inner: four acc chunks in registers, one unpack per row. */
+        @Override
+        void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+            long rb = rowBytes0(dim);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            int j = 0;
+            for (; j + 4 <= heads; j += 4) {
+                int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+                int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+                for (int g = 0; g < dim / G; g++) {
+                    for (int k = 0; k < G / L; k++) {
+                        int e = g * G + k * L;
+                        FloatVector t0 = FloatVector.fromArray(F, acc, c0 + e);
+                        FloatVector t1 = FloatVector.fromArray(F, acc, c1 + e);
+                        FloatVector t2 = FloatVector.fromArray(F, acc, c2 + e);
+                        FloatVector t3 = FloatVector.fromArray(F, acc, c3 + e);
+                        long o = off + (long) g * groupBytes;
+                        for (int r = 0; r < count; r++, o += rb) {
+                            float s = Bits.fromF16(slice.get(I16, o));
+                            float mn = Bits.fromF16(slice.get(I16, o + 2));
+                            FloatVector v = unpack(word(slice, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
+                                    .mul(s).add(mn);
+                            t0 = v.fma(FloatVector.broadcast(F, w[w0 + r]), t0);
+                            t1 = v.fma(FloatVector.broadcast(F, w[w1 + r]), t1);
+                            t2 = v.fma(FloatVector.broadcast(F, w[w2 + r]), t2);
+                            t3 = v.fma(FloatVector.broadcast(F, w[w3 + r]), t3);
+                        }
+                        t0.intoArray(acc, c0 + e);
+                        t1.intoArray(acc, c1 + e);
+                        t2.intoArray(acc, c2 + e);
+                        t3.intoArray(acc, c3 + e);
+                    }
+                }
+            }
+            for (; j < heads; j++) {
+                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            }
+        }
+    }
+}
