@@ -107,6 +107,8 @@ final class VectorProvider implements KernelProvider {
             return new Q4Codec(keys);
         } else if (f == KvFormats.FP8_E4M3 || f == KvFormats.FP8_E5M2) {
             return new Fp8(f, keys);
+        } else if (f == KvFormats.KIVI_4 || f == KvFormats.KIVI_2) {
+            return keys ? new VectorKivi.Keys(f) : new VectorKivi.Values(f);
         }
         return null;
     }
