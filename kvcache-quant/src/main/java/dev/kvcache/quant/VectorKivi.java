@@ -56,8 +56,9 @@ import static jdk.incubator.vector.VectorOperators.OR;
  * bytes apart; those bytes are extracted scalar into dst (dst is the scratch) and the fp16 scales
  * and minimums, contiguous per channel, are converted and applied with vectors.
  *
- * Precision. Every element is rebuilt as decode does, (float) code * s + mn (multiply, then add:
- * no FMA, so decode is bit-identical to the scalar decode), before it is multiplied by q or w.
+ * Precision. Every element is rebuilt as decode does, mn + s * code, before it is multiplied by q
+ * or w. s is an fp16 value (11 significant bits) and code < 16, so s * code is exact in float and
+ * the only rounding is the add: one FMA gives the scalar decode's mn + s*code bit for bit.
  * Factoring the key dot product as sum_c q_c mn_c + sum_c (q_c s_c) code_{c,t} would save one
  * vector FMA per channel, but its rounding error is relative to sum |q_c mn_c|, not to
  * sum |q_c k_{c,t}|: a channel whose minimum is large and opposite to s*code (values near zero in
@@ -219,7 +220,7 @@ final class VectorKivi {
             }
         }
 
-        /* One code per channel, cb bytes apart: extracted scalar into dst, then (float) code * s + mn in vectors. */
+        /* One code per channel, cb bytes apart: extracted scalar into dst, then mn + s * code in vectors. */
         @Override
         void decodeRow0(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
             long cb = codeBytes(rows);
@@ -232,7 +233,7 @@ final class VectorKivi {
             for (int c = 0; c < dim; c += L) {
                 FloatVector s = halfToFloat(ShortVector.fromMemorySegment(S, src, off + 2L * c, LE_ORDER));
                 FloatVector mn = halfToFloat(ShortVector.fromMemorySegment(S, src, off + 2L * dim + 2L * c, LE_ORDER));
-                FloatVector.fromArray(F, dst, dstOff + c).mul(s).add(mn).intoArray(dst, dstOff + c);
+                FloatVector.fromArray(F, dst, dstOff + c).fma(s, mn).intoArray(dst, dstOff + c);
             }
         }
 
@@ -244,7 +245,7 @@ final class VectorKivi {
             float s = Bits.fromF16(slice.get(I16, off + 2L * c));
             float mn = Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c));
             long w = word(slice, off + 4L * dim + c * cb + start, n);
-            return unpack(w, sh, hi, levels).mul(s).add(mn);
+            return unpack(w, sh, hi, levels).fma(s, mn);
         }
 
         /* Tokens in lanes: per channel one unpack, one FMA into the L scores; two chains (even/odd channels). */
@@ -424,7 +425,7 @@ final class VectorKivi {
                 float mn = Bits.fromF16(src.get(I16, o + 2));
                 for (int k = 0; k < G / L; k++) {
                     unpack(word(src, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
-                            .mul(s).add(mn).intoArray(dst, dstOff + g * G + k * L);
+                            .fma(s, mn).intoArray(dst, dstOff + g * G + k * L);
                 }
             }
         }
@@ -442,9 +443,9 @@ final class VectorKivi {
                 for (int k = 0; k < G / L; k += 2) {
                     int e = qOff + g * G + k * L;
                     a0 = unpack(word(src, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
-                            .mul(s).add(mn).fma(FloatVector.fromArray(F, q, e), a0);
+                            .fma(s, mn).fma(FloatVector.fromArray(F, q, e), a0);
                     a1 = unpack(word(src, o + 4 + (long) (k + 1) * chunkBytes, chunkBytes), sh, hi, levels)
-                            .mul(s).add(mn).fma(FloatVector.fromArray(F, q, e + L), a1);
+                            .fma(s, mn).fma(FloatVector.fromArray(F, q, e + L), a1);
                 }
             }
             return a0.add(a1).reduceLanes(ADD);
@@ -470,7 +471,7 @@ final class VectorKivi {
                         float mn = Bits.fromF16(slice.get(I16, o + 2));
                         for (int k = 0; k < G / L; k++) {
                             FloatVector v = unpack(word(slice, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
-                                    .mul(s).add(mn);
+                                    .fma(s, mn);
                             int e = g * G + k * L;
                             a0 = v.fma(FloatVector.fromArray(F, q, q0 + e), a0);
                             a1 = v.fma(FloatVector.fromArray(F, q, q1 + e), a1);
@@ -501,7 +502,7 @@ final class VectorKivi {
                 for (int k = 0; k < G / L; k++) {
                     int a = aOff + g * G + k * L;
                     unpack(word(src, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
-                            .mul(s).add(mn).fma(wv, FloatVector.fromArray(F, acc, a)).intoArray(acc, a);
+                            .fma(s, mn).fma(wv, FloatVector.fromArray(F, acc, a)).intoArray(acc, a);
                 }
             }
         }
@@ -525,7 +526,7 @@ final class VectorKivi {
                         float s = Bits.fromF16(slice.get(I16, o));
                         float mn = Bits.fromF16(slice.get(I16, o + 2));
                         t = unpack(word(slice, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
-                                .mul(s).add(mn).fma(FloatVector.broadcast(F, w[wOff + r]), t);
+                                .fma(s, mn).fma(FloatVector.broadcast(F, w[wOff + r]), t);
                     }
                     t.intoArray(acc, a);
                 }
@@ -555,7 +556,7 @@ final class VectorKivi {
                             float s = Bits.fromF16(slice.get(I16, o));
                             float mn = Bits.fromF16(slice.get(I16, o + 2));
                             FloatVector v = unpack(word(slice, o + 4 + (long) k * chunkBytes, chunkBytes), sh, hi, levels)
-                                    .mul(s).add(mn);
+                                    .fma(s, mn);
                             t0 = v.fma(FloatVector.broadcast(F, w[w0 + r]), t0);
                             t1 = v.fma(FloatVector.broadcast(F, w[w1 + r]), t1);
                             t2 = v.fma(FloatVector.broadcast(F, w[w2 + r]), t2);
