@@ -6,6 +6,7 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorShuffle;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -153,6 +154,22 @@ final class VectorKivi {
         KiviCodecs.validate(f, src, off + i, n - i);
     }
 
+    /** Lanes 2i of (a, b) and lanes 2i+1 of (a, b): the low and high int words of L 8-byte channel words. */
+    private static final VectorShuffle<Integer> EVEN;
+    private static final VectorShuffle<Integer> ODD;
+
+    static {
+        int[] even = new int[L], odd = new int[L];
+        for (int i = 0; i < L; i++) {
+            // indexes >= L are "exceptional": rearrange(s, v) takes them from v, lane index - L
+            int j = 2 * i < L ? 2 * i : 2 * i - 2 * L;
+            even[i] = j;
+            odd[i] = j + 1;
+        }
+        EVEN = VectorShuffle.fromArray(I, even, 0);
+        ODD = VectorShuffle.fromArray(I, odd, 0);
+    }
+
     // ================================================================== keys
 
     static final class Keys extends BlockCodec {
@@ -172,9 +189,64 @@ final class VectorKivi {
             return ((long) rows * b + 7) / 8;
         }
 
+        /*
+         * Channels in lanes. When a channel's codes take exactly 4 or 8 bytes (16 tokens, or 8 at
+         * 4 bits, 32 at 2 bits), the code words of L consecutive channels are one or two contiguous
+         * vector loads; with 8 bytes the low and high int words are split into two vectors by
+         * even/odd lane shuffles. Token r's codes for the L channels are then one uniform shift of
+         * word (r*b)/32: decode and accumulate need no per-element scalar work and no reductions.
+         */
+        private static boolean channelLanes(long cb) {
+            return cb == 4 || cb == 8;
+        }
+
+        /** Int word {@code w} (0, or 1 when cb == 8) of the code words of channels c .. c+L-1. */
+        private static IntVector channelWords(MemorySegment s, long codes, long cb, int c, int w) {
+            if (cb == 4) {
+                return IntVector.fromMemorySegment(I, s, codes + 4L * c, LE_ORDER);
+            }
+            IntVector v0 = IntVector.fromMemorySegment(I, s, codes + 8L * c, LE_ORDER);
+            IntVector v1 = IntVector.fromMemorySegment(I, s, codes + 8L * c + 4L * L, LE_ORDER);
+            return v0.rearrange(w == 0 ? EVEN : ODD, v1);
+        }
+
+        /** Token r's element of the L channels whose words are w0 (tokens with r*b < 32) and w1. */
+        private FloatVector channels(IntVector w0, IntVector w1, int r, FloatVector s, FloatVector mn) {
+            int bit = r * b;
+            return ((FloatVector) (bit < 32 ? w0 : w1).lanewise(LSHR, bit & 31).and(levels).convert(I2F, 0)).fma(s, mn);
+        }
+
+        private static FloatVector scales(MemorySegment s, long off, int c) {
+            return halfToFloat(ShortVector.fromMemorySegment(S, s, off + 2L * c, LE_ORDER));
+        }
+
+        private static FloatVector mins(MemorySegment s, long off, int dim, int c) {
+            return halfToFloat(ShortVector.fromMemorySegment(S, s, off + 2L * dim + 2L * c, LE_ORDER));
+        }
+
         @Override
         long sliceBytes0(int rows, int dim) {
             return dim * (codeBytes(rows) + 4);
+        }
+
+        /* Channels in lanes when cb is 4 or 8 (each chunk's words and metadata loaded once for all rows); else row by row. */
+        @Override
+        void decode0(MemorySegment src, long off, int rows, int dim, float[] dst, int dstOff) {
+            long cb = codeBytes(rows);
+            if (!channelLanes(cb)) {
+                super.decode0(src, off, rows, dim, dst, dstOff);
+                return;
+            }
+            long codes = off + 4L * dim;
+            for (int c = 0; c < dim; c += L) {
+                FloatVector s = scales(src, off, c);
+                FloatVector mn = mins(src, off, dim, c);
+                IntVector w0 = channelWords(src, codes, cb, c, 0);
+                IntVector w1 = cb == 8 ? channelWords(src, codes, cb, c, 1) : w0;
+                for (int r = 0; r < rows; r++) {
+                    channels(w0, w1, r, s, mn).intoArray(dst, dstOff + r * dim + c);
+                }
+            }
         }
 
         @Override
@@ -224,6 +296,14 @@ final class VectorKivi {
         @Override
         void decodeRow0(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
             long cb = codeBytes(rows);
+            if (channelLanes(cb)) {
+                int w = (row * b) >>> 5;
+                for (int c = 0; c < dim; c += L) {
+                    IntVector words = channelWords(src, off + 4L * dim, cb, c, w);
+                    channels(words, words, row, scales(src, off, c), mins(src, off, dim, c)).intoArray(dst, dstOff + c);
+                }
+                return;
+            }
             int bit = row * b;
             long codes = off + 4L * dim + (bit >>> 3);
             int shift = bit & 7;
@@ -231,9 +311,7 @@ final class VectorKivi {
                 dst[dstOff + c] = (src.get(I8, codes + c * cb) >> shift) & levels;
             }
             for (int c = 0; c < dim; c += L) {
-                FloatVector s = halfToFloat(ShortVector.fromMemorySegment(S, src, off + 2L * c, LE_ORDER));
-                FloatVector mn = halfToFloat(ShortVector.fromMemorySegment(S, src, off + 2L * dim + 2L * c, LE_ORDER));
-                FloatVector.fromArray(F, dst, dstOff + c).fma(s, mn).intoArray(dst, dstOff + c);
+                FloatVector.fromArray(F, dst, dstOff + c).fma(scales(src, off, c), mins(src, off, dim, c)).intoArray(dst, dstOff + c);
             }
         }
 
@@ -297,11 +375,30 @@ final class VectorKivi {
             }
         }
 
-        /* Tokens in lanes: per channel, the token vector times the weights, reduced into acc[c]. */
+        /*
+         * cb 4 or 8: channels in lanes, an L-channel chunk of acc in a register across the rows
+         * (one FMA per token, no reductions). Otherwise tokens in lanes: per channel, the token
+         * vector times the weights, reduced into acc[c].
+         */
         @Override
         void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
                              float[] w, int wOff, float[] acc, int aOff) {
             long cb = codeBytes(rows);
+            if (channelLanes(cb)) {
+                long codes = off + 4L * dim;
+                for (int c = 0; c < dim; c += L) {
+                    FloatVector s = scales(slice, off, c);
+                    FloatVector mn = mins(slice, off, dim, c);
+                    IntVector w0 = channelWords(slice, codes, cb, c, 0);
+                    IntVector w1 = cb == 8 ? channelWords(slice, codes, cb, c, 1) : w0;
+                    FloatVector a = FloatVector.fromArray(F, acc, aOff + c);
+                    for (int r = 0; r < count; r++) {
+                        a = channels(w0, w1, r, s, mn).fma(FloatVector.broadcast(F, w[wOff + r]), a);
+                    }
+                    a.intoArray(acc, aOff + c);
+                }
+                return;
+            }
             IntVector sh = shifts(b);
             VectorMask<Integer> hi = high(b);
             for (int c = 0; c < dim; c++) {
@@ -326,6 +423,32 @@ final class VectorKivi {
             for (; j + 4 <= heads; j += 4) {
                 int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
                 int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+                if (channelLanes(cb)) {
+                    // channels in lanes, four heads' acc chunks in registers, one unpack per token
+                    long codes = off + 4L * dim;
+                    for (int c = 0; c < dim; c += L) {
+                        FloatVector s = scales(slice, off, c);
+                        FloatVector mn = mins(slice, off, dim, c);
+                        IntVector lo = channelWords(slice, codes, cb, c, 0);
+                        IntVector up = cb == 8 ? channelWords(slice, codes, cb, c, 1) : lo;
+                        FloatVector t0 = FloatVector.fromArray(F, acc, c0 + c);
+                        FloatVector t1 = FloatVector.fromArray(F, acc, c1 + c);
+                        FloatVector t2 = FloatVector.fromArray(F, acc, c2 + c);
+                        FloatVector t3 = FloatVector.fromArray(F, acc, c3 + c);
+                        for (int r = 0; r < count; r++) {
+                            FloatVector k = channels(lo, up, r, s, mn);
+                            t0 = k.fma(FloatVector.broadcast(F, w[w0 + r]), t0);
+                            t1 = k.fma(FloatVector.broadcast(F, w[w1 + r]), t1);
+                            t2 = k.fma(FloatVector.broadcast(F, w[w2 + r]), t2);
+                            t3 = k.fma(FloatVector.broadcast(F, w[w3 + r]), t3);
+                        }
+                        t0.intoArray(acc, c0 + c);
+                        t1.intoArray(acc, c1 + c);
+                        t2.intoArray(acc, c2 + c);
+                        t3.intoArray(acc, c3 + c);
+                    }
+                    continue;
+                }
                 for (int c = 0; c < dim; c++) {
                     FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0;
                     for (int r0 = 0; r0 < count; r0 += L) {
