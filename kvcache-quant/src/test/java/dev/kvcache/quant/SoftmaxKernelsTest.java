@@ -69,6 +69,36 @@ class SoftmaxKernelsTest {
         }
     }
 
+    /** A dense sweep of exp over the whole range a softmax sees, [-88, 0], and past the clamp. */
+    @ParameterizedTest
+    @MethodSource("kernels")
+    void exponentialWithinTwoUlpsOverTheWholeRange(SoftmaxKernels k) {
+        int n = 200_003; // not a multiple of any vector length
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = -88f * i / (n - 1);
+        }
+        float[] x = a.clone();
+        k.expSum(a, 0, n, 0f);
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            double want = Math.exp(x[i]);
+            if (want < Float.MIN_NORMAL * 2) {
+                assertTrue(a[i] >= 0f && a[i] <= 2 * Float.MIN_NORMAL, "exp(" + x[i] + ") = " + a[i]);
+                continue;
+            }
+            double ulps = Math.abs(a[i] - want) / Math.ulp((float) want);
+            worst = Math.max(worst, ulps);
+            assertTrue(ulps <= 2, "exp(" + x[i] + ") = " + a[i] + ", want " + want + " (" + ulps + " ulps)");
+        }
+        assertTrue(worst > 0 || k instanceof ScalarSoftmax, "suspiciously exact: " + worst);
+        float[] inf = {Float.NEGATIVE_INFINITY, -1000f, -87.5f, 0f};
+        k.expSum(inf, 0, inf.length, 0f);
+        assertEquals(0f, inf[0]);
+        assertEquals(0f, inf[1]);
+        assertEquals(1f, inf[3]);
+    }
+
     @ParameterizedTest
     @MethodSource("kernels")
     void scaleTouchesOnlyTheRun(SoftmaxKernels k) {
