@@ -175,14 +175,17 @@ final class VectorKivi {
     static final class Keys extends BlockCodec {
         private final int b;
         private final int levels;
-        /** Bytes of L codes: one unpack chunk (2, 4 or 8). */
+        /** Bytes of L codes: one token-lane unpack chunk (2, 4 or 8). */
         private final int chunkBytes;
+        /** Tokens per int code word (8 or 16). */
+        private final int perWord;
 
         Keys(KvFormat f) {
             super(f, true);
             b = KiviCodecs.bits(f);
             levels = (1 << b) - 1;
             chunkBytes = L * b / 8;
+            perWord = 32 / b;
         }
 
         private long codeBytes(int rows) {
@@ -190,30 +193,19 @@ final class VectorKivi {
         }
 
         /*
+         * Each path below is its own method taking and returning no vectors, with the lane work
+         * written out rather than in helpers: C2 inlines callees into a compilation unit only up to
+         * a node-count cutoff (the fp16 conversions are large), and a vector that crosses a call
+         * that was not inlined is boxed, i.e. allocated (measured: 2 MB per 2048-token pass).
+         *
          * Channels in lanes. When a channel's codes take exactly 4 or 8 bytes (16 tokens, or 8 at
          * 4 bits, 32 at 2 bits), the code words of L consecutive channels are one or two contiguous
          * vector loads; with 8 bytes the low and high int words are split into two vectors by
          * even/odd lane shuffles. Token r's codes for the L channels are then one uniform shift of
-         * word (r*b)/32: decode and accumulate need no per-element scalar work and no reductions.
+         * word r / perWord: decode and accumulate need no per-element scalar work and no reductions.
          */
         private static boolean channelLanes(long cb) {
             return cb == 4 || cb == 8;
-        }
-
-        /** Int word {@code w} (0, or 1 when cb == 8) of the code words of channels c .. c+L-1. */
-        private static IntVector channelWords(MemorySegment s, long codes, long cb, int c, int w) {
-            if (cb == 4) {
-                return IntVector.fromMemorySegment(I, s, codes + 4L * c, LE_ORDER);
-            }
-            IntVector v0 = IntVector.fromMemorySegment(I, s, codes + 8L * c, LE_ORDER);
-            IntVector v1 = IntVector.fromMemorySegment(I, s, codes + 8L * c + 4L * L, LE_ORDER);
-            return v0.rearrange(w == 0 ? EVEN : ODD, v1);
-        }
-
-        /** Token r's element of the L channels whose words are w0 (tokens with r*b < 32) and w1. */
-        private FloatVector channels(IntVector w0, IntVector w1, int r, FloatVector s, FloatVector mn) {
-            int bit = r * b;
-            return ((FloatVector) (bit < 32 ? w0 : w1).lanewise(LSHR, bit & 31).and(levels).convert(I2F, 0)).fma(s, mn);
         }
 
         private static FloatVector scales(MemorySegment s, long off, int c) {
@@ -229,37 +221,19 @@ final class VectorKivi {
             return dim * (codeBytes(rows) + 4);
         }
 
-        /* Channels in lanes when cb is 4 or 8 (each chunk's words and metadata loaded once for all rows); else row by row. */
-        @Override
-        void decode0(MemorySegment src, long off, int rows, int dim, float[] dst, int dstOff) {
-            long cb = codeBytes(rows);
-            if (!channelLanes(cb)) {
-                super.decode0(src, off, rows, dim, dst, dstOff);
-                return;
-            }
-            long codes = off + 4L * dim;
-            for (int c = 0; c < dim; c += L) {
-                FloatVector s = scales(src, off, c);
-                FloatVector mn = mins(src, off, dim, c);
-                IntVector w0 = channelWords(src, codes, cb, c, 0);
-                IntVector w1 = cb == 8 ? channelWords(src, codes, cb, c, 1) : w0;
-                for (int r = 0; r < rows; r++) {
-                    channels(w0, w1, r, s, mn).intoArray(dst, dstOff + r * dim + c);
-                }
-            }
-        }
-
         @Override
         void validate(float[] src, int off, int rows, int dim) {
             VectorKivi.validate(format(), src, off, rows * dim);
         }
 
-        /*
-         * Per-channel min and max with channels in lanes (row r of the input is contiguous), fp16
-         * scale and minimum for L channels at a time; then the codes, scalar, per channel.
-         */
         @Override
         void encode0(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
+            encodeMetadata(src, srcOff, rows, dim, dst, dstOff);
+            encodeCodes(src, srcOff, rows, dim, dst, dstOff);
+        }
+
+        /* Per-channel min and max with channels in lanes (row r of the input is contiguous); fp16 scale and minimum. */
+        private void encodeMetadata(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
             for (int c = 0; c < dim; c += L) {
                 FloatVector mnv = FloatVector.fromArray(F, src, srcOff + c);
                 FloatVector mxv = mnv;
@@ -273,6 +247,10 @@ final class VectorKivi {
                 s16.intoMemorySegment(dst, dstOff + 2L * c, LE_ORDER);
                 mn16.intoMemorySegment(dst, dstOff + 2L * dim + 2L * c, LE_ORDER);
             }
+        }
+
+        /* Codes per channel, scalar, from the scale and minimum just written (the scalar encoder's loop). */
+        private void encodeCodes(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
             long cb = codeBytes(rows);
             int perByte = 8 / b;
             for (int c = 0; c < dim; c++) {
@@ -292,18 +270,64 @@ final class VectorKivi {
             }
         }
 
-        /* One code per channel, cb bytes apart: extracted scalar into dst, then mn + s * code in vectors. */
+        @Override
+        void decode0(MemorySegment src, long off, int rows, int dim, float[] dst, int dstOff) {
+            if (channelLanes(codeBytes(rows))) {
+                decodeChannels(src, off, rows, dim, dst, dstOff);
+            } else {
+                super.decode0(src, off, rows, dim, dst, dstOff);
+            }
+        }
+
+        /* Channels in lanes: each chunk's words and metadata are loaded once for all rows. */
+        private void decodeChannels(MemorySegment src, long off, int rows, int dim, float[] dst, int dstOff) {
+            long cb = codeBytes(rows);
+            long codes = off + 4L * dim;
+            for (int c = 0; c < dim; c += L) {
+                FloatVector s = scales(src, off, c);
+                FloatVector mn = mins(src, off, dim, c);
+                IntVector lo = IntVector.fromMemorySegment(I, src, codes + cb * c, LE_ORDER), hi = lo;
+                if (cb == 8) {
+                    IntVector v1 = IntVector.fromMemorySegment(I, src, codes + 8L * c + 4L * L, LE_ORDER);
+                    hi = lo.rearrange(ODD, v1);
+                    lo = lo.rearrange(EVEN, v1);
+                }
+                // two loops, not a select per token: tokens < perWord are in lo, the rest in hi
+                int r = 0;
+                for (int end = Math.min(rows, perWord); r < end; r++) {
+                    ((FloatVector) lo.lanewise(LSHR, r * b).and(levels).convert(I2F, 0))
+                            .fma(s, mn).intoArray(dst, dstOff + r * dim + c);
+                }
+                for (; r < rows; r++) {
+                    ((FloatVector) hi.lanewise(LSHR, (r - perWord) * b).and(levels).convert(I2F, 0))
+                            .fma(s, mn).intoArray(dst, dstOff + r * dim + c);
+                }
+            }
+        }
+
         @Override
         void decodeRow0(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
             long cb = codeBytes(rows);
             if (channelLanes(cb)) {
-                int w = (row * b) >>> 5;
+                long codes = off + 4L * dim;
+                boolean high = row >= perWord;
                 for (int c = 0; c < dim; c += L) {
-                    IntVector words = channelWords(src, off + 4L * dim, cb, c, w);
-                    channels(words, words, row, scales(src, off, c), mins(src, off, dim, c)).intoArray(dst, dstOff + c);
+                    IntVector w = IntVector.fromMemorySegment(I, src, codes + cb * c, LE_ORDER);
+                    if (cb == 8) {
+                        IntVector v1 = IntVector.fromMemorySegment(I, src, codes + 8L * c + 4L * L, LE_ORDER);
+                        w = high ? w.rearrange(ODD, v1) : w.rearrange(EVEN, v1);
+                    }
+                    ((FloatVector) w.lanewise(LSHR, (row % perWord) * b).and(levels).convert(I2F, 0))
+                            .fma(scales(src, off, c), mins(src, off, dim, c)).intoArray(dst, dstOff + c);
                 }
-                return;
+            } else {
+                decodeRowStrided(src, off, rows, row, dim, dst, dstOff);
             }
+        }
+
+        /* One code per channel, cb bytes apart: extracted scalar into dst, then mn + s * code in vectors. */
+        private void decodeRowStrided(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
+            long cb = codeBytes(rows);
             int bit = row * b;
             long codes = off + 4L * dim + (bit >>> 3);
             int shift = bit & 7;
@@ -315,17 +339,6 @@ final class VectorKivi {
             }
         }
 
-        /** Channel c's codes of tokens r0 .. r0+L-1 (short last chunk read exactly), as mn + s * code. */
-        private FloatVector tokens(MemorySegment slice, long off, int dim, long cb, int c, int r0,
-                                   IntVector sh, VectorMask<Integer> hi) {
-            long start = (long) r0 * b / 8;
-            int n = (int) Math.min(chunkBytes, cb - start);
-            float s = Bits.fromF16(slice.get(I16, off + 2L * c));
-            float mn = Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c));
-            long w = word(slice, off + 4L * dim + c * cb + start, n);
-            return unpack(w, sh, hi, levels).fma(s, mn);
-        }
-
         /* Tokens in lanes: per channel one unpack, one FMA into the L scores; two chains (even/odd channels). */
         @Override
         void dotRows0(MemorySegment slice, long off, int rows, int count, int dim,
@@ -335,9 +348,19 @@ final class VectorKivi {
             VectorMask<Integer> hi = high(b);
             for (int r0 = 0; r0 < count; r0 += L) {
                 FloatVector a0 = FloatVector.zero(F), a1 = a0;
+                long start = (long) r0 * b / 8;
+                int n = (int) Math.min(chunkBytes, cb - start);
+                long codes = off + 4L * dim + start;
                 for (int c = 0; c < dim; c += 2) {
-                    a0 = tokens(slice, off, dim, cb, c, r0, sh, hi).fma(FloatVector.broadcast(F, q[qOff + c]), a0);
-                    a1 = tokens(slice, off, dim, cb, c + 1, r0, sh, hi).fma(FloatVector.broadcast(F, q[qOff + c + 1]), a1);
+                    long w0 = word(slice, codes + c * cb, n), w1 = word(slice, codes + (c + 1) * cb, n);
+                    FloatVector k0 = ((FloatVector) IntVector.broadcast(I, (int) w0).blend((int) (w0 >>> 32), hi)
+                            .lanewise(LSHR, sh).and(levels).convert(I2F, 0))
+                            .fma(Bits.fromF16(slice.get(I16, off + 2L * c)), Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c)));
+                    FloatVector k1 = ((FloatVector) IntVector.broadcast(I, (int) w1).blend((int) (w1 >>> 32), hi)
+                            .lanewise(LSHR, sh).and(levels).convert(I2F, 0))
+                            .fma(Bits.fromF16(slice.get(I16, off + 2L * c + 2)), Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c + 2)));
+                    a0 = k0.fma(FloatVector.broadcast(F, q[qOff + c]), a0);
+                    a1 = k1.fma(FloatVector.broadcast(F, q[qOff + c + 1]), a1);
                 }
                 a0.add(a1).mul(scale).intoArray(scores, sOff + r0, F.indexInRange(r0, count));
             }
@@ -347,126 +370,188 @@ final class VectorKivi {
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
                            float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
-            long cb = codeBytes(rows);
-            IntVector sh = shifts(b);
-            VectorMask<Integer> hi = high(b);
             int j = 0;
             for (; j + 4 <= heads; j += 4) {
-                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
-                int s0 = sOff + j * rows;
-                for (int r0 = 0; r0 < count; r0 += L) {
-                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-                    for (int c = 0; c < dim; c++) {
-                        FloatVector k = tokens(slice, off, dim, cb, c, r0, sh, hi);
-                        a0 = k.fma(FloatVector.broadcast(F, q[q0 + c]), a0);
-                        a1 = k.fma(FloatVector.broadcast(F, q[q1 + c]), a1);
-                        a2 = k.fma(FloatVector.broadcast(F, q[q2 + c]), a2);
-                        a3 = k.fma(FloatVector.broadcast(F, q[q3 + c]), a3);
-                    }
-                    VectorMask<Float> m = F.indexInRange(r0, count);
-                    a0.mul(scale).intoArray(scores, s0 + r0, m);
-                    a1.mul(scale).intoArray(scores, s0 + rows + r0, m);
-                    a2.mul(scale).intoArray(scores, s0 + 2 * rows + r0, m);
-                    a3.mul(scale).intoArray(scores, s0 + 3 * rows + r0, m);
-                }
+                dotRows4(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
             }
             for (; j < heads; j++) {
                 dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
             }
         }
 
-        /*
-         * cb 4 or 8: channels in lanes, an L-channel chunk of acc in a register across the rows
-         * (one FMA per token, no reductions). Otherwise tokens in lanes: per channel, the token
-         * vector times the weights, reduced into acc[c].
-         */
+        private void dotRows4(MemorySegment slice, long off, int rows, int count, int dim,
+                              float[] q, int q0, float scale, float[] scores, int s0) {
+            long cb = codeBytes(rows);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            int q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+            for (int r0 = 0; r0 < count; r0 += L) {
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                long start = (long) r0 * b / 8;
+                int n = (int) Math.min(chunkBytes, cb - start);
+                for (int c = 0; c < dim; c++) {
+                    long wd = word(slice, off + 4L * dim + c * cb + start, n);
+                    FloatVector k = ((FloatVector) IntVector.broadcast(I, (int) wd).blend((int) (wd >>> 32), hi)
+                            .lanewise(LSHR, sh).and(levels).convert(I2F, 0))
+                            .fma(Bits.fromF16(slice.get(I16, off + 2L * c)), Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c)));
+                    a0 = k.fma(FloatVector.broadcast(F, q[q0 + c]), a0);
+                    a1 = k.fma(FloatVector.broadcast(F, q[q1 + c]), a1);
+                    a2 = k.fma(FloatVector.broadcast(F, q[q2 + c]), a2);
+                    a3 = k.fma(FloatVector.broadcast(F, q[q3 + c]), a3);
+                }
+                VectorMask<Float> m = F.indexInRange(r0, count);
+                a0.mul(scale).intoArray(scores, s0 + r0, m);
+                a1.mul(scale).intoArray(scores, s0 + rows + r0, m);
+                a2.mul(scale).intoArray(scores, s0 + 2 * rows + r0, m);
+                a3.mul(scale).intoArray(scores, s0 + 3 * rows + r0, m);
+            }
+        }
+
         @Override
         void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
                              float[] w, int wOff, float[] acc, int aOff) {
-            long cb = codeBytes(rows);
-            if (channelLanes(cb)) {
-                long codes = off + 4L * dim;
-                for (int c = 0; c < dim; c += L) {
-                    FloatVector s = scales(slice, off, c);
-                    FloatVector mn = mins(slice, off, dim, c);
-                    IntVector w0 = channelWords(slice, codes, cb, c, 0);
-                    IntVector w1 = cb == 8 ? channelWords(slice, codes, cb, c, 1) : w0;
-                    FloatVector a = FloatVector.fromArray(F, acc, aOff + c);
-                    for (int r = 0; r < count; r++) {
-                        a = channels(w0, w1, r, s, mn).fma(FloatVector.broadcast(F, w[wOff + r]), a);
-                    }
-                    a.intoArray(acc, aOff + c);
-                }
-                return;
+            if (channelLanes(codeBytes(rows))) {
+                accumulateChannels(slice, off, rows, count, dim, w, wOff, acc, aOff);
+            } else {
+                accumulateTokens(slice, off, rows, count, dim, w, wOff, acc, aOff);
             }
+        }
+
+        /* Channels in lanes: an L-channel chunk of acc in a register across the rows, one FMA per token. */
+        private void accumulateChannels(MemorySegment slice, long off, int rows, int count, int dim,
+                                        float[] w, int wOff, float[] acc, int aOff) {
+            long cb = codeBytes(rows);
+            long codes = off + 4L * dim;
+            for (int c = 0; c < dim; c += L) {
+                FloatVector s = scales(slice, off, c);
+                FloatVector mn = mins(slice, off, dim, c);
+                IntVector lo = IntVector.fromMemorySegment(I, slice, codes + cb * c, LE_ORDER), hi = lo;
+                if (cb == 8) {
+                    IntVector v1 = IntVector.fromMemorySegment(I, slice, codes + 8L * c + 4L * L, LE_ORDER);
+                    hi = lo.rearrange(ODD, v1);
+                    lo = lo.rearrange(EVEN, v1);
+                }
+                FloatVector a = FloatVector.fromArray(F, acc, aOff + c);
+                int r = 0;
+                for (int end = Math.min(count, perWord); r < end; r++) {
+                    a = ((FloatVector) lo.lanewise(LSHR, r * b).and(levels).convert(I2F, 0))
+                            .fma(s, mn).fma(FloatVector.broadcast(F, w[wOff + r]), a);
+                }
+                for (; r < count; r++) {
+                    a = ((FloatVector) hi.lanewise(LSHR, (r - perWord) * b).and(levels).convert(I2F, 0))
+                            .fma(s, mn).fma(FloatVector.broadcast(F, w[wOff + r]), a);
+                }
+                a.intoArray(acc, aOff + c);
+            }
+        }
+
+        /*
+         * Tokens in lanes (other code sizes): per channel, the token vector times the weights,
+         * reduced into acc[c]; lanes past count are zeroed before the product.
+         */
+        private void accumulateTokens(MemorySegment slice, long off, int rows, int count, int dim,
+                                      float[] w, int wOff, float[] acc, int aOff) {
+            long cb = codeBytes(rows);
             IntVector sh = shifts(b);
             VectorMask<Integer> hi = high(b);
             for (int c = 0; c < dim; c++) {
                 FloatVector t = FloatVector.zero(F);
                 for (int r0 = 0; r0 < count; r0 += L) {
                     VectorMask<Float> m = F.indexInRange(r0, count);
-                    FloatVector k = tokens(slice, off, dim, cb, c, r0, sh, hi).blend(0f, m.not());
+                    long start = (long) r0 * b / 8;
+                    int n = (int) Math.min(chunkBytes, cb - start);
+                    long wd = word(slice, off + 4L * dim + c * cb + start, n);
+                    FloatVector k = ((FloatVector) IntVector.broadcast(I, (int) wd).blend((int) (wd >>> 32), hi)
+                            .lanewise(LSHR, sh).and(levels).convert(I2F, 0))
+                            .fma(Bits.fromF16(slice.get(I16, off + 2L * c)), Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c))).blend(0f, m.not());
                     t = k.fma(FloatVector.fromArray(F, w, wOff + r0, m), t);
                 }
                 acc[aOff + c] += t.reduceLanes(ADD);
             }
         }
 
-        /* Four heads at a time: one unpack per channel and chunk, four weight vectors, four reductions. */
+        /* Four heads at a time, each channel chunk (or token vector) unpacked once for the four. */
         @Override
         void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
                                   float[] w, int wOff, int heads, float[] acc, int aOff) {
-            long cb = codeBytes(rows);
-            IntVector sh = shifts(b);
-            VectorMask<Integer> hi = high(b);
+            boolean channels = channelLanes(codeBytes(rows));
             int j = 0;
             for (; j + 4 <= heads; j += 4) {
-                int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
-                int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
-                if (channelLanes(cb)) {
-                    // channels in lanes, four heads' acc chunks in registers, one unpack per token
-                    long codes = off + 4L * dim;
-                    for (int c = 0; c < dim; c += L) {
-                        FloatVector s = scales(slice, off, c);
-                        FloatVector mn = mins(slice, off, dim, c);
-                        IntVector lo = channelWords(slice, codes, cb, c, 0);
-                        IntVector up = cb == 8 ? channelWords(slice, codes, cb, c, 1) : lo;
-                        FloatVector t0 = FloatVector.fromArray(F, acc, c0 + c);
-                        FloatVector t1 = FloatVector.fromArray(F, acc, c1 + c);
-                        FloatVector t2 = FloatVector.fromArray(F, acc, c2 + c);
-                        FloatVector t3 = FloatVector.fromArray(F, acc, c3 + c);
-                        for (int r = 0; r < count; r++) {
-                            FloatVector k = channels(lo, up, r, s, mn);
-                            t0 = k.fma(FloatVector.broadcast(F, w[w0 + r]), t0);
-                            t1 = k.fma(FloatVector.broadcast(F, w[w1 + r]), t1);
-                            t2 = k.fma(FloatVector.broadcast(F, w[w2 + r]), t2);
-                            t3 = k.fma(FloatVector.broadcast(F, w[w3 + r]), t3);
-                        }
-                        t0.intoArray(acc, c0 + c);
-                        t1.intoArray(acc, c1 + c);
-                        t2.intoArray(acc, c2 + c);
-                        t3.intoArray(acc, c3 + c);
-                    }
-                    continue;
-                }
-                for (int c = 0; c < dim; c++) {
-                    FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0;
-                    for (int r0 = 0; r0 < count; r0 += L) {
-                        VectorMask<Float> m = F.indexInRange(r0, count);
-                        FloatVector k = tokens(slice, off, dim, cb, c, r0, sh, hi).blend(0f, m.not());
-                        t0 = k.fma(FloatVector.fromArray(F, w, w0 + r0, m), t0);
-                        t1 = k.fma(FloatVector.fromArray(F, w, w1 + r0, m), t1);
-                        t2 = k.fma(FloatVector.fromArray(F, w, w2 + r0, m), t2);
-                        t3 = k.fma(FloatVector.fromArray(F, w, w3 + r0, m), t3);
-                    }
-                    acc[c0 + c] += t0.reduceLanes(ADD);
-                    acc[c1 + c] += t1.reduceLanes(ADD);
-                    acc[c2 + c] += t2.reduceLanes(ADD);
-                    acc[c3 + c] += t3.reduceLanes(ADD);
+                if (channels) {
+                    accumulateChannels4(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+                } else {
+                    accumulateTokens4(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
                 }
             }
             for (; j < heads; j++) {
                 accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            }
+        }
+
+        private void accumulateChannels4(MemorySegment slice, long off, int rows, int count, int dim,
+                                         float[] w, int w0, float[] acc, int c0) {
+            long cb = codeBytes(rows);
+            long codes = off + 4L * dim;
+            int w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+            int c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+            for (int c = 0; c < dim; c += L) {
+                FloatVector s = scales(slice, off, c);
+                FloatVector mn = mins(slice, off, dim, c);
+                IntVector lo = IntVector.fromMemorySegment(I, slice, codes + cb * c, LE_ORDER), hi = lo;
+                if (cb == 8) {
+                    IntVector v1 = IntVector.fromMemorySegment(I, slice, codes + 8L * c + 4L * L, LE_ORDER);
+                    hi = lo.rearrange(ODD, v1);
+                    lo = lo.rearrange(EVEN, v1);
+                }
+                FloatVector t0 = FloatVector.fromArray(F, acc, c0 + c);
+                FloatVector t1 = FloatVector.fromArray(F, acc, c1 + c);
+                FloatVector t2 = FloatVector.fromArray(F, acc, c2 + c);
+                FloatVector t3 = FloatVector.fromArray(F, acc, c3 + c);
+                for (int half = 0; half < 2; half++) {
+                    IntVector words = half == 0 ? lo : hi;
+                    int r = half * perWord;
+                    for (int end = Math.min(count, r + perWord); r < end; r++) {
+                        FloatVector k = ((FloatVector) words.lanewise(LSHR, (r - half * perWord) * b).and(levels)
+                                .convert(I2F, 0)).fma(s, mn);
+                        t0 = k.fma(FloatVector.broadcast(F, w[w0 + r]), t0);
+                        t1 = k.fma(FloatVector.broadcast(F, w[w1 + r]), t1);
+                        t2 = k.fma(FloatVector.broadcast(F, w[w2 + r]), t2);
+                        t3 = k.fma(FloatVector.broadcast(F, w[w3 + r]), t3);
+                    }
+                }
+                t0.intoArray(acc, c0 + c);
+                t1.intoArray(acc, c1 + c);
+                t2.intoArray(acc, c2 + c);
+                t3.intoArray(acc, c3 + c);
+            }
+        }
+
+        private void accumulateTokens4(MemorySegment slice, long off, int rows, int count, int dim,
+                                       float[] w, int w0, float[] acc, int c0) {
+            long cb = codeBytes(rows);
+            IntVector sh = shifts(b);
+            VectorMask<Integer> hi = high(b);
+            int w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+            int c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+            for (int c = 0; c < dim; c++) {
+                FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0;
+                for (int r0 = 0; r0 < count; r0 += L) {
+                    VectorMask<Float> m = F.indexInRange(r0, count);
+                    long start = (long) r0 * b / 8;
+                    int n = (int) Math.min(chunkBytes, cb - start);
+                    long wd = word(slice, off + 4L * dim + c * cb + start, n);
+                    FloatVector k = ((FloatVector) IntVector.broadcast(I, (int) wd).blend((int) (wd >>> 32), hi)
+                            .lanewise(LSHR, sh).and(levels).convert(I2F, 0))
+                            .fma(Bits.fromF16(slice.get(I16, off + 2L * c)), Bits.fromF16(slice.get(I16, off + 2L * dim + 2L * c))).blend(0f, m.not());
+                    t0 = k.fma(FloatVector.fromArray(F, w, w0 + r0, m), t0);
+                    t1 = k.fma(FloatVector.fromArray(F, w, w1 + r0, m), t1);
+                    t2 = k.fma(FloatVector.fromArray(F, w, w2 + r0, m), t2);
+                    t3 = k.fma(FloatVector.fromArray(F, w, w3 + r0, m), t3);
+                }
+                acc[c0 + c] += t0.reduceLanes(ADD);
+                acc[c1 + c] += t1.reduceLanes(ADD);
+                acc[c2 + c] += t2.reduceLanes(ADD);
+                acc[c3 + c] += t3.reduceLanes(ADD);
             }
         }
     }
