@@ -364,9 +364,10 @@ final class VectorProvider implements KernelProvider {
 
         /*
          * Grouped-query attention: the query heads of one KV head read the same slice. Four heads
-         * at a time (the rest through dotRows0), two rows at a time: each K chunk is loaded
-         * once and FMA'd into the 4 heads' accumulators (eight independent chains); the query
-         * chunks come from L1. Per (row, head) the sum runs in the same order as dotRows0.
+         * at a time (the rest through dotRows0), four rows at a time (then two): each K chunk is
+         * loaded once and FMA'd into the 4 heads' accumulators, and each query chunk is loaded
+         * once for the four rows (sixteen independent chains; loads per FMA 0.5 instead of 0.75
+         * with two rows). Per (row, head) the sum runs in the same order as dotRows0.
          */
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
@@ -378,6 +379,61 @@ final class VectorProvider implements KernelProvider {
                 int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
                 int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
                 int r = 0;
+                if (bound == dim) {
+                    for (; r + 4 <= count; r += 4) {
+                        long oa = off + r * rb;
+                        long ob = oa + rb;
+                        long oc = ob + rb;
+                        long od = oc + rb;
+                        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                        FloatVector c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+                        FloatVector d0 = a0, d1 = a0, d2 = a0, d3 = a0;
+                        for (int i = 0; i < dim; i += L) {
+                            long e = 4L * i;
+                            FloatVector ka = FloatVector.fromMemorySegment(F, slice, oa + e, LE_ORDER);
+                            FloatVector kb = FloatVector.fromMemorySegment(F, slice, ob + e, LE_ORDER);
+                            FloatVector kc = FloatVector.fromMemorySegment(F, slice, oc + e, LE_ORDER);
+                            FloatVector kd = FloatVector.fromMemorySegment(F, slice, od + e, LE_ORDER);
+                            FloatVector qv = FloatVector.fromArray(F, q, q0 + i);
+                            a0 = ka.fma(qv, a0);
+                            b0 = kb.fma(qv, b0);
+                            c0 = kc.fma(qv, c0);
+                            d0 = kd.fma(qv, d0);
+                            qv = FloatVector.fromArray(F, q, q1 + i);
+                            a1 = ka.fma(qv, a1);
+                            b1 = kb.fma(qv, b1);
+                            c1 = kc.fma(qv, c1);
+                            d1 = kd.fma(qv, d1);
+                            qv = FloatVector.fromArray(F, q, q2 + i);
+                            a2 = ka.fma(qv, a2);
+                            b2 = kb.fma(qv, b2);
+                            c2 = kc.fma(qv, c2);
+                            d2 = kd.fma(qv, d2);
+                            qv = FloatVector.fromArray(F, q, q3 + i);
+                            a3 = ka.fma(qv, a3);
+                            b3 = kb.fma(qv, b3);
+                            c3 = kc.fma(qv, c3);
+                            d3 = kd.fma(qv, d3);
+                        }
+                        scores[s0 + r] = scale * a0.reduceLanes(ADD);
+                        scores[s1 + r] = scale * a1.reduceLanes(ADD);
+                        scores[s2 + r] = scale * a2.reduceLanes(ADD);
+                        scores[s3 + r] = scale * a3.reduceLanes(ADD);
+                        scores[s0 + r + 1] = scale * b0.reduceLanes(ADD);
+                        scores[s1 + r + 1] = scale * b1.reduceLanes(ADD);
+                        scores[s2 + r + 1] = scale * b2.reduceLanes(ADD);
+                        scores[s3 + r + 1] = scale * b3.reduceLanes(ADD);
+                        scores[s0 + r + 2] = scale * c0.reduceLanes(ADD);
+                        scores[s1 + r + 2] = scale * c1.reduceLanes(ADD);
+                        scores[s2 + r + 2] = scale * c2.reduceLanes(ADD);
+                        scores[s3 + r + 2] = scale * c3.reduceLanes(ADD);
+                        scores[s0 + r + 3] = scale * d0.reduceLanes(ADD);
+                        scores[s1 + r + 3] = scale * d1.reduceLanes(ADD);
+                        scores[s2 + r + 3] = scale * d2.reduceLanes(ADD);
+                        scores[s3 + r + 3] = scale * d3.reduceLanes(ADD);
+                    }
+                }
                 for (; r + 2 <= count; r += 2) {
                     long oa = off + r * rb;
                     long ob = oa + rb;
