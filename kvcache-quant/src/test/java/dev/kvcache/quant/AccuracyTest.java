@@ -38,8 +38,6 @@ class AccuracyTest {
         assertTrue(row(rows, "Q8_0").outputError() <= 0.05, table);
         assertTrue(row(rows, "FP8_E4M3").outputError() <= 0.10, table);
         assertTrue(row(rows, "FP8_E5M2").outputError() <= 0.20, table);
-        // FP8's error is relative per element, so rotating the keys does not bring it to the target
-        assertTrue(row(rows, "FP8_E4M3+H").outputError() > 0.02, table);
         assertTrue(row(rows, "FP8_E4M3+H").outputError() <= 0.10, table);
 
         // KIVI-4 beats Q4_0 on outlier keys: key error, attention output and attention probabilities
