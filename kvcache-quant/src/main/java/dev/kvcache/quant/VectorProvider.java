@@ -499,6 +499,9 @@ final class VectorProvider implements KernelProvider {
          * address order. A four-head kernel cannot hold 4 x 8 chunks, and with two-chunk passes
          * (row stride 4*dim bytes) paged decode at 32768 tokens got ~1.1x slower (2026-11-25,
          * kvcache-offheap/bench-results/group-kernels-2026-11-25.txt); the group dot is kept.
+         * Retried after paged decode began touching the next block ahead (so V slices come from
+         * cache): 4 heads x 2 chunks measured the same as the per-head passes (18.1-19.8 vs
+         * 18.9-19.0 ms per 32k step, 2026-11-25), so the simpler per-head path stays.
          */
     }
 
