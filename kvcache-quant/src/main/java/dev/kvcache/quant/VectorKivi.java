@@ -22,6 +22,7 @@ import static dev.kvcache.quant.VectorProvider.S;
 import static dev.kvcache.quant.VectorProvider.floatToHalf;
 import static dev.kvcache.quant.VectorProvider.halfToFloat;
 import static jdk.incubator.vector.VectorOperators.ADD;
+import static jdk.incubator.vector.VectorOperators.EQ;
 import static jdk.incubator.vector.VectorOperators.F2I;
 import static jdk.incubator.vector.VectorOperators.GE;
 import static jdk.incubator.vector.VectorOperators.I2F;
@@ -157,17 +158,24 @@ final class VectorKivi {
     /** Lanes 2i of (a, b) and lanes 2i+1 of (a, b): the low and high int words of L 8-byte channel words. */
     private static final VectorShuffle<Integer> EVEN;
     private static final VectorShuffle<Integer> ODD;
+    /** The inverse: (lo, hi) interleaved, lanes 0 .. L/2-1 (ZIP0) and L/2 .. L-1 (ZIP1) of each. */
+    private static final VectorShuffle<Integer> ZIP0;
+    private static final VectorShuffle<Integer> ZIP1;
 
     static {
-        int[] even = new int[L], odd = new int[L];
+        int[] even = new int[L], odd = new int[L], zip0 = new int[L], zip1 = new int[L];
         for (int i = 0; i < L; i++) {
-            // indexes >= L are "exceptional": rearrange(s, v) takes them from v, lane index - L
+            // negative indexes are "exceptional": rearrange(s, v) takes them from v, lane index + L
             int j = 2 * i < L ? 2 * i : 2 * i - 2 * L;
             even[i] = j;
             odd[i] = j + 1;
+            zip0[i] = i % 2 == 0 ? i / 2 : i / 2 - L;
+            zip1[i] = i % 2 == 0 ? L / 2 + i / 2 : L / 2 + i / 2 - L;
         }
         EVEN = VectorShuffle.fromArray(I, even, 0);
         ODD = VectorShuffle.fromArray(I, odd, 0);
+        ZIP0 = VectorShuffle.fromArray(I, zip0, 0);
+        ZIP1 = VectorShuffle.fromArray(I, zip1, 0);
     }
 
     // ================================================================== keys
@@ -226,13 +234,22 @@ final class VectorKivi {
             VectorKivi.validate(format(), src, off, rows * dim);
         }
 
+        /*
+         * Channels in lanes throughout (row r of the input is contiguous): per-channel minimum and
+         * maximum, fp16 minimum and scale, then the codes: from the scale and minimum just
+         * written, per row, OR-ed into the channels' code words at bit r*b, written as one or two
+         * vector stores when a channel's codes are 4 or 8 bytes; scalar per channel otherwise.
+         */
         @Override
         void encode0(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
             encodeMetadata(src, srcOff, rows, dim, dst, dstOff);
-            encodeCodes(src, srcOff, rows, dim, dst, dstOff);
+            if (channelLanes(codeBytes(rows))) {
+                encodeCodeWords(src, srcOff, rows, dim, dst, dstOff);
+            } else {
+                encodeCodes(src, srcOff, rows, dim, dst, dstOff);
+            }
         }
 
-        /* Per-channel min and max with channels in lanes (row r of the input is contiguous); fp16 scale and minimum. */
         private void encodeMetadata(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
             for (int c = 0; c < dim; c += L) {
                 FloatVector mnv = FloatVector.fromArray(F, src, srcOff + c);
@@ -242,10 +259,53 @@ final class VectorKivi {
                     mnv = mnv.min(x);
                     mxv = mxv.max(x);
                 }
-                ShortVector mn16 = floatToHalf(mnv);
-                ShortVector s16 = floatToHalf(mxv.sub(halfToFloat(mn16)).max(0f).div(levels));
-                s16.intoMemorySegment(dst, dstOff + 2L * c, LE_ORDER);
-                mn16.intoMemorySegment(dst, dstOff + 2L * dim + 2L * c, LE_ORDER);
+                // pass 0 writes fp16(min), pass 1 fp16(max(0, max - mn) / levels) from the rounded
+                // mn, as the scalar encoder: one floatToHalf in the code, not two (see above)
+                FloatVector v = mnv;
+                long at = dstOff + 2L * dim + 2L * c;
+                for (int pass = 0; pass < 2; pass++) {
+                    ShortVector h = floatToHalf(v);
+                    h.intoMemorySegment(dst, at, LE_ORDER);
+                    v = mxv.sub(halfToFloat(h)).max(0f).div(levels);
+                    at = dstOff + 2L * c;
+                }
+            }
+        }
+
+        /*
+         * code = clamp(round((x - mn) / s), 0, levels), 0 where s == 0; Math.round done exactly as
+         * truncate-then-adjust on the exact fraction (negative y all clamp to 0 either way).
+         */
+        private void encodeCodeWords(float[] src, int srcOff, int rows, int dim, MemorySegment dst, long dstOff) {
+            long cb = codeBytes(rows);
+            long codes = dstOff + 4L * dim;
+            for (int c = 0; c < dim; c += L) {
+                FloatVector s = scales(dst, dstOff, c);
+                FloatVector mn = mins(dst, dstOff, dim, c);
+                VectorMask<Integer> flat = s.compare(EQ, 0f).cast(I);
+                IntVector lo = IntVector.zero(I), hi = lo;
+                int r = 0;
+                // two loops, not a branch per row: tokens < perWord go to lo, the rest to hi
+                for (int end = Math.min(rows, perWord); r < end; r++) {
+                    FloatVector y = FloatVector.fromArray(F, src, srcOff + r * dim + c).sub(mn).div(s);
+                    IntVector t = (IntVector) y.convert(F2I, 0);
+                    FloatVector frac = y.sub((FloatVector) t.convert(I2F, 0));
+                    t = t.add(1, frac.compare(GE, 0.5f).cast(I)).max(0).min(levels).blend(0, flat);
+                    lo = lo.or(t.lanewise(LSHL, r * b));
+                }
+                for (; r < rows; r++) {
+                    FloatVector y = FloatVector.fromArray(F, src, srcOff + r * dim + c).sub(mn).div(s);
+                    IntVector t = (IntVector) y.convert(F2I, 0);
+                    FloatVector frac = y.sub((FloatVector) t.convert(I2F, 0));
+                    t = t.add(1, frac.compare(GE, 0.5f).cast(I)).max(0).min(levels).blend(0, flat);
+                    hi = hi.or(t.lanewise(LSHL, (r - perWord) * b));
+                }
+                if (cb == 4) {
+                    lo.intoMemorySegment(dst, codes + 4L * c, LE_ORDER);
+                } else {
+                    lo.rearrange(ZIP0, hi).intoMemorySegment(dst, codes + 8L * c, LE_ORDER);
+                    lo.rearrange(ZIP1, hi).intoMemorySegment(dst, codes + 8L * c + 4L * L, LE_ORDER);
+                }
             }
         }
 
@@ -307,21 +367,25 @@ final class VectorKivi {
 
         @Override
         void decodeRow0(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
-            long cb = codeBytes(rows);
-            if (channelLanes(cb)) {
-                long codes = off + 4L * dim;
-                boolean high = row >= perWord;
-                for (int c = 0; c < dim; c += L) {
-                    IntVector w = IntVector.fromMemorySegment(I, src, codes + cb * c, LE_ORDER);
-                    if (cb == 8) {
-                        IntVector v1 = IntVector.fromMemorySegment(I, src, codes + 8L * c + 4L * L, LE_ORDER);
-                        w = high ? w.rearrange(ODD, v1) : w.rearrange(EVEN, v1);
-                    }
-                    ((FloatVector) w.lanewise(LSHR, (row % perWord) * b).and(levels).convert(I2F, 0))
-                            .fma(scales(src, off, c), mins(src, off, dim, c)).intoArray(dst, dstOff + c);
-                }
+            if (channelLanes(codeBytes(rows))) {
+                decodeRowChannels(src, off, rows, row, dim, dst, dstOff);
             } else {
                 decodeRowStrided(src, off, rows, row, dim, dst, dstOff);
+            }
+        }
+
+        private void decodeRowChannels(MemorySegment src, long off, int rows, int row, int dim, float[] dst, int dstOff) {
+            long cb = codeBytes(rows);
+            long codes = off + 4L * dim;
+            boolean high = row >= perWord;
+            for (int c = 0; c < dim; c += L) {
+                IntVector w = IntVector.fromMemorySegment(I, src, codes + cb * c, LE_ORDER);
+                if (cb == 8) {
+                    IntVector v1 = IntVector.fromMemorySegment(I, src, codes + 8L * c + 4L * L, LE_ORDER);
+                    w = high ? w.rearrange(ODD, v1) : w.rearrange(EVEN, v1);
+                }
+                ((FloatVector) w.lanewise(LSHR, (row % perWord) * b).and(levels).convert(I2F, 0))
+                        .fma(scales(src, off, c), mins(src, off, dim, c)).intoArray(dst, dstOff + c);
             }
         }
 
