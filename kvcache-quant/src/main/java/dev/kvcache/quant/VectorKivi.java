@@ -37,26 +37,31 @@ import static jdk.incubator.vector.VectorOperators.OR;
  * Vector API codecs for KIVI_4 / KIVI_2 (byte layout: see KiviCodecs). They extend the same
  * BlockCodec / RowCodec bases as the scalar KiviCodecs, so every argument check is the same code.
  *
- * Unpacking codes. Codes are packed little-endian, b bits each, so L consecutive codes (L = 8 or 16
- * lanes of VectorProvider.F) are L*b = 16, 32 or 64 consecutive bits. They are read as one scalar
- * word (short, int or long), broadcast to an IntVector (the upper 32 bits blended into the lanes
- * i with i*b >= 32), shifted right per lane by (i*b) mod 32 and masked with 2^b - 1: lane i holds
- * code i. Six vector instructions for L codes, no gathers, no tables.
+ * Unpacking L codes from a word (L = 8 or 16 lanes of VectorProvider.F). Codes are packed
+ * little-endian, b bits each, so L consecutive codes are L*b = 16, 32 or 64 consecutive bits: read
+ * as one scalar word, broadcast to an IntVector (the upper 32 bits blended into the lanes i with
+ * i*b >= 32), shifted right per lane by (i*b) mod 32 and masked with 2^b - 1, lane i holds code i.
+ * No gathers, no tables.
  *
- * Values (per token, groups of 32 channels): channels are the lanes. A group is 32/L chunks of L
- * codes; each chunk is one word at a fixed offset of the group, so there are no tails (dim is a
- * multiple of 32).
+ * Values (per token, groups of 32 channels): channels are the lanes; a group is 32/L such words at
+ * fixed offsets, so there are no tails (dim is a multiple of 32). Encode: vector min/max per group,
+ * the scalar encoder's fp16 metadata, vector codes OR-packed into the words by a lane reduction.
  *
- * Keys (per channel across the block's tokens): a channel's codes for all tokens are contiguous,
- * so the fused kernels put TOKENS in the lanes: for each channel c, the codes of tokens
- * r0 .. r0+L-1 unpack into one vector; dotRows FMAs it by the broadcast q[c] into L token scores
- * at once, accumulateRows multiplies it by the L token weights and reduces it into acc[c]. The last
- * chunk of a channel may be short (rows not a multiple of L): only its cb - r0*b/8 bytes are read,
- * never the next channel's or past the slice, and lanes >= count are masked off before they can
- * reach a sum (a lane past count may hold another token's code, and mn + s*code can be infinite
- * for raw bytes, and 0 * infinity is NaN). Single-row decode needs one code per channel, strided cb
- * bytes apart; those bytes are extracted scalar into dst (dst is the scratch) and the fp16 scales
- * and minimums, contiguous per channel, are converted and applied with vectors.
+ * Keys (per channel across the block's tokens, cb = ceil(t*b/8) code bytes per channel):
+ *  - channels in lanes when cb is 4 or 8 (16-token blocks; 8 tokens at 4 bits, 32 at 2 bits): the
+ *    code words of L consecutive channels are one or two contiguous vector loads (8-byte words
+ *    split into low and high int words by even/odd lane shuffles), so token r's codes for L
+ *    channels are one uniform shift of word r*b/32. decode, decodeRow, accumulateRows(Group) and
+ *    the code half of encode work this way: no per-element scalar work, no reductions.
+ *  - tokens in lanes for dotRows(Group) at every cb, and for accumulateRows otherwise: channel c's
+ *    codes of tokens r0 .. r0+L-1 are one word; dotRows FMAs the unpacked vector by the broadcast
+ *    q[c] into L token scores at once, accumulateRows multiplies it by L weights and reduces it into
+ *    acc[c]. A channel's last chunk may be short: only its cb - r0*b/8 bytes are read (never the
+ *    next channel's, never past the slice), and lanes >= count are masked off before they reach a
+ *    sum (they may hold other tokens' codes, mn + s*code can be infinite for raw bytes, and
+ *    0 * infinity is NaN).
+ *  - other cb, single-row decode: the strided code bytes are extracted scalar into dst (dst is the
+ *    scratch), then scales and minimums are applied with vectors.
  *
  * Precision. Every element is rebuilt as decode does, mn + s * code, before it is multiplied by q
  * or w. s is an fp16 value (11 significant bits) and code < 16, so s * code is exact in float and
@@ -67,12 +72,17 @@ import static jdk.incubator.vector.VectorOperators.OR;
  * a channel ranging from -1000 to 0) loses the small dot product to cancellation. The kernels are
  * bound by the unpack work and by memory, so the extra FMA costs little.
  *
- * Encoding is byte-identical to the scalar encoder (tested): min/max and the fp16 scale and
- * minimum use vector min/max (Math.min/max semantics, -0.0 included) and the exact branch-free fp16
- * rounding of VectorProvider; value codes use the exact Math.round of a non-negative float as
- * truncate-then-adjust on the exact fraction. Key codes stay scalar (they pack across tokens, i.e.
- * across rows of the input, which a lane-per-channel vector cannot write contiguously), reading the
- * scale and minimum back from the bytes just written.
+ * Encoding is byte-identical to the scalar encoder (tested): vector min/max (Math.min/max
+ * semantics, -0.0 included), VectorProvider's exact branch-free fp16 rounding, and Math.round of
+ * (x - mn) / s done as truncate-then-adjust on the exact fraction (negative quotients clamp to 0
+ * either way).
+ *
+ * C2 and boxing. A vector that crosses a call C2 did not inline is boxed (allocated), and C2 stops
+ * inlining into a compilation unit past a node-count cutoff that the fp16 conversions quickly
+ * reach. So each key path is its own method taking and returning no vectors, with the lane work
+ * written out rather than in helpers, and encode has one floatToHalf call site (a two-pass loop).
+ * (Checked while writing this with ThreadMXBean allocation counters on warmed-up passes over 7-,
+ * 16- and 32-token blocks: no allocation; the first versions allocated on every call.)
  */
 final class VectorKivi {
 
@@ -200,18 +210,7 @@ final class VectorKivi {
             return ((long) rows * b + 7) / 8;
         }
 
-        /*
-         * Each path below is its own method taking and returning no vectors, with the lane work
-         * written out rather than in helpers: C2 inlines callees into a compilation unit only up to
-         * a node-count cutoff (the fp16 conversions are large), and a vector that crosses a call
-         * that was not inlined is boxed, i.e. allocated (measured: 2 MB per 2048-token pass).
-         *
-         * Channels in lanes. When a channel's codes take exactly 4 or 8 bytes (16 tokens, or 8 at
-         * 4 bits, 32 at 2 bits), the code words of L consecutive channels are one or two contiguous
-         * vector loads; with 8 bytes the low and high int words are split into two vectors by
-         * even/odd lane shuffles. Token r's codes for the L channels are then one uniform shift of
-         * word r / perWord: decode and accumulate need no per-element scalar work and no reductions.
-         */
+        /* Channel lanes apply when a channel's codes are one or two int words (see the class comment). */
         private static boolean channelLanes(long cb) {
             return cb == 4 || cb == 8;
         }
