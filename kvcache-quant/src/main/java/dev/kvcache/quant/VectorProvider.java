@@ -35,9 +35,10 @@ import static jdk.incubator.vector.VectorOperators.OR;
 import static jdk.incubator.vector.VectorOperators.S2I;
 
 /*
- * Vector API (jdk.incubator.vector) codecs for F32, F16, BF16, Q8_0 and Q4_0, and the read kernels
- * encoder and read kernels of FP8 (KIVI stays scalar). Only Quantizers.loadVectorProvider names this class (as a string), so nothing
- * links against the incubator module unless it is present.
+ * Vector API (jdk.incubator.vector) codecs for F32, F16, BF16, Q8_0 and Q4_0, the encoder and read
+ * kernels of FP8, the KIVI codecs (in VectorKivi) and the softmax arithmetic (VectorSoftmax). Only
+ * Quantizers.loadVectorProvider names this class (as a string), so nothing links against the
+ * incubator module unless it is present.
  *
  * Species: one float species F of L lanes (the preferred width, at least 256 bits; capped by
  * -Dkvcache.vector.bits=256), and the int/short/byte species with the same lane count, so a load of
