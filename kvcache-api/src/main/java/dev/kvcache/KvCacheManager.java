@@ -1495,6 +1495,9 @@ public final class KvCacheManager implements AutoCloseable {
                 cached.add(b, blockPriority[b]);
             } else {
                 emptyStack[emptyTop++] = b;
+                if (store != null) {
+                    store.blockReleased(b);
+                }
             }
         }
     }

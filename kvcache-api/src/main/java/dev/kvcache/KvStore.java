@@ -32,6 +32,18 @@ public interface KvStore extends AutoCloseable {
     /** Copies every layer of block {@code srcBlock} onto {@code dstBlock} (copy-on-write). */
     void copyBlock(int srcBlock, int dstBlock);
 
+    /**
+     * Called by {@link KvCacheManager} when block {@code block} returns to its free pool: its last
+     * reference is gone and it is not kept for prefix reuse, so its contents are dead until the
+     * block is written again. Stores drop per-block side state here (the off-heap store gives back
+     * the full-precision staging rows of a partially written block of a block format, which would
+     * otherwise be held until the block is reused). Called under the manager's lock: it must be
+     * cheap and must not call back into the manager. Default: nothing. After {@link #close()} it
+     * does nothing.
+     */
+    default void blockReleased(int block) {
+    }
+
     /** Releases the memory; later calls fail with IllegalStateException. Idempotent. */
     @Override
     void close();

@@ -281,10 +281,11 @@ public final class OffHeapKvStore implements KvStore {
      * Seals partially written blocks of a block format, oldest first, until at most
      * {@code maxSlices} (block, layer) staging slots remain; returns how many it sealed.
      *
-     * <p>Why: a staging slot is held until its block's last row is written. A sequence freed with a
-     * partial last block leaves that block's slots held until the block is reused and filled, so in
-     * the worst case (many freed partial blocks sitting empty) staging could approach the F32 size
-     * of those blocks. Sealing encodes the rows as they are (unwritten rows as zeros or stale data;
+     * <p>Why: a staging slot is held until its block's last row is written. A store attached to a
+     * {@code KvCacheManager} gets its freed blocks' slots back at once ({@link #blockReleased});
+     * a store driven directly, without a manager, keeps a freed partial block's slots until the
+     * block is reused and filled, so in the worst case (many freed partial blocks sitting empty)
+     * staging could approach the F32 size of those blocks. Sealing encodes the rows as they are (unwritten rows as zeros or stale data;
      * for FP8 they take part in the block's scale) and frees the slots; a later write to such a block
      * reopens it, so nothing is lost except that its rows are now quantized. Engines call this
      * between steps, e.g. after freeing sequences; it must not run concurrently with other calls on
@@ -417,6 +418,22 @@ public final class OffHeapKvStore implements KvStore {
             dst.stagedAt[di] = ++dst.stageClock;
             MemorySegment.copy(src.staging.segment(s), src.staging.offset(s),
                     dst.staging.segment(d), dst.staging.offset(d), stageBytes);
+        }
+    }
+
+    /**
+     * Gives back the staging slots of {@code block}'s partially written layers (block formats; row
+     * formats hold none): the manager freed the block, so those rows are dead. Without this they
+     * stayed held until the block was written again or {@link #trimStaging} sealed them. Does
+     * nothing once closed or for an out-of-range block (the manager never passes one).
+     */
+    @Override
+    public void blockReleased(int block) {
+        if (rowFormat || closed || block < 0 || block >= blocks) {
+            return;
+        }
+        for (int layer = 0; layer < layers; layer++) {
+            dropStage(block, layer);
         }
     }
 

@@ -41,8 +41,9 @@ import java.util.Objects;
  * {@code [K|V][head][token][dim]} float32, {@link #stageBytes()} bytes. Staging slots come from
  * separately allocated chunks and are only held by partially written blocks (about one per layer
  * per live sequence), so the residual window costs {@code stageBytes * layers} per live sequence,
- * not per block. Partial blocks of freed sequences keep their slots until reused and filled, or
- * until {@link OffHeapKvStore#trimStaging} seals them.
+ * not per block. When a manager frees a partial block it tells the store
+ * ({@link OffHeapKvStore#blockReleased}), which gives the slots back; without a manager they are
+ * kept until the block is reused and filled, or until {@link OffHeapKvStore#trimStaging} seals them.
  */
 public final class StoreLayout {
 

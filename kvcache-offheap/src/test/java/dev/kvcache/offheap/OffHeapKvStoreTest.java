@@ -3,6 +3,7 @@ package dev.kvcache.offheap;
 import dev.kvcache.KvFormat;
 import dev.kvcache.KvFormats;
 import dev.kvcache.KvLayout;
+import dev.kvcache.Sequence;
 import dev.kvcache.quant.Quantizers;
 import dev.kvcache.quant.SliceKernels;
 import org.junit.jupiter.api.Test;
@@ -337,6 +338,39 @@ class OffHeapKvStoreTest {
             float[] after = new float[64];
             s.readKey(0, 0, after);
             assertArrayEquals(before, after);
+        }
+    }
+
+    /** The manager's free tells the store (KvStore.blockReleased): a freed partial block's staging comes back. */
+    @ParameterizedTest
+    @MethodSource("formats")
+    void managerFreeingAPartialBlockGivesBackItsStaging(KvFormat f) {
+        KvLayout layout = new KvLayout(2, 2, 32, 4, f);
+        int staged = blockFormat(f) ? 2 : 0; // one partial block, two layers
+        try (Harness h = new Harness(layout, 16, 7)) {
+            Sequence a = h.open("a");
+            h.append(a, 6); // a full block and 2 of 4 rows of the next
+            assertEquals(staged, h.store.stagedSlices());
+            Sequence b = h.fork(a, "b"); // shares both blocks
+            h.manager.free(a);
+            assertEquals(staged, h.store.stagedSlices(), "the fork still holds the partial block");
+            h.manager.free(b);
+            assertEquals(0, h.store.stagedSlices(), "freed partial block still holds staging");
+
+            // the freed blocks are written again by a new sequence, its partial rows read back exactly
+            Sequence c = h.open("c");
+            h.append(c, 6);
+            assertEquals(staged, h.store.stagedSlices());
+            if (blockFormat(f)) {
+                for (int layer = 0; layer < 2; layer++) {
+                    float[][] want = h.originalKeys(c, layer);
+                    float[][] got = h.storedKeys(h.store, c, layer);
+                    assertArrayEquals(want[4], got[4], "staged row 4, layer " + layer);
+                    assertArrayEquals(want[5], got[5], "staged row 5, layer " + layer);
+                }
+            }
+            h.manager.free(c);
+            assertEquals(0, h.store.stagedSlices());
         }
     }
 }
