@@ -503,6 +503,22 @@ public final class CudaKvStore implements KvStore {
         MemoryUtil.memByteBuffer(hostScratch, (int) n).put(0, src, 0, (int) n);
         drv.memcpyHtoDAsync(mem + bl.blockOffset(block), hostScratch, n, stream);
         sync();
+        dropStaging(block);
+    }
+
+    /**
+     * The manager freed {@code block}: its FP8 staging slots (a partially written layer's rows) go
+     * back to the pool now instead of when the block is next filled. Nothing once closed.
+     */
+    @Override
+    public synchronized void blockReleased(int block) {
+        if (closed || block < 0 || block >= blocks) {
+            return;
+        }
+        dropStaging(block);
+    }
+
+    private void dropStaging(int block) {
         if (blockFormat) {
             for (int layer = 0; layer < layers; layer++) {
                 int s = stageOf[block * layers + layer];

@@ -20,6 +20,7 @@ import java.util.Random;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
@@ -143,6 +144,27 @@ class CudaKvStoreDeviceTest {
                 }
                 assertEquals(staged, s.stagedSlices(), "FP8 staging slots held");
             }
+        }
+    }
+
+    /** A manager freeing a partial FP8 block gives its staging slots back (KvStore.blockReleased). */
+    @Test
+    void managerFreeGivesBackStaging() {
+        KvLayout l = new KvLayout(2, 2, 32, 4, KvFormats.FP8_E4M3);
+        try (CudaKvStore s = open(l, 8)) {
+            dev.kvcache.KvCacheManager m = dev.kvcache.KvCacheManager.builder(l).prefixCaching(false).store(s).build();
+            dev.kvcache.Sequence q = m.open("q");
+            assertTrue(m.append(q, new int[] {1, 2, 3, 4, 5, 6}) >= 0);
+            float[] kv = new float[l.kvDim()];
+            Arrays.fill(kv, 0.5f);
+            for (int p = 0; p < 6; p++) {
+                for (int layer = 0; layer < 2; layer++) {
+                    s.write(layer, q.slot(p), kv, kv);
+                }
+            }
+            assertEquals(2, s.stagedSlices(), "the partial block, both layers");
+            m.free(q);
+            assertEquals(0, s.stagedSlices(), "freed partial block still holds staging");
         }
     }
 
