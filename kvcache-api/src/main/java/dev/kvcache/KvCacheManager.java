@@ -517,10 +517,26 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    private int appendLocked(PagedSequence q, int[] tokens, int off, int n) {
-        if (n == 0) {
-            return 0;
-        }
+    // ---- the plan of an append, written by plan() and read by appendLocked() / estimateAppend()
+    private int planWinFrom;
+    private int planWinTo;
+    private int planWinFreed;
+    private int planHits;
+    private int planHitsFromCache;
+    private boolean planLookup;
+    private boolean planCow;
+    private int planDemand;
+    private int planSupply;
+    private int planReserve;
+
+    /**
+     * Plans appending {@code n} tokens to {@code q} without changing anything (except the prefix
+     * lookup scratch): what a sliding window releases, which leading blocks are prefix hits, how
+     * many blocks must be taken and whether the pool, the tenant's quota, the reservations and the
+     * admission watermark allow it. Leaves the plan in the plan* fields; returns why it would be
+     * refused, or NONE.
+     */
+    private Refusal plan(PagedSequence q, int[] tokens, int off, int n) {
         final int B = blockTokens;
         final int oldLen = q.length;
         long newLenL = (long) oldLen + n;
@@ -586,13 +602,21 @@ public final class KvCacheManager implements AutoCloseable {
         int demand = fresh + (cow ? 1 : 0);
         int supply = emptyTop + cached.size() - hitsFromCache + winFreed;
         Tenant t = q.tenant;
+        planWinFrom = winFrom;
+        planWinTo = winTo;
+        planWinFreed = winFreed;
+        planHits = hits;
+        planHitsFromCache = hitsFromCache;
+        planLookup = lookup;
+        planCow = cow;
+        planDemand = demand;
+        planSupply = supply;
+        planReserve = q.reserve;
         if ((long) t.used + demand + hitsFromCache - winTenantRelief > t.quota) {
-            t.refusals++;
-            quotaRefusals++;
-            return refuse(q, n, Refusal.TENANT_QUOTA);
+            return Refusal.TENANT_QUOTA;
         }
         if (demand > supply) {
-            return refuse(q, n, Refusal.NO_BLOCKS);
+            return Refusal.NO_BLOCKS;
         }
         // guaranteed sequences: blocks set aside for the others must stay free after this append
         int reserve = q.reserve;
@@ -603,14 +627,47 @@ public final class KvCacheManager implements AutoCloseable {
         int outAfter = Math.max(0, reserve - heldAfter);
         int others = reservedOutstanding - q.outstanding;
         int slack = supply - demand - others - outAfter;
+        planReserve = reserve;
         if (slack < 0) {
-            reservationRefusals++;
-            return refuse(q, n, Refusal.RESERVED);
+            return Refusal.RESERVED;
         }
         if (oldLen == 0 && !q.forked && slack < watermarkBlocks) {
-            watermarkRefusals++;
-            return refuse(q, n, Refusal.WATERMARK);
+            return Refusal.WATERMARK;
         }
+        return Refusal.NONE;
+    }
+
+    private int appendLocked(PagedSequence q, int[] tokens, int off, int n) {
+        if (n == 0) {
+            return 0;
+        }
+        Refusal why = plan(q, tokens, off, n);
+        if (why != Refusal.NONE) {
+            switch (why) {
+                case TENANT_QUOTA -> {
+                    q.tenant.refusals++;
+                    quotaRefusals++;
+                }
+                case RESERVED -> reservationRefusals++;
+                case WATERMARK -> watermarkRefusals++;
+                default -> {
+                }
+            }
+            return refuse(q, n, why);
+        }
+        final int B = blockTokens;
+        final int oldLen = q.length;
+        final int newLen = oldLen + n;
+        final int winFrom = planWinFrom;
+        final int winTo = planWinTo;
+        final int hits = planHits;
+        final boolean lookup = planLookup;
+        final boolean cow = planCow;
+        final int reserve = planReserve;
+        final int oldBlocks = q.tableSize;
+        final int newBlocks = ceilDiv(newLen, B);
+        final int lastOld = oldBlocks - 1;
+        final Tenant t = q.tenant;
         lastRefusal = Refusal.NONE;
 
         // --- commit: nothing below can fail
@@ -684,6 +741,34 @@ public final class KvCacheManager implements AutoCloseable {
             peakUsedBlocks = usedBlocks;
         }
         return hits * B;
+    }
+
+    /**
+     * What {@link #append(Sequence, int...) append(s, tokenIds)} would do now, without doing it:
+     * whether it would be refused and why, how many blocks it would take (prefix hits on live
+     * blocks take none, hits on cached blocks revive them, a shared partial last block costs a
+     * copy), and what a sliding window would free. Counters, events and {@link #lastRefusal()} are
+     * untouched. The same checks as append (a bad id or token throws).
+     */
+    public AppendEstimate estimateAppend(Sequence s, int... tokenIds) {
+        Objects.requireNonNull(tokenIds, "tokenIds");
+        long st = lock.writeLock(); // the plan uses the manager's lookup scratch
+        try {
+            PagedSequence q = checkLive(s);
+            for (int i = 0; i < tokenIds.length; i++) {
+                if (tokenIds[i] < 0) {
+                    throw new IllegalArgumentException("token id must be >= 0, got " + tokenIds[i] + " at index " + i);
+                }
+            }
+            if (tokenIds.length == 0) {
+                return new AppendEstimate(Refusal.NONE, 0, 0, 0, 0, emptyTop + cached.size());
+            }
+            Refusal why = plan(q, tokenIds, 0, tokenIds.length);
+            return new AppendEstimate(why, planDemand, planHitsFromCache, planHits * blockTokens, planWinFreed,
+                    planSupply);
+        } finally {
+            lock.unlockWrite(st);
+        }
     }
 
     /**

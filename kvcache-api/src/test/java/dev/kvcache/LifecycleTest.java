@@ -37,6 +37,8 @@ class LifecycleTest {
             Sequence a = m.open("a", acme);
             assertEquals(0, m.append(a, range(0, 12)));
             Sequence b = m.open("b", acme);
+            assertEquals(Refusal.TENANT_QUOTA, m.estimateAppend(b, 1).refusal());
+            assertEquals(0, m.ledger().quotaRefusals(), "an estimate counts nothing");
             assertEquals(-1, m.append(b, 1));
             assertEquals(Refusal.TENANT_QUOTA, m.lastRefusal());
             Sequence other = m.open("o");
@@ -65,6 +67,8 @@ class LifecycleTest {
             Sequence a = m.open("a");
             assertEquals(0, m.append(a, range(0, 32))); // 8 blocks, 2 left = the watermark
             Sequence b = m.open("b");
+            AppendEstimate e = m.estimateAppend(b, 1);
+            assertEquals(new AppendEstimate(Refusal.WATERMARK, 1, 0, 0, 0, 2), e);
             assertEquals(-1, m.append(b, 1), "a new sequence may not dip into the watermark");
             assertEquals(Refusal.WATERMARK, m.lastRefusal());
             assertEquals(0, m.append(a, range(32, 8)), "a running one may");
@@ -82,6 +86,8 @@ class LifecycleTest {
             assertEquals(5, m.ledger().reservedBlocks());
             Sequence x = m.open("x");
             assertEquals(0, m.append(x, range(0, 16)), "4 blocks are not set aside");
+            assertEquals(Refusal.RESERVED, m.estimateAppend(x, 99).refusal());
+            assertTrue(m.estimateAppend(g, 1, 2, 3).admitted(), "g's own blocks are set aside for it");
             assertEquals(-1, m.append(x, 99), "the fifth would eat g's reservation");
             assertEquals(Refusal.RESERVED, m.lastRefusal());
             for (int i = 1; i < 24; i++) {

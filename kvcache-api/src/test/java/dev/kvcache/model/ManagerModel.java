@@ -1,5 +1,7 @@
 package dev.kvcache.model;
 
+import dev.kvcache.AppendEstimate;
+
 import dev.kvcache.EvictionPolicy;
 import dev.kvcache.KvCacheEvent;
 import dev.kvcache.KvCacheLedger;
@@ -288,7 +290,30 @@ public final class ManagerModel implements KvCacheListener {
         int need = newBlocks - oldBlocks - hits.size() + (cow ? 1 : 0);
         int free = before.emptyBlocks() + before.cachedBlocks() - hitsFromCache + winFreed;
 
-        int r = m.append(q.s, tokens.stream().mapToInt(Integer::intValue).toArray());
+        // the estimate must predict all of that and change nothing
+        int[] tokenArray = tokens.stream().mapToInt(Integer::intValue).toArray();
+        Refusal refusalBefore = m.lastRefusal();
+        int eventsBefore = eventsThisOp;
+        AppendEstimate est = m.estimateAppend(q.s, tokenArray);
+        check(m.stats().equals(before), () -> "estimateAppend changed stats: " + before + " -> " + m.stats());
+        checkTablesUnchanged(tablesBefore, "estimateAppend");
+        check(eventsThisOp == eventsBefore && refusedThisOp.isEmpty(), () -> "estimateAppend fired events");
+        check(m.lastRefusal() == refusalBefore, () -> "estimateAppend set lastRefusal " + m.lastRefusal());
+        if (n > 0) {
+            final int needF = need;
+            final int freeF = free;
+            final int hitBlocks = hits.size();
+            final int revived = hitsFromCache;
+            final int winFreedF = winFreed;
+            check(est.newBlocks() == needF && est.availableBlocks() == freeF && est.revivedBlocks() == revived
+                            && est.prefixHitTokens() == hitBlocks * B && est.windowFreedBlocks() == winFreedF,
+                    () -> est + " but the model expects newBlocks " + needF + ", available " + freeF
+                            + ", revived " + revived + ", hit tokens " + hitBlocks * B + ", window frees " + winFreedF);
+        }
+
+        int r = m.append(q.s, tokenArray);
+        check(est.admitted() == (r >= 0) && (r >= 0 || est.refusal() == m.lastRefusal()),
+                () -> "estimate " + est + " but append returned " + r + " (" + m.lastRefusal() + ")");
 
         KvCacheStats after = m.stats();
         final List<Integer> hitList = hits;
