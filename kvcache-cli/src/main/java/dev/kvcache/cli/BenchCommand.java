@@ -2,6 +2,7 @@ package dev.kvcache.cli;
 
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
@@ -29,7 +30,9 @@ import java.util.concurrent.Callable;
                 "Runs benchmarks/target/benchmarks.jar (built if missing); all arguments go to JMH, e.g.",
                 "  kvcache bench BlockManagerBenchmark -prof gc",
                 "  kvcache bench -l            (list benchmarks)",
-                "  kvcache bench -h            (JMH's own options)"})
+                "  kvcache bench -h            (JMH's own options)",
+                "  kvcache bench --attention-report -p tokens=32768",
+                "                              (PagedAttentionBenchmark, then bandwidth vs copy per format)"})
 final class BenchCommand implements Callable<Integer> {
 
     /** Defaults as (option, value) pairs. */
@@ -42,6 +45,11 @@ final class BenchCommand implements Callable<Integer> {
 
     @Parameters(paramLabel = "JMH_ARGS", arity = "0..*", description = "arguments for JMH (regexp, -prof gc, -p param=v, ...)")
     List<String> jmhArgs = new ArrayList<>();
+
+    @Option(names = "--attention-report", description = {"Run PagedAttentionBenchmark (unless the arguments name",
+            "it), then print each size and format's effective KV bandwidth as a share of the copy",
+            "measured in the same run, and paged time against the contiguous baselines."})
+    boolean attentionReport;
 
     @Override
     public Integer call() throws IOException, InterruptedException {
@@ -58,9 +66,38 @@ final class BenchCommand implements Callable<Integer> {
                 return 1;
             }
         }
-        List<String> cmd = command(javaBinary(), jar, jmhArgs);
-        Process p = new ProcessBuilder(cmd).inheritIO().start();
-        return p.waitFor();
+        if (!attentionReport) {
+            return new ProcessBuilder(command(javaBinary(), jar, jmhArgs)).inheritIO().start().waitFor();
+        }
+        Path csv = Files.createTempFile("kvcache-attention", ".csv");
+        try {
+            List<String> args = reportArgs(jmhArgs, csv);
+            int rc = new ProcessBuilder(command(javaBinary(), jar, args)).inheritIO().start().waitFor();
+            if (rc != 0) {
+                return rc;
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            out.println();
+            out.println("Share of copy = (K+V bytes of the format / time) / (F32 K+V bytes / copy time), same run;"
+                    + " shape: " + AttentionReport.KV_HEADS + " KV heads x " + AttentionReport.HEAD_DIM + ", "
+                    + AttentionReport.BLOCK_TOKENS + "-token blocks");
+            out.print(AttentionReport.table(AttentionReport.parse(Files.readAllLines(csv))));
+            out.flush();
+            return 0;
+        } finally {
+            Files.deleteIfExists(csv);
+        }
+    }
+
+    /** The user's JMH arguments for a report run: PagedAttentionBenchmark unless named, CSV results to {@code csv}. */
+    static List<String> reportArgs(List<String> userArgs, Path csv) {
+        List<String> args = new ArrayList<>();
+        if (userArgs.stream().noneMatch(a -> a.contains("PagedAttentionBenchmark"))) {
+            args.add("PagedAttentionBenchmark");
+        }
+        args.addAll(userArgs);
+        args.addAll(List.of("-rf", "csv", "-rff", csv.toString()));
+        return args;
     }
 
     /** The full command line: java, JVM flags, -jar, the defaults not overridden, then the user's arguments. */
