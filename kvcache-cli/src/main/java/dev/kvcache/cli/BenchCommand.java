@@ -31,8 +31,8 @@ import java.util.concurrent.Callable;
                 "  kvcache bench BlockManagerBenchmark -prof gc",
                 "  kvcache bench -l            (list benchmarks)",
                 "  kvcache bench -h            (JMH's own options)",
-                "  kvcache bench --attention-report -p tokens=32768",
-                "                              (PagedAttentionBenchmark, then bandwidth vs copy per format)"})
+                "  kvcache bench --attention-report -p tokens=32768   (decode bandwidth vs copy)",
+                "  kvcache bench --help        (this help)"})
 final class BenchCommand implements Callable<Integer> {
 
     /** Defaults as (option, value) pairs. */
@@ -46,13 +46,18 @@ final class BenchCommand implements Callable<Integer> {
     @Parameters(paramLabel = "JMH_ARGS", arity = "0..*", description = "arguments for JMH (regexp, -prof gc, -p param=v, ...)")
     List<String> jmhArgs = new ArrayList<>();
 
-    @Option(names = "--attention-report", description = {"Run PagedAttentionBenchmark (unless the arguments name",
-            "it), then print each size and format's effective KV bandwidth as a share of the copy",
-            "measured in the same run, and paged time against the contiguous baselines."})
+    @Option(names = "--attention-report", description = "Run PagedAttentionBenchmark (unless the arguments name it), "
+            + "then print each size and format's KV bandwidth as a share of the copy measured in the same run, "
+            + "and paged time against the contiguous baselines.")
     boolean attentionReport;
 
     @Override
     public Integer call() throws IOException, InterruptedException {
+        if (jmhArgs.contains("--help")) {
+            // -h is JMH's; --help is this command's
+            spec.commandLine().usage(spec.commandLine().getOut());
+            return 0;
+        }
         PrintWriter err = spec.commandLine().getErr();
         Path root = KvCacheHome.root();
         Path jar = root.resolve("benchmarks/target/benchmarks.jar");

@@ -66,6 +66,15 @@ class AttentionReportTest {
     }
 
     @Test
+    void benchHelpIsThisCommandsUsage() {
+        var sw = new java.io.StringWriter();
+        var cl = KvCacheCli.commandLine();
+        cl.setOut(new java.io.PrintWriter(sw));
+        assertEquals(0, cl.execute("bench", "--help"));
+        assertTrue(sw.toString().contains("--attention-report"), sw.toString());
+    }
+
+    @Test
     void picocliTakesTheReportFlagAndPassesTheRest() {
         var parsed = KvCacheCli.commandLine().parseArgs("bench", "--attention-report", "-p", "format=F32");
         BenchCommand b = (BenchCommand) parsed.subcommand().commandSpec().userObject();
