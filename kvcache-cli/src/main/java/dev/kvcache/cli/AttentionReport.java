@@ -38,45 +38,15 @@ final class AttentionReport {
 
     /** Scores in microseconds keyed by "method|format|tokens" (format "N/A" for the baselines). */
     static Map<String, Double> parse(List<String> csv) {
-        if (csv.isEmpty()) {
-            throw new IllegalArgumentException("empty JMH CSV");
-        }
-        List<String> header = fields(csv.getFirst());
-        int name = header.indexOf("Benchmark");
-        int score = header.indexOf("Score");
-        int unit = header.indexOf("Unit");
-        int format = header.indexOf("Param: format");
-        int tokens = header.indexOf("Param: tokens");
-        if (name < 0 || score < 0 || unit < 0 || tokens < 0) {
-            throw new IllegalArgumentException("not a JMH CSV of PagedAttentionBenchmark: header " + header);
-        }
         Map<String, Double> out = new LinkedHashMap<>();
-        for (String line : csv.subList(1, csv.size())) {
-            if (line.isBlank()) {
-                continue;
+        for (JmhCsv.Row r : JmhCsv.parse(csv, "PagedAttentionBenchmark")) {
+            if (r.param("tokens").isEmpty()) {
+                throw new IllegalArgumentException("row " + r + " has no tokens parameter");
             }
-            List<String> f = fields(line);
-            String bench = f.get(name);
-            if (bench.contains(":") || !bench.contains("PagedAttentionBenchmark.")) {
-                continue; // secondary results (profilers) and other benchmarks
-            }
-            String method = bench.substring(bench.lastIndexOf('.') + 1);
-            String fmt = format >= 0 && !f.get(format).isEmpty() ? f.get(format) : "N/A";
-            double us = Double.parseDouble(f.get(score)) * microsPer(f.get(unit));
-            out.put(method + "|" + fmt + "|" + f.get(tokens), us);
+            String fmt = r.param("format").isEmpty() ? "N/A" : r.param("format");
+            out.put(r.method() + "|" + fmt + "|" + r.param("tokens"), r.micros());
         }
         return out;
-    }
-
-    private static double microsPer(String unit) {
-        return switch (unit) {
-            case "ns/op" -> 1e-3;
-            case "us/op" -> 1.0;
-            case "ms/op" -> 1e3;
-            case "s/op" -> 1e6;
-            default -> throw new IllegalArgumentException("unit " + unit + " is not a time per operation"
-                    + " (run with the benchmark's average-time mode)");
-        };
     }
 
     /** The report table; "-" where the run lacks a benchmark. */
@@ -126,30 +96,5 @@ final class AttentionReport {
 
     private static String ratio(Double a, Double b) {
         return a == null || b == null ? "-" : String.format(Locale.ROOT, "%.3f", a / b);
-    }
-
-    /** One CSV line's fields: comma-separated, optionally double-quoted (JMH quotes every field). */
-    static List<String> fields(String line) {
-        List<String> out = new ArrayList<>();
-        StringBuilder cur = new StringBuilder();
-        boolean quoted = false;
-        for (int i = 0; i < line.length(); i++) {
-            char c = line.charAt(i);
-            if (c == '"') {
-                if (quoted && i + 1 < line.length() && line.charAt(i + 1) == '"') {
-                    cur.append('"');
-                    i++;
-                } else {
-                    quoted = !quoted;
-                }
-            } else if (c == ',' && !quoted) {
-                out.add(cur.toString());
-                cur.setLength(0);
-            } else {
-                cur.append(c);
-            }
-        }
-        out.add(cur.toString());
-        return out;
     }
 }

@@ -32,6 +32,7 @@ import java.util.concurrent.Callable;
                 "  kvcache bench -l            (list benchmarks)",
                 "  kvcache bench -h            (JMH's own options)",
                 "  kvcache bench --attention-report -p tokens=32768   (decode bandwidth vs copy)",
+                "  kvcache bench --quantizer-report -p tokens=131072 -p format=Q8_0",
                 "  kvcache bench --help        (this help)"})
 final class BenchCommand implements Callable<Integer> {
 
@@ -50,6 +51,11 @@ final class BenchCommand implements Callable<Integer> {
             + "then print each size and format's KV bandwidth as a share of the copy measured in the same run, "
             + "and paged time against the contiguous baselines.")
     boolean attentionReport;
+
+    @Option(names = "--quantizer-report", description = "Run QuantizerBenchmark (unless the arguments name it; "
+            + "narrow it with -p, e.g. -p tokens=131072 -p format=Q8_0,FP8_E4M3), then print GB/s per format, "
+            + "decode against a copy of the same fp32 bytes, and vector/scalar speedups.")
+    boolean quantizerReport;
 
     @Override
     public Integer call() throws IOException, InterruptedException {
@@ -71,22 +77,32 @@ final class BenchCommand implements Callable<Integer> {
                 return 1;
             }
         }
-        if (!attentionReport) {
+        if (attentionReport && quantizerReport) {
+            err.println("kvcache bench: --attention-report and --quantizer-report are separate runs; give one");
+            return 2;
+        }
+        if (!attentionReport && !quantizerReport) {
             return new ProcessBuilder(command(javaBinary(), jar, jmhArgs)).inheritIO().start().waitFor();
         }
-        Path csv = Files.createTempFile("kvcache-attention", ".csv");
+        String benchmark = attentionReport ? "PagedAttentionBenchmark" : "QuantizerBenchmark";
+        Path csv = Files.createTempFile("kvcache-report", ".csv");
         try {
-            List<String> args = reportArgs(jmhArgs, csv);
+            List<String> args = reportArgs(benchmark, jmhArgs, csv);
             int rc = new ProcessBuilder(command(javaBinary(), jar, args)).inheritIO().start().waitFor();
             if (rc != 0) {
                 return rc;
             }
+            List<String> lines = Files.readAllLines(csv);
             PrintWriter out = spec.commandLine().getOut();
             out.println();
-            out.println("Share of copy = (K+V bytes of the format / time) / (F32 K+V bytes / copy time), same run;"
-                    + " shape: " + AttentionReport.KV_HEADS + " KV heads x " + AttentionReport.HEAD_DIM + ", "
-                    + AttentionReport.BLOCK_TOKENS + "-token blocks");
-            out.print(AttentionReport.table(AttentionReport.parse(Files.readAllLines(csv))));
+            if (attentionReport) {
+                out.println("Share of copy = (K+V bytes of the format / time) / (F32 K+V bytes / copy time), same run;"
+                        + " shape: " + AttentionReport.KV_HEADS + " KV heads x " + AttentionReport.HEAD_DIM + ", "
+                        + AttentionReport.BLOCK_TOKENS + "-token blocks");
+                out.print(AttentionReport.table(AttentionReport.parse(lines)));
+            } else {
+                out.print(QuantizerReport.table(JmhCsv.parse(lines, benchmark)));
+            }
             out.flush();
             return 0;
         } finally {
@@ -94,11 +110,11 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
-    /** The user's JMH arguments for a report run: PagedAttentionBenchmark unless named, CSV results to {@code csv}. */
-    static List<String> reportArgs(List<String> userArgs, Path csv) {
+    /** The user's JMH arguments for a report run: {@code benchmark} unless named, CSV results to {@code csv}. */
+    static List<String> reportArgs(String benchmark, List<String> userArgs, Path csv) {
         List<String> args = new ArrayList<>();
-        if (userArgs.stream().noneMatch(a -> a.contains("PagedAttentionBenchmark"))) {
-            args.add("PagedAttentionBenchmark");
+        if (userArgs.stream().noneMatch(a -> a.contains(benchmark))) {
+            args.add(benchmark);
         }
         args.addAll(userArgs);
         args.addAll(List.of("-rf", "csv", "-rff", csv.toString()));

