@@ -35,6 +35,13 @@ class ProviderTest {
         if (Quantizers.vectorized()) {
             assertTrue(Quantizers.vectorWanted());
             assertTrue(Quantizers.provider().startsWith("vector("), Quantizers.provider());
+            String capped = System.getProperty("kvcache.vector.bits");
+            if (capped != null) {
+                // the vector-256 surefire execution: the cap must really narrow the kernels
+                int want = Math.max(256, Math.min(Integer.parseInt(capped),
+                        jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.vectorBitSize()));
+                assertEquals("vector(" + want + "-bit)", Quantizers.provider());
+            }
             assertEquals(2, Quantizers.availableProviders().size());
         } else {
             assertEquals("scalar", Quantizers.provider());
