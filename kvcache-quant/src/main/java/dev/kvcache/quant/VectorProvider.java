@@ -1700,5 +1700,124 @@ final class VectorProvider implements KernelProvider {
                 acc[aOff + j] = a;
             }
         }
+
+        /*
+         * Grouped-query attention, four heads at a time (the rest, and dims that are not a
+         * multiple of the vector length, through the per-head kernels): each FP8 chunk is widened
+         * once (about a dozen integer operations per vector) and FMA'd into the four heads'
+         * accumulators instead of being widened once per head. Two rows per pass share the query
+         * loads. Per (row, head) the sum runs in the same order as dotRows0.
+         */
+        @Override
+        void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+            float k = scale * slice.get(F32, off);
+            int j = 0;
+            for (; j + 4 <= heads && dim % L == 0; j += 4) {
+                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+                int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+                int r = 0;
+                for (; r + 2 <= count; r += 2) {
+                    long oa = off + 4 + (long) r * dim;
+                    long ob = oa + dim;
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (int i = 0; i < dim; i += L) {
+                        FloatVector ka = load(slice, oa + i);
+                        FloatVector kb = load(slice, ob + i);
+                        FloatVector qv = FloatVector.fromArray(F, q, q0 + i);
+                        a0 = ka.fma(qv, a0);
+                        b0 = kb.fma(qv, b0);
+                        qv = FloatVector.fromArray(F, q, q1 + i);
+                        a1 = ka.fma(qv, a1);
+                        b1 = kb.fma(qv, b1);
+                        qv = FloatVector.fromArray(F, q, q2 + i);
+                        a2 = ka.fma(qv, a2);
+                        b2 = kb.fma(qv, b2);
+                        qv = FloatVector.fromArray(F, q, q3 + i);
+                        a3 = ka.fma(qv, a3);
+                        b3 = kb.fma(qv, b3);
+                    }
+                    scores[s0 + r] = k * a0.reduceLanes(ADD);
+                    scores[s1 + r] = k * a1.reduceLanes(ADD);
+                    scores[s2 + r] = k * a2.reduceLanes(ADD);
+                    scores[s3 + r] = k * a3.reduceLanes(ADD);
+                    scores[s0 + r + 1] = k * b0.reduceLanes(ADD);
+                    scores[s1 + r + 1] = k * b1.reduceLanes(ADD);
+                    scores[s2 + r + 1] = k * b2.reduceLanes(ADD);
+                    scores[s3 + r + 1] = k * b3.reduceLanes(ADD);
+                }
+                for (; r < count; r++) {
+                    long oa = off + 4 + (long) r * dim;
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    for (int i = 0; i < dim; i += L) {
+                        FloatVector ka = load(slice, oa + i);
+                        a0 = ka.fma(FloatVector.fromArray(F, q, q0 + i), a0);
+                        a1 = ka.fma(FloatVector.fromArray(F, q, q1 + i), a1);
+                        a2 = ka.fma(FloatVector.fromArray(F, q, q2 + i), a2);
+                        a3 = ka.fma(FloatVector.fromArray(F, q, q3 + i), a3);
+                    }
+                    scores[s0 + r] = k * a0.reduceLanes(ADD);
+                    scores[s1 + r] = k * a1.reduceLanes(ADD);
+                    scores[s2 + r] = k * a2.reduceLanes(ADD);
+                    scores[s3 + r] = k * a3.reduceLanes(ADD);
+                }
+            }
+            for (; j < heads; j++) {
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            }
+        }
+
+        /*
+         * Grouped-query attention: chunk pair outer, rows inner, four heads at a time: the 4 heads
+         * x 2 chunks of acc stay in registers across all rows, and each FP8 chunk is widened once
+         * for the four heads. The slice scale is folded into each row's weights, as in
+         * accumulateRows0.
+         */
+        @Override
+        void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+            float s = slice.get(F32, off);
+            long base = off + 4;
+            int j = 0;
+            for (; j + 4 <= heads && dim % (2 * L) == 0; j += 4) {
+                int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+                int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+                for (int i = 0; i < dim; i += 2 * L) {
+                    FloatVector x0 = FloatVector.fromArray(F, acc, c0 + i), y0 = FloatVector.fromArray(F, acc, c0 + i + L);
+                    FloatVector x1 = FloatVector.fromArray(F, acc, c1 + i), y1 = FloatVector.fromArray(F, acc, c1 + i + L);
+                    FloatVector x2 = FloatVector.fromArray(F, acc, c2 + i), y2 = FloatVector.fromArray(F, acc, c2 + i + L);
+                    FloatVector x3 = FloatVector.fromArray(F, acc, c3 + i), y3 = FloatVector.fromArray(F, acc, c3 + i + L);
+                    long o = base + i;
+                    for (int r = 0; r < count; r++, o += dim) {
+                        FloatVector va = load(slice, o);
+                        FloatVector vb = load(slice, o + L);
+                        FloatVector wv = FloatVector.broadcast(F, w[w0 + r] * s);
+                        x0 = va.fma(wv, x0);
+                        y0 = vb.fma(wv, y0);
+                        wv = FloatVector.broadcast(F, w[w1 + r] * s);
+                        x1 = va.fma(wv, x1);
+                        y1 = vb.fma(wv, y1);
+                        wv = FloatVector.broadcast(F, w[w2 + r] * s);
+                        x2 = va.fma(wv, x2);
+                        y2 = vb.fma(wv, y2);
+                        wv = FloatVector.broadcast(F, w[w3 + r] * s);
+                        x3 = va.fma(wv, x3);
+                        y3 = vb.fma(wv, y3);
+                    }
+                    x0.intoArray(acc, c0 + i);
+                    y0.intoArray(acc, c0 + i + L);
+                    x1.intoArray(acc, c1 + i);
+                    y1.intoArray(acc, c1 + i + L);
+                    x2.intoArray(acc, c2 + i);
+                    y2.intoArray(acc, c2 + i + L);
+                    x3.intoArray(acc, c3 + i);
+                    y3.intoArray(acc, c3 + i + L);
+                }
+            }
+            for (; j < heads; j++) {
+                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            }
+        }
     }
 }
