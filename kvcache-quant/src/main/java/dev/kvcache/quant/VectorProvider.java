@@ -1054,6 +1054,114 @@ final class VectorProvider implements KernelProvider {
                 acc[aOff + i] = s;
             }
         }
+
+        /*
+         * Grouped-query attention, four heads at a time (the rest, and dims that are not a
+         * multiple of the vector length, through the per-head kernels): each chunk is widened once
+         * for the four heads; two rows per pass share the query loads. Per (row, head) the sum
+         * runs in the same order as dotRows0.
+         */
+        @Override
+        void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+            long rb = 2L * dim;
+            int j = 0;
+            for (; j + 4 <= heads && dim % L == 0; j += 4) {
+                int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
+                int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+                int r = 0;
+                for (; r + 2 <= count; r += 2) {
+                    long oa = off + r * rb;
+                    long ob = oa + rb;
+                    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                    FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (int i = 0; i < dim; i += L) {
+                        FloatVector ka = load(slice, oa + 2L * i);
+                        FloatVector kb = load(slice, ob + 2L * i);
+                        FloatVector qv = FloatVector.fromArray(F, q, q0 + i);
+                        a0 = ka.fma(qv, a0);
+                        b0 = kb.fma(qv, b0);
+                        qv = FloatVector.fromArray(F, q, q1 + i);
+                        a1 = ka.fma(qv, a1);
+                        b1 = kb.fma(qv, b1);
+                        qv = FloatVector.fromArray(F, q, q2 + i);
+                        a2 = ka.fma(qv, a2);
+                        b2 = kb.fma(qv, b2);
+                        qv = FloatVector.fromArray(F, q, q3 + i);
+                        a3 = ka.fma(qv, a3);
+                        b3 = kb.fma(qv, b3);
+                    }
+                    scores[s0 + r] = scale * a0.reduceLanes(ADD);
+                    scores[s1 + r] = scale * a1.reduceLanes(ADD);
+                    scores[s2 + r] = scale * a2.reduceLanes(ADD);
+                    scores[s3 + r] = scale * a3.reduceLanes(ADD);
+                    scores[s0 + r + 1] = scale * b0.reduceLanes(ADD);
+                    scores[s1 + r + 1] = scale * b1.reduceLanes(ADD);
+                    scores[s2 + r + 1] = scale * b2.reduceLanes(ADD);
+                    scores[s3 + r + 1] = scale * b3.reduceLanes(ADD);
+                }
+                for (; r < count; r++) {
+                    long oa = off + r * rb;
+                    scores[s0 + r] = scale * dotRow0(slice, oa, dim, q, q0);
+                    scores[s1 + r] = scale * dotRow0(slice, oa, dim, q, q1);
+                    scores[s2 + r] = scale * dotRow0(slice, oa, dim, q, q2);
+                    scores[s3 + r] = scale * dotRow0(slice, oa, dim, q, q3);
+                }
+            }
+            for (; j < heads; j++) {
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            }
+        }
+
+        /*
+         * Grouped-query attention: chunk pair outer, rows inner, four heads at a time: the 4 heads
+         * x 2 chunks of acc stay in registers across all rows and each chunk is widened once for
+         * the four heads.
+         */
+        @Override
+        void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
+                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+            long rb = 2L * dim;
+            int j = 0;
+            for (; j + 4 <= heads && dim % (2 * L) == 0; j += 4) {
+                int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+                int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
+                for (int i = 0; i < dim; i += 2 * L) {
+                    FloatVector x0 = FloatVector.fromArray(F, acc, c0 + i), y0 = FloatVector.fromArray(F, acc, c0 + i + L);
+                    FloatVector x1 = FloatVector.fromArray(F, acc, c1 + i), y1 = FloatVector.fromArray(F, acc, c1 + i + L);
+                    FloatVector x2 = FloatVector.fromArray(F, acc, c2 + i), y2 = FloatVector.fromArray(F, acc, c2 + i + L);
+                    FloatVector x3 = FloatVector.fromArray(F, acc, c3 + i), y3 = FloatVector.fromArray(F, acc, c3 + i + L);
+                    long o = off + 2L * i;
+                    for (int r = 0; r < count; r++, o += rb) {
+                        FloatVector va = load(slice, o);
+                        FloatVector vb = load(slice, o + 2L * L);
+                        FloatVector wv = FloatVector.broadcast(F, w[w0 + r]);
+                        x0 = va.fma(wv, x0);
+                        y0 = vb.fma(wv, y0);
+                        wv = FloatVector.broadcast(F, w[w1 + r]);
+                        x1 = va.fma(wv, x1);
+                        y1 = vb.fma(wv, y1);
+                        wv = FloatVector.broadcast(F, w[w2 + r]);
+                        x2 = va.fma(wv, x2);
+                        y2 = vb.fma(wv, y2);
+                        wv = FloatVector.broadcast(F, w[w3 + r]);
+                        x3 = va.fma(wv, x3);
+                        y3 = vb.fma(wv, y3);
+                    }
+                    x0.intoArray(acc, c0 + i);
+                    y0.intoArray(acc, c0 + i + L);
+                    x1.intoArray(acc, c1 + i);
+                    y1.intoArray(acc, c1 + i + L);
+                    x2.intoArray(acc, c2 + i);
+                    y2.intoArray(acc, c2 + i + L);
+                    x3.intoArray(acc, c3 + i);
+                    y3.intoArray(acc, c3 + i + L);
+                }
+            }
+            for (; j < heads; j++) {
+                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            }
+        }
     }
 
     // ================================================================== Q8_0
