@@ -194,10 +194,7 @@ public final class HostSwapSpace implements AutoCloseable {
     private void release(int h) {
         inUse[h] = false;
         freeStack[freeTop++] = h;
-        // a host block's staging slots are not needed any more
-        for (int layer = 0; layer < pool.layout().layers(); layer++) {
-            pool.dropStage(h, layer);
-        }
+        pool.blockReleased(h); // a host block's staging slots are not needed any more
     }
 
     /** Bytes a transfer of block {@code b} of {@code s} moves: the block plus staged layers. */

@@ -15,9 +15,9 @@ import static jdk.incubator.vector.VectorOperators.MAX;
 /*
  * Vector API softmax arithmetic. A paged-attention block is 16 positions, one 512-bit vector, so
  * the common call is a single full chunk. Shorter runs (the partial last block of a sequence) end
- * in a scalar tail with Math.exp: a masked chunk (indexInRange) allocated its mask on every call
- * (PagedAttentionTest's allocation check caught ~96 bytes per call), and the tail's exponentials
- * agree with the vector ones to 2 ulps.
+ * in a scalar tail, the ScalarSoftmax code: a masked chunk (indexInRange) allocated on every call
+ * (PagedAttentionTest's allocation check: 768,000 B over 500 decodes of a sequence ending
+ * mid-block), and Math.exp agrees with the vector exponential to 2 ulps.
  *
  * The exponential is computed inline (exp below) rather than with lanewise(EXP): that operation
  * is intrinsified only where HotSpot has a vector math library (x86 SVML) and otherwise falls back
@@ -44,11 +44,7 @@ final class VectorSoftmax implements SoftmaxKernels {
         for (int bound = F.loopBound(n); i < bound; i += L) {
             m = m.max(FloatVector.fromArray(F, a, off + i));
         }
-        float r = m.reduceLanes(MAX);
-        for (; i < n; i++) {
-            r = Math.max(r, a[off + i]);
-        }
-        return r;
+        return Math.max(m.reduceLanes(MAX), ScalarSoftmax.INSTANCE.max(a, off + i, n - i));
     }
 
     @Override
@@ -61,13 +57,7 @@ final class VectorSoftmax implements SoftmaxKernels {
             w.intoArray(a, off + i);
             sum = sum.add(w);
         }
-        float total = sum.reduceLanes(ADD);
-        for (; i < n; i++) {
-            float w = (float) Math.exp(a[off + i] - shift);
-            a[off + i] = w;
-            total += w;
-        }
-        return total;
+        return sum.reduceLanes(ADD) + ScalarSoftmax.INSTANCE.expSum(a, off + i, n - i, shift);
     }
 
     @Override
@@ -77,9 +67,7 @@ final class VectorSoftmax implements SoftmaxKernels {
         for (int bound = F.loopBound(n); i < bound; i += L) {
             FloatVector.fromArray(F, a, off + i).mul(c).intoArray(a, off + i);
         }
-        for (; i < n; i++) {
-            a[off + i] *= c;
-        }
+        ScalarSoftmax.INSTANCE.scale(a, off + i, n - i, c);
     }
 
     private static final float LOG2E = 1.44269504088896341f;
