@@ -43,8 +43,9 @@ import java.util.concurrent.ForkJoinPool;
  * F32 step. While a block's KV head {@code g} is processed,
  * {@link #touch} loads one byte per cache line of the <em>next</em> table entry's K and V slices of
  * head {@code g}, so those misses overlap this block's arithmetic. Measured at 32k tokens
- * (PagedAttentionBenchmark, 2026-11-25, 2-core AVX-512 VM): F32 step time 0.76x, F16 0.77x, Q8_0
- * unchanged (it is compute-bound); touching two entries ahead was no better, every other line worse.
+ * (PagedAttentionBenchmark, 2026-11-25, 2-core AVX-512 VM): F32 step time 0.76x, F16 0.80x, Q8_0
+ * unchanged (it is compute-bound); touching two entries ahead was no better, every other line worse
+ * (bench-results/kernel-steps-2026-11-25.txt).
  *
  * <p>Table entries of -1 (blocks a sliding window released) are skipped: those positions take no
  * part in the softmax. When no position is readable (length 0, or everything released) the output
