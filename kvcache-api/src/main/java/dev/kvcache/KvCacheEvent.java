@@ -10,21 +10,27 @@ import java.util.Arrays;
 public sealed interface KvCacheEvent {
 
     /**
-     * A full block was published under a prefix hash; {@code parentHash} is the hash of the block
-     * before it ({@link KvCacheManager#ROOT_HASH} for the first), {@code tokenIds} its tokens.
+     * A full block was published: its KV is written and later prompts with the same prefix may hit
+     * it. {@code key} is its {@link PrefixKey} and {@code hash} that key's {@link PrefixKey#hi()};
+     * {@code parentKey} is the key of the block before it (null for the first, whose
+     * {@code parentHash} is {@link KvCacheManager#ROOT_HASH}); {@code scope} is the tenant whose
+     * prefix cache holds it (null when the manager shares its cache across tenants).
      */
-    record BlockStored(int block, long hash, long parentHash, long cacheSalt, int[] tokenIds)
-            implements KvCacheEvent {
+    record BlockStored(int block, long hash, long parentHash, long cacheSalt, int[] tokenIds, PrefixKey key,
+                       PrefixKey parentKey, String scope) implements KvCacheEvent {
         @Override
         public String toString() {
-            return "BlockStored[block=" + block + ", hash=" + Long.toHexString(hash) + ", parent="
-                    + Long.toHexString(parentHash) + ", salt=" + cacheSalt + ", tokens="
-                    + Arrays.toString(tokenIds) + "]";
+            return "BlockStored[block=" + block + ", key=" + key + ", parent=" + parentKey + ", salt=" + cacheSalt
+                    + ", scope=" + scope + ", tokens=" + Arrays.toString(tokenIds) + "]";
         }
     }
 
-    /** Block {@code block} no longer holds the content published under {@code hash}. */
-    record BlockRemoved(int block, long hash) implements KvCacheEvent {
+    /**
+     * Block {@code block} no longer holds the content published under {@code key} ({@code hash} is
+     * its {@link PrefixKey#hi()}; both 0/null when the key was never computed, i.e. the block was
+     * published while nobody listened).
+     */
+    record BlockRemoved(int block, long hash, PrefixKey key) implements KvCacheEvent {
     }
 
     /** Every published hash was dropped ({@link KvCacheManager#resetPrefixCache()}). */

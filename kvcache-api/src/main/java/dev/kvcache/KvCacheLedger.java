@@ -26,6 +26,12 @@ package dev.kvcache;
  * @param idleHeldBlocks       blocks held now by sequences idle past their lease (sequences without a lease never count)
  * @param droppedTokens        tokens dropped by retention policies
  * @param retentionReleasedBlocks blocks released because all their tokens were dropped
+ * @param abortedBlocks        full blocks never published because their sequence was aborted
+ *                             ({@link KvCacheManager#abort}) before its KV was committed
+ * @param copyFailures         copy-on-write copies that threw (their appends changed nothing)
+ * @param swapFailures         swap-space calls that threw (a failed swap-in, an offload given up)
+ * @param callbackErrors       listener and {@link KvStore#blockReleased} calls that threw (counted, logged once)
+ * @param outstandingRecords   preemption records issued and not yet resumed or discarded
  */
 public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTokens, long forks,
                             long copyOnWrites, long windowReleasedBlocks, long appendedTokens,
@@ -33,7 +39,9 @@ public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTok
                             long watermarkRefusals, long reservationRefusals, long quotaRefusals,
                             long preemptions, long recomputedTokens, long swappedOutBytes,
                             long swappedInBytes, long idleReleasedSequences, long idleReleasedBlocks,
-                            int idleHeldBlocks, long droppedTokens, long retentionReleasedBlocks) {
+                            int idleHeldBlocks, long droppedTokens, long retentionReleasedBlocks,
+                            long abortedBlocks, long copyFailures, long swapFailures, long callbackErrors,
+                            int outstandingRecords) {
 
     /** Bytes held by live sequences. */
     public long usedBytes() {

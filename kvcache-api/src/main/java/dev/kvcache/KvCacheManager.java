@@ -1,230 +1,136 @@
 package dev.kvcache;
 
-import org.agrona.collections.Long2LongHashMap;
-
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Comparator;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.locks.StampedLock;
 import java.util.function.LongSupplier;
 
 /**
  * The paged block manager: which physical block holds each sequence's tokens, which blocks are
- * shared, which hold reusable prefixes, and which may be reused next.
+ * shared, which hold reusable prefixes, and which may be reused next. A facade, in the manner of
+ * vLLM v1's KV cache manager, over small package-private parts that each state their invariants:
+ * {@link BlockPool} (reference counts, empty stack, eviction queue), {@link PrefixIndex} (what is
+ * published and how a hit is proven), {@link Publisher} (when a block becomes hit-able),
+ * {@link TenantAccounts} (who is charged), {@link Admission} (reservations and the watermark),
+ * {@link AppendPlan} and {@link Appender} (one append, planned then applied), {@link Preemptor}
+ * (victims, swap, records), {@link LeaseTracker} (idle leases) and {@link Notifications}
+ * (listeners, told only once a change is complete).
  *
  * <h2>Model</h2>
  * KV memory is cut into {@code totalBlocks} blocks of {@code blockTokens} token slots. A sequence
  * owns a <em>block table</em>: logical block i holds its tokens {@code [i*B, (i+1)*B)} in physical
  * block {@code table[i]}. Blocks are reference counted; a fork shares every block of its parent,
  * and the first write into a shared, partly filled block copies it (copy-on-write) through the
- * {@link BlockCopier}. A sequence wastes at most {@code B-1} slots (its last block), and any free
- * block serves any sequence, so there is no external fragmentation.
+ * {@link BlockCopier}. Blocks are <b>used</b> (held by a live sequence), <b>cached</b> (held by
+ * none, published for prefix reuse) or <b>empty</b>; an empty block is always reused before a
+ * cached one, and among cached blocks the {@link EvictionPolicy} decides (LRU by default, and
+ * {@link #free} releases tail first, so a shared prefix outlives the suffixes behind it).
  *
- * <h2>Three kinds of block</h2>
- * <ul>
- *   <li><b>used</b>: held by at least one live sequence ({@code refCount > 0});</li>
- *   <li><b>cached</b>: held by none, but full and published under a prefix hash, so a later
- *       sequence with the same prefix can take it instead of recomputing it;</li>
- *   <li><b>empty</b>: held by none, no reusable content.</li>
- * </ul>
- * Empty blocks sit on a stack ({@code int[]}), cached blocks in the {@link EvictionPolicy}'s queue
- * (intrusive lists in {@code int[]}s), published hashes in a primitive open-addressing map
- * (Agrona's {@link Long2LongHashMap}, sized so it never rehashes). No object exists per block and
- * a steady-state append allocates nothing: allocate, release and touch are O(1) array operations.
+ * <h2>The trust model</h2>
+ * <em>A request is only ever served KV computed for its own prefix.</em> A prefix hit on block j
+ * proves three things:
+ * <ol>
+ *   <li><b>same prefix</b>: the block's stored token ids equal the prompt's block j, its salt and
+ *       scope (the tenant, unless the cache is {@linkplain Builder#shareAcrossTenants shared})
+ *       equal the sequence's, and its recorded parent is exactly the physical block that the same
+ *       lookup matched at j-1, at the generation it had when this block was published (a block's
+ *       generation moves on whenever its publication ends). By induction from the root, the whole
+ *       prefix is proven token by token; the 64-bit index hash (keyed by a per-manager random
+ *       seed) only finds candidates, so a collision, forged or not, costs a miss;</li>
+ *   <li><b>KV written</b>: blocks are published only once their KV exists ({@link Publisher}: at
+ *       the sequence's next append, {@link #commit}, or {@link #free}; never after
+ *       {@link #abort}, and never by a refused or failed call);</li>
+ *   <li><b>not stale</b>: a cached block is unpublished before it is reused, and a preemption
+ *       record resumes at most once ({@link Preemptor}).</li>
+ * </ol>
+ * Keys that leave the process (events, tiers) are 128-bit {@link PrefixKey}s (SHA-256), stable
+ * across JVMs, computed only while someone listens.
  *
- * <h2>Prefix caching</h2>
- * When a block fills, its hash is computed over (the previous block's hash, the sequence's cache
- * salt, the block's token ids) and the block is published. The hash is 64 bits; a hit is confirmed
- * against the block's stored token ids, parent hash and salt, so a hash collision can cost a miss
- * but never serves wrong KV. Lookups happen on a sequence's first append only (while it holds no
- * computed token) and never cover the call's last token, so the engine always computes at least one
- * token and gets logits. Hit blocks are taken before any block is allocated, so an append never
- * evicts the blocks it hits.
- *
- * <h2>Reuse order</h2>
- * An empty block is always reused before a cached one; among cached blocks the policy decides
- * (LRU by default: least recently released first). {@link #free} releases a sequence's blocks tail
- * first, so the tail of a released sequence is reused before its head and a shared prefix outlives
- * the suffixes behind it.
+ * <h2>The engine protocol</h2>
+ * {@code append} reserves slots; the engine writes K/V for the tokens it did not get as hits, then
+ * decodes; the next {@code append} of that sequence publishes the blocks the previous one filled.
+ * When a request ends, {@code free} publishes what is left; when it fails or is cancelled before
+ * its KV was written, {@code abort} releases it without publishing anything pending. The plain
+ * loop (append, write, decode, ..., free) is safe without further calls.
  *
  * <h2>All or nothing</h2>
- * {@code append} first works out how many blocks it needs (new blocks, minus prefix hits, plus one
- * for a copy-on-write, minus what a sliding window releases) against what it could get (empty plus
- * cached blocks not hit). If it cannot get them all it returns -1 and nothing has changed apart
- * from the allocation-failure counter; otherwise nothing after that point can fail.
+ * A refused call (-1, null or an exception for bad input) changes nothing apart from refusal
+ * counters. The one fallible step inside a change, a copy-on-write copy, runs before anything else
+ * moves ({@link Appender}). Listeners and {@link KvStore#blockReleased} run after the change is
+ * complete; one that throws is counted in {@link KvCacheLedger#callbackErrors()} and logged, and
+ * cannot corrupt the accounting.
+ *
+ * <h2>Tenants</h2>
+ * Each tenant's prefix cache is its own unless {@link Builder#shareAcrossTenants} says otherwise.
+ * A tenant is charged once for every block any of its live sequences holds ({@link TenantAccounts}),
+ * so no tenant can use up another's quota, and freeing returns exactly what was charged.
  *
  * <h2>Threads</h2>
- * Every method is safe to call from any thread: mutations serialize on one {@link StampedLock}
- * (built for a single scheduler thread, where the lock is uncontended), {@link #stats()} reads
- * optimistically and retries under the read lock, and {@link #cachedPrefixLength} takes the read
- * lock, so routers and metrics threads never see a half-made change.
- *
- * <h2>When memory runs short</h2>
- * The levers an engine pulls, each counted in the {@link #ledger()}:
- * <ul>
- *   <li><b>admission</b>: a watermark keeps a share of blocks free for running decodes (a new
- *       sequence's first append is refused if it would dip into it), and a sequence opened with
- *       {@link SequenceOptions#maxTokens()} has blocks for its whole length set aside at admission,
- *       so it can never fail later (the no-evict mode, {@link Builder#requireMaxTokens}, demands
- *       this of every sequence);</li>
- *   <li><b>tenant quotas</b>: every used block is charged to exactly one tenant (the one whose
- *       sequence took it from the free pool); an append that would take a tenant over its quota is
- *       refused, and preemption picks tenants above their fair share first;</li>
- *   <li><b>preemption</b>: {@link #preemptionVictims} picks victims (tenants over fair share, then
- *       lowest priority, then newest; never a guaranteed sequence, never one preempted
- *       {@code thrashLimit} times already), {@link #preempt} frees them by recompute or swap, and
- *       {@link #resume} brings them back, all or nothing;</li>
- *   <li><b>idle release</b>: a sequence not touched within its lease is released by
- *       {@link #reapIdle()}, which an engine calls from its own thread;</li>
- *   <li><b>retention</b>: {@link #dropTokens} drops tokens a retention policy (sliding window,
- *       heavy hitters, SnapKV) chose; a block is released once all its tokens are dropped, and a
- *       partly dropped block stays, its dropped tokens masked ({@link Sequence#slot} = -1).</li>
- * </ul>
- * {@link #lastRefusal()} says why the last append returned -1.
+ * Every method is safe from any thread: changes serialize on one {@link StampedLock} (built for a
+ * single scheduler thread, where it is uncontended), {@link #stats()} reads optimistically, other
+ * reads take the read lock, and {@link Sequence} reads are safe while other threads change or free
+ * the sequence. Listeners run under the write lock and must not call back into the manager.
  *
  * <h2>What it does not own</h2>
- * A {@link KvStore} given to the builder is used for copy-on-write copies but not closed here: the
- * engine that made it closes it.
+ * A {@link KvStore} given to the builder is used for copy-on-write copies but not closed here.
  */
 public final class KvCacheManager implements AutoCloseable {
 
-    /** The parent hash of a sequence's first block. */
+    /** The {@code parentHash} of a sequence's first block in {@link KvCacheEvent.BlockStored}. */
     public static final long ROOT_HASH = 0x6b76636163686521L; // "kvcache!"
 
-    private static final int NIL = -1;
+    private static final int SPARE_ARRAYS = 32;
+    private static final int[] NO_INTS = new int[0];
 
     private final KvLayout layout;
     private final int blockTokens;
     private final int totalBlocks;
-    private final boolean prefixCaching;
-    private final boolean window;
-    private final int sinkTokens;
-    private final int windowTokens;
-    private final KvStore store;
-    private final BlockCopier copier;
-    private final LongSupplier clock;
-    /** Whether every sequence's last touch is tracked (a default lease or an explicit clock). */
-    private final boolean trackAll;
-    private final long defaultLeaseNanos;
-    private final int watermarkBlocks;
-    private final boolean requireMaxTokens;
-    private final int thrashLimit;
-    private final SwapSpace swapSpace;
-
-    // ---- per block, indexed by block id ----
-    private final int[] refCount;
-    /** Highest priority among the sequences that held the block since it was last free. */
-    private final int[] blockPriority;
-    /** Published blocks only: */
-    private final boolean[] published;
-    private final long[] blockHash;
-    private final long[] parentHash;
-    private final long[] blockSalt;
-    /** Token ids of published blocks, B per block; confirms hits. Empty when prefix caching is off. */
-    private final int[] blockTokenIds;
-    /** Index of the tenant a used block is charged to. */
-    private final int[] blockTenant;
-
-    // ---- free structures ----
-    private final int[] emptyStack;
-    private int emptyTop;
-    private final EvictionPolicy.Queue cached;
-    private final Long2LongHashMap hashToBlock;
-
-    // ---- sequences ----
+    private final long totalSlots;
+    private final boolean shareAcrossTenants;
+    final StampedLock lock = new StampedLock();
+    private final Counters counters = new Counters();
+    private final Notifications notes;
+    private final PrefixIndex index;
+    private final TenantAccounts accounts;
+    private final BlockPool pool;
+    private final Publisher publisher;
+    private final Admission admission;
+    private final AppendPlan plan;
+    private final Appender appender;
+    private final Preemptor preemptor;
+    private final LeaseTracker leases;
     private final Map<String, PagedSequence> live = new HashMap<>();
-    private long liveTokens;
-    private int usedBlocks;
-    private long admissions;
-    /** Blocks set aside for guaranteed sequences and not yet taken by them. */
-    private int reservedOutstanding;
-    private final Map<String, Tenant> tenants = new HashMap<>();
-    private Tenant[] tenantByIndex = new Tenant[4];
-    private final Map<String, Integer> quotas;
-    private final Map<String, Integer> preemptionCounts = new HashMap<>();
+    private final ArrayDeque<int[]> spareTokens = new ArrayDeque<>();
+    private final ArrayDeque<int[]> spareTables = new ArrayDeque<>();
+    private final int[] singleToken = new int[1];
     private Refusal lastRefusal = Refusal.NONE;
-
-    // ---- counters (the ledger) ----
-    private long prefixQueryTokens;
-    private long prefixHitTokens;
-    private long allocationFailures;
-    private long evictedBlocks;
-    private long forks;
-    private long copyOnWrites;
-    private long windowReleasedBlocks;
-    private long appendedTokens;
-    private long publishedBlocks;
-    private int peakUsedBlocks;
-    private long watermarkRefusals;
-    private long quotaRefusals;
-    private long reservationRefusals;
-    private long preemptions;
-    private long recomputedTokens;
-    private long swappedOutBytes;
-    private long swappedInBytes;
-    private long idleReleasedSequences;
-    private long idleReleasedBlocks;
-    private long droppedTokens;
-    private long retentionReleasedBlocks;
-
-    // ---- scratch for append, grown on demand, reused ----
-    private long[] scratchHashes = new long[16];
-    private int[] scratchHits = new int[16];
-    private int[] pendingCopies = new int[0];
-    private int pendingCopyCount;
-
-    // ---- arrays of freed sequences, reused by the next ones: opening and freeing in steady state allocates no token storage
-    private static final int SPARE_ARRAYS = 32;
-    private static final int[] NO_INTS = new int[0];
-    private final java.util.ArrayDeque<int[]> spareTokens = new java.util.ArrayDeque<>();
-    private final java.util.ArrayDeque<int[]> spareTables = new java.util.ArrayDeque<>();
-
-    private final StampedLock lock = new StampedLock();
-    private final List<KvCacheListener> listeners = new CopyOnWriteArrayList<>();
     private boolean closed;
 
     private KvCacheManager(Builder b, int blocks) {
-        this.layout = b.layout;
-        this.blockTokens = layout.blockTokens();
-        this.totalBlocks = blocks;
-        this.prefixCaching = b.prefixCaching;
-        this.window = b.windowTokens > 0;
-        this.sinkTokens = b.sinkTokens;
-        this.windowTokens = b.windowTokens;
-        this.store = b.store;
-        this.copier = b.copier != null ? b.copier : (store != null ? store::copyBlock : null);
-        this.clock = b.clock;
-        this.trackAll = b.leaseNanos > 0 || b.clockSet;
-        this.defaultLeaseNanos = b.leaseNanos;
-        this.watermarkBlocks = (int) Math.ceil(b.watermark * blocks);
-        this.requireMaxTokens = b.requireMaxTokens;
-        this.thrashLimit = b.thrashLimit;
-        this.swapSpace = b.swapSpace;
-        this.quotas = new HashMap<>(b.quotas);
-        this.blockTenant = new int[blocks];
-
-        refCount = new int[blocks];
-        blockPriority = new int[blocks];
-        published = new boolean[blocks];
-        blockHash = new long[blocks];
-        parentHash = new long[blocks];
-        blockSalt = new long[blocks];
-        blockTokenIds = prefixCaching ? new int[Math.multiplyExact(blocks, blockTokens)] : new int[0];
-        emptyStack = new int[blocks];
-        // lowest ids on top: a fresh pool hands out 0, 1, 2, ...
-        for (int i = 0; i < blocks; i++) {
-            emptyStack[i] = blocks - 1 - i;
-        }
-        emptyTop = blocks;
-        cached = Objects.requireNonNull(b.policy.newQueue(blocks), "policy.newQueue");
-        // load factor 0.5 and room for every block: never rehashes
-        hashToBlock = new Long2LongHashMap(Math.max(8, blocks * 2), 0.5f, NIL);
+        layout = b.layout;
+        blockTokens = layout.blockTokens();
+        totalBlocks = blocks;
+        totalSlots = (long) blocks * blockTokens;
+        shareAcrossTenants = b.shareAcrossTenants;
+        KvStore store = b.store;
+        BlockCopier copier = b.copier != null ? b.copier : (store != null ? store::copyBlock : null);
+        notes = new Notifications(store);
+        index = new PrefixIndex(blocks, blockTokens, b.prefixCaching);
+        accounts = new TenantAccounts(blocks, b.quotas);
+        pool = new BlockPool(blocks, b.policy, index, accounts, notes);
+        publisher = new Publisher(index, pool, notes, counters, blockTokens, b.prefixCaching);
+        admission = new Admission(blocks, b.watermark, b.requireMaxTokens);
+        plan = new AppendPlan(pool, index, accounts, admission, blockTokens, b.prefixCaching, b.sinkTokens,
+                b.windowTokens);
+        appender = new Appender(pool, publisher, admission, plan, counters, copier, b.clock, blockTokens);
+        preemptor = new Preemptor(b.swapSpace, counters, b.thrashLimit);
+        leases = new LeaseTracker(b.clock, b.leaseNanos > 0 || b.clockSet, b.leaseNanos, layout.bytesPerBlock());
     }
 
     /** A builder for a manager of {@code layout}. */
@@ -251,6 +157,7 @@ public final class KvCacheManager implements AutoCloseable {
         private int thrashLimit = 3;
         private SwapSpace swapSpace;
         private final Map<String, Integer> quotas = new HashMap<>();
+        private boolean shareAcrossTenants;
 
         private Builder(KvLayout layout) {
             this.layout = Objects.requireNonNull(layout, "layout");
@@ -374,6 +281,16 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Lets sequences of different tenants hit each other's cached prefixes (same salt, same
+         * tokens). Off by default: each tenant's prefix cache is its own, since a shared cache tells
+         * one tenant, through its hit rate or time to first token, what another has sent.
+         */
+        public Builder shareAcrossTenants(boolean on) {
+            this.shareAcrossTenants = on;
+            return this;
+        }
+
         /** A sequence preempted this many times is no longer chosen as a victim (default 3). */
         public Builder thrashLimit(int preemptions) {
             if (preemptions <= 0) {
@@ -432,7 +349,12 @@ public final class KvCacheManager implements AutoCloseable {
         return open(id, SequenceOptions.DEFAULT);
     }
 
-    /** A new empty sequence; IllegalArgumentException if {@code id} is live. */
+    /**
+     * A new empty sequence; IllegalArgumentException if {@code id} is live, or if
+     * {@code expectedTokens} exceeds the pool's token slots (no sequence could ever reach it). A
+     * {@code maxTokens} beyond what the pool can set aside is refused at the first append
+     * ({@link Refusal#RESERVED}).
+     */
     public Sequence open(String id, SequenceOptions options) {
         Objects.requireNonNull(id, "id");
         Objects.requireNonNull(options, "options");
@@ -442,15 +364,34 @@ public final class KvCacheManager implements AutoCloseable {
             if (live.containsKey(id)) {
                 throw new IllegalArgumentException("sequence id '" + id + "' is already live");
             }
-            if (requireMaxTokens && options.maxTokens() == 0) {
+            checkLengthOption(id, "expectedTokens", options.expectedTokens());
+            if (admission.requireMaxTokens() && options.maxTokens() == 0) {
                 throw new IllegalArgumentException("sequence '" + id
                         + "' has maxTokens 0: this manager admits only sequences with a maximum length");
             }
-            return register(new PagedSequence(this, id, options, tenant(options.tenant()),
-                    Math.max(options.expectedTokens(), Math.min(options.maxTokens(), 1 << 16))));
+            PagedSequence q = newSequence(id, options,
+                    Math.max(options.expectedTokens(), Math.min(options.maxTokens(), 1 << 16)));
+            register(q);
+            return q;
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
+    }
+
+    private void checkLengthOption(String id, String what, int n) {
+        if (n > totalSlots) {
+            throw new IllegalArgumentException("sequence '" + id + "': " + what + " " + n
+                    + " exceeds the pool's " + totalSlots + " token slots");
+        }
+    }
+
+    private PagedSequence newSequence(String id, SequenceOptions options, int expectedTokens) {
+        TenantAccounts.Tenant t = accounts.tenant(options.tenant());
+        int cap = Math.max(expectedTokens, blockTokens);
+        return new PagedSequence(this, lock, blockTokens, id, options, t,
+                shareAcrossTenants ? PrefixIndex.SHARED_SCOPE : t.index,
+                takeArray(spareTokens, cap), takeArray(spareTables, AppendPlan.ceilDiv(cap, blockTokens)),
+                index.rootHash());
     }
 
     /** The live sequence with this id, or null. */
@@ -471,15 +412,12 @@ public final class KvCacheManager implements AutoCloseable {
             if (tokenId < 0) {
                 throw new IllegalArgumentException("token id must be >= 0, got " + tokenId + " at index 0");
             }
-            int[] one = singleToken;
-            one[0] = tokenId;
-            return appendLocked(q, one, 0, 1);
+            singleToken[0] = tokenId;
+            return appendLocked(q, singleToken, 0, 1);
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
-
-    private final int[] singleToken = new int[1];
 
     /** Appends {@code tokenIds}; see {@link #append(Sequence, int[], int, int)}. */
     public int append(Sequence s, int... tokenIds) {
@@ -489,15 +427,15 @@ public final class KvCacheManager implements AutoCloseable {
 
     /**
      * Reserves slots for {@code length} tokens of {@code tokenIds} starting at {@code offset} and
-     * records their ids.
+     * records their ids. First publishes the blocks the previous append of {@code s} filled (the
+     * engine has written their KV by now). With a sliding window, releases every block whose tokens
+     * all lie outside the first {@code sinkTokens} and the last {@code windowTokens} tokens of the
+     * length before this call. Copies a shared, partly filled last block (copy-on-write) before
+     * writing into it.
      *
-     * <p>With a sliding window, first releases every block whose tokens all lie outside the first
-     * {@code sinkTokens} tokens and the last {@code windowTokens} tokens of the length before this
-     * call. Copies a shared, partly filled last block (copy-on-write) before writing into it.
-     *
-     * @return -1 when there are not enough blocks (and then nothing has changed); otherwise how
-     * many leading tokens of this call already have their KV in the cache (prefix hits), so the
-     * engine computes KV only for the rest
+     * @return -1 when the append is refused ({@link #lastRefusal()} says why; nothing has changed);
+     * otherwise how many leading tokens of this call already have their KV in the cache (prefix
+     * hits), so the engine computes KV only for the rest
      */
     public int append(Sequence s, int[] tokenIds, int offset, int length) {
         Objects.requireNonNull(tokenIds, "tokenIds");
@@ -505,275 +443,83 @@ public final class KvCacheManager implements AutoCloseable {
         try {
             PagedSequence q = checkLive(s);
             Objects.checkFromIndexSize(offset, length, tokenIds.length);
-            for (int i = 0; i < length; i++) {
-                if (tokenIds[offset + i] < 0) {
-                    throw new IllegalArgumentException("token id must be >= 0, got "
-                            + tokenIds[offset + i] + " at index " + (offset + i));
-                }
-            }
+            checkTokens(tokenIds, offset, length);
             return appendLocked(q, tokenIds, offset, length);
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
-    // ---- the plan of an append, written by plan() and read by appendLocked() / estimateAppend()
-    private int planWinFrom;
-    private int planWinTo;
-    private int planWinFreed;
-    private int planHits;
-    private int planHitsFromCache;
-    private boolean planLookup;
-    private boolean planCow;
-    private int planDemand;
-    private int planSupply;
-    private int planReserve;
-
-    /**
-     * Plans appending {@code n} tokens to {@code q} without changing anything (except the prefix
-     * lookup scratch): what a sliding window releases, which leading blocks are prefix hits, how
-     * many blocks must be taken and whether the pool, the tenant's quota, the reservations and the
-     * admission watermark allow it. Leaves the plan in the plan* fields; returns why it would be
-     * refused, or NONE.
-     */
-    private Refusal plan(PagedSequence q, int[] tokens, int off, int n) {
-        final int B = blockTokens;
-        final int oldLen = q.length;
-        long newLenL = (long) oldLen + n;
-        if (newLenL > Integer.MAX_VALUE - B) {
-            throw new IllegalArgumentException("sequence '" + q.id + "' would reach " + newLenL
-                    + " tokens; the limit is " + (Integer.MAX_VALUE - B));
-        }
-        final int newLen = (int) newLenL;
-
-        // --- plan: what a sliding window releases
-        int winFrom = 0;
-        int winTo = 0;
-        int winFreed = 0;
-        int winReleased = 0;
-        int winTenantRelief = 0;
-        if (window && oldLen > windowTokens) {
-            winFrom = Math.max(q.windowReleasedTo, ceilDiv(sinkTokens, B));
-            winTo = (oldLen - windowTokens) / B; // blocks [winFrom, winTo) lie wholly outside
-            for (int i = winFrom; i < winTo; i++) {
-                int b = q.table[i];
-                if (b >= 0) {
-                    winReleased++;
-                    if (refCount[b] == 1) {
-                        winFreed++;
-                        if (blockTenant[b] == q.tenant.index) {
-                            winTenantRelief++;
-                        }
-                    }
-                }
+    private static void checkTokens(int[] tokens, int offset, int length) {
+        for (int i = 0; i < length; i++) {
+            if (tokens[offset + i] < 0) {
+                throw new IllegalArgumentException("token id must be >= 0, got "
+                        + tokens[offset + i] + " at index " + (offset + i));
             }
         }
-
-        // --- plan: prefix hits (first append only, never the call's last token)
-        int hits = 0;
-        int hitsFromCache = 0;
-        boolean lookup = prefixCaching && oldLen == 0;
-        if (lookup) {
-            int maxHits = (n - 1) / B;
-            ensureScratch(maxHits);
-            long parent = ROOT_HASH;
-            for (int j = 0; j < maxHits; j++) {
-                long h = blockHash(parent, q.salt, tokens, off + j * B, B);
-                int b = (int) hashToBlock.get(h);
-                if (b == NIL || !confirms(b, h, parent, q.salt, tokens, off + j * B)) {
-                    break;
-                }
-                scratchHashes[j] = h;
-                scratchHits[j] = b;
-                hits++;
-                if (refCount[b] == 0) {
-                    hitsFromCache++;
-                }
-                parent = h;
-            }
-        }
-
-        // --- plan: blocks needed against blocks available
-        int oldBlocks = q.tableSize;
-        int newBlocks = ceilDiv(newLen, B);
-        int lastOld = oldBlocks - 1;
-        boolean cow = oldLen % B != 0 && refCount[q.table[lastOld]] > 1;
-        int fresh = newBlocks - oldBlocks - hits;
-        int demand = fresh + (cow ? 1 : 0);
-        int supply = emptyTop + cached.size() - hitsFromCache + winFreed;
-        Tenant t = q.tenant;
-        planWinFrom = winFrom;
-        planWinTo = winTo;
-        planWinFreed = winFreed;
-        planHits = hits;
-        planHitsFromCache = hitsFromCache;
-        planLookup = lookup;
-        planCow = cow;
-        planDemand = demand;
-        planSupply = supply;
-        planReserve = q.reserve;
-        if ((long) t.used + demand + hitsFromCache - winTenantRelief > t.quota) {
-            return Refusal.TENANT_QUOTA;
-        }
-        if (demand > supply) {
-            return Refusal.NO_BLOCKS;
-        }
-        // guaranteed sequences: blocks set aside for the others must stay free after this append
-        int reserve = q.reserve;
-        if (oldLen == 0 && q.options.maxTokens() > 0 && !q.forked) {
-            reserve = ceilDiv(q.options.maxTokens(), B);
-        }
-        int heldAfter = q.held - winReleased + hits + fresh;
-        int outAfter = Math.max(0, reserve - heldAfter);
-        int others = reservedOutstanding - q.outstanding;
-        int slack = supply - demand - others - outAfter;
-        planReserve = reserve;
-        if (slack < 0) {
-            return Refusal.RESERVED;
-        }
-        if (oldLen == 0 && !q.forked && slack < watermarkBlocks) {
-            return Refusal.WATERMARK;
-        }
-        return Refusal.NONE;
     }
 
-    private int appendLocked(PagedSequence q, int[] tokens, int off, int n) {
+    int appendLocked(PagedSequence q, int[] tokens, int off, int n) {
         if (n == 0) {
             return 0;
         }
-        Refusal why = plan(q, tokens, off, n);
+        Refusal why = plan.plan(q, tokens, off, n);
         if (why != Refusal.NONE) {
             switch (why) {
                 case TENANT_QUOTA -> {
                     q.tenant.refusals++;
-                    quotaRefusals++;
+                    counters.quotaRefusals++;
                 }
-                case RESERVED -> reservationRefusals++;
-                case WATERMARK -> watermarkRefusals++;
+                case RESERVED -> counters.reservationRefusals++;
+                case WATERMARK -> counters.watermarkRefusals++;
                 default -> {
                 }
             }
             return refuse(q, n, why);
         }
-        final int B = blockTokens;
-        final int oldLen = q.length;
-        final int newLen = oldLen + n;
-        final int winFrom = planWinFrom;
-        final int winTo = planWinTo;
-        final int hits = planHits;
-        final boolean lookup = planLookup;
-        final boolean cow = planCow;
-        final int reserve = planReserve;
-        final int oldBlocks = q.tableSize;
-        final int newBlocks = ceilDiv(newLen, B);
-        final int lastOld = oldBlocks - 1;
-        final Tenant t = q.tenant;
+        int hits = appender.apply(q, tokens, off, n);
         lastRefusal = Refusal.NONE;
-
-        // --- commit: nothing below can fail
-        q.ensureCapacity(newLen, newBlocks);
-        for (int i = winFrom; i < winTo; i++) {
-            int b = q.table[i];
-            if (b >= 0) {
-                q.table[i] = NIL;
-                q.held--;
-                windowReleasedBlocks++;
-                release(b);
-            }
-        }
-        if (winTo > q.windowReleasedTo) {
-            q.windowReleasedTo = winTo;
-        }
-        if (lookup) {
-            prefixQueryTokens += n;
-            prefixHitTokens += (long) hits * B;
-        }
-        if (oldLen == 0 && !q.forked) {
-            q.admission = ++admissions;
-        }
-        for (int j = 0; j < hits; j++) {
-            int b = scratchHits[j];
-            acquire(b, q);
-            q.table[j] = b;
-            q.chainHash = scratchHashes[j];
-        }
-        q.held += hits;
-        if (lookup) {
-            q.cached = hits * B;
-        }
-        if (cow) {
-            int src = q.table[lastOld];
-            int dst = allocate(q);
-            refCount[src]--; // stays > 0: another sequence still holds it
-            q.table[lastOld] = dst;
-            copyOnWrites++;
-            copy(src, dst);
-        }
-        System.arraycopy(tokens, off, q.tokens, oldLen, n);
-        for (int i = oldBlocks + hits; i < newBlocks; i++) {
-            q.table[i] = allocate(q);
-            q.held++;
-        }
-        q.tableSize = newBlocks;
-        q.length = newLen;
-        if (q.tracksIdle) {
-            q.lastTouch = clock.getAsLong();
-        }
-        liveTokens += n;
-        t.liveTokens += n;
-        appendedTokens += n;
-        q.reserve = reserve;
-        updateReservation(q);
-
-        // publish every block this call filled (hit blocks are published already); without
-        // prefix caching no hash is ever read, so none is computed
-        if (prefixCaching) {
-            int firstFull = Math.max(oldLen / B, hits);
-            int fullAfter = newLen / B;
-            for (int i = firstFull; i < fullAfter; i++) {
-                long parent = q.chainHash;
-                long h = blockHash(parent, q.salt, q.tokens, i * B, B);
-                q.chainHash = h;
-                publish(q.table[i], h, parent, q.salt, q.tokens, i * B);
-            }
-        }
-        if (usedBlocks > peakUsedBlocks) {
-            peakUsedBlocks = usedBlocks;
-        }
-        return hits * B;
+        return hits;
     }
 
     /**
-     * What {@link #append(Sequence, int...) append(s, tokenIds)} would do now, without doing it:
-     * whether it would be refused and why, how many blocks it would take (prefix hits on live
-     * blocks take none, hits on cached blocks revive them, a shared partial last block costs a
-     * copy), and what a sliding window would free. Counters, events and {@link #lastRefusal()} are
-     * untouched. The same checks as append (a bad id or token throws).
+     * What {@link #append(Sequence, int...) append(s, tokenIds)} would do now, without doing it.
+     * Counters, events and {@link #lastRefusal()} are untouched. The same checks as append.
      */
     public AppendEstimate estimateAppend(Sequence s, int... tokenIds) {
         Objects.requireNonNull(tokenIds, "tokenIds");
-        long st = lock.writeLock(); // the plan uses the manager's lookup scratch
+        long st = lock.writeLock(); // the plan is one reused object
         try {
             PagedSequence q = checkLive(s);
-            for (int i = 0; i < tokenIds.length; i++) {
-                if (tokenIds[i] < 0) {
-                    throw new IllegalArgumentException("token id must be >= 0, got " + tokenIds[i] + " at index " + i);
-                }
-            }
+            checkTokens(tokenIds, 0, tokenIds.length);
             if (tokenIds.length == 0) {
-                return new AppendEstimate(Refusal.NONE, 0, 0, 0, 0, emptyTop + cached.size());
+                return new AppendEstimate(Refusal.NONE, 0, 0, 0, 0, pool.free());
             }
-            Refusal why = plan(q, tokenIds, 0, tokenIds.length);
-            return new AppendEstimate(why, planDemand, planHitsFromCache, planHits * blockTokens, planWinFreed,
-                    planSupply);
+            Refusal why = plan.plan(q, tokenIds, 0, tokenIds.length);
+            return new AppendEstimate(why, plan.demand, plan.hitsFromCache, plan.hits * blockTokens, plan.winFreed,
+                    plan.supply);
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
+        }
+    }
+
+    /**
+     * Says that the KV of every token appended to {@code s} so far is written: the full blocks its
+     * last append filled become hit-able now rather than at its next append or {@link #free}.
+     */
+    public void commit(Sequence s) {
+        long st = lock.writeLock();
+        try {
+            publisher.commit(checkLive(s));
+        } finally {
+            unlock(st);
         }
     }
 
     /**
      * A new sequence sharing every block of {@code parent} (reference counts go up; nothing is
-     * copied until one of them writes into the shared partial block).
+     * copied until one of them writes into the shared partial block). It continues the parent's
+     * prefix chain, pending blocks included: whichever of them commits first publishes them.
      */
     public Sequence fork(Sequence parent, String childId) {
         Objects.requireNonNull(childId, "childId");
@@ -783,7 +529,7 @@ public final class KvCacheManager implements AutoCloseable {
             if (live.containsKey(childId)) {
                 throw new IllegalArgumentException("sequence id '" + childId + "' is already live");
             }
-            PagedSequence c = new PagedSequence(this, childId, p.options, p.tenant, p.length);
+            PagedSequence c = newSequence(childId, p.options, p.length);
             c.forked = true;
             c.ensureCapacity(p.length, p.tableSize);
             System.arraycopy(p.tokens, 0, c.tokens, 0, p.length);
@@ -791,73 +537,90 @@ public final class KvCacheManager implements AutoCloseable {
             c.length = p.length;
             c.tableSize = p.tableSize;
             c.held = p.held;
-            c.chainHash = p.chainHash;
             c.windowReleasedTo = p.windowReleasedTo;
             c.cached = p.cached;
-            c.admission = ++admissions;
+            c.copyChain(p);
+            c.admission = ++counters.admissions;
             if (p.dropped != null) {
                 c.dropped = p.dropped.clone();
                 c.droppedCount = p.droppedCount;
             }
             for (int i = 0; i < p.tableSize; i++) {
-                int b = p.table[i];
-                if (b >= 0) {
-                    refCount[b]++;
-                    blockPriority[b] = Math.max(blockPriority[b], c.priority);
+                if (p.table[i] >= 0) {
+                    pool.acquire(p.table[i], c);
                 }
             }
             register(c);
-            liveTokens += c.length;
+            counters.liveTokens += c.length;
             c.tenant.liveTokens += c.length;
-            forks++;
+            counters.forks++;
             return c;
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
-    /** Releases every block of {@code s}, tail first; IllegalStateException if already freed. */
+    /**
+     * Publishes what {@code s}'s last append filled (its KV is written: the request ran to its
+     * end), then releases every block, tail first. IllegalStateException if already freed.
+     */
     public void free(Sequence s) {
         long st = lock.writeLock();
         try {
             PagedSequence q = checkLive(s);
+            publisher.commit(q);
             freeLocked(q);
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
-    private void freeLocked(PagedSequence q) {
+    /**
+     * Releases {@code s} like {@link #free} but publishes nothing it had not committed: for a
+     * request that failed or was cancelled before its last append's KV was written.
+     */
+    public void abort(Sequence s) {
+        long st = lock.writeLock();
+        try {
+            PagedSequence q = checkLive(s);
+            counters.abortedBlocks += publisher.pending(q);
+            freeLocked(q);
+        } finally {
+            unlock(st);
+        }
+    }
+
+    void freeLocked(PagedSequence q) {
         for (int i = q.tableSize - 1; i >= 0; i--) {
             int b = q.table[i];
             if (b >= 0) {
-                q.table[i] = NIL;
-                release(b);
+                q.table[i] = -1;
+                pool.release(b, q);
             }
         }
         q.held = 0;
         q.live = false;
         live.remove(q.id);
-        liveTokens -= q.length;
+        counters.liveTokens -= q.length;
         q.tenant.liveTokens -= q.length;
         q.tenant.liveSequences--;
         q.reserve = 0;
-        updateReservation(q);
+        admission.update(q);
         recycle(spareTokens, q.tokens);
         recycle(spareTables, q.table);
         q.tokens = NO_INTS;
         q.table = NO_INTS;
     }
 
-    private static void recycle(java.util.ArrayDeque<int[]> spares, int[] a) {
+    private static void recycle(ArrayDeque<int[]> spares, int[] a) {
         if (a.length > 0 && spares.size() < SPARE_ARRAYS) {
             spares.push(a);
         }
     }
 
     /** A spare array of at least {@code n} ints (stale contents), else a new one. */
-    private int[] takeArray(java.util.ArrayDeque<int[]> spares, int n) {
-        for (java.util.Iterator<int[]> it = spares.iterator(); it.hasNext(); ) {
+    private static int[] takeArray(ArrayDeque<int[]> spares, int n) {
+        for (Iterator<int[]> it = spares.iterator(); it.hasNext(); ) {
             int[] a = it.next();
             if (a.length >= n) {
                 it.remove();
@@ -867,43 +630,25 @@ public final class KvCacheManager implements AutoCloseable {
         return new int[n];
     }
 
-    private PagedSequence register(PagedSequence q) {
+    private void register(PagedSequence q) {
         live.put(q.id, q);
         q.tenant.liveSequences++;
-        q.tracksIdle = trackAll || q.options.leaseNanos() > 0;
-        if (q.tracksIdle) {
-            q.lastTouch = clock.getAsLong();
-        }
-        return q;
+        leases.register(q);
+    }
+
+    private void unregister(PagedSequence q) {
+        live.remove(q.id);
+        q.tenant.liveSequences--;
+        q.live = false;
     }
 
     private int refuse(PagedSequence q, int tokens, Refusal why) {
-        allocationFailures++;
+        counters.allocationFailures++;
         lastRefusal = why;
-        if (!listeners.isEmpty()) {
-            fire(new KvCacheEvent.AppendRefused(q.id, q.tenant.name, why, tokens, emptyTop + cached.size()));
+        if (notes.listening()) {
+            notes.event(new KvCacheEvent.AppendRefused(q.id, q.tenant.name, why, tokens, pool.free()));
         }
         return -1;
-    }
-
-    /** Keeps {@link #reservedOutstanding} equal to the sum of the live sequences' outstanding reservations. */
-    private void updateReservation(PagedSequence q) {
-        int out = q.live ? Math.max(0, q.reserve - q.held) : 0;
-        reservedOutstanding += out - q.outstanding;
-        q.outstanding = out;
-    }
-
-    private Tenant tenant(String name) {
-        Tenant t = tenants.get(name);
-        if (t == null) {
-            t = new Tenant(name, tenants.size(), quotas.getOrDefault(name, Integer.MAX_VALUE));
-            tenants.put(name, t);
-            if (t.index == tenantByIndex.length) {
-                tenantByIndex = Arrays.copyOf(tenantByIndex, t.index * 2);
-            }
-            tenantByIndex[t.index] = t;
-        }
-        return t;
     }
 
     // ------------------------------------------------------------------ lifecycle levers
@@ -922,131 +667,75 @@ public final class KvCacheManager implements AutoCloseable {
     public void touch(Sequence s) {
         long st = lock.writeLock();
         try {
-            PagedSequence q = checkLive(s);
-            if (q.tracksIdle) {
-                q.lastTouch = clock.getAsLong();
-            }
+            leases.touch(checkLive(s));
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
-    /**
-     * Releases every live sequence that has not been touched for longer than its lease and says
-     * what each held. Sequences without a lease (none in their options and no
-     * {@link Builder#idleLease default}) are never released. Safe to call from a reaper thread.
-     */
+    /** Releases every live sequence untouched for longer than its lease; see {@link #reapIdle(boolean)}. */
     public List<IdleRelease> reapIdle() {
         return reapIdle(false);
     }
 
     /**
-     * {@link #reapIdle()}, and with {@code offload} each idle sequence whose blocks fit the
-     * {@link Builder#swapSpace swap space} is moved there first, so a client that reconnects gets
-     * its KV back through {@link #resume} ({@link IdleRelease#offloaded()}) instead of a re-prefill;
-     * the others are released as without it. The blocks return to the pool either way.
+     * Releases every live sequence that has not been touched for longer than its lease and says
+     * what each held (an idle sequence's KV was written long ago, so its blocks are published
+     * first). With {@code offload}, each whose blocks fit the {@link Builder#swapSpace swap space}
+     * is copied there first and comes back through {@link #resume} ({@link IdleRelease#offloaded()});
+     * a swap space that refuses or throws leaves that sequence released without offload.
      */
     public List<IdleRelease> reapIdle(boolean offload) {
         long st = lock.writeLock();
         try {
             checkOpen();
-            List<IdleRelease> out = idleLocked(true, 0L);
+            List<IdleRelease> out = leases.idle(live.values(), true, 0L);
+            SwapSpace swap = preemptor.swapSpace();
             for (int i = 0; i < out.size(); i++) {
                 IdleRelease r = out.get(i);
                 PagedSequence q = live.get(r.id());
-                if (offload && swapSpace != null && swapSpace.freeBlocks() >= q.held) {
-                    long[] handles = swapOutLocked(q);
+                publisher.commit(q);
+                if (offload && swap != null && swap.freeBlocks() >= q.held) {
+                    long[] handles = null;
+                    try {
+                        handles = preemptor.swapOut(q);
+                    } catch (RuntimeException e) {
+                        counters.swapFailures++;
+                    }
                     if (handles != null) {
-                        r = r.withOffloaded(new PreemptedSequence(q.id, q.options,
-                                Arrays.copyOf(q.tokens, q.length), PreemptionMode.SWAP, handles, q.held));
+                        r = r.withOffloaded(preemptor.issue(q, PreemptionMode.SWAP, handles, q.preemptions));
                         out.set(i, r);
                     }
                 }
                 q.tenant.idleReleases++;
-                idleReleasedSequences++;
-                idleReleasedBlocks += r.blocks();
+                counters.idleReleasedSequences++;
+                counters.idleReleasedBlocks += r.blocks();
                 freeLocked(q);
-                if (!listeners.isEmpty()) {
-                    fire(new KvCacheEvent.IdleReleased(r));
+                if (notes.listening()) {
+                    notes.event(new KvCacheEvent.IdleReleased(r));
                 }
             }
             return out;
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
-    /** Copies every held block of {@code q} to the swap space; null (nothing kept there) if it refuses one. */
-    private long[] swapOutLocked(PagedSequence q) {
-        long[] handles = new long[q.tableSize];
-        for (int i = 0; i < q.tableSize; i++) {
-            int b = q.table[i];
-            handles[i] = b < 0 ? -1L : swapSpace.swapOut(b);
-            if (b >= 0 && handles[i] < 0) {
-                for (int j = 0; j < i; j++) {
-                    if (handles[j] >= 0) {
-                        swapSpace.discard(handles[j]);
-                    }
-                }
-                return null;
-            }
-        }
-        swappedOutBytes += (long) q.held * swapSpace.bytesPerBlock();
-        return handles;
-    }
-
-    /**
-     * The live sequences untouched for longer than {@code minIdle}, without releasing them (what
-     * idle streams hold). Sees sequences whose last touch is tracked: all of them when the manager
-     * has a default lease or an explicit {@link Builder#clock clock}, else those with a lease.
-     */
+    /** The live sequences untouched for longer than {@code minIdle}, without releasing them. */
     public List<IdleRelease> idleSequences(Duration minIdle) {
         long st = lock.readLock();
         try {
-            return idleLocked(false, minIdle.toNanos());
+            return leases.idle(live.values(), false, minIdle.toNanos());
         } finally {
             lock.unlockRead(st);
         }
     }
 
-    private List<IdleRelease> idleLocked(boolean byLease, long minIdle) {
-        long now = clock.getAsLong();
-        List<IdleRelease> out = new ArrayList<>();
-        for (PagedSequence q : live.values()) {
-            if (!q.tracksIdle) {
-                continue;
-            }
-            long idle = now - q.lastTouch;
-            long limit = byLease ? (q.options.leaseNanos() > 0 ? q.options.leaseNanos() : defaultLeaseNanos) : minIdle;
-            if ((!byLease || limit > 0) && idle > limit) {
-                out.add(new IdleRelease(q.id, q.tenant.name, idle, q.length, q.held,
-                        q.held * layout.bytesPerBlock()));
-            }
-        }
-        out.sort(Comparator.comparing(IdleRelease::id));
-        return out;
-    }
-
-    /** Blocks held by sequences idle past their lease (0 for sequences without one). */
-    private int idleHeldBlocks() {
-        long now = clock.getAsLong();
-        int held = 0;
-        for (PagedSequence q : live.values()) {
-            long lease = q.options.leaseNanos() > 0 ? q.options.leaseNanos() : defaultLeaseNanos;
-            if (q.tracksIdle && lease > 0 && now - q.lastTouch > lease) {
-                held += q.held;
-            }
-        }
-        return held;
-    }
-
     /**
      * Sequences to preempt so that at least {@code blocksNeeded} blocks come free, in the order to
      * preempt them: sequences of tenants above their fair share first, then lowest priority, then
-     * newest admitted. Never {@code requester}, never a guaranteed sequence
-     * ({@link SequenceOptions#maxTokens()}), never one already preempted {@code thrashLimit} times.
-     * Only blocks a victim holds alone count, since shared ones stay. May return fewer than needed
-     * (then preempting them all still would not be enough).
+     * newest admitted. Never {@code requester}, never a guaranteed sequence, never one already
+     * preempted {@code thrashLimit} times. May return fewer than needed.
      */
     public List<Sequence> preemptionVictims(int blocksNeeded, Sequence requester) {
         if (blocksNeeded < 0) {
@@ -1055,49 +744,22 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.readLock();
         try {
             checkOpen();
-            int activeTenants = 0;
-            for (Tenant t : tenants.values()) {
-                if (t.liveSequences > 0) {
-                    activeTenants++;
-                }
-            }
-            int fairShare = activeTenants == 0 ? totalBlocks : totalBlocks / activeTenants;
-            List<PagedSequence> candidates = new ArrayList<>();
-            for (PagedSequence q : live.values()) {
-                if (q != requester && q.reserve == 0
-                        && preemptionCounts.getOrDefault(q.id, 0) < thrashLimit) {
-                    candidates.add(q);
-                }
-            }
-            candidates.sort(Comparator
-                    .comparing((PagedSequence q) -> q.tenant.used <= fairShare)
-                    .thenComparingInt(q -> q.priority)
-                    .thenComparing(Comparator.comparingLong((PagedSequence q) -> q.admission).reversed()));
-            List<Sequence> out = new ArrayList<>();
-            int freed = 0;
-            for (PagedSequence q : candidates) {
-                if (freed >= blocksNeeded) {
-                    break;
-                }
-                out.add(q);
-                for (int i = 0; i < q.tableSize; i++) {
-                    int b = q.table[i];
-                    if (b >= 0 && refCount[b] == 1) {
-                        freed++;
-                    }
-                }
-            }
-            return out;
+            int active = accounts.activeTenants();
+            int fairShare = active == 0 ? totalBlocks : totalBlocks / active;
+            return preemptor.victims(live.values(), blocksNeeded, requester, pool, fairShare);
         } finally {
             lock.unlockRead(st);
         }
     }
 
-    /** How many times sequence id {@code id} has been preempted (the thrash guard's count). */
+    /**
+     * How many times sequence id {@code id} has been preempted: the count of its live sequence or
+     * of its outstanding records (the thrash guard's count). 0 once it was freed for good.
+     */
     public int preemptionCount(String id) {
         long st = lock.readLock();
         try {
-            return preemptionCounts.getOrDefault(id, 0);
+            return preemptor.count(id, live.get(id));
         } finally {
             lock.unlockRead(st);
         }
@@ -1105,9 +767,10 @@ public final class KvCacheManager implements AutoCloseable {
 
     /**
      * Takes {@code s} out of the cache and returns every block it held. RECOMPUTE frees the blocks
-     * (full ones stay in the prefix cache until reused, so a prompt often comes back cheaply); SWAP
-     * first copies each held block to the {@link Builder#swapSpace swap space}, all or nothing
-     * (IllegalStateException, nothing changed, if there is no swap space or it lacks room).
+     * (committed full ones stay in the prefix cache until reused); SWAP first copies each held block
+     * to the {@link Builder#swapSpace swap space}, all or nothing (IllegalStateException, nothing
+     * changed, if there is no swap space or it lacks room). Blocks its last append filled are not
+     * published: a scheduler may preempt before the engine wrote them.
      */
     public PreemptedSequence preempt(Sequence s, PreemptionMode mode) {
         Objects.requireNonNull(mode, "mode");
@@ -1115,130 +778,159 @@ public final class KvCacheManager implements AutoCloseable {
         try {
             PagedSequence q = checkLive(s);
             long[] handles = null;
+            SwapSpace swap = preemptor.swapSpace();
             if (mode == PreemptionMode.SWAP) {
-                if (swapSpace == null) {
+                if (swap == null) {
                     throw new IllegalStateException("SWAP preemption of '" + q.id + "' needs a swap space (Builder.swapSpace)");
                 }
-                if (swapSpace.freeBlocks() < q.held) {
-                    throw new IllegalStateException("swap space has " + swapSpace.freeBlocks()
+                if (swap.freeBlocks() < q.held) {
+                    throw new IllegalStateException("swap space has " + swap.freeBlocks()
                             + " free blocks; sequence '" + q.id + "' holds " + q.held);
                 }
-                handles = swapOutLocked(q);
+                handles = preemptor.swapOut(q);
                 if (handles == null) {
                     throw new IllegalStateException("swap space refused a block of '" + q.id + "'");
                 }
             }
             int released = q.held;
-            PreemptedSequence p = new PreemptedSequence(q.id, q.options, Arrays.copyOf(q.tokens, q.length),
-                    mode, handles, released);
-            preemptions++;
+            PreemptedSequence p = preemptor.issue(q, mode, handles, q.preemptions + 1);
+            counters.preemptions++;
             q.tenant.preemptions++;
-            preemptionCounts.merge(q.id, 1, Integer::sum);
             freeLocked(q);
-            if (!listeners.isEmpty()) {
-                fire(new KvCacheEvent.SequencePreempted(q.id, q.tenant.name, mode, q.length, released));
+            if (notes.listening()) {
+                notes.event(new KvCacheEvent.SequencePreempted(q.id, q.tenant.name, mode, q.length, released));
             }
             return p;
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
     /**
      * Brings a preempted sequence back under its id, all or nothing: null (and nothing changed but
-     * the refusal counters) when its blocks do not fit now. After RECOMPUTE the engine recomputes KV
-     * for positions {@code cachedTokens()} to {@code length()-1}; after SWAP nothing (the blocks were
-     * copied back). IllegalArgumentException if the id is live again.
+     * the refusal counters) when its blocks do not fit now; the record then stays resumable. After
+     * RECOMPUTE the engine recomputes KV for positions {@code cachedTokens()} to {@code length()-1};
+     * after SWAP nothing. A record resumes at most once: IllegalStateException for one already
+     * resumed or discarded, or not issued by this manager; IllegalArgumentException if the id is live.
      */
     public Sequence resume(PreemptedSequence p) {
         Objects.requireNonNull(p, "preempted");
         long st = lock.writeLock();
         try {
             checkOpen();
+            Preemptor.Ticket ticket = preemptor.ticket(p);
             if (live.containsKey(p.id())) {
                 throw new IllegalArgumentException("sequence id '" + p.id() + "' is already live");
             }
-            PagedSequence q = new PagedSequence(this, p.id(), p.options(), tenant(p.options().tenant()), p.length());
-            if (p.mode() == PreemptionMode.RECOMPUTE) {
+            PagedSequence q = newSequence(p.id(), p.options(), ticket.tokens().length);
+            q.preemptions = ticket.preemptions();
+            if (ticket.mode() == PreemptionMode.RECOMPUTE) {
                 register(q);
-                int hits = p.length() == 0 ? 0 : appendLocked(q, p.tokens(), 0, p.length());
+                int[] tokens = ticket.tokens();
+                int hits = appendLocked(q, tokens, 0, tokens.length);
                 if (hits < 0) {
-                    live.remove(q.id);
-                    q.tenant.liveSequences--;
-                    q.live = false;
+                    unregister(q);
                     return null;
                 }
-                recomputedTokens += p.length() - hits;
+                preemptor.retire(p);
+                counters.recomputedTokens += tokens.length - hits;
                 return q;
             }
-            return resumeSwapped(q, p);
+            return resumeSwapped(q, p, ticket);
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
-    private Sequence resumeSwapped(PagedSequence q, PreemptedSequence p) {
-        long[] handles = p.swapHandles();
+    private Sequence resumeSwapped(PagedSequence q, PreemptedSequence p, Preemptor.Ticket ticket) {
+        long[] handles = ticket.handles();
+        int[] tokens = ticket.tokens();
         int need = 0;
         for (long h : handles) {
             if (h >= 0) {
                 need++;
             }
         }
-        Tenant t = q.tenant;
+        TenantAccounts.Tenant t = q.tenant;
         if ((long) t.used + need > t.quota) {
             t.refusals++;
-            quotaRefusals++;
-            refuse(q, p.length(), Refusal.TENANT_QUOTA);
+            counters.quotaRefusals++;
+            refuse(q, tokens.length, Refusal.TENANT_QUOTA);
             return null;
         }
-        if (need > emptyTop + cached.size() - reservedOutstanding) {
-            refuse(q, p.length(), need > emptyTop + cached.size() ? Refusal.NO_BLOCKS : Refusal.RESERVED);
+        if (need > pool.free() - admission.outstanding()) {
+            refuse(q, tokens.length, need > pool.free() ? Refusal.NO_BLOCKS : Refusal.RESERVED);
             return null;
         }
         int B = blockTokens;
-        q.ensureCapacity(p.length(), handles.length);
-        System.arraycopy(p.tokens(), 0, q.tokens, 0, p.length());
-        q.length = p.length();
+        q.ensureCapacity(tokens.length, handles.length);
+        int i = 0;
+        try {
+            for (; i < handles.length; i++) {
+                q.table[i] = -1;
+                if (handles[i] >= 0) {
+                    int b = pool.allocate(q);
+                    q.table[i] = b;
+                    preemptor.swapSpace().swapIn(handles[i], b);
+                }
+            }
+        } catch (RuntimeException | Error e) {
+            // the swap space failed: give back every block taken, drop the copies it still holds
+            for (int j = 0; j <= i && j < handles.length; j++) {
+                if (q.table[j] >= 0) {
+                    pool.discardAllocated(q.table[j], q);
+                }
+            }
+            for (int j = i + 1; j < handles.length; j++) {
+                if (handles[j] >= 0) {
+                    preemptor.swapSpace().discard(handles[j]);
+                }
+            }
+            preemptor.retire(p);
+            counters.swapFailures++;
+            throw e;
+        }
+        preemptor.retire(p);
+        System.arraycopy(tokens, 0, q.tokens, 0, tokens.length);
+        q.length = tokens.length;
         q.tableSize = handles.length;
-        q.admission = ++admissions;
-        for (int i = 0; i < handles.length; i++) {
+        q.admission = ++counters.admissions;
+        for (i = 0; i < handles.length; i++) {
             if (handles[i] < 0) {
-                q.table[i] = NIL;
                 if ((i + 1) * B <= q.length) {
                     q.windowReleasedTo = Math.max(q.windowReleasedTo, i + 1);
                 }
-                continue;
+            } else {
+                q.held++;
             }
-            int b = allocate(q);
-            swapSpace.swapIn(handles[i], b);
-            q.table[i] = b;
-            q.held++;
         }
-        swappedInBytes += (long) need * swapSpace.bytesPerBlock();
-        long parent = ROOT_HASH;
-        for (int i = 0; i < q.length / B; i++) {
-            long h = blockHash(parent, q.salt, q.tokens, i * B, B);
-            if (prefixCaching && q.table[i] >= 0) {
-                publish(q.table[i], h, parent, q.salt, q.tokens, i * B);
-            }
-            parent = h;
-        }
-        q.chainHash = parent;
+        counters.swappedInBytes += (long) need * preemptor.swapSpace().bytesPerBlock();
+        publisher.commit(q, ticket.committedBlocks());
         register(q);
-        liveTokens += q.length;
+        counters.liveTokens += q.length;
         t.liveTokens += q.length;
         lastRefusal = Refusal.NONE;
         return q;
     }
 
+    /** Gives up an outstanding preemption record: its swapped blocks are freed and it can no longer resume. */
+    public void discard(PreemptedSequence p) {
+        Objects.requireNonNull(p, "preempted");
+        long st = lock.writeLock();
+        try {
+            preemptor.discard(p);
+        } finally {
+            unlock(st);
+        }
+    }
+
     /**
      * Drops the tokens at {@code positions} of {@code s} (a retention policy's choice: heavy
      * hitters, SnapKV). Dropped tokens read as {@code slot(p) == -1} and attention skips them. A
-     * full block whose tokens are all dropped is released at once; a partly dropped block stays
-     * (the memory is block-granular) and is released when its last kept token is dropped. Positions
-     * already dropped are ignored. IllegalArgumentException naming a position outside 0..length-1,
-     * with nothing dropped.
+     * full block whose tokens are all dropped is released at once; a partly dropped block stays and
+     * is released when its last kept token is dropped. Positions already dropped are ignored.
+     * IllegalArgumentException naming a position outside 0..length-1, with nothing dropped. Blocks
+     * not committed by then are never published: KV computed after a drop saw a pruned context.
      *
      * @return blocks released by this call
      */
@@ -1255,9 +947,10 @@ public final class KvCacheManager implements AutoCloseable {
                             + " of sequence '" + q.id + "'");
                 }
             }
-            if (q.dropped == null || q.dropped.length < ((q.length + 63) >>> 6)) {
-                q.dropped = q.dropped == null ? new long[(q.length + 63) >>> 6]
-                        : Arrays.copyOf(q.dropped, Math.max((q.length + 63) >>> 6, q.dropped.length * 2));
+            int words = (q.length + 63) >>> 6;
+            if (q.dropped == null || q.dropped.length < words) {
+                q.dropped = q.dropped == null ? new long[words]
+                        : java.util.Arrays.copyOf(q.dropped, Math.max(words, q.dropped.length * 2));
             }
             int B = blockTokens;
             int released = 0;
@@ -1269,24 +962,25 @@ public final class KvCacheManager implements AutoCloseable {
                 }
                 q.dropped[p >>> 6] |= bit;
                 q.droppedCount++;
-                droppedTokens++;
+                counters.droppedTokens++;
+                q.chainBlock = PrefixIndex.BROKEN;
                 int blk = p / B;
                 if ((blk + 1) * B <= q.length && q.table[blk] >= 0 && allDropped(q, blk * B, B)) {
                     int b = q.table[blk];
-                    q.table[blk] = NIL;
+                    q.table[blk] = -1;
                     q.held--;
-                    retentionReleasedBlocks++;
+                    counters.retentionReleasedBlocks++;
                     released++;
-                    release(b);
+                    pool.release(b, q);
                 }
             }
-            updateReservation(q);
-            if (!listeners.isEmpty()) {
-                fire(new KvCacheEvent.TokensDropped(q.id, count, released));
+            admission.update(q);
+            if (notes.listening()) {
+                notes.event(new KvCacheEvent.TokensDropped(q.id, count, released));
             }
             return released;
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
@@ -1303,12 +997,7 @@ public final class KvCacheManager implements AutoCloseable {
     public List<TenantStats> tenantStats() {
         long st = lock.readLock();
         try {
-            List<TenantStats> out = new ArrayList<>();
-            for (Tenant t : tenants.values()) {
-                out.add(t.stats());
-            }
-            out.sort(Comparator.comparing(TenantStats::tenant));
-            return out;
+            return accounts.stats();
         } finally {
             lock.unlockRead(st);
         }
@@ -1318,66 +1007,60 @@ public final class KvCacheManager implements AutoCloseable {
     public TenantStats tenantStats(String tenant) {
         long st = lock.readLock();
         try {
-            Tenant t = tenants.get(tenant);
+            TenantAccounts.Tenant t = accounts.find(tenant);
             return t == null ? null : t.stats();
         } finally {
             lock.unlockRead(st);
         }
     }
 
-    /** A tenant's running totals; blocks are charged to the tenant that took them from the free pool. */
-    private static final class Tenant {
-        final String name;
-        final int index;
-        final int quota;
-        int used;
-        int liveSequences;
-        long liveTokens;
-        long refusals;
-        long preemptions;
-        long idleReleases;
-
-        Tenant(String name, int index, int quota) {
-            this.name = name;
-            this.index = index;
-            this.quota = quota;
-        }
-
-        TenantStats stats() {
-            return new TenantStats(name, quota, used, liveSequences, liveTokens, refusals, preemptions, idleReleases);
-        }
-    }
-
     // ------------------------------------------------------------------ prefix cache
 
     /**
-     * Leading tokens of {@code tokenIds} whose KV is cached now (in full blocks, with cache salt 0),
-     * whether the blocks are held by live sequences or only cached. Read-only; safe from any thread.
-     * Unlike {@code append} it does not hold back the last token.
+     * Leading tokens of {@code tokenIds} whose KV is cached now (in full blocks, cache salt 0, the
+     * default tenant), whether held by live sequences or only cached. Read-only; safe from any
+     * thread. Unlike {@code append} it does not hold back the last token.
      */
     public int cachedPrefixLength(int... tokenIds) {
-        return cachedPrefixLength(0L, tokenIds);
+        return cachedPrefixLength(SequenceOptions.DEFAULT_TENANT, 0L, tokenIds);
     }
 
-    /** {@link #cachedPrefixLength(int...)} for sequences opened with {@code cacheSalt}. */
+    /** {@link #cachedPrefixLength(int...)} for sequences of the default tenant opened with {@code cacheSalt}. */
     public int cachedPrefixLength(long cacheSalt, int... tokenIds) {
+        return cachedPrefixLength(SequenceOptions.DEFAULT_TENANT, cacheSalt, tokenIds);
+    }
+
+    /** {@link #cachedPrefixLength(int...)} for sequences of {@code tenant} opened with {@code cacheSalt}. */
+    public int cachedPrefixLength(String tenant, long cacheSalt, int... tokenIds) {
+        Objects.requireNonNull(tenant, "tenant");
         Objects.requireNonNull(tokenIds, "tokenIds");
         long st = lock.readLock();
         try {
-            if (!prefixCaching || closed) {
+            if (!publisher.enabled() || closed) {
                 return 0;
             }
+            int scope = PrefixIndex.SHARED_SCOPE;
+            if (!shareAcrossTenants) {
+                TenantAccounts.Tenant t = accounts.find(tenant);
+                if (t == null) {
+                    return 0;
+                }
+                scope = t.index;
+            }
             int B = blockTokens;
-            long parent = ROOT_HASH;
+            long h = index.rootHash();
+            int parent = PrefixIndex.ROOT;
+            int parentGen = 0;
             int blocks = 0;
             for (int j = 0; (j + 1) * B <= tokenIds.length; j++) {
-                long h = blockHash(parent, cacheSalt, tokenIds, j * B, B);
-                int b = (int) hashToBlock.get(h);
-                if (b == NIL || !confirms(b, h, parent, cacheSalt, tokenIds, j * B)) {
+                h = index.hash(h, cacheSalt, scope, tokenIds, j * B);
+                int b = index.find(h);
+                if (b < 0 || !index.confirms(b, parent, parentGen, cacheSalt, scope, tokenIds, j * B)) {
                     break;
                 }
                 blocks++;
-                parent = h;
+                parent = b;
+                parentGen = index.generation(b);
             }
             return blocks * B;
         } finally {
@@ -1394,18 +1077,16 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.writeLock();
         try {
             checkOpen();
-            if (usedBlocks > 0) {
+            if (pool.used() > 0) {
                 return false;
             }
-            for (int b = cached.poll(); b != NIL; b = cached.poll()) {
-                published[b] = false;
-                emptyStack[emptyTop++] = b;
+            pool.clearCached();
+            if (notes.listening()) {
+                notes.event(new KvCacheEvent.AllBlocksCleared());
             }
-            hashToBlock.clear();
-            fire(new KvCacheEvent.AllBlocksCleared());
             return true;
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
@@ -1427,36 +1108,36 @@ public final class KvCacheManager implements AutoCloseable {
     }
 
     private KvCacheStats snapshot() {
-        int used = usedBlocks;
-        int cachedNow = cached.size();
-        int empty = emptyTop;
-        return new KvCacheStats(totalBlocks, used, cachedNow, empty, live.size(), liveTokens,
-                prefixQueryTokens, prefixHitTokens, allocationFailures, evictedBlocks);
+        Counters c = counters;
+        return new KvCacheStats(totalBlocks, pool.used(), pool.cached(), pool.empty(), live.size(), c.liveTokens,
+                c.prefixQueryTokens, c.prefixHitTokens, c.allocationFailures, pool.evicted());
     }
 
     /** The stats plus the costs and reliefs of each mechanism, with bytes; safe from any thread. */
     public KvCacheLedger ledger() {
         long st = lock.readLock();
         try {
-            return new KvCacheLedger(snapshot(), layout.bytesPerBlock(), blockTokens, forks,
-                    copyOnWrites, windowReleasedBlocks, appendedTokens, publishedBlocks, peakUsedBlocks,
-                    reservedOutstanding, watermarkRefusals, reservationRefusals, quotaRefusals,
-                    preemptions, recomputedTokens, swappedOutBytes, swappedInBytes,
-                    idleReleasedSequences, idleReleasedBlocks, idleHeldBlocks(), droppedTokens,
-                    retentionReleasedBlocks);
+            Counters c = counters;
+            return new KvCacheLedger(snapshot(), layout.bytesPerBlock(), blockTokens, c.forks,
+                    c.copyOnWrites, c.windowReleasedBlocks, c.appendedTokens, c.publishedBlocks, pool.peakUsed(),
+                    admission.outstanding(), c.watermarkRefusals, c.reservationRefusals, c.quotaRefusals,
+                    c.preemptions, c.recomputedTokens, c.swappedOutBytes, c.swappedInBytes,
+                    c.idleReleasedSequences, c.idleReleasedBlocks, leases.idleHeldBlocks(live.values()),
+                    c.droppedTokens, c.retentionReleasedBlocks, c.abortedBlocks, c.copyFailures, c.swapFailures,
+                    notes.errors(), preemptor.outstandingRecords());
         } finally {
             lock.unlockRead(st);
         }
     }
 
-    /** Registers a listener for {@link KvCacheEvent}s. */
+    /** Registers a listener for {@link KvCacheEvent}s; it runs under the manager's lock and must not call back into it. */
     public void addListener(KvCacheListener l) {
-        listeners.add(Objects.requireNonNull(l, "listener"));
+        notes.addListener(Objects.requireNonNull(l, "listener"));
     }
 
     /** Unregisters a listener; false if it was not registered. */
     public boolean removeListener(KvCacheListener l) {
-        return listeners.remove(l);
+        return notes.removeListener(l);
     }
 
     /**
@@ -1466,11 +1147,9 @@ public final class KvCacheManager implements AutoCloseable {
     public int[] takePendingCopies() {
         long st = lock.writeLock();
         try {
-            int[] out = Arrays.copyOf(pendingCopies, pendingCopyCount * 2);
-            pendingCopyCount = 0;
-            return out;
+            return appender.takePendingCopies();
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
     }
 
@@ -1489,27 +1168,38 @@ public final class KvCacheManager implements AutoCloseable {
         Objects.checkIndex(block, totalBlocks);
         long st = lock.readLock();
         try {
-            return refCount[block];
+            return pool.refCount(block);
         } finally {
             lock.unlockRead(st);
         }
     }
 
-    /** True when block {@code block} holds published (reusable) content. */
+    /** True when block {@code block} holds published (hit-able) content. */
     public boolean isPublished(int block) {
         Objects.checkIndex(block, totalBlocks);
         long st = lock.readLock();
         try {
-            return published[block];
+            return index.isPublished(block);
+        } finally {
+            lock.unlockRead(st);
+        }
+    }
+
+    /** The {@link PrefixKey} block {@code block} is published under, or null (unpublished, or published while nobody listened). */
+    public PrefixKey prefixKey(int block) {
+        Objects.checkIndex(block, totalBlocks);
+        long st = lock.readLock();
+        try {
+            return index.key(block);
         } finally {
             lock.unlockRead(st);
         }
     }
 
     /**
-     * Frees every live sequence and closes the manager. Throws IllegalStateException naming the
-     * sequences that were still live (they are released all the same), so a leak is never silent.
-     * Idempotent once closed cleanly. Does not close the store.
+     * Frees every live sequence (publishing nothing pending) and closes the manager. Throws
+     * IllegalStateException naming the sequences that were still live (they are released all the
+     * same), so a leak is never silent. Idempotent once closed cleanly. Does not close the store.
      */
     @Override
     public void close() {
@@ -1521,13 +1211,13 @@ public final class KvCacheManager implements AutoCloseable {
                 return;
             }
             leaked = new ArrayList<>(live.keySet());
-            leakedBlocks = usedBlocks;
+            leakedBlocks = pool.used();
             for (PagedSequence q : new ArrayList<>(live.values())) {
                 freeLocked(q);
             }
             closed = true;
         } finally {
-            lock.unlockWrite(st);
+            unlock(st);
         }
         if (!leaked.isEmpty()) {
             throw new IllegalStateException("KvCacheManager closed with " + leaked.size()
@@ -1535,141 +1225,15 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    // ------------------------------------------------------------------ block operations
+    // ------------------------------------------------------------------ helpers
 
-    /** Takes a block for exclusive use: an empty one if any, else the policy's victim. */
-    private int allocate(PagedSequence q) {
-        int b;
-        if (emptyTop > 0) {
-            b = emptyStack[--emptyTop];
-        } else {
-            b = cached.poll();
-            if (b == NIL) {
-                throw new AssertionError("allocate without supply; planning is broken");
-            }
-            evict(b);
+    /** Ends a change: tells listeners and the store what it did, then unlocks. */
+    private void unlock(long stamp) {
+        try {
+            notes.flush();
+        } finally {
+            lock.unlockWrite(stamp);
         }
-        refCount[b] = 1;
-        blockPriority[b] = q.priority;
-        blockTenant[b] = q.tenant.index;
-        q.tenant.used++;
-        usedBlocks++;
-        return b;
-    }
-
-    /** A hit: takes a reference on a published block, reviving it from the cache if needed. */
-    private void acquire(int b, PagedSequence q) {
-        if (refCount[b] == 0) {
-            cached.remove(b);
-            usedBlocks++;
-            blockPriority[b] = q.priority;
-            blockTenant[b] = q.tenant.index;
-            q.tenant.used++;
-        } else {
-            blockPriority[b] = Math.max(blockPriority[b], q.priority);
-        }
-        refCount[b]++;
-    }
-
-    /** Drops one reference; at zero the block becomes cached (published) or empty. */
-    private void release(int b) {
-        if (--refCount[b] == 0) {
-            usedBlocks--;
-            tenantByIndex[blockTenant[b]].used--;
-            if (published[b]) {
-                cached.add(b, blockPriority[b]);
-            } else {
-                emptyStack[emptyTop++] = b;
-                if (store != null) {
-                    store.blockReleased(b);
-                }
-            }
-        }
-    }
-
-    private void evict(int b) {
-        long h = blockHash[b];
-        hashToBlock.remove(h);
-        published[b] = false;
-        evictedBlocks++;
-        if (!listeners.isEmpty()) {
-            fire(new KvCacheEvent.BlockRemoved(b, h));
-        }
-    }
-
-    private void publish(int b, long h, long parent, long salt, int[] tokens, int from) {
-        if (published[b] || hashToBlock.containsKey(h)) {
-            return; // identical content already published by another block: keep that one
-        }
-        published[b] = true;
-        blockHash[b] = h;
-        parentHash[b] = parent;
-        blockSalt[b] = salt;
-        System.arraycopy(tokens, from, blockTokenIds, b * blockTokens, blockTokens);
-        hashToBlock.put(h, b);
-        publishedBlocks++;
-        if (!listeners.isEmpty()) {
-            fire(new KvCacheEvent.BlockStored(b, h, parent, salt,
-                    Arrays.copyOfRange(tokens, from, from + blockTokens)));
-        }
-    }
-
-    private boolean confirms(int b, long h, long parent, long salt, int[] tokens, int from) {
-        if (!published[b] || blockHash[b] != h || parentHash[b] != parent || blockSalt[b] != salt) {
-            return false;
-        }
-        return Arrays.equals(blockTokenIds, b * blockTokens, (b + 1) * blockTokens,
-                tokens, from, from + blockTokens);
-    }
-
-    private void copy(int src, int dst) {
-        if (copier != null) {
-            copier.copy(src, dst);
-        } else {
-            if (pendingCopies.length < (pendingCopyCount + 1) * 2) {
-                pendingCopies = Arrays.copyOf(pendingCopies, Math.max(8, pendingCopies.length * 2));
-            }
-            pendingCopies[pendingCopyCount * 2] = src;
-            pendingCopies[pendingCopyCount * 2 + 1] = dst;
-            pendingCopyCount++;
-        }
-    }
-
-    private void fire(KvCacheEvent e) {
-        for (KvCacheListener l : listeners) {
-            l.onEvent(e);
-        }
-    }
-
-    private void ensureScratch(int n) {
-        if (scratchHits.length < n) {
-            int cap = Math.max(n, scratchHits.length * 2);
-            scratchHits = new int[cap];
-            scratchHashes = new long[cap];
-        }
-    }
-
-    /**
-     * The chained prefix hash of one block: a 64-bit mix of the parent hash, the salt and the
-     * token ids (murmur3's finalizer after each step). Collisions are caught by
-     * {@link #confirms}, so this needs speed and spread, not cryptographic strength.
-     */
-    static long blockHash(long parent, long salt, int[] tokens, int from, int count) {
-        long h = mix(parent ^ 0x9E3779B97F4A7C15L) ^ mix(salt + 0xC2B2AE3D27D4EB4FL);
-        for (int i = 0; i < count; i++) {
-            h = mix(h ^ (tokens[from + i] & 0xFFFFFFFFL) * 0xFF51AFD7ED558CCDL) + i;
-        }
-        return mix(h ^ count);
-    }
-
-    private static long mix(long z) {
-        z = (z ^ (z >>> 33)) * 0xFF51AFD7ED558CCDL;
-        z = (z ^ (z >>> 33)) * 0xC4CEB9FE1A85EC53L;
-        return z ^ (z >>> 33);
-    }
-
-    private static int ceilDiv(int a, int b) {
-        return (a + b - 1) / b;
     }
 
     private void checkOpen() {
@@ -1688,164 +1252,5 @@ public final class KvCacheManager implements AutoCloseable {
             throw new IllegalStateException("sequence '" + q.id + "' was already freed");
         }
         return q;
-    }
-
-    // ------------------------------------------------------------------ the sequence
-
-    /**
-     * A sequence's state in plain arrays: token ids, block table, chain hash. Arrays grow by
-     * doubling, so a long run of single-token appends allocates O(log n) times in all, and a freed
-     * sequence hands its arrays to the next one opened (so after free only id, length and options
-     * may be read).
-     */
-    private static final class PagedSequence implements Sequence {
-        final KvCacheManager owner;
-        final String id;
-        final SequenceOptions options;
-        final Tenant tenant;
-        boolean forked;
-        long admission;
-        long lastTouch;
-        boolean tracksIdle;
-        /** Blocks set aside for this sequence (maxTokens), and how many of them it has not taken yet. */
-        int reserve;
-        int outstanding;
-        /** Bit per position: dropped by a retention policy; null until the first drop. */
-        long[] dropped;
-        int droppedCount;
-        final long salt;
-        final int priority;
-        int[] tokens;
-        int[] table;
-        int length;
-        int tableSize;
-        int held;
-        int cached;
-        long chainHash = ROOT_HASH;
-        int windowReleasedTo;
-        volatile boolean live = true;
-
-        PagedSequence(KvCacheManager owner, String id, SequenceOptions options, Tenant tenant,
-                      int expectedTokens) {
-            this.owner = owner;
-            this.id = id;
-            this.options = options;
-            this.tenant = tenant;
-            this.salt = options.cacheSalt();
-            this.priority = options.priority();
-            int cap = Math.max(expectedTokens, owner.blockTokens);
-            this.tokens = owner.takeArray(owner.spareTokens, cap);
-            this.table = owner.takeArray(owner.spareTables, ceilDiv(cap, owner.blockTokens));
-        }
-
-        void ensureCapacity(int len, int blocks) {
-            if (tokens.length < len) {
-                tokens = Arrays.copyOf(tokens, Math.max(len, tokens.length * 2));
-            }
-            if (table.length < blocks) {
-                table = Arrays.copyOf(table, Math.max(blocks, table.length * 2));
-            }
-        }
-
-        @Override
-        public String id() {
-            return id;
-        }
-
-        @Override
-        public int length() {
-            return length;
-        }
-
-        @Override
-        public int blockCount() {
-            return tableSize;
-        }
-
-        @Override
-        public int[] blockTable() {
-            checkReadable();
-            return Arrays.copyOf(table, tableSize);
-        }
-
-        @Override
-        public int blockTable(int[] dst) {
-            checkReadable();
-            if (dst.length < tableSize) {
-                throw new IllegalArgumentException("dst has " + dst.length + " entries; sequence '" + id
-                        + "' has " + tableSize + " blocks");
-            }
-            System.arraycopy(table, 0, dst, 0, tableSize);
-            return tableSize;
-        }
-
-        @Override
-        public long slot(int position) {
-            checkReadable();
-            if (position < 0 || position >= length) {
-                throw new IllegalArgumentException("position " + position + " outside 0.."
-                        + (length - 1) + " of sequence '" + id + "'");
-            }
-            int B = owner.blockTokens;
-            int b = table[position / B];
-            return b < 0 || isDropped(position) ? -1L : (long) b * B + position % B;
-        }
-
-        @Override
-        public int heldBlocks() {
-            return held;
-        }
-
-        @Override
-        public int cachedTokens() {
-            return cached;
-        }
-
-        @Override
-        public int token(int position) {
-            checkReadable();
-            if (position < 0 || position >= length) {
-                throw new IllegalArgumentException("position " + position + " outside 0.."
-                        + (length - 1) + " of sequence '" + id + "'");
-            }
-            return tokens[position];
-        }
-
-        @Override
-        public boolean isLive() {
-            return live;
-        }
-
-        @Override
-        public boolean isDropped(int position) {
-            long[] d = dropped;
-            return d != null && (position >>> 6) < d.length && (d[position >>> 6] & (1L << position)) != 0;
-        }
-
-        @Override
-        public int droppedTokens() {
-            return droppedCount;
-        }
-
-        @Override
-        public String tenant() {
-            return tenant.name;
-        }
-
-        @Override
-        public SequenceOptions options() {
-            return options;
-        }
-
-        private void checkReadable() {
-            if (!live) {
-                throw new IllegalStateException("sequence '" + id + "' was freed");
-            }
-        }
-
-        @Override
-        public String toString() {
-            return "Sequence[" + id + ", length=" + length + ", blocks=" + tableSize + ", held=" + held + "]";
-        }
     }
 }

@@ -1,0 +1,51 @@
+package dev.kvcache;
+
+/**
+ * Admission rules: blocks set aside for guaranteed sequences ({@link SequenceOptions#maxTokens()})
+ * and the watermark kept free for running decodes.
+ *
+ * <h2>Invariants</h2>
+ * {@link #outstanding()} is the sum over live sequences of {@code max(0, reserve - held)}: blocks a
+ * guaranteed sequence may still take and nobody else may. A sequence's reserve is fixed at its
+ * first append ({@code ceil(maxTokens / B)}), so once admitted it can never be refused for want of
+ * blocks. Overflow-free: maxTokens is bounded by the pool's slots at open.
+ */
+final class Admission {
+
+    private final int watermarkBlocks;
+    private final boolean requireMaxTokens;
+    private int outstanding;
+
+    Admission(int totalBlocks, double watermark, boolean requireMaxTokens) {
+        this.watermarkBlocks = (int) Math.ceil(watermark * totalBlocks);
+        this.requireMaxTokens = requireMaxTokens;
+    }
+
+    int watermarkBlocks() {
+        return watermarkBlocks;
+    }
+
+    boolean requireMaxTokens() {
+        return requireMaxTokens;
+    }
+
+    /** Blocks set aside for guaranteed sequences and not yet taken by them. */
+    int outstanding() {
+        return outstanding;
+    }
+
+    /** The reserve {@code q}'s append sets: its whole maxTokens at its first append, else unchanged. */
+    int reserveAfterAppend(PagedSequence q, int blockTokens) {
+        if (q.length == 0 && q.options.maxTokens() > 0 && !q.forked) {
+            return (int) (((long) q.options.maxTokens() + blockTokens - 1) / blockTokens);
+        }
+        return q.reserve;
+    }
+
+    /** Keeps {@link #outstanding()} equal to the sum of the live sequences' outstanding reservations. */
+    void update(PagedSequence q) {
+        int out = q.live ? Math.max(0, q.reserve - q.held) : 0;
+        outstanding += out - q.outstanding;
+        q.outstanding = out;
+    }
+}

@@ -1,0 +1,146 @@
+package dev.kvcache;
+
+import java.util.Arrays;
+import java.util.function.LongSupplier;
+
+/**
+ * Applies an {@link AppendPlan}, all or nothing.
+ *
+ * <h2>Order</h2>
+ * The only step that can fail, the copy-on-write copy (it runs the engine's {@link BlockCopier} or
+ * the store), runs first, into a block taken for it; if it throws, that block goes back to the
+ * empty pool and the exception propagates with the sequence, its references, charges and
+ * publications as they were. (Two effects of a failed copy remain, both harmless: if the block
+ * taken for it was a cached victim, its content is gone, since the copy may have overwritten part
+ * of it; and when the pool is so full that only a block the sliding window frees in this call can
+ * take the copy, that window release, which the next append would make anyway, stays.) Then the
+ * previous call's blocks are published (their KV is written now), the window releases, hits are
+ * taken before any allocation, and the new blocks are allocated; none of that can fail.
+ */
+final class Appender {
+
+    private final BlockPool pool;
+    private final Publisher publisher;
+    private final Admission admission;
+    private final AppendPlan plan;
+    private final Counters counters;
+    private final BlockCopier copier;
+    private final LongSupplier clock;
+    private final int blockTokens;
+    private int[] pendingCopies = new int[0];
+    private int pendingCopyCount;
+
+    Appender(BlockPool pool, Publisher publisher, Admission admission, AppendPlan plan, Counters counters,
+             BlockCopier copier, LongSupplier clock, int blockTokens) {
+        this.pool = pool;
+        this.publisher = publisher;
+        this.admission = admission;
+        this.plan = plan;
+        this.counters = counters;
+        this.copier = copier;
+        this.clock = clock;
+        this.blockTokens = blockTokens;
+    }
+
+    /** Applies the plan {@link AppendPlan#plan} just made for these tokens; returns the hit tokens. */
+    int apply(PagedSequence q, int[] tokens, int off, int n) {
+        final int B = blockTokens;
+        final int oldLen = q.length;
+        final int newLen = oldLen + n;
+        final int oldBlocks = q.tableSize;
+        final int newBlocks = AppendPlan.ceilDiv(newLen, B);
+        q.ensureCapacity(newLen, newBlocks);
+
+        boolean windowDone = false;
+        if (plan.cow) {
+            if (pool.free() == 0) {
+                releaseWindow(q); // only blocks the window frees can take the copy
+                windowDone = true;
+            }
+            int src = q.table[oldBlocks - 1];
+            int dst = pool.allocate(q);
+            try {
+                copy(src, dst);
+            } catch (RuntimeException | Error e) {
+                pool.discardAllocated(dst, q);
+                counters.copyFailures++;
+                throw e;
+            }
+            pool.release(src, q); // stays referenced: another sequence holds it
+            q.table[oldBlocks - 1] = dst;
+            counters.copyOnWrites++;
+        }
+        publisher.commit(q);
+        if (!windowDone) {
+            releaseWindow(q);
+        }
+        if (plan.lookup) {
+            counters.prefixQueryTokens += n;
+            counters.prefixHitTokens += (long) plan.hits * B;
+        }
+        if (oldLen == 0 && !q.forked) {
+            q.admission = ++counters.admissions;
+        }
+        for (int j = 0; j < plan.hits; j++) {
+            int b = plan.hitBlocks[j];
+            pool.acquire(b, q);
+            q.table[j] = b;
+            publisher.hit(q, b, plan.hitHashes[j], j);
+        }
+        q.held += plan.hits;
+        if (plan.lookup) {
+            q.cached = plan.hits * B;
+        }
+        System.arraycopy(tokens, off, q.tokens, oldLen, n);
+        for (int i = oldBlocks + plan.hits; i < newBlocks; i++) {
+            q.table[i] = pool.allocate(q);
+            q.held++;
+        }
+        q.tableSize = newBlocks;
+        q.length = newLen;
+        if (q.tracksIdle) {
+            q.lastTouch = clock.getAsLong();
+        }
+        counters.liveTokens += n;
+        q.tenant.liveTokens += n;
+        counters.appendedTokens += n;
+        q.reserve = plan.reserve;
+        admission.update(q);
+        return plan.hits * B;
+    }
+
+    private void releaseWindow(PagedSequence q) {
+        for (int i = plan.winFrom; i < plan.winTo; i++) {
+            int b = q.table[i];
+            if (b >= 0) {
+                q.table[i] = -1;
+                q.held--;
+                counters.windowReleasedBlocks++;
+                pool.release(b, q);
+            }
+        }
+        if (plan.winTo > q.windowReleasedTo) {
+            q.windowReleasedTo = plan.winTo;
+        }
+    }
+
+    private void copy(int src, int dst) {
+        if (copier != null) {
+            copier.copy(src, dst);
+            return;
+        }
+        if (pendingCopies.length < (pendingCopyCount + 1) * 2) {
+            pendingCopies = Arrays.copyOf(pendingCopies, Math.max(8, pendingCopies.length * 2));
+        }
+        pendingCopies[pendingCopyCount * 2] = src;
+        pendingCopies[pendingCopyCount * 2 + 1] = dst;
+        pendingCopyCount++;
+    }
+
+    /** Queued copies, {@code [src0, dst0, src1, dst1, ...]}; clears them. */
+    int[] takePendingCopies() {
+        int[] out = Arrays.copyOf(pendingCopies, pendingCopyCount * 2);
+        pendingCopyCount = 0;
+        return out;
+    }
+}
