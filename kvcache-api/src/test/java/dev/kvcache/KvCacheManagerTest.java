@@ -119,6 +119,8 @@ class KvCacheManagerTest {
             int[] prompt = range(0, 12);
             Sequence a = m.open("a");
             assertEquals(0, m.append(a, prompt));
+            assertEquals(0, m.cachedPrefixLength(prompt), "nothing is hit-able before a's KV is written");
+            m.commit(a); // the engine wrote a's KV: its full blocks are published now
             Sequence b = m.open("b");
             // 12 tokens = 3 full blocks, but a hit never covers the last token: 2 blocks
             assertEquals(8, m.append(b, prompt));
@@ -157,6 +159,8 @@ class KvCacheManagerTest {
         try (KvCacheManager m = manager(16)) {
             Sequence a = m.open("a");
             m.append(a, range(0, 12));
+            m.commit(a);
+            assertEquals(12, m.cachedPrefixLength(range(0, 12)), "a's blocks are hit-able");
             Sequence b = m.open("b");
             m.append(b, 0);
             assertEquals(0, m.append(b, range(1, 11)), "b already computed token 0");
@@ -170,6 +174,7 @@ class KvCacheManagerTest {
         try (KvCacheManager m = manager(16)) {
             Sequence a = m.open("a", SequenceOptions.DEFAULT.withCacheSalt(1));
             m.append(a, range(0, 12));
+            m.commit(a);
             Sequence b = m.open("b", SequenceOptions.DEFAULT.withCacheSalt(2));
             assertEquals(0, m.append(b, range(0, 12)));
             Sequence c = m.open("c", SequenceOptions.DEFAULT.withCacheSalt(1));
@@ -415,6 +420,7 @@ class KvCacheManagerTest {
             m.addListener(events::add);
             Sequence a = m.open("a");
             m.append(a, range(0, 8));
+            m.commit(a);
             assertFalse(m.resetPrefixCache());
             assertEquals(8, m.cachedPrefixLength(range(0, 8)));
             m.free(a);
@@ -434,19 +440,28 @@ class KvCacheManagerTest {
             m.addListener(events::add);
             Sequence a = m.open("a");
             m.append(a, range(0, 8));
+            assertEquals(0, events.size(), "blocks are stored when their KV is written, not at the append");
+            m.commit(a);
             assertEquals(2, events.size());
             KvCacheEvent.BlockStored first = (KvCacheEvent.BlockStored) events.get(0);
             KvCacheEvent.BlockStored second = (KvCacheEvent.BlockStored) events.get(1);
             assertEquals(KvCacheManager.ROOT_HASH, first.parentHash());
             assertEquals(first.hash(), second.parentHash());
+            assertNull(first.parentKey());
+            assertEquals(first.key(), second.parentKey());
+            assertEquals(first.key().hi(), first.hash());
+            assertEquals(second.key().hi(), second.hash());
             assertArrayEquals(range(0, 4), first.tokenIds());
             assertArrayEquals(range(4, 4), second.tokenIds());
             assertEquals(a.blockTable()[1], second.block());
             m.free(a);
+            assertEquals(2, events.size(), "free publishes nothing twice");
             Sequence b = m.open("b");
             m.append(b, 77);
             KvCacheEvent.BlockRemoved removed = (KvCacheEvent.BlockRemoved) events.get(2);
             assertEquals(second.hash(), removed.hash(), "the tail went first");
+            assertEquals(second.key(), removed.key());
+            assertEquals(second.block(), removed.block());
             m.free(b);
         }
     }
@@ -474,6 +489,7 @@ class KvCacheManagerTest {
         try (KvCacheManager m = manager(8)) {
             Sequence a = m.open("a");
             m.append(a, range(0, 10));
+            m.commit(a);
             KvCacheStats before = m.stats();
             assertEquals(8, m.cachedPrefixLength(range(0, 10)));
             assertEquals(8, m.cachedPrefixLength(range(0, 8)));
@@ -581,8 +597,11 @@ class KvCacheManagerTest {
             assertEquals(0.25, l.slotWaste(), 1e-12);
             assertEquals(2 * LAYOUT.bytesPerBlock(), l.bytesPerLiveSequence());
             assertEquals(6, l.appendedTokens());
-            assertEquals(1, l.publishedBlocks());
+            assertEquals(0, l.publishedBlocks(), "the full block is pending until its KV is written");
+            m.commit(a);
+            assertEquals(1, m.ledger().publishedBlocks());
             m.free(a);
+            assertEquals(1, m.ledger().publishedBlocks(), "free publishes only what is still pending");
         }
     }
 

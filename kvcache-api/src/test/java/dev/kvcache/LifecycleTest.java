@@ -129,8 +129,10 @@ class LifecycleTest {
             assertEquals(List.of("young"), v.stream().map(Sequence::id).toList());
             v = m.preemptionVictims(3, hi);
             assertEquals(List.of("young", "old"), v.stream().map(Sequence::id).toList());
+            m.commit(young); // the engine wrote young's KV before the scheduler preempted it
             int usedBefore = m.stats().usedBlocks();
             PreemptedSequence p = m.preempt(young, PreemptionMode.RECOMPUTE);
+            assertEquals(8, m.cachedPrefixLength(range(200, 8)), "its committed blocks stay in the prefix cache");
             assertEquals(usedBefore - 2, m.stats().usedBlocks(), "every block returned");
             assertFalse(young.isLive());
             assertArrayEquals(range(200, 8), p.tokens());
@@ -181,6 +183,7 @@ class LifecycleTest {
         try (KvCacheManager m = KvCacheManager.builder(LAYOUT).blocks(6).swapSpace(swap).build()) {
             Sequence s = m.open("s");
             m.append(s, range(0, 10)); // 3 blocks
+            m.commit(s); // its KV is written: the record remembers 2 committed full blocks
             int[] table = s.blockTable();
             PreemptedSequence p = m.preempt(s, PreemptionMode.SWAP);
             assertEquals(3, swap.held.size());
