@@ -5,6 +5,7 @@ import dev.kvcache.KvCacheLedger;
 import dev.kvcache.KvCacheListener;
 import dev.kvcache.KvCacheManager;
 import dev.kvcache.KvCacheStats;
+import dev.kvcache.PrefixKey;
 import jdk.jfr.Category;
 import jdk.jfr.DataAmount;
 import jdk.jfr.Enabled;
@@ -38,8 +39,12 @@ import java.util.Objects;
  * </ul>
  * The ledger and lever events are on in any recording (they are few: one per refusal,
  * preemption or release, one ledger a second); {@code BlockStored} and {@code BlockRemoved} come
- * once per filled or evicted block, so they are off unless a recording enables them
- * ({@code Recording.enable("dev.kvcache.BlockStored")}, or {@code enabled=true} in a .jfc file).
+ * once per published or evicted block (a block is published once its KV is written: at its
+ * sequence's next append, {@link KvCacheManager#commit} or {@link KvCacheManager#free}; each carries
+ * its 128-bit {@link PrefixKey} and its parent's as 32 hex digits, {@code key} and
+ * {@code parentKey}, beside the 64-bit {@code hash} and {@code parentHash}), so they are off
+ * unless a recording enables them ({@code Recording.enable("dev.kvcache.BlockStored")}, or
+ * {@code enabled=true} in a .jfc file).
  * A disabled event costs the {@code isEnabled} check.
  *
  * <pre>{@code
@@ -85,6 +90,13 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
         @Label("Idle Held") @DataAmount long idleHeldBytes;
         @Label("Dropped Tokens") long droppedTokens;
         @Label("Slot Waste") double slotWaste;
+        @Label("Published Blocks") long publishedBlocks;
+        @Label("Aborted Blocks") @Description("Full blocks never published because their sequence was aborted")
+        long abortedBlocks;
+        @Label("Copy Failures") long copyFailures;
+        @Label("Swap Failures") long swapFailures;
+        @Label("Callback Errors") @Description("Listener and KvStore.blockReleased calls that threw") long callbackErrors;
+        @Label("Outstanding Preemption Records") int outstandingRecords;
     }
 
     @Name("dev.kvcache.AppendRefused")
@@ -141,14 +153,20 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
     @Name("dev.kvcache.BlockStored")
     @Label("KV Block Stored")
     @Category({"kvcache"})
-    @Description("A full block was published to the prefix cache")
+    @Description("A full block was published to the prefix cache (once its KV is written: the sequence's next append, commit or free)")
     @StackTrace(false)
     @Enabled(false) // one per filled block: enable explicitly when mirroring the cache
     static final class BlockStoredEvent extends Event {
         @Label("Cache") String cache;
         @Label("Block") int block;
-        @Label("Hash") long hash;
-        @Label("Parent Hash") long parentHash;
+        @Label("Hash") @Description("The key's first 64 bits (PrefixKey.hi)") long hash;
+        @Label("Parent Hash") @Description("The parent key's first 64 bits, or KvCacheManager.ROOT_HASH for a first block")
+        long parentHash;
+        @Label("Key") @Description("The 128-bit PrefixKey, 32 hex digits") String key;
+        @Label("Parent Key") @Description("The parent block's PrefixKey, 32 hex digits; null for a first block")
+        String parentKey;
+        @Label("Scope") @Description("The tenant whose prefix cache holds the block; null when shared across tenants")
+        String scope;
         @Label("Cache Salt") long cacheSalt;
         @Label("Tokens") int tokens;
     }
@@ -162,7 +180,8 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
     static final class BlockRemovedEvent extends Event {
         @Label("Cache") String cache;
         @Label("Block") int block;
-        @Label("Hash") long hash;
+        @Label("Hash") @Description("The key's first 64 bits (PrefixKey.hi); 0 when no key was computed") long hash;
+        @Label("Key") @Description("The 128-bit PrefixKey, 32 hex digits; null when no key was computed") String key;
     }
 
     @Name("dev.kvcache.PrefixCacheCleared")
@@ -203,6 +222,9 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
                     e.block = s.block();
                     e.hash = s.hash();
                     e.parentHash = s.parentHash();
+                    e.key = hex(s.key());
+                    e.parentKey = hex(s.parentKey());
+                    e.scope = s.scope();
                     e.cacheSalt = s.cacheSalt();
                     e.tokens = s.tokenIds().length;
                     e.commit();
@@ -214,6 +236,7 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
                     e.cache = name;
                     e.block = r.block();
                     e.hash = r.hash();
+                    e.key = hex(r.key());
                     e.commit();
                 }
             }
@@ -273,6 +296,10 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
         }
     }
 
+    private static String hex(PrefixKey k) {
+        return k == null ? null : k.toHex();
+    }
+
     /** Commits one ledger event now (when enabled); a no-op after {@link #close()}. */
     public void emit() {
         LedgerEvent e = new LedgerEvent();
@@ -314,6 +341,12 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
         e.idleHeldBytes = l.idleHeldBytes();
         e.droppedTokens = l.droppedTokens();
         e.slotWaste = l.slotWaste();
+        e.publishedBlocks = l.publishedBlocks();
+        e.abortedBlocks = l.abortedBlocks();
+        e.copyFailures = l.copyFailures();
+        e.swapFailures = l.swapFailures();
+        e.callbackErrors = l.callbackErrors();
+        e.outstandingRecords = l.outstandingRecords();
         e.commit();
     }
 

@@ -16,7 +16,8 @@ import java.util.function.ToDoubleFunction;
  * Binds a {@link KvCacheManager}'s ledger to a Micrometer {@link MeterRegistry}: gauges for what is
  * held now (blocks by kind, bytes, live sequences and tokens, hit rate, idle bytes) and function
  * counters for what happened (prefix query and hit tokens, allocation failures, evictions,
- * preemptions, recomputed tokens, swapped bytes, idle releases, dropped tokens). Every meter is
+ * preemptions, recomputed tokens, swapped bytes, idle releases, dropped tokens, published and
+ * aborted blocks, copy/swap/callback failures; outstanding preemption records as a gauge). Every meter is
  * named {@code kvcache.*} and tagged {@code cache=<name>}.
  *
  * <p>Meters read {@link KvCacheManager#ledger()} when scraped (it takes the manager's read lock);
@@ -56,6 +57,13 @@ public final class KvCacheMetrics implements MeterBinder {
         counter(registry, "kvcache.idle.released.sequences", KvCacheLedger::idleReleasedSequences);
         counter(registry, "kvcache.dropped.tokens", KvCacheLedger::droppedTokens);
         counter(registry, "kvcache.copy.on.writes", KvCacheLedger::copyOnWrites);
+        counter(registry, "kvcache.published.blocks", KvCacheLedger::publishedBlocks);
+        counter(registry, "kvcache.aborted.blocks", KvCacheLedger::abortedBlocks);
+        counter(registry, "kvcache.copy.failures", KvCacheLedger::copyFailures);
+        counter(registry, "kvcache.swap.failures", KvCacheLedger::swapFailures);
+        counter(registry, "kvcache.callback.errors", KvCacheLedger::callbackErrors);
+        gauge(registry, "kvcache.preemption.records", "preemption records issued and not yet resumed or discarded",
+                null, null, KvCacheLedger::outstandingRecords);
     }
 
     private void gauge(MeterRegistry r, String name, String help, String tagKey, String tagValue,

@@ -36,10 +36,24 @@ class KvCacheMetricsTest {
             assertEquals(3 * LAYOUT.bytesPerBlock(), registry.get("kvcache.memory.used").gauge().value());
             assertEquals(12, registry.get("kvcache.tokens.live").gauge().value());
             assertEquals(1, registry.get("kvcache.allocation.failures").functionCounter().count());
-            m.preempt(a, PreemptionMode.RECOMPUTE);
+            var record = m.preempt(a, PreemptionMode.RECOMPUTE);
             assertEquals(1, registry.get("kvcache.preemptions").functionCounter().count());
             assertEquals(0, registry.get("kvcache.blocks").tags("kind", "used").gauge().value());
-            m.free(b);
+            assertEquals(1, registry.get("kvcache.preemption.records").gauge().value());
+            m.discard(record);
+            assertEquals(0, registry.get("kvcache.preemption.records").gauge().value());
+            assertEquals(0, registry.get("kvcache.published.blocks").functionCounter().count()); // a's KV never committed
+            assertEquals(0, m.append(b, 1, 2, 3, 4, 5, 6, 7, 8, 9));  // two full blocks, pending
+            m.abort(b);                                                  // the engine failed before writing them
+            assertEquals(2, registry.get("kvcache.aborted.blocks").functionCounter().count());
+            assertEquals(0, registry.get("kvcache.published.blocks").functionCounter().count());
+            Sequence c = m.open("c");
+            assertEquals(0, m.append(c, 1, 2, 3, 4, 5, 6, 7, 8, 9));
+            m.free(c);                                                   // written: both published
+            assertEquals(2, registry.get("kvcache.published.blocks").functionCounter().count());
+            assertEquals(0, registry.get("kvcache.callback.errors").functionCounter().count());
+            assertEquals(0, registry.get("kvcache.copy.failures").functionCounter().count());
+            assertEquals(0, registry.get("kvcache.swap.failures").functionCounter().count());
         }
     }
 
