@@ -46,4 +46,31 @@ class SizeBoundsTest {
             assertTrue(want > 0);
         }
     }
+
+    /**
+     * A store accepts every value within KvStore.MAX_ABS_VALUE and may seal a staged block of them
+     * later, so every codec of every provider must encode a slice of them without refusing.
+     */
+    @ParameterizedTest
+    @MethodSource("formats")
+    void everyCodecEncodesValuesAtTheStoreBound(KvFormat f) {
+        float max = dev.kvcache.KvStore.MAX_ABS_VALUE;
+        int rows = 16, dim = 64;
+        float[] x = new float[rows * dim];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (i % 3 == 0) ? max : (i % 3 == 1) ? -max : (float) Math.sin(i);
+        }
+        for (KernelProvider p : Quantizers.availableProviders()) {
+            for (boolean keys : new boolean[] {true, false}) {
+                Codec c = Quantizers.codec(p, f, keys);
+                java.lang.foreign.MemorySegment seg = java.lang.foreign.MemorySegment.ofArray(new byte[(int) c.sliceBytes(rows, dim)]);
+                c.encode(x, 0, rows, dim, seg, 0);
+                float[] back = new float[x.length];
+                c.decode(seg, 0, rows, dim, back, 0);
+                for (float b : back) {
+                    assertTrue(Float.isFinite(b) && Math.abs(b) <= max * 1.01f, c + ": decoded " + b);
+                }
+            }
+        }
+    }
 }
