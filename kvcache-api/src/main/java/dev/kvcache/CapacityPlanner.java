@@ -10,7 +10,8 @@ import java.util.Objects;
  *
  * <p>Every answer counts whole blocks, as the paged block manager allocates them: a sequence of
  * {@code t} tokens holds {@code ceil(t / blockTokens)} blocks. The arithmetic is exact
- * (no floating point); overflow throws {@link ArithmeticException}.
+ * (no floating point); an answer that would not fit a {@code long} throws
+ * {@link IllegalArgumentException} naming the input and the limit, never a wrapped number.
  */
 public final class CapacityPlanner {
 
@@ -20,7 +21,11 @@ public final class CapacityPlanner {
     /** KV bytes of one sequence of {@code tokens} tokens, rounded up to whole blocks. */
     public static long kvBytes(KvLayout l, long tokens) {
         Objects.requireNonNull(l, "layout");
-        return Math.multiplyExact(l.blocksFor(tokens), l.bytesPerBlock());
+        long blocks = l.blocksFor(tokens);
+        if (blocks > Long.MAX_VALUE / l.bytesPerBlock()) {
+            throw tooLarge("KV of " + tokens + " tokens", blocks, l.bytesPerBlock());
+        }
+        return blocks * l.bytesPerBlock();
     }
 
     /**
@@ -41,7 +46,11 @@ public final class CapacityPlanner {
         long sinkBlocks = (sinkTokens + b - 1) / b;
         // blocks touching [tokens - window, tokens), plus one for the block being filled
         long windowBlocks = (windowTokens + b - 1) / b + 1;
-        return Math.multiplyExact(Math.min(full, sinkBlocks + windowBlocks), l.bytesPerBlock());
+        long kept = Math.min(full, sinkBlocks + windowBlocks);
+        if (kept > Long.MAX_VALUE / l.bytesPerBlock()) {
+            throw tooLarge("KV of " + tokens + " tokens under a window", kept, l.bytesPerBlock());
+        }
+        return kept * l.bytesPerBlock();
     }
 
     /** How many sequences of {@code contextTokens} tokens each, kept under a sliding window, fit {@code budgetBytes}. */
@@ -72,7 +81,11 @@ public final class CapacityPlanner {
             throw new IllegalArgumentException("sequences must be > 0, got " + sequences);
         }
         long blocksEach = budgetBytes / l.bytesPerBlock() / sequences;
-        return Math.multiplyExact(blocksEach, (long) l.blockTokens());
+        if (blocksEach > Long.MAX_VALUE / l.blockTokens()) {
+            // only a custom format of under a byte per token gets here
+            throw tooLarge("context of " + blocksEach + " blocks", blocksEach, l.blockTokens());
+        }
+        return blocksEach * l.blockTokens();
     }
 
     /** How many whole blocks fit {@code budgetBytes}. */
@@ -91,7 +104,16 @@ public final class CapacityPlanner {
         Objects.requireNonNull(l, "layout");
         checkNonNegative("sessions", sessions);
         checkNonNegative("maxTokens", maxTokens);
-        return Math.multiplyExact(Math.multiplyExact(sessions, maxTokens), l.bytesPerToken());
+        long perSession;
+        long total;
+        try {
+            perSession = Math.multiplyExact(maxTokens, l.bytesPerToken());
+            total = Math.multiplyExact(sessions, perSession);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("contiguous KV of " + sessions + " sessions x " + maxTokens
+                    + " tokens x " + l.bytesPerToken() + " bytes exceeds " + Long.MAX_VALUE + " (Long.MAX_VALUE)");
+        }
+        return total;
     }
 
     /** One traffic class of a serving review: {@code sessions} concurrent sessions of {@code activeTokens} live tokens each. */
@@ -104,7 +126,12 @@ public final class CapacityPlanner {
 
         /** KV bytes this route keeps live under layout {@code l}. */
         public long kvBytes(KvLayout l) {
-            return Math.multiplyExact(sessions, CapacityPlanner.kvBytes(l, activeTokens));
+            long each = CapacityPlanner.kvBytes(l, activeTokens);
+            if (each != 0 && sessions > Long.MAX_VALUE / each) {
+                throw tooLarge("route '" + name + "': KV of " + sessions + " sessions of " + activeTokens
+                        + " tokens", sessions, each);
+            }
+            return sessions * each;
         }
     }
 
@@ -113,9 +140,19 @@ public final class CapacityPlanner {
         Objects.requireNonNull(l, "layout");
         long sum = 0;
         for (Route r : routes) {
-            sum = Math.addExact(sum, r.kvBytes(l));
+            long b = r.kvBytes(l);
+            if (sum > Long.MAX_VALUE - b) {
+                throw new IllegalArgumentException("KV of all routes exceeds " + Long.MAX_VALUE
+                        + " bytes (Long.MAX_VALUE) at route '" + r.name() + "'");
+            }
+            sum += b;
         }
         return sum;
+    }
+
+    private static IllegalArgumentException tooLarge(String what, long a, long b) {
+        return new IllegalArgumentException(what + " = " + a + " x " + b + " exceeds " + Long.MAX_VALUE
+                + " (Long.MAX_VALUE)");
     }
 
     private static void checkNonNegative(String what, long value) {

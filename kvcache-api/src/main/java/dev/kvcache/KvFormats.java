@@ -29,6 +29,10 @@ import java.util.Locale;
  * <p>NaN and infinities are refused by every quantizer (IllegalArgumentException naming the index
  * and value); finite values beyond a format's range saturate (F16, BF16, FP8) or are refused
  * where the fp16 metadata would overflow (Q8_0, Q4_0, KIVI).
+ *
+ * <p>{@link KvFormat#keyBytes} and {@link KvFormat#valueBytes} are exact: a negative count, or a
+ * size beyond {@link Long#MAX_VALUE}, throws IllegalArgumentException naming the values and the
+ * limit (a wrapped size would turn into a negative or too small allocation).
  */
 public final class KvFormats {
 
@@ -105,6 +109,37 @@ public final class KvFormats {
             }
         }
 
+        /** {@code a * b} without overflow; IllegalArgumentException naming the sizes otherwise. */
+        final long times(long a, long b, int tokens, int headDim) {
+            try {
+                return Math.multiplyExact(a, b);
+            } catch (ArithmeticException e) {
+                throw tooLarge(tokens, headDim);
+            }
+        }
+
+        final long plus(long a, long b, int tokens, int headDim) {
+            try {
+                return Math.addExact(a, b);
+            } catch (ArithmeticException e) {
+                throw tooLarge(tokens, headDim);
+            }
+        }
+
+        private IllegalArgumentException tooLarge(int tokens, int headDim) {
+            return new IllegalArgumentException(name + ": " + tokens + " tokens x headDim " + headDim
+                    + " take more than " + Long.MAX_VALUE + " bytes (Long.MAX_VALUE)");
+        }
+
+        static void checkCounts(int tokens, int headDim) {
+            if (tokens < 0) {
+                throw new IllegalArgumentException("tokens must be >= 0, got " + tokens);
+            }
+            if (headDim < 0) {
+                throw new IllegalArgumentException("headDim must be >= 0, got " + headDim);
+            }
+        }
+
         static void checkGroup(String name, int headDim) {
             if (headDim % GROUP != 0) {
                 throw new IllegalArgumentException(name + " stores heads in groups of " + GROUP
@@ -123,7 +158,8 @@ public final class KvFormats {
 
         @Override
         public long keyBytes(int tokens, int headDim) {
-            return (long) bytes * tokens * headDim;
+            checkCounts(tokens, headDim);
+            return times(times(bytes, tokens, tokens, headDim), headDim, tokens, headDim);
         }
 
         @Override
@@ -139,7 +175,8 @@ public final class KvFormats {
 
         @Override
         public long keyBytes(int tokens, int headDim) {
-            return (long) tokens * headDim + Float.BYTES;
+            checkCounts(tokens, headDim);
+            return plus(times(tokens, headDim, tokens, headDim), Float.BYTES, tokens, headDim);
         }
 
         @Override
@@ -158,7 +195,8 @@ public final class KvFormats {
 
         @Override
         public long keyBytes(int tokens, int headDim) {
-            return (long) tokens * (headDim / GROUP) * bytesPerGroup;
+            checkCounts(tokens, headDim);
+            return times(times(tokens, headDim / GROUP, tokens, headDim), bytesPerGroup, tokens, headDim);
         }
 
         @Override
@@ -189,13 +227,16 @@ public final class KvFormats {
         @Override
         public long keyBytes(int tokens, int headDim) {
             // one group per channel spanning the block's tokens: packed codes, fp16 scale, fp16 min
-            return (long) headDim * (((long) tokens * bits + 7) / 8 + 4);
+            checkCounts(tokens, headDim);
+            long codeBytes = ((long) tokens * bits + 7) / 8; // int * bits fits a long
+            return times(headDim, codeBytes + 4, tokens, headDim);
         }
 
         @Override
         public long valueBytes(int tokens, int headDim) {
             // one group per 32 channels of each token: packed codes, fp16 scale, fp16 min
-            return (long) tokens * (headDim / GROUP) * (GROUP * bits / 8 + 4);
+            checkCounts(tokens, headDim);
+            return times(times(tokens, headDim / GROUP, tokens, headDim), GROUP * bits / 8 + 4, tokens, headDim);
         }
 
         @Override

@@ -10,6 +10,12 @@ import java.util.Objects;
  * block). {@link #bytesPerToken()} is the block size divided by {@code blockTokens}, rounded up; it
  * is exact for every format whose metadata does not span tokens (F32, F16, BF16, Q8_0, Q4_0).
  *
+ * <p>The constructor refuses, with IllegalArgumentException naming the values and the limit, any
+ * shape whose arithmetic would overflow: {@code kvHeads * headDim} above {@link Integer#MAX_VALUE}
+ * (one token's keys are one {@code float[]}), or a block above {@link Integer#MAX_VALUE} bytes
+ * (computed exactly, so a product that wraps around cannot slip through). Every size derived
+ * from an accepted layout is therefore exact.
+ *
  * @param layers      transformer layers, at least 1
  * @param kvHeads     key/value heads per layer (fewer than query heads under grouped-query attention)
  * @param headDim     values per head
@@ -37,22 +43,38 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
                     "blockTokens must be in 1.." + MAX_BLOCK_TOKENS + ", got " + blockTokens);
         }
         format.checkShape(headDim, blockTokens);
-        long perBlock = rawBytesPerBlock(layers, kvHeads, headDim, blockTokens, format);
+        long kvDim = (long) kvHeads * headDim;
+        if (kvDim > Integer.MAX_VALUE) {
+            // one token's K (or V) of a layer is a float[] of kvDim: it must fit an array
+            throw new IllegalArgumentException("kvHeads x headDim = " + kvHeads + " x " + headDim + " = "
+                    + kvDim + " values per token and layer; the limit is " + Integer.MAX_VALUE);
+        }
+        long perBlock = exactBytesPerBlock(layers, kvHeads, headDim, blockTokens, format);
         if (perBlock <= 0 || perBlock > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("one block would take " + perBlock
                     + " bytes; the limit is " + Integer.MAX_VALUE + " (fewer blockTokens?)");
         }
     }
 
+    /**
+     * Bytes of one block, or IllegalArgumentException naming the shape when the product does not
+     * fit a long (a wrapped product could even land back in range and pass the limit check).
+     */
+    private static long exactBytesPerBlock(int layers, int kvHeads, int headDim, int blockTokens,
+                                           KvFormat format) {
+        try {
+            long slice = Math.addExact(format.keyBytes(blockTokens, headDim), format.valueBytes(blockTokens, headDim));
+            return Math.multiplyExact(Math.multiplyExact((long) layers, (long) kvHeads), slice);
+        } catch (ArithmeticException | IllegalArgumentException e) {
+            throw new IllegalArgumentException("one block of " + layers + " layers x " + kvHeads + " KV heads x "
+                    + blockTokens + " tokens x headDim " + headDim + " in " + format.name()
+                    + " takes more than " + Long.MAX_VALUE + " bytes; the limit is " + Integer.MAX_VALUE, e);
+        }
+    }
+
     /** The same layout at blockTokens 16 (the common default). */
     public static KvLayout of(int layers, int kvHeads, int headDim, KvFormat format) {
         return new KvLayout(layers, kvHeads, headDim, 16, format);
-    }
-
-    private static long rawBytesPerBlock(int layers, int kvHeads, int headDim, int blockTokens,
-                                         KvFormat format) {
-        long slice = format.keyBytes(blockTokens, headDim) + format.valueBytes(blockTokens, headDim);
-        return (long) layers * kvHeads * slice;
     }
 
     /** K and V of all layers for one token, metadata included (block size / blockTokens, rounded up). */
@@ -63,10 +85,11 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
 
     /** K and V of all layers for {@code blockTokens} tokens, metadata included. */
     public long bytesPerBlock() {
-        return rawBytesPerBlock(layers, kvHeads, headDim, blockTokens, format);
+        // the constructor checked that this product is exact and at most Integer.MAX_VALUE
+        return (long) layers * kvHeads * (format.keyBytes(blockTokens, headDim) + format.valueBytes(blockTokens, headDim));
     }
 
-    /** Values in one token's keys (or values) of one layer: {@code kvHeads * headDim}. */
+    /** Values in one token's keys (or values) of one layer: {@code kvHeads * headDim} (checked to fit an int). */
     public int kvDim() {
         return kvHeads * headDim;
     }
@@ -76,7 +99,8 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
         if (tokens < 0) {
             throw new IllegalArgumentException("tokens must be >= 0, got " + tokens);
         }
-        return (tokens + blockTokens - 1) / blockTokens;
+        // ceil without forming tokens + blockTokens - 1, which overflows near Long.MAX_VALUE
+        return tokens / blockTokens + (tokens % blockTokens == 0 ? 0 : 1);
     }
 
     /** This layout with another format. */

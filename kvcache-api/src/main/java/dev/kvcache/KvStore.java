@@ -11,8 +11,91 @@ package dev.kvcache;
  * <p>Every method throws {@link IllegalArgumentException} naming the value and its limit for a
  * layer, slot, block or array length out of range, and {@link IllegalStateException} after
  * {@link #close()}.
+ *
+ * <h2>Values</h2>
+ * {@link #write} refuses NaN, infinities and any element with {@code |x| > }{@link #MAX_ABS_VALUE}
+ * (IllegalArgumentException naming layer, slot, K or V, the element, the value and the limit),
+ * writing nothing; {@link #checkValues} is that check for implementations. Attention refuses a
+ * query element outside the same bound ({@link #checkQuery}). Why: one huge but finite key makes
+ * {@code q . k} overflow to infinity and the softmax of every later decode of that sequence NaN;
+ * with both sides bounded every score and every weighted sum stays finite.
  */
 public interface KvStore extends AutoCloseable {
+
+    /**
+     * The largest {@code |x|} a key, value or query element may have: {@value}, the largest finite
+     * IEEE binary16 number.
+     *
+     * <p>Why this value:
+     * <ul>
+     *   <li>No real model's KV reaches it: F16 is llama.cpp's default KV-cache type for every model
+     *       it runs, which would saturate such KV; keys and values are projections of a normalized
+     *       hidden state and stay orders of magnitude below it.</li>
+     *   <li>Every standard format stores every value within it without refusal: KIVI's and Q8_0's
+     *       and Q4_0's fp16 group metadata hold it, F16 holds it exactly, FP8 scales it. A store
+     *       therefore never refuses later (when a staged block is sealed) a value it accepted now.</li>
+     *   <li>Attention stays finite: with {@code |q|, |k| <= MAX_ABS_VALUE} a score is at most
+     *       {@code headDim * MAX_ABS_VALUE^2} in magnitude, and {@code headDim} is below
+     *       {@link Integer#MAX_VALUE} ({@link KvLayout} caps a block at that many bytes); that
+     *       product, and the softmax-weighted sum of at most {@link Integer#MAX_VALUE} values of at
+     *       most {@code MAX_ABS_VALUE} each, are far below {@link Float#MAX_VALUE} (a test checks
+     *       both bounds).</li>
+     * </ul>
+     */
+    float MAX_ABS_VALUE = 65504f;
+
+    /**
+     * Throws IllegalArgumentException, naming the layer, the slot, K or V, the element index, the
+     * value and {@link #MAX_ABS_VALUE}, if any of the first {@code n} elements of {@code k} or
+     * {@code v} is NaN, infinite or larger in magnitude than {@code MAX_ABS_VALUE}. The arrays must
+     * hold at least {@code n} floats (check lengths first). Allocates nothing unless it throws.
+     */
+    static void checkValues(int layer, long slot, float[] k, float[] v, int n) {
+        // one pass over both arrays; Math.max propagates NaN, so a NaN fails the comparison below.
+        // A max-reduction of this shape is a loop C2 vectorizes.
+        float m = 0f;
+        for (int i = 0; i < n; i++) {
+            m = Math.max(m, Math.max(Math.abs(k[i]), Math.abs(v[i])));
+        }
+        if (!(m <= MAX_ABS_VALUE)) {
+            int bad = firstOutOfRange(k, n);
+            String which = bad >= 0 ? "k" : "v"; // the parameter names: keys (K) or values (V)
+            float[] a = bad >= 0 ? k : v;
+            int i = bad >= 0 ? bad : firstOutOfRange(v, n);
+            throw new IllegalArgumentException("layer " + layer + ", slot " + slot + ": " + which
+                    + "[" + i + "] = " + a[i] + (Float.isFinite(a[i]) ? "" : " is not finite;") + " ("
+                    + (bad >= 0 ? "K" : "V") + ") KV values must be finite with |x| <= " + MAX_ABS_VALUE
+                    + " (KvStore.MAX_ABS_VALUE; larger values would overflow attention)");
+        }
+    }
+
+    /**
+     * Throws IllegalArgumentException naming the element, its value and {@link #MAX_ABS_VALUE} if
+     * any of {@code q[0 .. n)} is NaN, infinite or larger in magnitude than {@code MAX_ABS_VALUE}.
+     * Attention calls it once per decode: {@code n} floats against a pass over the whole context.
+     */
+    static void checkQuery(float[] q, int n) {
+        float m = 0f;
+        for (int i = 0; i < n; i++) {
+            m = Math.max(m, Math.abs(q[i]));
+        }
+        if (!(m <= MAX_ABS_VALUE)) {
+            int i = firstOutOfRange(q, n);
+            throw new IllegalArgumentException("q[" + i + "] = " + q[i] + (Float.isFinite(q[i]) ? "" : " is not finite;")
+                    + " query values must be finite with |x| <= " + MAX_ABS_VALUE
+                    + " (KvStore.MAX_ABS_VALUE; larger values would overflow attention)");
+        }
+    }
+
+    /** Index of the first element of {@code a[0 .. n)} that is not finite or exceeds the limit; -1 if none. */
+    private static int firstOutOfRange(float[] a, int n) {
+        for (int i = 0; i < n; i++) {
+            if (!(Math.abs(a[i]) <= MAX_ABS_VALUE)) {
+                return i;
+            }
+        }
+        return -1;
+    }
 
     /** The layout every block follows. */
     KvLayout layout();
@@ -20,7 +103,11 @@ public interface KvStore extends AutoCloseable {
     /** Number of blocks, ids 0 to blocks()-1. */
     int blocks();
 
-    /** Stores one token's keys and values ({@code kvHeads*headDim} floats each) at {@code slot} of {@code layer}. */
+    /**
+     * Stores one token's keys and values ({@code kvHeads*headDim} floats each) at {@code slot} of
+     * {@code layer}. A NaN, an infinity or an element beyond {@link #MAX_ABS_VALUE} is refused with
+     * IllegalArgumentException (see {@link #checkValues}) and nothing is written.
+     */
     void write(int layer, long slot, float[] k, float[] v);
 
     /** Reads one token's keys, dequantized, into {@code out} ({@code kvHeads*headDim} floats). */

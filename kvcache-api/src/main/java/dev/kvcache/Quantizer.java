@@ -18,7 +18,12 @@ public interface Quantizer {
     /** The format this quantizer writes. */
     KvFormat format();
 
-    /** Bytes that {@link #encode} writes for {@code tokens} rows of {@code dim} values. */
+    /**
+     * Bytes that {@link #encode} writes for {@code tokens} rows of {@code dim} values; exact.
+     * IllegalArgumentException naming the values and the limit for negative counts, a shape the
+     * format cannot hold, or {@code tokens * dim} above {@link Integer#MAX_VALUE} (the rows are one
+     * {@code float[]}, so no call could encode them).
+     */
     long encodedBytes(int tokens, int dim);
 
     /** Encodes {@code src[0 .. tokens*dim)} into {@code dst[0 .. encodedBytes(tokens, dim))}. */

@@ -90,6 +90,7 @@ class CapacityPlannerTest {
         assertTrue(e.getMessage().contains("0"));
         e = assertThrows(IllegalArgumentException.class, () -> new KvLayout(0, 1, 1, 1, KvFormats.F32));
         assertTrue(e.getMessage().contains("layers"));
-        assertThrows(ArithmeticException.class, () -> CapacityPlanner.kvBytes(LLAMA2_7B, Long.MAX_VALUE / 2));
+        e = assertThrows(IllegalArgumentException.class, () -> CapacityPlanner.kvBytes(LLAMA2_7B, Long.MAX_VALUE / 2));
+        assertTrue(e.getMessage().contains(String.valueOf(Long.MAX_VALUE / 2)), e.getMessage());
     }
 }

@@ -79,6 +79,24 @@ class PlanCommandTest {
     }
 
     @Test
+    void layout_whose_sizes_overflow_is_one_line_on_stderr_and_exit_2() {
+        // kvHeads x headDim wraps an int and the block size wrapped a long (issue #12)
+        CliRun r = CliRun.of("plan", "--layers", "1058633899", "--kv-heads", "1361828043", "--head-dim", "381175291",
+                "--block-tokens", "65536", "--format", "F16");
+        assertEquals(2, r.exitCode(), r.out() + r.err());
+        assertEquals("", r.out(), "nothing printed for a refused layout");
+        assertEquals(1, r.err().lines().count(), r.err());
+        assertTrue(r.err().startsWith("kvcache plan: "), r.err());
+        assertTrue(r.err().contains("1361828043") && r.err().contains(String.valueOf(Integer.MAX_VALUE)), r.err());
+
+        // fits an int and a long, but a block is over the limit
+        CliRun big = CliRun.of("plan", "--layers", "4096", "--kv-heads", "1", "--head-dim", "1024", "--block-tokens", "1024");
+        assertEquals(2, big.exitCode(), big.out() + big.err());
+        assertEquals(1, big.err().lines().count(), big.err());
+        assertTrue(big.err().contains("the limit is " + Integer.MAX_VALUE), big.err());
+    }
+
+    @Test
     void list_shows_the_catalog() {
         CliRun r = CliRun.of("plan", "--list");
         assertEquals(0, r.exitCode(), r.err());

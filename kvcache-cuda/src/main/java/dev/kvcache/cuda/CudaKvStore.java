@@ -204,8 +204,9 @@ public final class CudaKvStore implements KvStore {
         checkSlot(slot);
         checkArray("k", k, kvDim);
         checkArray("v", v, kvDim);
-        checkValues("k", k);
-        checkValues("v", v);
+        // NaN, infinities and |x| > MAX_ABS_VALUE refused before anything changes, as in the off-heap
+        // store; within that bound Q8_0/Q4_0 group scales and FP8 block scales cannot overflow
+        KvStore.checkValues(layer, slot, k, v, kvDim);
         int block = (int) (slot / blockTokens);
         int row = (int) (slot % blockTokens);
         beginOp();
@@ -423,6 +424,8 @@ public final class CudaKvStore implements KvStore {
             }
         }
         int qn = (int) need;
+        // a query beyond the value bound would overflow the scores (queryHeads*headDim floats: cheap)
+        KvStore.checkQuery(q, qn);
         if (nBlocks == 0) {
             Arrays.fill(out, 0, qn, 0f);
             return;
@@ -720,39 +723,6 @@ public final class CudaKvStore implements KvStore {
     void checkBlock(String name, int block) {
         if (block < 0 || block >= blocks) {
             throw new IllegalArgumentException(name + " " + block + " out of range [0, " + blocks + ")");
-        }
-    }
-
-    /** Fp16 overflow threshold: a Q8_0/Q4_0 group scale at or above it would encode as infinity. */
-    static final float Q_SCALE_LIMIT = 65520f;
-
-    /**
-     * The input kvcache-quant accepts, so both backends take and refuse the same values: finite
-     * only; for Q8_0 every group of 32 needs amax/127 below {@link #Q_SCALE_LIMIT}, for Q4_0 amax/8.
-     */
-    private void checkValues(String name, float[] a) {
-        for (int i = 0; i < kvDim; i++) {
-            if (!Float.isFinite(a[i])) {
-                throw new IllegalArgumentException(name + "[" + i + "] = " + a[i]
-                        + " is not finite; KV values must be finite (NaN and infinities are rejected)");
-            }
-        }
-        boolean q8 = layout.format() == dev.kvcache.KvFormats.Q8_0;
-        boolean q4 = layout.format() == dev.kvcache.KvFormats.Q4_0;
-        if (!q8 && !q4) {
-            return;
-        }
-        for (int g = 0; g < kvDim; g += 32) {
-            float amax = 0f;
-            for (int j = 0; j < 32; j++) {
-                amax = Math.max(amax, Math.abs(a[g + j]));
-            }
-            float d = q8 ? amax / 127f : amax / 8f;
-            if (d >= Q_SCALE_LIMIT) {
-                throw new IllegalArgumentException(layout.format().name() + " group at " + name + "[" + g
-                        + "] has max |x| = " + amax + "; its scale must stay below " + Q_SCALE_LIMIT
-                        + " (fp16 overflow), i.e. |x| < " + (Q_SCALE_LIMIT * (q8 ? 127f : 8f)));
-            }
         }
     }
 

@@ -72,7 +72,8 @@ class CudaBadInputTest {
             fails(IllegalArgumentException.class, () -> s.write(1, 17, ok, nan), "v[5]", "not finite");
             float[] huge = ok.clone();
             huge[40] = 1e7f * 127f;
-            fails(IllegalArgumentException.class, () -> s.write(1, 17, huge, ok), "Q8_0", "k[32]", "65520");
+            fails(IllegalArgumentException.class, () -> s.write(1, 17, huge, ok), "layer 1", "slot 17", "k[40]",
+                    String.valueOf(dev.kvcache.KvStore.MAX_ABS_VALUE));
             fails(IllegalArgumentException.class, () -> s.readKey(0, 0, new float[3]), "out.length 3");
             fails(IllegalArgumentException.class, () -> s.copyBlock(0, 4), "dstBlock 4", "[0, 4)");
             fails(IllegalArgumentException.class, () -> s.copyBlocks(new int[] {0, 2}, new int[] {1, 1}), "dst[1] = 1", "twice");
@@ -86,6 +87,17 @@ class CudaBadInputTest {
             fails(IllegalArgumentException.class, () -> s.decode(0, q, 6, new int[] {-2}, 1, out), "blockTable[0] = -2");
             fails(IllegalArgumentException.class, () -> s.decode(0, new float[10], 6, new int[] {0}, 1, out), "q.length 10");
             fails(IllegalArgumentException.class, () -> s.decode(0, q, 6, new int[] {0}, -1, out), "length must be >= 0");
+            // values that would overflow attention (issue #12): refused at write and in the query
+            float[] poison = ok.clone();
+            poison[77] = 3e38f;
+            fails(IllegalArgumentException.class, () -> s.write(1, 17, ok, poison), "layer 1", "slot 17", "v[77] = 3.0E38",
+                    String.valueOf(dev.kvcache.KvStore.MAX_ABS_VALUE));
+            float[] badQ = q.clone();
+            badQ[200] = Float.NaN;
+            fails(IllegalArgumentException.class, () -> s.decode(0, badQ, 6, new int[] {0}, 1, out), "q[200] = NaN");
+            badQ[200] = -3e38f;
+            fails(IllegalArgumentException.class, () -> s.decode(0, badQ, 6, new int[] {0}, 1, out), "q[200] = -3.0E38",
+                    String.valueOf(dev.kvcache.KvStore.MAX_ABS_VALUE));
             try (CudaSwapSpace swap = CudaSwapSpace.allocate(s, 2)) {
                 fails(IllegalArgumentException.class, () -> swap.swapOutAsync(new int[] {0, 9}), "deviceBlocks[1] 9");
                 assertEquals(null, swap.swapOutAsync(new int[] {0, 1, 2}), "not enough host blocks: null");

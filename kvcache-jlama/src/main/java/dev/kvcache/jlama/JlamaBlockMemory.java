@@ -118,6 +118,7 @@ public final class JlamaBlockMemory implements KvStore {
         checkRow(k, "k");
         checkRow(v, "v");
         long base = rowOffset(layer, slot);
+        KvStore.checkValues(layer, slot, k, v, kvDim); // values that would overflow attention: refused, nothing written
         MemorySegment.copy(k, 0, memory, ValueLayout.JAVA_FLOAT_UNALIGNED, base, kvDim);
         MemorySegment.copy(v, 0, memory, ValueLayout.JAVA_FLOAT_UNALIGNED, base + pageFloats * 4, kvDim);
     }

@@ -26,6 +26,11 @@ import java.util.Objects;
  * sit on a stack. For the CPU store this is a second pool (e.g. on a larger, slower or pageable
  * budget); for a CUDA store the same API would move device blocks to pinned host memory.
  *
+ * <h2>Failures</h2>
+ * Each call is all or nothing: {@link #swapOut} keeps no host block when a copy fails (a store
+ * closed by another thread meanwhile gives IllegalStateException), and {@link #swapIn} frees no
+ * host block unless every copy succeeded.
+ *
  * <h2>Threads</h2>
  * Methods synchronize on this object; a swap must not run concurrently with writes or attention on
  * the blocks it moves (the engine preempts a sequence between steps).
@@ -80,20 +85,39 @@ public final class HostSwapSpace implements AutoCloseable {
         if (need > freeTop) {
             return null;
         }
+        // All or nothing: copy into the top free host blocks first and pop them only once every
+        // copy succeeded, so a failure (the store closed meanwhile, anything) keeps no host block.
         int[] host = new int[deviceBlocks.length];
-        for (int i = 0; i < deviceBlocks.length; i++) {
-            int b = deviceBlocks[i];
-            if (b == -1) {
-                host[i] = -1;
-                continue;
+        int taken = 0;
+        long bytes = 0;
+        try {
+            for (int i = 0; i < deviceBlocks.length; i++) {
+                int b = deviceBlocks[i];
+                if (b == -1) {
+                    host[i] = -1;
+                    continue;
+                }
+                int h = freeStack[freeTop - 1 - taken];
+                taken++;
+                host[i] = h;
+                bytes += moved(store, b);
+                OffHeapKvStore.transfer(store, b, pool, h);
             }
-            int h = freeStack[--freeTop];
-            inUse[h] = true;
-            bytesOut += moved(store, b);
-            OffHeapKvStore.transfer(store, b, pool, h);
-            blocksOut++;
-            host[i] = h;
+        } catch (RuntimeException | Error e) {
+            // a partial transfer may have taken staging slots for the host block: give them back
+            for (int j = 0; j < taken; j++) {
+                pool.blockReleased(freeStack[freeTop - 1 - j]);
+            }
+            if (e instanceof RuntimeException && store.isClosed()) {
+                throw new IllegalStateException("OffHeapKvStore was closed during swapOut; no host block was kept", e);
+            }
+            throw e;
         }
+        for (int j = 0; j < taken; j++) {
+            inUse[freeStack[--freeTop]] = true;
+        }
+        bytesOut += bytes;
+        blocksOut += taken;
         return host;
     }
 
@@ -123,16 +147,25 @@ public final class HostSwapSpace implements AutoCloseable {
             }
         }
         checkDistinct(hostBlocks);
+        // copy everything, then free: a failed copy leaves every host block (and handle) in place
+        long bytes = 0;
+        int moved = 0;
         for (int i = 0; i < hostBlocks.length; i++) {
             int h = hostBlocks[i];
             if (h == -1) {
                 continue;
             }
-            bytesIn += moved(pool, h);
+            bytes += moved(pool, h);
             OffHeapKvStore.transfer(pool, h, store, deviceBlocks[i]);
-            release(h);
-            blocksIn++;
+            moved++;
         }
+        for (int h : hostBlocks) {
+            if (h != -1) {
+                release(h);
+            }
+        }
+        bytesIn += bytes;
+        blocksIn += moved;
     }
 
     /**
@@ -164,14 +197,37 @@ public final class HostSwapSpace implements AutoCloseable {
 
             @Override
             public void swapIn(long handle, int block) {
-                host.swapIn(new int[] {Math.toIntExact(handle)}, store, new int[] {block});
+                synchronized (host) { // the handle check and the swap are one step
+                    host.swapIn(new int[] {host.issued(handle)}, store, new int[] {block});
+                }
             }
 
             @Override
             public void discard(long handle) {
-                host.free(new int[] {Math.toIntExact(handle)});
+                synchronized (host) {
+                    host.free(new int[] {host.issued(handle)});
+                }
             }
         };
+    }
+
+    /**
+     * The host block behind a {@link dev.kvcache.SwapSpace} handle; IllegalArgumentException naming
+     * the handle if this space never issued it (any long outside the host block ids) or it was
+     * already swapped in or discarded.
+     */
+    private int issued(long handle) {
+        pool.checkOpen();
+        if (handle < 0 || handle >= inUse.length) {
+            throw new IllegalArgumentException("swap handle " + handle + " was not issued by this swap space"
+                    + " (its handles are host block ids in [0, " + inUse.length + "))");
+        }
+        int h = (int) handle;
+        if (!inUse[h]) {
+            throw new IllegalArgumentException("swap handle " + handle
+                    + " holds no swapped-out block: already swapped in or discarded, or never issued");
+        }
+        return h;
     }
 
     /** Gives host blocks back without copying them anywhere (a preempted sequence was aborted). */

@@ -26,8 +26,10 @@ import java.util.Objects;
  * exact and a full one is quantized. Rewriting a row of an already encoded block (a reused block,
  * or a recomputed token) reopens it the same way; its other rows then go through one extra
  * quantization round trip when it is sealed again. Never-written memory is zero and reads as 0.0.
- * Every write encodes into per-thread scratch first and copies into place only once every head
- * encoded, so a refused write (a NaN, a value beyond a format's fp16 metadata range) changes nothing.
+ * Every write first refuses NaN, infinities and values beyond {@link KvStore#MAX_ABS_VALUE} (which
+ * every format can encode, so a row staged in full precision can always be sealed later), then
+ * encodes into per-thread scratch and copies into place only once every head encoded, so a refused
+ * write changes nothing.
  *
  * <h2>Threads</h2>
  * The memory comes from {@link Arena#ofShared()}, so any thread may call any method. Writes to
@@ -167,8 +169,9 @@ public final class OffHeapKvStore implements KvStore {
         checkSlot(slot);
         checkArray("k", k);
         checkArray("v", v);
-        checkFinite("k", k);
-        checkFinite("v", v);
+        // NaN, infinities and |x| > MAX_ABS_VALUE: refused before anything changes. Within that
+        // bound every format encodes every value, so rows staged now never fail at the seal.
+        KvStore.checkValues(layer, slot, k, v, kvHeads * headDim);
         int block = (int) (slot / blockTokens);
         int row = (int) (slot % blockTokens);
         WriteScratch ws = scratch.get();
@@ -519,15 +522,6 @@ public final class OffHeapKvStore implements KvStore {
     void checkBlock(String name, int block) {
         if (block < 0 || block >= blocks) {
             throw new IllegalArgumentException(name + " " + block + " out of range [0, " + blocks + ")");
-        }
-    }
-
-    /** Encoders refuse NaN and infinities; check first so a refused write changes nothing. */
-    private void checkFinite(String name, float[] a) {
-        for (int i = 0, n = kvHeads * headDim; i < n; i++) {
-            if (!Float.isFinite(a[i])) {
-                throw new IllegalArgumentException(name + "[" + i + "] = " + a[i] + " is not finite");
-            }
         }
     }
 

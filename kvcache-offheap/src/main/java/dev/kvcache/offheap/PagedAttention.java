@@ -25,7 +25,9 @@ import java.util.concurrent.ForkJoinPool;
  * output {@code acc}, a block's scores {@code s} give {@code m' = max(m, max s)},
  * {@code acc = acc * e^(m-m') + sum_r e^(s_r-m') v_r}, {@code l = l * e^(m-m') + sum_r e^(s_r-m')};
  * at the end {@code out = acc / l}. No exponent ever sees a positive argument, so nothing
- * overflows whatever the score range, and nothing of size {@code length} is materialised.
+ * overflows whatever the score range, and nothing of size {@code length} is materialised. The
+ * scores themselves stay finite because stores refuse KV, and {@code decode} refuses a query
+ * element, beyond {@link KvStore#MAX_ABS_VALUE} (IllegalArgumentException naming it).
  *
  * <h2>Memory traffic</h2>
  * Blocks are visited in table order; in each block, for each KV head, one
@@ -282,6 +284,9 @@ public final class PagedAttention {
                         + " out of range [-1, " + blocks + ")");
             }
         }
+        // with q and the stored KV within MAX_ABS_VALUE no score or weighted sum overflows; the scan
+        // is queryHeads*headDim floats, nothing against a pass over length positions
+        KvStore.checkQuery(q, (int) need);
     }
 
     private static void decodeOffHeap(OffHeapKvStore store, KvLayout l, int layer, float[] q, int queryHeads,

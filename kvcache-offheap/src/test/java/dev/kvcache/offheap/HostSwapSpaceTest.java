@@ -125,4 +125,100 @@ class HostSwapSpaceTest {
             m.free(p);
         }
     }
+
+    /** Issue #12: a handle the space did not issue, or one already used, is refused naming it; nothing changes. */
+    @Test
+    void unknownOrUsedHandlesAreRefusedNamingTheHandle() {
+        KvLayout layout = new KvLayout(1, 1, 32, 4, KvFormats.F16);
+        try (OffHeapKvStore store = OffHeapKvStore.allocate(layout, 4);
+             HostSwapSpace host = HostSwapSpace.allocate(layout, 3)) {
+            dev.kvcache.SwapSpace swap = host.forStore(store);
+            for (long bad : new long[] {1L << 40, -1, -(1L << 40), 3, Long.MAX_VALUE, Long.MIN_VALUE}) {
+                assertMessage(() -> swap.swapIn(bad, 0), "handle " + bad);
+                assertMessage(() -> swap.discard(bad), "handle " + bad);
+            }
+            assertMessage(() -> swap.swapIn(1, 0), "handle 1", "holds no swapped-out block"); // never issued
+            long h = swap.swapOut(2);
+            assertEquals(2, swap.freeBlocks());
+            swap.swapIn(h, 1);
+            assertEquals(3, swap.freeBlocks());
+            assertMessage(() -> swap.swapIn(h, 1), "handle " + h, "already swapped in or discarded");
+            assertMessage(() -> swap.discard(h), "handle " + h);
+            long d = swap.swapOut(2);
+            swap.discard(d);
+            assertMessage(() -> swap.discard(d), "handle " + d);
+            assertMessage(() -> swap.swapIn(d, 0), "handle " + d);
+            assertEquals(3, swap.freeBlocks(), "a refused call changed the free count");
+        }
+    }
+
+    /** Issue #12: swapOut from a closed store keeps no host block and says why. */
+    @Test
+    void swapOutOfAClosedStoreKeepsNoHostBlock() {
+        KvLayout layout = new KvLayout(1, 1, 32, 4, KvFormats.FP8_E4M3);
+        try (HostSwapSpace host = HostSwapSpace.allocate(layout, 3)) {
+            OffHeapKvStore store = OffHeapKvStore.allocate(layout, 4);
+            dev.kvcache.SwapSpace swap = host.forStore(store);
+            store.write(0, 1, new float[32], new float[32]); // a staged layer travels too
+            store.close();
+            assertThrows(IllegalStateException.class, () -> swap.swapOut(0));
+            assertThrows(IllegalStateException.class, () -> host.swapOut(store, new int[] {0, 1}));
+            assertEquals(3, host.freeBlocks());
+            assertEquals(0, host.blocksSwappedOut());
+        }
+    }
+
+    /**
+     * Issue #12: swapOut racing the store's close() on another thread used to keep the host blocks
+     * it had taken when the copy failed (freeBlocks never came back). Bounded race: whenever
+     * swapOut throws, every host block is free again, and the exception is IllegalStateException.
+     */
+    @Test
+    void swapOutRacingStoreCloseKeepsNoHostBlock() throws Exception {
+        KvLayout layout = new KvLayout(8, 8, 128, 16, KvFormats.F32); // 1 MiB blocks: a copy takes a while
+        int blocks = 6;
+        int[] all = {0, 1, 2, 3, 4, 5};
+        int failures = 0;
+        try (HostSwapSpace host = HostSwapSpace.allocate(layout, blocks)) {
+            for (int round = 0; round < 40 && failures < 8; round++) {
+                OffHeapKvStore store = OffHeapKvStore.allocate(layout, blocks);
+                java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
+                long delay = 20_000L * (round % 10); // spread the close over the copy
+                Thread closer = new Thread(() -> {
+                    try {
+                        go.await();
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                    long until = System.nanoTime() + delay;
+                    while (System.nanoTime() < until) {
+                        Thread.onSpinWait();
+                    }
+                    store.close();
+                });
+                closer.start();
+                int[] got = null;
+                RuntimeException failure = null;
+                go.countDown();
+                try {
+                    got = host.swapOut(store, all);
+                } catch (RuntimeException e) {
+                    failure = e;
+                }
+                boolean interrupted = Thread.interrupted();
+                closer.join();
+                if (failure != null) {
+                    failures++;
+                    assertEquals(IllegalStateException.class, failure.getClass(), failure + " (interrupted " + interrupted + ")");
+                    assertEquals(blocks, host.freeBlocks(), "round " + round + ": a failed swapOut kept host blocks");
+                } else {
+                    assertNotNull(got);
+                    assertEquals(0, host.freeBlocks());
+                    host.free(got);
+                }
+                store.close();
+            }
+            assertEquals(blocks, host.freeBlocks());
+        }
+    }
 }

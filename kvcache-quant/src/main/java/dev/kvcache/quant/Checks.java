@@ -17,6 +17,15 @@ final class Checks {
         }
     }
 
+    /** rows x dim values must fit one float[] (at most Integer.MAX_VALUE). */
+    static void values(int rows, int dim) {
+        long n = (long) rows * dim;
+        if (n > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("rows (tokens) x dim = " + rows + " x " + dim + " = " + n
+                    + " values; the limit is " + Integer.MAX_VALUE + " (the rows are one float[])");
+        }
+    }
+
     static void count(int count, int rows) {
         if (count < 0 || count > rows) {
             throw new IllegalArgumentException("count must be in [0, rows=" + rows + "], got " + count);

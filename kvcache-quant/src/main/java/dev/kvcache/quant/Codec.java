@@ -90,6 +90,9 @@ abstract class Codec implements Quantizer, SliceKernels {
 
     final void checkDims(int rows, int dim) {
         Checks.rows("rows (tokens)", rows, minRows());
+        Checks.rows("dim", dim, 1);
+        // the rows are one float[], so rows * dim fits an int; every size and index below relies on it
+        Checks.values(rows, dim);
         format.checkShape(dim, Math.max(rows, 1));
     }
 
