@@ -50,7 +50,11 @@ import java.util.Objects;
  * at the head, and the append is retried; when the request itself is the newest of the lowest
  * priority (or there is no victim) it is the one preempted. A preempted request comes back through
  * {@link KvCacheManager#resume}, which re-appends its tokens; those the prefix cache does not serve
- * are recomputed. A request that reaches its length finishes (freed) and its session sends the next
+ * are recomputed. Every successful append stands for KV the simulated engine computes within that
+ * step, and the manager publishes a block only once its KV is written, so the simulator
+ * {@link KvCacheManager#commit commits} a request after its prefill (and its re-prefill on resume)
+ * and before preempting it; a decode chunk's blocks are published by the request's next append,
+ * its {@code free}, or the idle reaper. A request that reaches its length finishes (freed) and its session sends the next
  * one {@code thinkSteps} later, except on idle routes, whose requests stall there forever. (4)
  * Admit queued requests first-come first-served while the free blocks (empty plus cached) cover
  * the prompt's blocks, stopping at the first that does not fit; the manager's
@@ -274,6 +278,12 @@ final class Simulator {
         /** Appends tokens; -1 when memory ran out (nothing changed), else prefix-hit tokens. */
         int append(Request r, int[] tokens, int n);
 
+        /**
+         * Says that {@code r}'s KV is written for every token appended so far (the simulated engine
+         * has computed it), so its full blocks may serve other requests now.
+         */
+        void commit(Request r);
+
         void release(Request r);
 
         /**
@@ -341,6 +351,11 @@ final class Simulator {
         @Override
         public int append(Request r, int[] tokens, int n) {
             return m.append(r.seq, tokens, 0, n);
+        }
+
+        @Override
+        public void commit(Request r) {
+            m.commit(r.seq);
         }
 
         @Override
@@ -422,6 +437,9 @@ final class Simulator {
 
         @Override
         public void preempt(Request v) {
+            // every token a request appended was computed within its step: publish the blocks of
+            // its last append before preempting, which by itself publishes nothing pending
+            m.commit(v.seq);
             v.preempted = m.preempt(v.seq, PreemptionMode.RECOMPUTE);
             v.seq = null;
         }
@@ -434,6 +452,7 @@ final class Simulator {
             }
             q.seq = s;
             q.preempted = null;
+            m.commit(s); // the re-prefill is computed within the admission step
             return s.cachedTokens();
         }
 
@@ -533,6 +552,11 @@ final class Simulator {
         @Override
         public Request victim(Request q, Map<String, Request> running) {
             throw new AssertionError("contiguous appends never fail");
+        }
+
+        @Override
+        public void commit(Request r) {
+            // nothing is shared between contiguous reservations
         }
 
         @Override
@@ -750,11 +774,16 @@ final class Simulator {
                 if (!ok) {
                     // the check above was optimistic (a hit block it counted was evicted, or a
                     // window released less than planned): roll back, the prefilled work is lost
+                    // to this request (free publishes the chunks computed before the refused one;
+                    // the refused append changed nothing)
                     rl.allocationFailures++;
                     rl.rolledBackTokens += q.seq != null ? q.seq.length() : 0;
                     pool.release(q);
                     break;
                 }
+                // the prompt's KV is computed now: its full blocks may serve the next requests
+                // (each chunk's append already published the chunk before it)
+                pool.commit(q);
                 waiting.pollFirst();
                 rl.prefixHitTokens += hits;
                 q.length = target;

@@ -51,6 +51,33 @@ class SimulatorTest {
     }
 
     @Test
+    void a_preempted_request_comes_back_from_its_own_committed_blocks() {
+        // 7 blocks; three requests of a 32-token prompt (2 full blocks) + 16 decoded, all at step 0.
+        // step 0: A, B, C prefill (6 blocks; the simulator commits each prompt: its KV is computed).
+        // step 1 (8 tokens each): A takes the last block, B fails -> C (newest) is preempted; C's
+        // committed blocks stay cached and B's retry evicts C's tail. step 2: A and B finish; C
+        // resumes, its head block served by the cache: 16 tokens recomputed, not 32. (The manager
+        // publishes a block only once its KV is written; had the simulator committed C neither after
+        // its prefill nor before preempting it, C's blocks would still be pending when it is
+        // preempted, and nothing would come back.)
+        var route = new Workload.Route("r", 3, 48, 0, 16, false, 0, 0, 5);
+        var sim = new Simulator(TINY, List.of(route), settings(7 * TINY.bytesPerBlock(), 3, 8));
+        var prefix = new Simulator.Config("prefix", true, null, true, false, false, null);
+        Simulator.Result r = sim.run(prefix, new Simulator.Observer() { });
+        Simulator.RouteLedger l = r.routes().getFirst();
+        assertEquals(1, l.preemptions);
+        assertEquals(2, l.completions);
+        assertEquals(4, l.admissions); // A, B, C, then C again
+        assertEquals(16, l.prefixHitTokens);
+        assertEquals(16, l.recomputedTokens);
+        assertEquals(16, r.finalLedger().recomputedTokens());
+        assertEquals(0, r.finalLedger().abortedBlocks());
+        Simulator.Result plain = sim.run(PAGED, new Simulator.Observer() { });
+        assertEquals(1, plain.routes().getFirst().preemptions);
+        assertEquals(32, plain.routes().getFirst().recomputedTokens); // no cache: all of it
+    }
+
+    @Test
     void contiguous_reserves_the_max_model_length() {
         // 64-token reservation = 8,192 bytes each; a 4-block pool (8,192 bytes) holds one request
         var route = new Workload.Route("r", 3, 32, 0, 16, false, 0, 0, 5);
