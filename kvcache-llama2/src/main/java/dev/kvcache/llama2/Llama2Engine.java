@@ -32,6 +32,15 @@ import java.util.Objects;
  * prefix), and only the rest is computed. Positions are absolute, so a hit block's RoPE'd keys are
  * exactly what this sequence would have computed.
  *
+ * <h2>Publishing</h2>
+ * The manager publishes a block for reuse only once its KV is written. Once {@link #prefill} has
+ * written the prompt's KV it {@linkplain KvCacheManager#commit commits} the sequence, so sequences
+ * running beside it share the prompt's full blocks at once; blocks that {@link #step} fills are
+ * published by the sequence's next append or its {@link #free}. If computing the KV throws (the
+ * store or attention fails) after the append, the engine {@linkplain KvCacheManager#abort aborts}
+ * the sequence before rethrowing: blocks whose KV may be missing are never published, and the
+ * sequence is no longer live.
+ *
  * <h2>Sizing</h2>
  * {@code blocks} blocks of {@code blockTokens} tokens; the KV bytes are
  * {@code blocks * layout.bytesPerBlock()}, reported by {@link #ledger()}.
@@ -49,6 +58,8 @@ public final class Llama2Engine implements AutoCloseable {
     private final Llama2Forward.Attention attention = this::attend;
     private long currentSlot;
     private int[] currentTable;
+    /** Tests only: runs before each KV write (per layer and token); may throw to fake a failing store. */
+    Runnable beforeWrite;
     private long computedTokens;
     private boolean closed;
 
@@ -159,6 +170,10 @@ public final class Llama2Engine implements AutoCloseable {
      * Appends {@code tokens} to {@code s} in one call (prefix lookup on a sequence's first append),
      * computes the KV of every token that was not a prefix hit, and returns the last token's logits.
      *
+     * Once the prompt's KV is written the sequence is committed: its full blocks serve other
+     * sequences' prompts from then on. When computing the KV throws, the sequence is aborted (see
+     * the class comment) and the exception propagates.
+     *
      * @throws IllegalStateException    when the pool has too few free blocks (nothing changes then)
      * @throws IllegalArgumentException for an empty call, a token outside the vocabulary or a
      *                                  sequence that would pass seq_len
@@ -186,16 +201,32 @@ public final class Llama2Engine implements AutoCloseable {
             throw new IllegalStateException("KV pool full: " + tokens.length + " more tokens for sequence '"
                     + s.id() + "' do not fit; " + manager.stats());
         }
-        loadTable(s);
         float[] logits = null;
-        for (int i = hits; i < tokens.length; i++) {
-            int pos = start + i;
-            currentSlot = s.slot(pos);
-            logits = fwd.forward(tokens[i], pos, attention);
-            computedTokens++;
+        try {
+            loadTable(s);
+            for (int i = hits; i < tokens.length; i++) {
+                int pos = start + i;
+                currentSlot = s.slot(pos);
+                logits = fwd.forward(tokens[i], pos, attention);
+                computedTokens++;
+            }
+        } catch (RuntimeException | Error e) {
+            abortAfter(s, e);
+            throw e;
         }
+        // the prompt's KV is written: concurrent sequences with the same prefix may hit it now
+        manager.commit(s);
         // the manager never serves the call's last token from the cache, so logits is set
         return new Prefill(hits, logits.clone());
+    }
+
+    /** The KV of {@code s}'s last append may be unwritten: release it without publishing that append's blocks. */
+    private void abortAfter(Sequence s, Throwable cause) {
+        try {
+            manager.abort(s);
+        } catch (RuntimeException | Error e) {
+            cause.addSuppressed(e);
+        }
     }
 
     /** Reads the sequence's block table into the reused {@link #currentTable} (no allocation per token). */
@@ -206,7 +237,10 @@ public final class Llama2Engine implements AutoCloseable {
         s.blockTable(currentTable);
     }
 
-    /** Appends one token and returns the logits after it (this engine's buffer, valid until the next call). */
+    /**
+     * Appends one token and returns the logits after it (this engine's buffer, valid until the next
+     * call). When computing its KV throws, the sequence is aborted and the exception propagates.
+     */
     public float[] step(Sequence s, int token) {
         checkOpen();
         Objects.requireNonNull(s, "sequence");
@@ -222,14 +256,24 @@ public final class Llama2Engine implements AutoCloseable {
             throw new IllegalStateException("KV pool full: no block for token " + pos + " of sequence '"
                     + s.id() + "'; " + manager.stats());
         }
-        loadTable(s);
-        currentSlot = s.slot(pos);
-        float[] logits = fwd.forward(token, pos, attention);
+        float[] logits;
+        try {
+            loadTable(s);
+            currentSlot = s.slot(pos);
+            logits = fwd.forward(token, pos, attention);
+        } catch (RuntimeException | Error e) {
+            abortAfter(s, e);
+            throw e;
+        }
         computedTokens++;
         return logits;
     }
 
     private void attend(int layer, int pos, float[] q, float[] k, float[] v, float[] out) {
+        Runnable hook = beforeWrite;
+        if (hook != null) {
+            hook.run();
+        }
         store.write(layer, currentSlot, k, v);
         PagedAttention.decode(store, layer, q, c.heads(), currentTable, pos + 1, out);
     }
@@ -319,7 +363,9 @@ public final class Llama2Engine implements AutoCloseable {
      * Greedy decoding of several sequences at once, interleaved one token at a time (round robin)
      * in the same pool, as a server would batch them. Sequence i is named {@code prefix + i}; each
      * prompt goes in with one append, so prompts sharing full leading blocks with an earlier
-     * sequence get prefix hits. Sequences are freed when done.
+     * sequence get prefix hits (each prompt is committed once its KV is written, so the later
+     * sequences hit the earlier ones' blocks while those still run). Sequences are freed when done;
+     * when one fails, it is aborted and the others are freed.
      */
     public List<Generation> generateConcurrently(String idPrefix, int[][] prompts, int steps) {
         checkOpen();
@@ -391,7 +437,9 @@ public final class Llama2Engine implements AutoCloseable {
             }
             return prompts;
         } finally {
-            manager.free(probe);
+            if (probe.isLive()) { // not when a failed prefill or step aborted it
+                manager.free(probe);
+            }
         }
     }
 

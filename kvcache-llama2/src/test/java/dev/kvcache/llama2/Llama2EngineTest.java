@@ -10,6 +10,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -87,6 +88,7 @@ class Llama2EngineTest {
         int steps = 120;
         try (Llama2Engine e = engine(5, true)) {
             // two sequences opened by hand: the second one's first append is served from the cache
+            // while the first is still live (prefill commits once the prompt's KV is written)
             int[] prompt = new int[40];
             prompt[0] = Llama2Reference.BOS;
             System.arraycopy(Llama2ReferenceTest.GOLDEN_64, 0, prompt, 1, 39);
@@ -126,6 +128,58 @@ class Llama2EngineTest {
             assertArrayEquals(Arrays.copyOfRange(Llama2ReferenceTest.GOLDEN_64, 0, 33),
                     Arrays.copyOfRange(prompts[0], 1, 34));
             assertEquals(0, after.liveSequences(), "generateConcurrently frees its sequences");
+        }
+    }
+
+    @Test
+    void aFailedPrefillAbortsAndPublishesNothingItMayNotHaveWritten() {
+        Llama2Model m = TestModels.stories();
+        int steps = 60;
+        int[] prompt = new int[40]; // two full blocks of 16 and 8 more
+        prompt[0] = Llama2Reference.BOS;
+        System.arraycopy(Llama2ReferenceTest.GOLDEN_64, 0, prompt, 1, 39);
+        int[] alone = new Llama2Reference(m).generate(prompt, steps);
+        try (Llama2Engine e = engine(3, true)) {
+            // the store fails while the prompt's KV is being written (token 20, inside block 1)
+            int failAt = 20 * m.config().layers();
+            int[] writes = {0};
+            e.beforeWrite = () -> {
+                if (writes[0]++ == failAt) {
+                    throw new IllegalStateException("injected store failure");
+                }
+            };
+            Sequence broken = e.open("broken");
+            IllegalStateException x = assertThrows(IllegalStateException.class, () -> e.prefill(broken, prompt));
+            assertEquals("injected store failure", x.getMessage());
+            e.beforeWrite = null;
+            assertFalse(broken.isLive(), "the engine aborted it");
+            assertEquals(0, e.ledger().stats().usedBlocks());
+            assertEquals(0, e.ledger().publishedBlocks());
+            assertEquals(2, e.ledger().abortedBlocks()); // both full blocks, although block 0 was written
+            assertEquals(0, e.manager().cachedPrefixLength(prompt));
+
+            // the same prompt again: nothing served from the aborted sequence, computed afresh
+            Sequence again = e.open("again");
+            assertArrayEquals(alone, e.generate(again, prompt, steps));
+            assertEquals(0, e.ledger().stats().prefixHitTokens());
+            // its prompt was committed after the write: a concurrent sequence hits it while it runs
+            Sequence third = e.open("third");
+            assertArrayEquals(alone, e.generate(third, prompt, steps));
+            assertEquals(32, e.ledger().stats().prefixHitTokens());
+            e.free(again);
+            e.free(third);
+
+            // a step that fails aborts too; the engine keeps serving
+            Sequence s = e.open("stepper");
+            e.prefill(s, prompt);
+            e.beforeWrite = () -> {
+                throw new IllegalStateException("injected");
+            };
+            assertThrows(IllegalStateException.class, () -> e.step(s, 5));
+            e.beforeWrite = null;
+            assertFalse(s.isLive());
+            assertEquals(0, e.ledger().stats().liveSequences());
+            assertEquals(0, e.ledger().callbackErrors());
         }
     }
 
