@@ -58,11 +58,12 @@ final class Appender {
                 windowDone = true;
             }
             int src = q.table[oldBlocks - 1];
+            int peak = pool.peakUsed();
             int dst = pool.allocate(q);
             try {
                 copy(src, dst);
             } catch (RuntimeException | Error e) {
-                pool.discardAllocated(dst, q);
+                pool.discardAllocated(dst, q, peak);
                 counters.copyFailures++;
                 throw e;
             }

@@ -142,12 +142,14 @@ final class BlockPool {
 
     /**
      * Gives back a block {@link #allocate} just handed to {@code q} whose contents are unusable
-     * (a copy into it failed): it goes to the empty pool, unpublished.
+     * (a copy into it failed): it goes to the empty pool, unpublished, and the peak is what it was
+     * before that allocation.
      */
-    void discardAllocated(int b, PagedSequence q) {
+    void discardAllocated(int b, PagedSequence q, int peakBefore) {
         accounts.unref(b, q.tenant);
         refCount[b] = 0;
         used--;
+        peakUsed = peakBefore;
         index.unpublish(b);
         emptyStack[emptyTop++] = b;
         notes.blockReleased(b);

@@ -865,6 +865,7 @@ public final class KvCacheManager implements AutoCloseable {
         int B = blockTokens;
         q.ensureCapacity(tokens.length, handles.length);
         int i = 0;
+        int peak = pool.peakUsed();
         try {
             for (; i < handles.length; i++) {
                 q.table[i] = -1;
@@ -878,7 +879,7 @@ public final class KvCacheManager implements AutoCloseable {
             // the swap space failed: give back every block taken, drop the copies it still holds
             for (int j = 0; j <= i && j < handles.length; j++) {
                 if (q.table[j] >= 0) {
-                    pool.discardAllocated(q.table[j], q);
+                    pool.discardAllocated(q.table[j], q, peak);
                 }
             }
             for (int j = i + 1; j < handles.length; j++) {

@@ -21,9 +21,10 @@ import java.util.Arrays;
  *       the one found by lookups and the committing sequence continues its chain from it.</li>
  *   <li>An index entry that does not confirm (its parent's publication ended, or a hash collision)
  *       is replaced, so stale entries never block fresh content.</li>
- *   <li>When the published parent of a sequence's chain was evicted, the chain is rebuilt from the
- *       sequence's own held blocks (republishing them) before it is extended; a block the sequence
- *       no longer holds, or dropped tokens, end the chain.</li>
+ *   <li>A sequence's chain ends for good (it publishes nothing more) when the block it would name
+ *       as parent lost its publication (evicted, replaced or reset), when the block to publish is
+ *       no longer held (released by a window or a retention policy), or when it dropped tokens
+ *       (later KV saw a pruned context). Ending early costs cache hits, never correctness.</li>
  *   <li>{@link PrefixKey}s are computed only while someone listens (or a tier needs them), from the
  *       sequence's own tokens, once per block.</li>
  * </ul>
@@ -63,11 +64,7 @@ final class Publisher {
             return;
         }
         if (enabled) {
-            int first = q.committedBlocks;
-            if (q.chainBlock >= 0 && index.generation(q.chainBlock) != q.chainGen) {
-                rechain(q, first);
-            }
-            for (int i = first; i < full; i++) {
+            for (int i = q.committedBlocks; i < full; i++) {
                 commitBlock(q, i);
             }
         }
@@ -90,16 +87,6 @@ final class Publisher {
         q.committedBlocks = i + 1;
     }
 
-    /** Rebuilds {@code q}'s chain over blocks [0, upTo) from the root. */
-    private void rechain(PagedSequence q, int upTo) {
-        q.chainBlock = PrefixIndex.ROOT;
-        q.chainGen = 0;
-        q.chainHash = index.rootHash();
-        for (int i = 0; i < upTo && q.chainBlock != PrefixIndex.BROKEN; i++) {
-            commitBlock(q, i);
-        }
-    }
-
     private void commitBlock(PagedSequence q, int i) {
         int parent = q.chainBlock;
         if (parent == PrefixIndex.BROKEN) {
@@ -117,12 +104,13 @@ final class Publisher {
             hit(q, found, h, i);
             return;
         }
-        if (index.isPublished(b)) {
-            // held under another chain (reached through a fork of an older chain): do not move it
-            q.chainBlock = PrefixIndex.BROKEN;
+        if (index.isPublished(b) && found != b) {
+            q.chainBlock = PrefixIndex.BROKEN; // published under another key: leave it alone
             return;
         }
         if (found >= 0) {
+            // a stale entry (its parent's publication ended, or a collision), possibly b itself
+            // published after a parent that is gone: b holds this chain's KV, so it takes the key
             replace(found);
         }
         index.publish(b, h, parent, q.chainGen, q.salt, q.scope, q.tokens, from);

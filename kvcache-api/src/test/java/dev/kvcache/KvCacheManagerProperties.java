@@ -71,6 +71,32 @@ class KvCacheManagerProperties {
         Statistics.label("eviction").coverage(k -> k.check(true).percentage(p -> p >= 30));
     }
 
+    /**
+     * The trust model under faults: appends aborted before their KV is written, copy-on-write
+     * copies that throw halfway through, recompute and swap preemption with records resumed twice
+     * on purpose, and (half the runs) a listener that throws on every third event. After every step
+     * every live slot and every published block must hold KV of its own prefix, and a failed call
+     * must have moved nothing.
+     */
+    @Property(tries = 400, edgeCases = EdgeCasesMode.NONE)
+    void faultsNeverServeAnotherPrefixesKv(@ForAll @IntRange(min = 4, max = 24) int blocks,
+                                          @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                          @ForAll boolean priorityPolicy,
+                                          @ForAll @IntRange(min = 0, max = 8) int window,
+                                          @ForAll boolean throwingListener,
+                                          @ForAll("faults") List<Op> ops) {
+        Coverage c = ManagerModel.run(new Config(blocks, blockTokens, true, priorityPolicy, window > 4 ? 1 : 0,
+                window > 4 ? window : 0, throwingListener), ops, BROAD);
+        collect(c);
+        Statistics.label("failed copy").collect(c.failedCopies() > 0);
+        Statistics.label("double resume").collect(c.doubleResumes() > 0);
+        Statistics.label("abort").collect(c.aborts() > 0);
+        Statistics.label("prefix hit").coverage(k -> k.check(true).percentage(p -> p >= 15));
+        Statistics.label("failed copy").coverage(k -> k.check(true).percentage(p -> p >= 3));
+        Statistics.label("double resume").coverage(k -> k.check(true).percentage(p -> p >= 10));
+        Statistics.label("abort").coverage(k -> k.check(true).percentage(p -> p >= 20));
+    }
+
     @Property(tries = 200, edgeCases = EdgeCasesMode.NONE)
     void prefixCachingOffNeverCaches(@ForAll @IntRange(min = 4, max = 24) int blocks,
                                      @ForAll @IntRange(min = 1, max = 8) int blockTokens,
@@ -120,7 +146,7 @@ class KvCacheManagerProperties {
     @Example
     void cachedTokensSurviveASecondAppend() {
         ManagerModel.run(new Config(4, 1, true, false, 0, 0), List.of(
-                new Op.Open(0, 0), new Op.Append(0, List.of(1)),
+                new Op.Open(0, 0), new Op.Append(0, List.of(1)), new Op.Commit(0),
                 new Op.Open(0, 0), new Op.Append(0, List.of(1, 0)),   // hits block [1]: cachedTokens 1
                 new Op.Append(0, List.of(0))),                         // cachedTokens must stay 1
                 BROAD);
@@ -136,6 +162,11 @@ class KvCacheManagerProperties {
     @Provide
     Arbitrary<List<Op>> serving() {
         return Ops.servingWorkload(3, 100);
+    }
+
+    @Provide
+    Arbitrary<List<Op>> faults() {
+        return Ops.faultWorkload(3, 100);
     }
 
     @Provide

@@ -1,7 +1,6 @@
 package dev.kvcache.model;
 
 import dev.kvcache.AppendEstimate;
-
 import dev.kvcache.EvictionPolicy;
 import dev.kvcache.KvCacheEvent;
 import dev.kvcache.KvCacheLedger;
@@ -10,6 +9,9 @@ import dev.kvcache.KvCacheManager;
 import dev.kvcache.KvCacheStats;
 import dev.kvcache.KvFormats;
 import dev.kvcache.KvLayout;
+import dev.kvcache.PreemptedSequence;
+import dev.kvcache.PreemptionMode;
+import dev.kvcache.PrefixKey;
 import dev.kvcache.Refusal;
 import dev.kvcache.Sequence;
 import dev.kvcache.SequenceOptions;
@@ -25,35 +27,54 @@ import java.util.function.Supplier;
 
 /**
  * Drives a {@link KvCacheManager} through a list of {@link Op}s and checks the block manager
- * contract (API.md, "The block manager") after every step.
+ * contract (API.md, "The block manager" and "Integrity rules") after every step.
  *
  * <p>The model does not choose physical blocks (that is the manager's business); it keeps what the
  * contract determines and checks the manager against it:
  * <ul>
  *   <li>each live sequence's token ids, the length before its last append (which fixes what a
  *       sliding window has released), its priority, salt and cache-served token count;</li>
+ *   <li>the engine's side ({@link ModelEngine}): for every physical slot, the token prefix its KV
+ *       was computed for. The <b>trust model</b> is checked on it after every step: every slot a
+ *       live sequence maps holds KV of that sequence's own prefix, every published block holds KV of
+ *       exactly the prefix its key names, and every prefix hit reads KV of the reader's prefix;</li>
  *   <li>a mirror of the published prefix blocks, fed only by {@link KvCacheEvent}s: key (parent
- *       hash, salt, token ids) to block and hash. Prefix hits are predicted by walking this mirror,
- *       so the expected return value of every append is known before the call;</li>
+ *       hash, salt, token ids) to block, with the published parent each was stored after. Prefix
+ *       hits are predicted by walking it from the root through parents that are still the same
+ *       publication, so the expected return value of every append is known before the call;</li>
+ *   <li>publish after write: a BlockStored event names a block of the committing sequence that its
+ *       engine has written, at a position its previous calls filled, under the {@link PrefixKey}
+ *       chain of its own tokens; an aborted append publishes nothing;</li>
  *   <li>the reuse queue of cached blocks (release order, with the priority each block was queued
  *       with), so every eviction the manager reports can be checked against LRU or priority order;</li>
- *   <li>the ledger counters (forks, copy-on-writes, window releases, appended tokens, published
- *       blocks, peak use).</li>
+ *   <li>all or nothing under faults: a copy-on-write whose copier throws, a preemption record resumed
+ *       twice, listeners that throw;</li>
+ *   <li>the ledger counters.</li>
  * </ul>
  * Reference counts are recomputed from scratch after every step as the number of occurrences of
  * each block in the live block tables, and compared with {@link KvCacheManager#refCount}.
  */
 public final class ManagerModel implements KvCacheListener {
 
-    /** A manager configuration; {@code window == 0} means no sliding window. */
+    /**
+     * A manager configuration; {@code window == 0} means no sliding window; {@code faults} adds a
+     * listener that throws on every third event (the model must see no difference).
+     */
     public record Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy,
-                         int sinks, int window) {
+                         int sinks, int window, boolean faults) {
 
-        public KvCacheManager build() {
+        public Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy, int sinks,
+                      int window) {
+            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, false);
+        }
+
+        KvCacheManager build(ModelEngine engine) {
             KvLayout layout = new KvLayout(1, 1, 4, blockTokens, KvFormats.F16);
             KvCacheManager.Builder b = KvCacheManager.builder(layout)
                     .blocks(blocks)
                     .prefixCaching(prefixCaching)
+                    .blockCopier(engine)
+                    .swapSpace(engine.swap)
                     .evictionPolicy(priorityPolicy ? EvictionPolicy.priority() : EvictionPolicy.lru());
             if (window > 0) {
                 b.slidingWindow(sinks, window);
@@ -65,8 +86,7 @@ public final class ManagerModel implements KvCacheListener {
     /**
      * Optional checks: {@code windowBound} (heldBlocks within the sliding-window bound; only for
      * single-token workloads) and {@code cachedTokens} ({@link Sequence#cachedTokens()} keeps the
-     * hits of the sequence's first append; a switch so that, should it break again, the other
-     * checks can be run without it).
+     * hits of the sequence's first append).
      */
     public record Checks(boolean windowBound, boolean cachedTokens) {
     }
@@ -79,6 +99,8 @@ public final class ManagerModel implements KvCacheListener {
         final List<Integer> tokens;
         int lenBeforeLastAppend;
         int cachedTokens;
+        /** Full blocks offered for publication (committed), the rest of the full ones are pending. */
+        int committed;
 
         Seq(Sequence s, String id, int priority, long salt, List<Integer> tokens) {
             this.s = s;
@@ -92,27 +114,50 @@ public final class ManagerModel implements KvCacheListener {
     private record Key(long parent, long salt, List<Integer> tokens) {
     }
 
-    private record Pub(int block, long hash, Key key) {
+    /** A published block; {@code parent} is the publication it was stored after (null: the root). */
+    private record Pub(int block, long hash, Key key, Pub parent, List<Integer> prefix) {
     }
 
     private record Queued(int block, int priority) {
     }
 
+    /** A preemption record the model keeps, with what the sequence was. */
+    private static final class Kept {
+        final PreemptedSequence record;
+        final Seq seq;
+        final boolean swap;
+        boolean resumed;
+
+        Kept(PreemptedSequence record, Seq seq, boolean swap) {
+            this.record = record;
+            this.seq = seq;
+            this.swap = swap;
+        }
+    }
+
     private final Config c;
     private final Checks checks;
+    private final ModelEngine engine;
     private final KvCacheManager m;
     private final int B;
     private final int total;
     private final List<Seq> live = new ArrayList<>();
+    private final List<Kept> kept = new ArrayList<>();
     private int nextId;
 
     // mirror of the published blocks, fed by events
     private final Map<Key, Pub> byKey = new HashMap<>();
     private final Map<Integer, Pub> byBlock = new HashMap<>();
+    private final Map<Long, Pub> byHash = new HashMap<>();
     private final List<Integer> removedThisOp = new ArrayList<>();
+    private final List<Pub> removedPubsThisOp = new ArrayList<>();
+    private final List<Pub> storedThisOp = new ArrayList<>();
+    /** Stores and removals of this operation in event order (a removal is marked by its Pub in removedPubsThisOp). */
+    private final List<Pub> publicationLog = new ArrayList<>();
     private final List<KvCacheEvent.AppendRefused> refusedThisOp = new ArrayList<>();
     private int eventsThisOp;
     private long storedEvents;
+    private long injectedListenerThrows;
 
     // cached blocks in the order the policy must reuse them (before priority)
     private final List<Queued> queue = new ArrayList<>();
@@ -128,6 +173,9 @@ public final class ManagerModel implements KvCacheListener {
     private int hitAppends;
     private int failedAppends;
     private int resets;
+    private int failedCopies;
+    private int doubleResumes;
+    private int aborts;
     private boolean counting;
 
     private String where = "initial state";
@@ -135,16 +183,30 @@ public final class ManagerModel implements KvCacheListener {
     public ManagerModel(Config c, Checks checks) {
         this.c = c;
         this.checks = checks;
-        this.m = c.build();
+        this.engine = new ModelEngine(c.blockTokens(), c.blocks());
+        this.m = c.build(engine);
         this.B = c.blockTokens();
         this.total = c.blocks();
         this.prio = new int[total];
         m.addListener(this);
+        if (c.faults()) {
+            m.addListener(new KvCacheListener() {
+                private int n;
+
+                @Override
+                public void onEvent(KvCacheEvent e) {
+                    if (++n % 3 == 0) {
+                        injectedListenerThrows++;
+                        throw new IllegalStateException("injected listener failure on " + e);
+                    }
+                }
+            });
+        }
     }
 
     /** What a run exercised, so properties can require that their workloads reach every mechanism. */
     public record Coverage(int prefixHits, int failedAppends, int evictions, int copyOnWrites,
-                           int windowReleases, int resets) {
+                           int windowReleases, int resets, int failedCopies, int doubleResumes, int aborts) {
     }
 
     /**
@@ -169,30 +231,37 @@ public final class ManagerModel implements KvCacheListener {
         while (!model.live.isEmpty()) {
             model.apply(new Op.Free(model.live.size() - 1));
         }
+        for (Kept k : model.kept) {
+            if (!k.resumed) {
+                model.m.discard(k.record);
+            }
+        }
+        model.check(model.engine.swap.held() == 0, () -> "swap space still holds " + model.engine.swap.held());
         model.checkInvariants();
         KvCacheStats st = model.m.stats();
         model.check(st.usedBlocks() == 0 && st.liveTokens() == 0 && st.liveSequences() == 0,
                 () -> "pool not idle: " + st);
+        model.check(model.m.ledger().callbackErrors() == model.injectedListenerThrows,
+                () -> "callbackErrors " + model.m.ledger().callbackErrors() + ", injected " + model.injectedListenerThrows);
         model.apply(new Op.ResetPrefixCache());
         model.checkInvariants();
         KvCacheStats reset = model.m.stats();
         model.check(reset.emptyBlocks() == reset.totalBlocks(), () -> "reset left blocks: " + reset);
         model.m.close();
         return new Coverage(model.hitAppends, model.failedAppends, (int) st.evictedBlocks(),
-                (int) model.copyOnWrites, (int) model.windowReleased, model.resets);
+                (int) model.copyOnWrites, (int) model.windowReleased, model.resets, model.failedCopies,
+                model.doubleResumes, model.aborts);
     }
 
     // ------------------------------------------------------------------ events
 
-    /**
-     * Prefix-cache events (stored, removed, cleared) update the mirror and count in
-     * {@code eventsThisOp}; refusals are kept apart (a refused append notifies but changes
-     * nothing). The workloads here never preempt, reap or drop tokens, so those events fail.
-     */
     @Override
     public void onEvent(KvCacheEvent e) {
         if (e instanceof KvCacheEvent.AppendRefused r) {
             refusedThisOp.add(r);
+            return;
+        }
+        if (e instanceof KvCacheEvent.SequencePreempted) {
             return;
         }
         eventsThisOp++;
@@ -201,21 +270,38 @@ public final class ManagerModel implements KvCacheListener {
                 storedEvents++;
                 Key k = new Key(s.parentHash(), s.cacheSalt(), boxed(s.tokenIds()));
                 check(s.tokenIds().length == B, () -> "stored block with " + s.tokenIds().length + " tokens: " + s);
+                check(s.key() != null && s.hash() == s.key().hi(), () -> "stored without its key: " + s);
                 check(!byKey.containsKey(k), () -> "content published twice: " + s + ", already " + byKey.get(k));
                 check(!byBlock.containsKey(s.block()), () -> "block published twice: " + s);
-                Pub p = new Pub(s.block(), s.hash(), k);
+                Pub parent = null;
+                if (s.parentKey() != null) {
+                    parent = byHash.get(s.parentHash());
+                    check(parent != null, () -> "stored after a parent that is not published: " + s);
+                } else {
+                    check(s.parentHash() == KvCacheManager.ROOT_HASH, () -> "first block without ROOT_HASH: " + s);
+                }
+                List<Integer> prefix = new ArrayList<>(parent == null ? List.of() : parent.prefix());
+                prefix.addAll(k.tokens());
+                Pub p = new Pub(s.block(), s.hash(), k, parent, List.copyOf(prefix));
                 byKey.put(k, p);
                 byBlock.put(s.block(), p);
+                byHash.put(s.hash(), p);
+                storedThisOp.add(p);
+                publicationLog.add(p);
             }
             case KvCacheEvent.BlockRemoved r -> {
                 Pub p = byBlock.remove(r.block());
                 check(p != null && p.hash() == r.hash(), () -> "removed a block that was not published: " + r);
                 byKey.remove(p.key());
+                byHash.remove(p.hash());
                 removedThisOp.add(r.block());
+                removedPubsThisOp.add(p);
+                publicationLog.add(p);
             }
             case KvCacheEvent.AllBlocksCleared a -> {
                 byKey.clear();
                 byBlock.clear();
+                byHash.clear();
             }
             default -> check(false, () -> "unexpected event " + e);
         }
@@ -226,13 +312,21 @@ public final class ManagerModel implements KvCacheListener {
     public void apply(Op op) {
         eventsThisOp = 0;
         removedThisOp.clear();
+        removedPubsThisOp.clear();
+        storedThisOp.clear();
+        publicationLog.clear();
         refusedThisOp.clear();
         switch (op) {
             case Op.Open o -> open(o);
-            case Op.Append a -> append(a);
+            case Op.Append a -> append(a.pick(), a.tokens(), Mode.WRITE);
+            case Op.AbortedAppend a -> append(a.pick(), a.tokens(), Mode.ABORT);
+            case Op.FailingCopyAppend a -> append(a.pick(), a.tokens(), Mode.FAILING_COPY);
             case Op.BadAppend a -> badAppend(a);
             case Op.Fork f -> fork(f);
-            case Op.Free f -> free(f);
+            case Op.Free f -> free(f.pick());
+            case Op.Commit k -> commit(k);
+            case Op.Preempt p -> preempt(p);
+            case Op.Resume r -> resume(r);
             case Op.ResetPrefixCache r -> reset();
         }
         updatePriorities();
@@ -247,12 +341,13 @@ public final class ManagerModel implements KvCacheListener {
         check(eventsThisOp == 0, () -> "open fired events");
     }
 
-    private void append(Op.Append a) {
+    private enum Mode { WRITE, ABORT, FAILING_COPY }
+
+    private void append(int pick, List<Integer> tokens, Mode mode) {
         if (live.isEmpty()) {
             return;
         }
-        Seq q = live.get(at(a.pick()));
-        List<Integer> tokens = a.tokens();
+        Seq q = live.get(at(pick));
         int n = tokens.size();
         int oldLen = q.tokens.size();
         int[] occ = occurrences();
@@ -311,7 +406,22 @@ public final class ManagerModel implements KvCacheListener {
                             + ", revived " + revived + ", hit tokens " + hitBlocks * B + ", window frees " + winFreedF);
         }
 
-        int r = m.append(q.s, tokenArray);
+        // a failing copier only matters when this append copies; the pool must have a block to copy into
+        boolean failCopy = mode == Mode.FAILING_COPY && n > 0 && cow && need <= free && before.freeBlocks() > 0;
+        engine.failCopies(failCopy);
+        int r;
+        try {
+            r = m.append(q.s, tokenArray);
+            check(!failCopy, () -> "append whose copy-on-write copier threw returned normally");
+        } catch (IllegalStateException ex) {
+            check(failCopy && String.valueOf(ex.getMessage()).startsWith("injected copy failure"),
+                    () -> "append threw " + ex);
+            engine.failCopies(false);
+            failedCopyChecks(q, before, tablesBefore);
+            return;
+        } finally {
+            engine.failCopies(false);
+        }
         check(est.admitted() == (r >= 0) && (r >= 0 || est.refusal() == m.lastRefusal()),
                 () -> "estimate " + est + " but append returned " + r + " (" + m.lastRefusal() + ")");
 
@@ -339,11 +449,15 @@ public final class ManagerModel implements KvCacheListener {
             check(refusedThisOp.size() == 1 && refusedThisOp.getFirst().equals(new KvCacheEvent.AppendRefused(
                             q.id, q.s.tenant(), Refusal.NO_BLOCKS, n, before.freeBlocks())),
                     () -> "refusal events " + refusedThisOp + " for " + n + " tokens, " + before.freeBlocks() + " free");
+            if (mode == Mode.ABORT) {
+                abortSeq(q);
+            }
             failedAppends++;
             return;
         }
         check(need <= free, () -> "append succeeded although it needed " + need + " blocks and only "
                 + free + " were free: " + before);
+        peakUsed = Math.max(peakUsed, after.usedBlocks());
         check(r == hits.size() * B, () -> "append returned " + r + ", the prefix cache holds "
                 + hitList.size() + " hit blocks " + hitList + " (blockTokens " + B + ")");
         check(r % B == 0 && r < n && (r == 0 || oldLen == 0),
@@ -368,33 +482,60 @@ public final class ManagerModel implements KvCacheListener {
                             && after.prefixHitTokens() == before.prefixHitTokens(),
                     () -> "prefix counters moved without a lookup: " + before + " -> " + after);
         }
-        // other sequences are untouched
         for (Seq o : live) {
             if (o != q) {
                 check(Arrays.equals(o.s.blockTable(), tablesBefore.get(o.id)) && o.s.length() == o.tokens.size(),
                         () -> "append to " + q.id + " changed " + o.id);
             }
         }
-        // the reuse queue: window releases join it first, hits leave it, then evictions take from it
-        for (int b : windowReleases) {
-            if (--occ[b] == 0 && publishedBefore.contains(b)) {
-                queue.add(new Queued(b, prio[b]));
+
+        // publication: this append committed the blocks the previous calls filled, nothing of its own
+        checkStored(q, oldTable, q.committed, oldLen / B);
+
+        // the reuse queue, in the manager's order: the copy-on-write target first, then commit's
+        // replacements, window releases, hits, and the new blocks' evictions
+        boolean windowFirst = cow && before.freeBlocks() == 0;
+        Set<Integer> publishedAtRelease = new HashSet<>(publishedBefore);
+        int windowToEmpty = windowFirst ? queueWindowReleases(windowReleases, occ, publishedAtRelease) : 0;
+        Pub cowVictim = null;
+        if (cow && before.emptyBlocks() == 0 && windowToEmpty == 0) {
+            check(!removedPubsThisOp.isEmpty(), () -> "copy-on-write with no empty block evicted nothing");
+            cowVictim = removedPubsThisOp.getFirst();
+            checkEviction(cowVictim.block());
+        }
+        Set<Integer> stale = staleReplacements(cowVictim);
+        List<Integer> evictions = new ArrayList<>();
+        for (Pub p : removedPubsThisOp) {
+            if (p != cowVictim && !stale.contains(p.block())) {
+                evictions.add(p.block());
             }
         }
+        int e = 0;
+        if (!windowFirst) {
+            // published when the window releases: after the commit
+            publishedAtRelease.removeAll(stale);
+            storedThisOp.forEach(p -> publishedAtRelease.add(p.block()));
+        }
+        for (int b : stale) {
+            queue.removeIf(x -> x.block() == b);
+        }
+        if (!windowFirst) {
+            queueWindowReleases(windowReleases, occ, publishedAtRelease);
+        }
         for (int b : hits) {
-            queue.removeIf(e -> e.block() == b);
+            queue.removeIf(x -> x.block() == b);
         }
-        for (int evicted : removedThisOp) {
-            int expected = pollQueue();
-            check(evicted == expected, () -> "evicted block " + evicted + " but the " + policyName()
-                    + " policy's next victim is " + expected + "; queue was " + queue);
-        }
-        check(after.evictedBlocks() - before.evictedBlocks() == removedThisOp.size(),
-                () -> "evictedBlocks moved by " + (after.evictedBlocks() - before.evictedBlocks())
-                        + " but " + removedThisOp.size() + " BlockRemoved events");
-        if (!removedThisOp.isEmpty()) {
+        if (e < evictions.size()) {
             check(after.emptyBlocks() == 0, () -> "evicted a cached block while an empty one was left: " + after);
         }
+        while (e < evictions.size()) {
+            checkEviction(evictions.get(e++));
+        }
+        long staleCached = removedPubsThisOp.stream().filter(p -> stale.contains(p.block()) && occ[p.block()] == 0).count();
+        int cowEvicted = cowVictim == null ? 0 : 1;
+        check(after.evictedBlocks() - before.evictedBlocks() == evictions.size() + staleCached + cowEvicted,
+                () -> "evictedBlocks moved by " + (after.evictedBlocks() - before.evictedBlocks())
+                        + " but " + removedThisOp.size() + " BlockRemoved events, stale " + stale);
         for (int b : hits) {
             check(!removedThisOp.contains(b), () -> "append evicted its own hit block " + b);
         }
@@ -402,18 +543,147 @@ public final class ManagerModel implements KvCacheListener {
             copyOnWrites++;
         }
         check(m.lastRefusal() == Refusal.NONE, () -> "lastRefusal after a success: " + m.lastRefusal());
-        if (c.prefixCaching()) {
-            checkFilledBlocksPublished(q, tokens, oldLen, hits.size(), newTable);
-        }
         windowReleased += windowReleases.size();
         appendedTokens += n;
         q.tokens.addAll(tokens);
         q.lenBeforeLastAppend = oldLen;
+        q.committed = Math.max(Math.max(q.committed, oldLen / B), hits.size());
         if (oldLen == 0) {
             q.cachedTokens = r;
         }
         if (r > 0) {
             hitAppends++;
+        }
+
+        // the engine: hits must read KV of this very prefix; it computes the rest
+        for (int p = oldLen; p < oldLen + r; p++) {
+            long slot = q.s.slot(p);
+            final int pp = p;
+            check(q.tokens.subList(0, p + 1).equals(engine.at(slot)),
+                    () -> q.id + " hit position " + pp + " reads KV computed for " + engine.at(slot)
+                            + ", not for " + q.tokens.subList(0, pp + 1));
+        }
+        if (mode == Mode.ABORT) {
+            abortSeq(q);
+            return;
+        }
+        for (int p = oldLen + r; p < q.tokens.size(); p++) {
+            long slot = q.s.slot(p);
+            if (slot >= 0) {
+                engine.write(slot, q.tokens, p);
+            }
+        }
+    }
+
+    /** Window releases join the reuse queue when published; returns how many went to the empty pool. */
+    private int queueWindowReleases(List<Integer> windowReleases, int[] occ, Set<Integer> published) {
+        int toEmpty = 0;
+        for (int b : windowReleases) {
+            if (--occ[b] == 0) {
+                if (published.contains(b)) {
+                    queue.add(new Queued(b, prio[b]));
+                } else {
+                    toEmpty++;
+                }
+            }
+        }
+        return toEmpty;
+    }
+
+    private void checkEviction(int evicted) {
+        int expected = pollQueue();
+        check(evicted == expected, () -> "evicted block " + evicted + " but the " + policyName()
+                + " policy's next victim is " + expected + "; queue was " + queue);
+    }
+
+    /**
+     * Blocks whose publication ended only so that fresh content could take their key: a removal
+     * followed, in the same operation, by a store under the same key.
+     */
+    private Set<Integer> staleReplacements() {
+        return staleReplacements(null);
+    }
+
+    /** The manager replaces a stale entry right before it publishes under the same key: adjacent events. */
+    private Set<Integer> staleReplacements(Pub notThis) {
+        Set<Integer> out = new HashSet<>();
+        for (int i = 0; i + 1 < publicationLog.size(); i++) {
+            Pub removed = publicationLog.get(i);
+            Pub next = publicationLog.get(i + 1);
+            if (removed != notThis && removedPubsThisOp.contains(removed) && storedThisOp.contains(next)
+                    && next.key().equals(removed.key())) {
+                out.add(removed.block());
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Every block stored in this operation is block i of {@code q} (in {@code table}) for some
+     * committed position {@code from <= i < to}, its KV written for q's own prefix, under the
+     * PrefixKey chain of q's tokens.
+     */
+    private void checkStored(Seq q, int[] table, int from, int to) {
+        for (Pub p : storedThisOp) {
+            int i = -1;
+            for (int j = from; j < to && j < table.length; j++) {
+                if (table[j] == p.block()) {
+                    i = j;
+                }
+            }
+            final int pos = i;
+            check(i >= 0, () -> "published block " + p.block() + " is not a committed block of " + q.id
+                    + " (blocks " + from + ".." + (to - 1) + " of " + Arrays.toString(table) + ")");
+            check(p.prefix().equals(q.tokens.subList(0, (pos + 1) * B)),
+                    () -> "block " + p.block() + " published as " + p.prefix() + " but " + q.id + " holds "
+                            + q.tokens.subList(0, (pos + 1) * B));
+            PrefixKey key = PrefixKey.root(q.salt, SequenceOptions.DEFAULT_TENANT);
+            int[] toks = q.tokens.stream().mapToInt(Integer::intValue).toArray();
+            for (int j = 0; j <= pos; j++) {
+                key = PrefixKey.chain(key, toks, j * B, B);
+            }
+            final PrefixKey expected = key;
+            check(p.hash() == expected.hi(), () -> "block " + p.block() + " key " + Long.toHexString(p.hash())
+                    + ", the SHA-256 chain of its tokens is " + expected);
+        }
+    }
+
+    /** A failed copy-on-write: the append threw and nothing moved but, maybe, its target's old content. */
+    private void failedCopyChecks(Seq q, KvCacheStats before, Map<String, int[]> tablesBefore) {
+        KvCacheStats after = m.stats();
+        checkTablesUnchanged(tablesBefore, "failed copy-on-write");
+        check(q.s.length() == q.tokens.size(), () -> "failed copy-on-write changed the length");
+        check(storedThisOp.isEmpty(), () -> "failed copy-on-write published " + storedThisOp);
+        boolean victim = before.emptyBlocks() == 0;
+        check(removedThisOp.size() == (victim ? 1 : 0), () -> "failed copy-on-write removed " + removedThisOp);
+        if (victim) {
+            checkEviction(removedThisOp.getFirst());
+        }
+        KvCacheStats expected = new KvCacheStats(before.totalBlocks(), before.usedBlocks(),
+                before.cachedBlocks() - (victim ? 1 : 0), before.emptyBlocks() + (victim ? 1 : 0),
+                before.liveSequences(), before.liveTokens(), before.prefixQueryTokens(), before.prefixHitTokens(),
+                before.allocationFailures(), before.evictedBlocks() + (victim ? 1 : 0));
+        check(after.equals(expected), () -> "failed copy-on-write changed " + before + " -> " + after);
+        if (counting) {
+            failedCopies++;
+        }
+    }
+
+    private void abortSeq(Seq q) {
+        int[] table = q.s.blockTable();
+        int[] occ = occurrences();
+        int events = eventsThisOp;
+        m.abort(q.s);
+        check(eventsThisOp == events, () -> "abort fired events");
+        live.remove(q);
+        for (int i = table.length - 1; i >= 0; i--) {
+            int b = table[i];
+            if (b >= 0 && --occ[b] == 0 && byBlock.containsKey(b)) {
+                queue.add(new Queued(b, prio[b]));
+            }
+        }
+        if (counting) {
+            aborts++;
         }
     }
 
@@ -435,7 +705,7 @@ public final class ManagerModel implements KvCacheListener {
         KvCacheStats after = m.stats();
         check(after.equals(before), () -> "rejected append changed stats: " + before + " -> " + after);
         checkTablesUnchanged(tablesBefore, "rejected append");
-        check(eventsThisOp == 0 && refusedThisOp.isEmpty(), () -> "rejected append fired events");
+        check(eventsThisOp == 0, () -> "rejected append fired events");
     }
 
     private void fork(Op.Fork f) {
@@ -443,34 +713,30 @@ public final class ManagerModel implements KvCacheListener {
             return;
         }
         Seq p = live.get(at(f.pick()));
-        KvCacheStats before = m.stats();
         String id = "s" + nextId++;
-        Sequence s = m.fork(p.s, id);
-        Seq child = new Seq(s, id, p.priority, p.salt, new ArrayList<>(p.tokens));
-        child.lenBeforeLastAppend = p.lenBeforeLastAppend;
-        child.cachedTokens = p.cachedTokens;
-        live.add(child);
-        forks++;
-        check(Arrays.equals(s.blockTable(), p.s.blockTable()), () -> "fork does not share the parent's table");
-        KvCacheStats after = m.stats();
-        check(after.usedBlocks() == before.usedBlocks() && after.cachedBlocks() == before.cachedBlocks()
-                        && after.liveTokens() == before.liveTokens() + p.tokens.size(),
-                () -> "fork of " + p.id + ": " + before + " -> " + after);
+        KvCacheStats before = m.stats();
+        Sequence child = m.fork(p.s, id);
+        check(Arrays.equals(child.blockTable(), p.s.blockTable()) && child.length() == p.s.length(),
+                () -> "fork " + id + " does not share " + p.id + "'s blocks");
+        check(m.stats().usedBlocks() == before.usedBlocks(), () -> "fork took blocks");
         check(eventsThisOp == 0, () -> "fork fired events");
+        Seq c2 = new Seq(child, id, p.priority, p.salt, new ArrayList<>(p.tokens));
+        c2.lenBeforeLastAppend = p.lenBeforeLastAppend;
+        c2.cachedTokens = p.cachedTokens;
+        c2.committed = p.committed;
+        live.add(c2);
+        forks++;
     }
 
-    private void free(Op.Free f) {
+    private void free(int pick) {
         if (live.isEmpty()) {
             return;
         }
-        int at = at(f.pick());
-        Seq q = live.get(at);
+        Seq q = live.get(at(pick));
         int[] occ = occurrences();
-        live.remove(at);
-        Set<Integer> published = new HashSet<>(byBlock.keySet());
         int[] table = q.s.blockTable();
         m.free(q.s);
-        check(!q.s.isLive() && m.sequence(q.id) == null, () -> "freed sequence still live: " + q.id);
+        check(!q.s.isLive() && m.sequence(q.id) == null, () -> q.id + " still live after free");
         try {
             q.s.blockTable();
             check(false, () -> "blockTable() of a freed sequence did not throw");
@@ -483,14 +749,147 @@ public final class ManagerModel implements KvCacheListener {
         } catch (IllegalStateException expected) {
             // the contract
         }
-        // tail first: the tail of a released sequence is reused before its head
+        // free commits what the last append filled (the engine wrote it), then releases tail first
+        checkStored(q, table, q.committed, q.tokens.size() / B);
+        Set<Integer> stale = staleReplacements();
+        check(stale.size() == removedThisOp.size(), () -> "free evicted " + removedThisOp);
+        for (int b : stale) {
+            queue.removeIf(x -> x.block() == b);
+        }
+        live.remove(q);
         for (int i = table.length - 1; i >= 0; i--) {
             int b = table[i];
-            if (b >= 0 && --occ[b] == 0 && published.contains(b)) {
+            if (b >= 0 && --occ[b] == 0 && byBlock.containsKey(b)) {
                 queue.add(new Queued(b, prio[b]));
             }
         }
-        check(eventsThisOp == 0, () -> "free fired events");
+    }
+
+    private void commit(Op.Commit k) {
+        if (live.isEmpty()) {
+            return;
+        }
+        Seq q = live.get(at(k.pick()));
+        int[] table = q.s.blockTable();
+        KvCacheStats before = m.stats();
+        m.commit(q.s);
+        checkStored(q, table, q.committed, q.tokens.size() / B);
+        Set<Integer> stale = staleReplacements();
+        check(stale.size() == removedThisOp.size(), () -> "commit evicted " + removedThisOp);
+        for (int b : stale) {
+            queue.removeIf(x -> x.block() == b);
+        }
+        KvCacheStats after = m.stats();
+        check(after.usedBlocks() == before.usedBlocks() && after.liveTokens() == before.liveTokens(),
+                () -> "commit moved blocks: " + before + " -> " + after);
+        q.committed = Math.max(q.committed, q.tokens.size() / B);
+    }
+
+    private void preempt(Op.Preempt p) {
+        if (live.isEmpty()) {
+            return;
+        }
+        Seq q = live.get(at(p.pick()));
+        int[] occ = occurrences();
+        int[] table = q.s.blockTable();
+        KvCacheStats before = m.stats();
+        PreemptedSequence rec;
+        boolean swap = p.swap() && engine.swap.freeBlocks() >= q.s.heldBlocks();
+        rec = m.preempt(q.s, swap ? PreemptionMode.SWAP : PreemptionMode.RECOMPUTE);
+        check(storedThisOp.isEmpty() && removedThisOp.isEmpty(), () -> "preempt changed publications");
+        check(!q.s.isLive() && m.stats().liveSequences() == before.liveSequences() - 1, () -> "preempt left it live");
+        live.remove(q);
+        for (int i = table.length - 1; i >= 0; i--) {
+            int b = table[i];
+            if (b >= 0 && --occ[b] == 0 && byBlock.containsKey(b)) {
+                queue.add(new Queued(b, prio[b]));
+            }
+        }
+        kept.add(new Kept(rec, q, swap));
+    }
+
+    private void resume(Op.Resume r) {
+        if (kept.isEmpty()) {
+            return;
+        }
+        Kept k = kept.get(kept.size() - 1 - r.pick() % kept.size());
+        KvCacheStats before = m.stats();
+        Map<String, int[]> tablesBefore = tables();
+        if (k.resumed) {
+            try {
+                m.resume(k.record);
+                check(false, () -> "a record resumed twice");
+            } catch (IllegalStateException expected) {
+                // the contract: at most once
+            }
+            check(m.stats().equals(before), () -> "second resume changed " + before + " -> " + m.stats());
+            checkTablesUnchanged(tablesBefore, "second resume");
+            check(eventsThisOp == 0, () -> "second resume fired events");
+            if (counting) {
+                doubleResumes++;
+            }
+            return;
+        }
+        Seq old = k.seq;
+        int[] occ = occurrences();
+        List<Integer> hits = k.swap || !c.prefixCaching() ? List.of()
+                : mirrorChain(old.salt, old.tokens, Math.max(0, (old.tokens.size() - 1) / B));
+        int hitsFromCache = 0;
+        for (int b : hits) {
+            if (occ[b] == 0) {
+                hitsFromCache++;
+            }
+        }
+        int need = k.swap ? k.record.releasedBlocks() : ceilDiv(old.tokens.size(), B) - hits.size();
+        int free = before.freeBlocks() - hitsFromCache;
+        Sequence s = m.resume(k.record);
+        if (s == null) {
+            check(need > free, () -> "resume refused with " + need + " needed and " + free + " free");
+            check(eventsThisOp == 0, () -> "refused resume fired events");
+            checkTablesUnchanged(tablesBefore, "refused resume");
+            return;
+        }
+        check(need <= free, () -> "resume succeeded with " + need + " needed and " + free + " free");
+        k.resumed = true;
+        Seq q = new Seq(s, old.id, old.priority, old.salt, new ArrayList<>(old.tokens));
+        q.lenBeforeLastAppend = old.lenBeforeLastAppend;
+        int[] table = s.blockTable();
+        if (k.swap) {
+            q.cachedTokens = s.cachedTokens();
+            checkStored(q, table, 0, old.committed);
+            q.committed = old.committed;
+        } else {
+            check(s.cachedTokens() == hits.size() * B, () -> "resume hit " + s.cachedTokens() + ", mirror says "
+                    + hits.size() * B);
+            q.cachedTokens = s.cachedTokens();
+            q.committed = hits.size();
+            q.lenBeforeLastAppend = 0;
+            check(storedThisOp.isEmpty(), () -> "recompute resume published " + storedThisOp);
+        }
+        Set<Integer> stale = staleReplacements();
+        for (int b : stale) {
+            queue.removeIf(x -> x.block() == b);
+        }
+        for (int b : hits) {
+            queue.removeIf(x -> x.block() == b);
+        }
+        for (int b : removedThisOp) {
+            if (!stale.contains(b)) {
+                checkEviction(b);
+            }
+        }
+        live.add(q);
+        for (int p = 0; p < q.cachedTokens; p++) {
+            final int pp = p;
+            check(q.tokens.subList(0, p + 1).equals(engine.at(s.slot(p))),
+                    () -> q.id + " resumed hit position " + pp + " reads KV for " + engine.at(s.slot(pp)));
+        }
+        if (!k.swap) {
+            appendedTokens += q.tokens.size();
+            for (int p = q.cachedTokens; p < q.tokens.size(); p++) {
+                engine.write(s.slot(p), q.tokens, p);
+            }
+        }
     }
 
     private void reset() {
@@ -537,7 +936,6 @@ public final class ManagerModel implements KvCacheListener {
             int[] t = s.blockTable();
             check(t.length == s.blockCount() && t.length == ceilDiv(len, B),
                     () -> q.id + " has " + t.length + " blocks / blockCount " + s.blockCount() + " for " + len + " tokens");
-            check(t.length * B - len <= B - 1, () -> q.id + " wastes more than a block");
             int held = 0;
             for (int i = 0; i < t.length; i++) {
                 final int ii = i;
@@ -567,16 +965,18 @@ public final class ManagerModel implements KvCacheListener {
                     check(slot >= 0, () -> q.id + " lost sink/window token " + pp);
                 }
                 if (slot >= 0) {
+                    // the trust model: a live sequence reads only KV of its own prefix
+                    check(q.tokens.subList(0, p + 1).equals(engine.at(slot)),
+                            () -> q.id + " position " + pp + " (slot " + slot + ") holds KV computed for "
+                                    + engine.at(slot) + ", not for " + q.tokens.subList(0, pp + 1));
                     Integer prev = slotToken.putIfAbsent(slot, tok);
                     if (prev != null) {
-                        // two sequences map this slot: only legitimate for a shared block with the same content
                         check(m.refCount((int) (slot / B)) > 1 && prev == tok,
                                 () -> "slot " + slot + " is mapped by two sequences but block " + slot / B
-                                        + " has refCount " + m.refCount((int) (slot / B)) + " / tokens " + prev + " vs " + tok);
+                                        + " has refCount " + m.refCount((int) (slot / B)));
                     }
                 }
             }
-            // published content held by this sequence is this sequence's content and chain
             Pub before = null;
             for (int i = 0; (i + 1) * B <= len; i++) {
                 Pub p = t[i] >= 0 ? byBlock.get(t[i]) : null;
@@ -584,10 +984,11 @@ public final class ManagerModel implements KvCacheListener {
                     final int ii = i;
                     final Pub pb = before;
                     check(p.key().tokens().equals(q.tokens.subList(i * B, (i + 1) * B)) && p.key().salt() == q.salt
-                                    && (i > 0 || p.key().parent() == KvCacheManager.ROOT_HASH)
-                                    && (pb == null || p.key().parent() == pb.hash()),
+                                    && p.prefix().equals(q.tokens.subList(0, (i + 1) * B))
+                                    && (i > 0 || p.parent() == null)
+                                    && (pb == null || p.parent() == pb || byBlock.get(p.parent().block()) != p.parent()),
                             () -> q.id + " block " + ii + " is published as " + p + " after " + pb + " but holds "
-                                    + q.tokens.subList(ii * B, (ii + 1) * B));
+                                    + q.tokens.subList(0, (ii + 1) * B));
                 }
                 before = p;
             }
@@ -597,6 +998,17 @@ public final class ManagerModel implements KvCacheListener {
         }
         final long sum = sumLen;
         check(st.liveTokens() == sumLen, () -> "liveTokens " + st.liveTokens() + ", sum of lengths " + sum);
+
+        // the trust model: every published block holds KV of exactly the prefix it was published for
+        for (Pub p : byBlock.values()) {
+            for (int o = 0; o < B; o++) {
+                final int oo = o;
+                List<Integer> want = p.prefix().subList(0, p.prefix().size() - B + o + 1);
+                List<Integer> has = engine.at((long) p.block() * B + o);
+                check(want.equals(has), () -> "published block " + p.block() + " slot " + oo + " holds KV for "
+                        + has + ", published for " + want);
+            }
+        }
 
         int distinct = 0;
         int cachedCount = 0;
@@ -653,43 +1065,6 @@ public final class ManagerModel implements KvCacheListener {
         }
     }
 
-    /**
-     * Every block this append filled is published, unless a block with the same chain, salt and
-     * tokens already was (then the earlier one is kept). Where the chain hash before a block is
-     * not known to the model (the block before it is not published), it checks that some block
-     * with the same salt and tokens is published.
-     */
-    private void checkFilledBlocksPublished(Seq q, List<Integer> added, int oldLen, int hits, int[] table) {
-        List<Integer> all = new ArrayList<>(q.tokens);
-        all.addAll(added);
-        int newLen = all.size();
-        Long parent = null;
-        int first = Math.max(oldLen / B, hits);
-        if (first == 0) {
-            parent = KvCacheManager.ROOT_HASH;
-        } else if (table[first - 1] >= 0 && byBlock.containsKey(table[first - 1])) {
-            parent = byBlock.get(table[first - 1]).hash();
-        }
-        for (int i = first; i < newLen / B; i++) {
-            final int ii = i;
-            List<Integer> toks = all.subList(i * B, (i + 1) * B);
-            Pub p = null;
-            if (parent != null) {
-                p = byKey.get(new Key(parent, q.salt, toks));
-                check(p != null, () -> q.id + " filled block " + ii + " " + toks + " but nothing is published for it");
-            } else {
-                for (Pub x : byBlock.values()) {
-                    if (x.key().salt() == q.salt && x.key().tokens().equals(toks)) {
-                        p = x;
-                    }
-                }
-                check(p != null, () -> q.id + " filled block " + ii + " " + toks + " but no block with those tokens is published");
-                p = table[i] >= 0 ? byBlock.get(table[i]) : null;
-            }
-            parent = p == null ? null : p.hash();
-        }
-    }
-
     private void checkTablesUnchanged(Map<String, int[]> before, String what) {
         for (Seq o : live) {
             check(Arrays.equals(o.s.blockTable(), before.get(o.id)) && o.s.length() == o.tokens.size(),
@@ -705,17 +1080,21 @@ public final class ManagerModel implements KvCacheListener {
         return (long) i * B >= c.sinks() && (long) (i + 1) * B <= (long) len - c.window();
     }
 
-    /** Published blocks matching {@code tokens} block by block from the root, at most {@code max}. */
+    /**
+     * Published blocks matching {@code tokens} block by block from the root, at most {@code max},
+     * each stored after the one matched before it (still the same publication).
+     */
     private List<Integer> mirrorChain(long salt, List<Integer> tokens, int max) {
         List<Integer> out = new ArrayList<>();
-        long parent = KvCacheManager.ROOT_HASH;
+        Pub prev = null;
         for (int j = 0; j < max && (j + 1) * B <= tokens.size(); j++) {
+            long parent = prev == null ? KvCacheManager.ROOT_HASH : prev.hash();
             Pub p = byKey.get(new Key(parent, salt, tokens.subList(j * B, (j + 1) * B)));
-            if (p == null) {
+            if (p == null || p.parent() != prev) {
                 break;
             }
             out.add(p.block());
-            parent = p.hash();
+            prev = p;
         }
         return out;
     }

@@ -69,4 +69,61 @@ public sealed interface Op {
             return "resetPrefixCache()";
         }
     }
+
+    /** {@code commit} live sequence {@code pick}: its KV is written, its pending blocks become hit-able. */
+    record Commit(int pick) implements Op {
+        @Override
+        public String toString() {
+            return "commit(#" + pick + ")";
+        }
+    }
+
+    /**
+     * {@code append} these tokens to {@code pick}, then the engine fails before writing their KV and
+     * calls {@code abort}: nothing it did not write may ever be served.
+     */
+    record AbortedAppend(int pick, List<Integer> tokens) implements Op {
+        public AbortedAppend {
+            tokens = List.copyOf(tokens);
+        }
+
+        @Override
+        public String toString() {
+            return "abortedAppend(#" + pick + ", " + tokens + ")";
+        }
+    }
+
+    /**
+     * {@code append} these tokens to {@code pick} while the block copier throws: if the append needs
+     * a copy-on-write it must throw and change nothing (else it succeeds as usual).
+     */
+    record FailingCopyAppend(int pick, List<Integer> tokens) implements Op {
+        public FailingCopyAppend {
+            tokens = List.copyOf(tokens);
+        }
+
+        @Override
+        public String toString() {
+            return "failingCopyAppend(#" + pick + ", " + tokens + ")";
+        }
+    }
+
+    /** {@code preempt} live sequence {@code pick} by recompute or swap; the record is kept. */
+    record Preempt(int pick, boolean swap) implements Op {
+        @Override
+        public String toString() {
+            return "preempt(#" + pick + (swap ? ", SWAP)" : ", RECOMPUTE)");
+        }
+    }
+
+    /**
+     * {@code resume} kept record {@code pick} (counted from the newest); a record already resumed is
+     * tried again on purpose: it must throw and change nothing.
+     */
+    record Resume(int pick) implements Op {
+        @Override
+        public String toString() {
+            return "resume(record #" + pick + ")";
+        }
+    }
 }

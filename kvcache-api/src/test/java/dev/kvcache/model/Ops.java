@@ -87,6 +87,7 @@ public final class Ops {
         Arbitrary<Op> fork = pick().map(Op.Fork::new);
         Arbitrary<Op> free = pick().map(Op.Free::new);
         Arbitrary<Op> reset = Arbitraries.just(new Op.ResetPrefixCache());
+        Arbitrary<Op> commit = pick().map(Op.Commit::new);
         return Arbitraries.frequencyOf(
                 Tuple.of(3, open),
                 Tuple.of(6, appendOne),
@@ -95,7 +96,36 @@ public final class Ops {
                 Tuple.of(1, badAppend),
                 Tuple.of(2, fork),
                 Tuple.of(5, free),
+                Tuple.of(2, commit),
                 Tuple.of(1, reset));
+    }
+
+    /**
+     * {@link #op} plus the faults an engine and a flaky device bring: appends aborted before their
+     * KV is written, copy-on-write copies that throw halfway, preemption by recompute or swap, and
+     * resumes (a record already resumed is resumed again on purpose).
+     */
+    public static Arbitrary<Op> faultOp(int maxPriority) {
+        Arbitrary<Op> aborted = Combinators.combine(pick(), Arbitraries.oneOf(fewTokens(), prompt()))
+                .as(Op.AbortedAppend::new);
+        Arbitrary<Op> failingCopy = Combinators.combine(pick(), Arbitraries.oneOf(singleToken(), fewTokens()))
+                .as(Op.FailingCopyAppend::new);
+        Arbitrary<Op> preempt = Combinators.combine(pick(), Arbitraries.of(true, false)).as(Op.Preempt::new);
+        Arbitrary<Op> resume = Arbitraries.integers().between(0, 3).map(Op.Resume::new);
+        Arbitrary<Op> forkThenWrite = pick().map(Op.Fork::new);
+        return Arbitraries.frequencyOf(
+                Tuple.of(12, op(maxPriority)),
+                Tuple.of(2, aborted),
+                Tuple.of(3, failingCopy),
+                Tuple.of(2, forkThenWrite),
+                Tuple.of(2, preempt),
+                Tuple.of(3, resume));
+    }
+
+    /** A workload of {@link #faultOp}s and requests. */
+    public static Arbitrary<List<Op>> faultWorkload(int maxPriority, int maxSteps) {
+        return chunks(Arbitraries.frequencyOf(Tuple.of(3, faultOp(maxPriority).map(List::of)),
+                Tuple.of(1, committedRequest(maxPriority))), maxSteps);
     }
 
     /**
@@ -104,8 +134,8 @@ public final class Ops {
      * sequence, the only time it is looked up).
      */
     public static Arbitrary<List<Op>> workload(int maxPriority, int maxSteps) {
-        return chunks(Arbitraries.frequencyOf(Tuple.of(3, op(maxPriority).map(List::of)),
-                Tuple.of(1, request(maxPriority))), maxSteps);
+        return chunks(Arbitraries.frequencyOf(Tuple.of(6, op(maxPriority).map(List::of)),
+                Tuple.of(1, request(maxPriority)), Tuple.of(1, committedRequest(maxPriority))), maxSteps);
     }
 
     /**
@@ -115,7 +145,8 @@ public final class Ops {
      */
     public static Arbitrary<List<Op>> servingWorkload(int maxPriority, int maxSteps) {
         return chunks(Arbitraries.frequencyOf(
-                Tuple.of(4, request(maxPriority)),
+                Tuple.of(2, request(maxPriority)),
+                Tuple.of(2, committedRequest(maxPriority)),
                 Tuple.of(4, Arbitraries.integers().between(0, 7).map(i -> List.<Op>of(new Op.Free(i)))),
                 Tuple.of(2, Combinators.combine(pick(), singleToken()).as(Op.Append::new).map(List::<Op>of)),
                 Tuple.of(1, pick().map(i -> List.<Op>of(new Op.Fork(i))))), maxSteps);
@@ -127,6 +158,15 @@ public final class Ops {
                         Arbitraries.frequency(Tuple.of(4, 0), Tuple.of(1, 1)),
                         prompt())
                 .as((p, s, t) -> List.of(new Op.Open(p, s), new Op.Append(0, t)));
+    }
+
+    /** A request whose engine commits right after writing the prompt's KV (others publish at their next append). */
+    private static Arbitrary<List<Op>> committedRequest(int maxPriority) {
+        return request(maxPriority).map(ops -> {
+            List<Op> out = new ArrayList<>(ops);
+            out.add(new Op.Commit(0));
+            return out;
+        });
     }
 
     private static Arbitrary<List<Op>> chunks(Arbitrary<List<Op>> chunk, int maxSteps) {
