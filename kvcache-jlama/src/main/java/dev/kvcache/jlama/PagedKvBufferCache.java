@@ -41,6 +41,11 @@ import java.util.concurrent.ConcurrentHashMap;
  * In both, the manager must be built with the same layout, and with the store
  * ({@code builder.store(memory)}) so copy-on-write copies land in it.
  *
+ * <h2>Sharing only written K/V</h2>
+ * A session's full blocks serve other sessions once Jlama has written them (the manager publishes
+ * at the sequence's next append, a commit or a free); a session whose forward pass failed part-way
+ * is aborted when released, publishing nothing it may not have written ({@link PagedSession}).
+ *
  * <h2>What it does not own</h2>
  * {@link #close()} releases every session's sequence; the manager and the memory belong to the
  * engine that made them.
@@ -165,6 +170,11 @@ public final class PagedKvBufferCache extends KvBufferCache {
         if (sessions.containsKey(child)) {
             throw new IllegalArgumentException("session " + child + " already exists");
         }
+        if (!p.admissionWritten()) {
+            // the child would continue (and could publish) a prefix whose K/V is not all written
+            throw new IllegalStateException("session " + parent + " has not written the K/V of its last admission"
+                    + (p.isFailed() ? " (a forward pass failed)" : "") + "; fork it after its forward pass");
+        }
         flushPending();
         PagedSession s = new PagedSession(this, manager, pages, child, manager.fork(p.sequence(), child.toString()), false,
                 kvDim, pageBytes);
@@ -172,7 +182,7 @@ public final class PagedKvBufferCache extends KvBufferCache {
         return s;
     }
 
-    /** Frees session {@code id}'s sequence; false when there is none. */
+    /** Frees session {@code id}'s sequence (aborts it when its last forward pass failed); false when there is none. */
     public boolean release(UUID id) {
         PagedSession s = sessions.get(id);
         if (s == null) return false;

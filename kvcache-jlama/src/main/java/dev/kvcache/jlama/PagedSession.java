@@ -28,6 +28,26 @@ import java.util.UUID;
  * {@code generate} always runs the whole prompt), their writes go to a private scratch row and are
  * discarded; attention still reads the cached blocks. Every other position is written in place.
  *
+ * <h2>Publishing only written K/V</h2>
+ * The block manager publishes a block for other sessions only once its K/V is written: at the
+ * sequence's next append, {@link KvCacheManager#commit} or {@link KvCacheManager#free}. The session
+ * counts the rows Jlama takes for the positions of its last admission (one key row per layer and
+ * fresh position); the admission is <em>complete</em> once every one was handed out, and Jlama
+ * writes each row before it asks for the next. So:
+ * <ul>
+ *   <li>the next {@link #admit} (which publishes the last one's full blocks) and {@link #release}
+ *       check that the last admission is complete; {@link #close()} of a named session's buffer (the
+ *       end of Jlama's {@code generate}) commits it when complete;</li>
+ *   <li>when it is not (a forward pass threw part-way, in Jlama or here), the session is
+ *       <em>failed</em>: {@code admit} and {@code commit} refuse, and {@code release} (or closing an
+ *       ephemeral buffer) {@linkplain KvCacheManager#abort aborts} the sequence, publishing nothing
+ *       pending;</li>
+ *   <li>an engine that drives Jlama itself may call {@link #commit} after its forward pass (so
+ *       concurrent sessions share the prompt at once) and {@link #abort} when it fails.</li>
+ * </ul>
+ * The one write this cannot see is the very last row of a pass: a pass that throws after taking it
+ * and before copying its K/V in would go unnoticed (Jlama only copies and rotates there).
+ *
  * <h2>Position</h2>
  * {@code getCurrentContextPosition} is the sequence's length, so a later {@code generate} on the
  * same session continues after everything already cached (Jlama's own buffer counts only generated
@@ -48,8 +68,15 @@ public final class PagedSession implements KvBufferBridge {
     private final KvBufferCache.KvBuffer buffer;
     private final AbstractTensor scratchKey;
     private final AbstractTensor scratchValue;
+    private final int layers;
     private int[] table;
     private boolean released;
+    // the last admission: positions [admitFrom, admitTo), key rows expected for its fresh positions and taken so far
+    private int admitFrom;
+    private int admitTo;
+    private long rowsExpected;
+    private long rowsTaken;
+    private boolean failed;
 
     PagedSession(PagedKvBufferCache cache, KvCacheManager manager, KvPages pages, UUID id, Sequence sequence,
                  boolean ephemeral, int kvDim, int pageBytes) {
@@ -61,6 +88,9 @@ public final class PagedSession implements KvBufferBridge {
         this.ephemeral = ephemeral;
         this.blockTokens = manager.layout().blockTokens();
         this.inherited = sequence.length();
+        this.layers = manager.layout().layers();
+        this.admitFrom = inherited;
+        this.admitTo = inherited;
         this.table = sequence.blockTable();
         this.scratchKey = new FloatBufferTensor(TensorShape.of(1, kvDim));
         this.scratchValue = new FloatBufferTensor(TensorShape.of(1, kvDim));
@@ -98,23 +128,85 @@ public final class PagedSession implements KvBufferBridge {
         if (tokens.length == 0) {
             throw new IllegalArgumentException("no tokens to admit to session " + id);
         }
+        checkWritten("admit");
         cache.flushPending();
-        int hit = manager.append(sequence, tokens);
+        int from = sequence.length();
+        int hit = manager.append(sequence, tokens); // publishes the last admission's full blocks: written
         if (hit < 0) {
             throw new IllegalStateException("kvcache has no room for " + tokens.length + " more tokens of session " + id
                     + " (length " + sequence.length() + "): " + manager.stats() + "; refusal: " + manager.lastRefusal());
         }
         table = sequence.blockTable();
+        admitFrom = from;
+        admitTo = sequence.length();
+        int fresh = Math.max(from, Math.max(inherited, sequence.cachedTokens()));
+        rowsExpected = (long) Math.max(0, admitTo - fresh) * layers;
+        rowsTaken = 0;
         return hit;
     }
 
-    /** Frees the sequence (its full blocks stay in the prefix cache). Idempotent. */
+    /**
+     * Says that Jlama has written the K/V of every admitted position (its forward pass returned):
+     * the full blocks of the last admission serve other sessions from now on, not only after the next
+     * admission. IllegalStateException for a failed session.
+     */
+    public void commit() {
+        checkLive();
+        if (failed) {
+            throw new IllegalStateException("session " + id + " failed during a forward pass; abort() it");
+        }
+        cache.flushPending();
+        manager.commit(sequence);
+        rowsTaken = Math.max(rowsTaken, rowsExpected);
+    }
+
+    /**
+     * Releases the sequence without publishing the blocks of its last admission (their K/V may be
+     * unwritten: the forward pass failed or was cancelled). Idempotent.
+     */
+    public void abort() {
+        release(true);
+    }
+
+    /**
+     * Frees the sequence; its full blocks stay in the prefix cache. When the last admission's K/V
+     * is not known to be written (a failed session), aborts instead. Idempotent.
+     */
     public void release() {
+        release(failed || rowsTaken < rowsExpected);
+    }
+
+    private void release(boolean abort) {
         if (released) return;
         pages.forget(this);
         released = true;
-        manager.free(sequence);
+        if (abort) {
+            manager.abort(sequence);
+        } else {
+            manager.free(sequence);
+        }
         cache.forgetSession(this);
+    }
+
+    /** True when a forward pass over this session failed part-way: it can only be released (aborted). */
+    public boolean isFailed() {
+        return failed;
+    }
+
+    /** True when Jlama has taken every row of the last admission's fresh positions (so written them, but the last). */
+    boolean admissionWritten() {
+        return !failed && rowsTaken >= rowsExpected;
+    }
+
+    private void checkWritten(String what) {
+        if (!failed && rowsTaken < rowsExpected) {
+            failed = true;
+        }
+        if (failed) {
+            throw new IllegalStateException("cannot " + what + " on session " + id + ": the forward pass over positions "
+                    + admitFrom + ".." + (admitTo - 1) + " did not write their K/V (" + rowsTaken + " of " + rowsExpected
+                    + " rows); abort() or release() it");
+        }
     }
 
     /** False once {@link #release()}d. */
@@ -160,30 +252,58 @@ public final class PagedSession implements KvBufferBridge {
 
     @Override
     public AbstractTensor key(int layer, int position) {
-        enter(layer, position);
-        long slot = slotOf(position);
-        return writable(position) ? pages.keyRow(this, layer, position, slot) : scratchKey;
+        try {
+            enter(layer, position);
+            long slot = slotOf(position);
+            if (!writable(position)) return scratchKey;
+            AbstractTensor row = pages.keyRow(this, layer, position, slot);
+            if (position >= admitFrom && position < admitTo) rowsTaken++;
+            return row;
+        } catch (RuntimeException | Error e) {
+            markFailed();
+            throw e;
+        }
     }
 
     @Override
     public AbstractTensor value(int layer, int position) {
-        enter(layer, position);
-        long slot = slotOf(position);
-        return writable(position) ? pages.valueRow(this, layer, position, slot) : scratchValue;
+        try {
+            enter(layer, position);
+            long slot = slotOf(position);
+            return writable(position) ? pages.valueRow(this, layer, position, slot) : scratchValue;
+        } catch (RuntimeException | Error e) {
+            markFailed();
+            throw e;
+        }
     }
 
     @Override
     public AbstractTensor[] keysUpTo(int layer, int position) {
-        enter(layer, position);
-        checkTable(position);
-        return pages.keyPages(this, layer, position, table);
+        try {
+            enter(layer, position);
+            checkTable(position);
+            return pages.keyPages(this, layer, position, table);
+        } catch (RuntimeException | Error e) {
+            markFailed();
+            throw e;
+        }
     }
 
     @Override
     public AbstractTensor[] valuesUpTo(int layer, int position) {
-        enter(layer, position);
-        checkTable(position);
-        return pages.valuePages(this, layer, position, table);
+        try {
+            enter(layer, position);
+            checkTable(position);
+            return pages.valuePages(this, layer, position, table);
+        } catch (RuntimeException | Error e) {
+            markFailed();
+            throw e;
+        }
+    }
+
+    /** A forward pass over this session is failing: its last admission's K/V may be unwritten. */
+    private void markFailed() {
+        if (!released) failed = true;
     }
 
     private void checkTable(int position) {
@@ -214,16 +334,22 @@ public final class PagedSession implements KvBufferBridge {
     }
 
     /**
-     * Jlama closes a session's buffer at the end of every {@code generate}; a named session keeps
-     * its K/V for the next turn (release it with {@link PagedKvBufferCache#release}), an ephemeral
-     * one is released.
+     * Jlama closes a session's buffer at the end of every {@code generate}, also when it failed; a
+     * named session keeps its K/V for the next turn (release it with
+     * {@link PagedKvBufferCache#release}) and is committed when its last admission was written
+     * (failed otherwise), an ephemeral one is released (aborted when not written).
      */
     @Override
     public void close() {
         if (ephemeral) {
             release();
-        } else {
+        } else if (!released) {
             cache.flushPending();
+            if (admissionWritten()) {
+                manager.commit(sequence);
+            } else {
+                failed = true;
+            }
         }
     }
 

@@ -146,6 +146,50 @@ class PagedKvBufferCacheTest {
     }
 
     @Test
+    void aFailedForwardPassPublishesNothingAndACommittedOneIsSharedAtOnce() {
+        try (JlamaBlockMemory memory = JlamaBlockMemory.allocate(layout(), 64);
+             KvCacheManager manager = KvCacheManager.builder(layout()).blocks(64).store(memory).build()) {
+            PagedKvBufferCache cache = PagedKvBufferCache.inPlace(model, manager, memory); // not installed
+            // Jlama's pass over 41 positions fails at position 40 of layer 0 (no token id recorded for
+            // it): the prompt's rows of layers 1.. were never written
+            PagedSession broken = cache.session(UUID.randomUUID());
+            assertEquals(0, broken.admit(PROMPT));
+            int[] longer = Stories260K.concat(PROMPT, 5);
+            assertThrows(IllegalStateException.class, () -> model.batchForward(longer, 0, broken.kvBuffer()));
+            assertTrue(broken.isFailed());
+            broken.kvBuffer().close(); // as Jlama's try-with-resources would: no commit
+            IllegalStateException refused = assertThrows(IllegalStateException.class, () -> broken.admit(7));
+            assertTrue(refused.getMessage().contains("did not write their K/V"), refused.getMessage());
+            assertThrows(IllegalStateException.class, broken::commit);
+            assertThrows(IllegalStateException.class, () -> cache.fork(broken.id(), UUID.randomUUID()));
+            assertEquals(0, manager.cachedPrefixLength(PROMPT)); // nothing of it was ever published
+            broken.release(); // aborts
+            assertFalse(broken.isLive());
+            assertEquals(2, manager.ledger().abortedBlocks());
+            assertEquals(0, manager.ledger().publishedBlocks());
+            assertEquals(0, manager.cachedPrefixLength(PROMPT));
+
+            // the same prompt again: computed afresh, Jlama's own ids
+            PagedSession again = cache.session(UUID.randomUUID());
+            assertEquals(0, again.admit(PROMPT));
+            Stories260K.greedy(model, again, PROMPT, 0, 1); // the prompt's forward pass only
+            assertEquals(0, manager.cachedPrefixLength(PROMPT), "written, but pending until the next admit or commit");
+            again.commit(); // the engine says the pass returned: shared at once, while `again` lives
+            assertEquals(32, manager.cachedPrefixLength(PROMPT));
+            PagedSession other = cache.session(UUID.randomUUID());
+            int hit = other.admit(PROMPT);
+            assertEquals(32, hit);
+            int[] rest = java.util.Arrays.copyOfRange(PROMPT, hit, PROMPT.length);
+            assertArrayEquals(ownIds, Stories260K.greedy(model, other, rest, hit, GENERATE));
+            other.release(); // its passes were complete: freed, not aborted
+            again.release();
+            assertEquals(2, manager.ledger().abortedBlocks());
+            assertEquals(0, manager.stats().liveSequences());
+            cache.close();
+        }
+    }
+
+    @Test
     void forkedSessionsDivergeWithoutDisturbingEachOther() {
         int[] prompt = java.util.Arrays.copyOf(PROMPT, 20); // ends inside block 1: the fork shares a partial block
         int forced = 300;
