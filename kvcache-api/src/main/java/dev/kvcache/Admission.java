@@ -14,11 +14,38 @@ final class Admission {
 
     private final int watermarkBlocks;
     private final boolean requireMaxTokens;
+    private final Counters counters;
+    private final Notifications notes;
     private int outstanding;
 
-    Admission(int totalBlocks, double watermark, boolean requireMaxTokens) {
+    Admission(int totalBlocks, double watermark, boolean requireMaxTokens, Counters counters, Notifications notes) {
         this.watermarkBlocks = (int) Math.ceil(watermark * totalBlocks);
         this.requireMaxTokens = requireMaxTokens;
+        this.counters = counters;
+        this.notes = notes;
+    }
+
+    /**
+     * Records that an append (or resume) of {@code tokens} tokens to {@code q} was refused for
+     * {@code why}: the counters, {@link KvCacheManager#lastRefusal()} and an event. Returns -1.
+     */
+    int refuse(PagedSequence q, int tokens, Refusal why, int freeBlocks) {
+        switch (why) {
+            case TENANT_QUOTA -> {
+                q.tenant.refusals++;
+                counters.quotaRefusals++;
+            }
+            case RESERVED -> counters.reservationRefusals++;
+            case WATERMARK -> counters.watermarkRefusals++;
+            default -> {
+            }
+        }
+        counters.allocationFailures++;
+        counters.lastRefusal = why;
+        if (notes.listening()) {
+            notes.event(new KvCacheEvent.AppendRefused(q.id, q.tenant.name, why, tokens, freeBlocks));
+        }
+        return -1;
     }
 
     int watermarkBlocks() {

@@ -92,27 +92,15 @@ final class AppendPlan {
         if (lookup) {
             int maxHits = (n - 1) / B;
             ensureScratch(maxHits);
-            long parentHash = q.chainHash;
-            int parent = PrefixIndex.ROOT;
-            int parentGen = 0;
-            for (int j = 0; j < maxHits; j++) {
-                long h = index.hash(parentHash, q.salt, q.scope, tokens, off + j * B);
-                int b = index.find(h);
-                if (b < 0 || !index.confirms(b, parent, parentGen, q.salt, q.scope, tokens, off + j * B)) {
-                    break;
-                }
-                hitHashes[j] = h;
-                hitBlocks[j] = b;
-                hits++;
+            hits = index.match(q.salt, q.scope, tokens, off, maxHits, hitBlocks, hitHashes);
+            for (int j = 0; j < hits; j++) {
+                int b = hitBlocks[j];
                 if (pool.refCount(b) == 0) {
                     hitsFromCache++;
                 }
                 if (accounts.refs(b, t) == 0) {
                     hitsNewToTenant++;
                 }
-                parentHash = h;
-                parent = b;
-                parentGen = index.generation(b);
             }
         }
 

@@ -20,6 +20,7 @@ import java.util.function.LongSupplier;
 final class Appender {
 
     private final BlockPool pool;
+    private final Retention retention;
     private final Publisher publisher;
     private final Admission admission;
     private final AppendPlan plan;
@@ -30,9 +31,10 @@ final class Appender {
     private int[] pendingCopies = new int[0];
     private int pendingCopyCount;
 
-    Appender(BlockPool pool, Publisher publisher, Admission admission, AppendPlan plan, Counters counters,
-             BlockCopier copier, LongSupplier clock, int blockTokens) {
+    Appender(BlockPool pool, Retention retention, Publisher publisher, Admission admission, AppendPlan plan,
+             Counters counters, BlockCopier copier, LongSupplier clock, int blockTokens) {
         this.pool = pool;
+        this.retention = retention;
         this.publisher = publisher;
         this.admission = admission;
         this.plan = plan;
@@ -54,7 +56,7 @@ final class Appender {
         boolean windowDone = false;
         if (plan.cow) {
             if (pool.free() == 0) {
-                releaseWindow(q); // only blocks the window frees can take the copy
+                retention.releaseWindow(q, plan); // only blocks the window frees can take the copy
                 windowDone = true;
             }
             int src = q.table[oldBlocks - 1];
@@ -73,7 +75,7 @@ final class Appender {
         }
         publisher.commit(q);
         if (!windowDone) {
-            releaseWindow(q);
+            retention.releaseWindow(q, plan);
         }
         if (plan.lookup) {
             counters.prefixQueryTokens += n;
@@ -107,22 +109,8 @@ final class Appender {
         counters.appendedTokens += n;
         q.reserve = plan.reserve;
         admission.update(q);
+        counters.lastRefusal = Refusal.NONE;
         return plan.hits * B;
-    }
-
-    private void releaseWindow(PagedSequence q) {
-        for (int i = plan.winFrom; i < plan.winTo; i++) {
-            int b = q.table[i];
-            if (b >= 0) {
-                q.table[i] = -1;
-                q.held--;
-                counters.windowReleasedBlocks++;
-                pool.release(b, q);
-            }
-        }
-        if (plan.winTo > q.windowReleasedTo) {
-            q.windowReleasedTo = plan.winTo;
-        }
     }
 
     private void copy(int src, int dst) {

@@ -2,6 +2,7 @@ package dev.kvcache;
 
 /** The ledger's running counters; mutated under the manager's write lock, read under its read lock. */
 final class Counters {
+    Refusal lastRefusal = Refusal.NONE;
     long liveTokens;
     long admissions;
     long prefixQueryTokens;

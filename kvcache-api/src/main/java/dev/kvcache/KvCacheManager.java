@@ -1,11 +1,9 @@
 package dev.kvcache;
 
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.Iterator;
 import java.util.List;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.locks.StampedLock;
@@ -85,15 +83,12 @@ public final class KvCacheManager implements AutoCloseable {
     /** The {@code parentHash} of a sequence's first block in {@link KvCacheEvent.BlockStored}. */
     public static final long ROOT_HASH = 0x6b76636163686521L; // "kvcache!"
 
-    private static final int SPARE_ARRAYS = 32;
-    private static final int[] NO_INTS = new int[0];
-
     private final KvLayout layout;
     private final int blockTokens;
     private final int totalBlocks;
     private final long totalSlots;
     private final boolean shareAcrossTenants;
-    final StampedLock lock = new StampedLock();
+    private final StampedLock lock = new StampedLock();
     private final Counters counters = new Counters();
     private final Notifications notes;
     private final PrefixIndex index;
@@ -103,13 +98,11 @@ public final class KvCacheManager implements AutoCloseable {
     private final Admission admission;
     private final AppendPlan plan;
     private final Appender appender;
+    private final Retention retention;
+    private final Sequences sequences;
     private final Preemptor preemptor;
     private final LeaseTracker leases;
-    private final Map<String, PagedSequence> live = new HashMap<>();
-    private final ArrayDeque<int[]> spareTokens = new ArrayDeque<>();
-    private final ArrayDeque<int[]> spareTables = new ArrayDeque<>();
     private final int[] singleToken = new int[1];
-    private Refusal lastRefusal = Refusal.NONE;
     private boolean closed;
 
     private KvCacheManager(Builder b, int blocks) {
@@ -125,12 +118,16 @@ public final class KvCacheManager implements AutoCloseable {
         accounts = new TenantAccounts(blocks, b.quotas);
         pool = new BlockPool(blocks, b.policy, index, accounts, notes);
         publisher = new Publisher(index, pool, notes, counters, blockTokens, b.prefixCaching);
-        admission = new Admission(blocks, b.watermark, b.requireMaxTokens);
+        admission = new Admission(blocks, b.watermark, b.requireMaxTokens, counters, notes);
         plan = new AppendPlan(pool, index, accounts, admission, blockTokens, b.prefixCaching, b.sinkTokens,
                 b.windowTokens);
-        appender = new Appender(pool, publisher, admission, plan, counters, copier, b.clock, blockTokens);
-        preemptor = new Preemptor(b.swapSpace, counters, b.thrashLimit);
+        retention = new Retention(pool, admission, counters, blockTokens);
+        appender = new Appender(pool, retention, publisher, admission, plan, counters, copier, b.clock, blockTokens);
         leases = new LeaseTracker(b.clock, b.leaseNanos > 0 || b.clockSet, b.leaseNanos, layout.bytesPerBlock());
+        sequences = new Sequences(this, lock, blockTokens, shareAcrossTenants, accounts, index, pool, admission,
+                counters, leases);
+        preemptor = new Preemptor(b.swapSpace, sequences, pool, admission, publisher, counters, notes,
+                b.thrashLimit, blockTokens);
     }
 
     /** A builder for a manager of {@code layout}. */
@@ -361,44 +358,31 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.writeLock();
         try {
             checkOpen();
-            if (live.containsKey(id)) {
+            if (sequences.isLive(id)) {
                 throw new IllegalArgumentException("sequence id '" + id + "' is already live");
             }
-            checkLengthOption(id, "expectedTokens", options.expectedTokens());
+            if (options.expectedTokens() > totalSlots) {
+                throw new IllegalArgumentException("sequence '" + id + "': expectedTokens " + options.expectedTokens()
+                        + " exceeds the pool's " + totalSlots + " token slots");
+            }
             if (admission.requireMaxTokens() && options.maxTokens() == 0) {
                 throw new IllegalArgumentException("sequence '" + id
                         + "' has maxTokens 0: this manager admits only sequences with a maximum length");
             }
-            PagedSequence q = newSequence(id, options,
+            PagedSequence q = sequences.create(id, options,
                     Math.max(options.expectedTokens(), Math.min(options.maxTokens(), 1 << 16)));
-            register(q);
+            sequences.register(q);
             return q;
         } finally {
             unlock(st);
         }
     }
 
-    private void checkLengthOption(String id, String what, int n) {
-        if (n > totalSlots) {
-            throw new IllegalArgumentException("sequence '" + id + "': " + what + " " + n
-                    + " exceeds the pool's " + totalSlots + " token slots");
-        }
-    }
-
-    private PagedSequence newSequence(String id, SequenceOptions options, int expectedTokens) {
-        TenantAccounts.Tenant t = accounts.tenant(options.tenant());
-        int cap = Math.max(expectedTokens, blockTokens);
-        return new PagedSequence(this, lock, blockTokens, id, options, t,
-                shareAcrossTenants ? PrefixIndex.SHARED_SCOPE : t.index,
-                takeArray(spareTokens, cap), takeArray(spareTables, AppendPlan.ceilDiv(cap, blockTokens)),
-                index.rootHash());
-    }
-
     /** The live sequence with this id, or null. */
     public Sequence sequence(String id) {
         long st = lock.readLock();
         try {
-            return live.get(id);
+            return sequences.get(id);
         } finally {
             lock.unlockRead(st);
         }
@@ -431,7 +415,7 @@ public final class KvCacheManager implements AutoCloseable {
      * engine has written their KV by now). With a sliding window, releases every block whose tokens
      * all lie outside the first {@code sinkTokens} and the last {@code windowTokens} tokens of the
      * length before this call. Copies a shared, partly filled last block (copy-on-write) before
-     * writing into it.
+     * writing into it; if that copy throws, the exception propagates and nothing has changed.
      *
      * @return -1 when the append is refused ({@link #lastRefusal()} says why; nothing has changed);
      * otherwise how many leading tokens of this call already have their KV in the cache (prefix
@@ -450,36 +434,12 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    private static void checkTokens(int[] tokens, int offset, int length) {
-        for (int i = 0; i < length; i++) {
-            if (tokens[offset + i] < 0) {
-                throw new IllegalArgumentException("token id must be >= 0, got "
-                        + tokens[offset + i] + " at index " + (offset + i));
-            }
-        }
-    }
-
-    int appendLocked(PagedSequence q, int[] tokens, int off, int n) {
+    private int appendLocked(PagedSequence q, int[] tokens, int off, int n) {
         if (n == 0) {
             return 0;
         }
         Refusal why = plan.plan(q, tokens, off, n);
-        if (why != Refusal.NONE) {
-            switch (why) {
-                case TENANT_QUOTA -> {
-                    q.tenant.refusals++;
-                    counters.quotaRefusals++;
-                }
-                case RESERVED -> counters.reservationRefusals++;
-                case WATERMARK -> counters.watermarkRefusals++;
-                default -> {
-                }
-            }
-            return refuse(q, n, why);
-        }
-        int hits = appender.apply(q, tokens, off, n);
-        lastRefusal = Refusal.NONE;
-        return hits;
+        return why == Refusal.NONE ? appender.apply(q, tokens, off, n) : admission.refuse(q, n, why, pool.free());
     }
 
     /**
@@ -526,10 +486,10 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.writeLock();
         try {
             PagedSequence p = checkLive(parent);
-            if (live.containsKey(childId)) {
+            if (sequences.isLive(childId)) {
                 throw new IllegalArgumentException("sequence id '" + childId + "' is already live");
             }
-            PagedSequence c = newSequence(childId, p.options, p.length);
+            PagedSequence c = sequences.create(childId, p.options, p.length);
             c.forked = true;
             c.ensureCapacity(p.length, p.tableSize);
             System.arraycopy(p.tokens, 0, c.tokens, 0, p.length);
@@ -550,7 +510,7 @@ public final class KvCacheManager implements AutoCloseable {
                     pool.acquire(p.table[i], c);
                 }
             }
-            register(c);
+            sequences.register(c);
             counters.liveTokens += c.length;
             c.tenant.liveTokens += c.length;
             counters.forks++;
@@ -569,7 +529,7 @@ public final class KvCacheManager implements AutoCloseable {
         try {
             PagedSequence q = checkLive(s);
             publisher.commit(q);
-            freeLocked(q);
+            sequences.release(q);
         } finally {
             unlock(st);
         }
@@ -584,80 +544,19 @@ public final class KvCacheManager implements AutoCloseable {
         try {
             PagedSequence q = checkLive(s);
             counters.abortedBlocks += publisher.pending(q);
-            freeLocked(q);
+            sequences.release(q);
         } finally {
             unlock(st);
         }
     }
 
-    void freeLocked(PagedSequence q) {
-        for (int i = q.tableSize - 1; i >= 0; i--) {
-            int b = q.table[i];
-            if (b >= 0) {
-                q.table[i] = -1;
-                pool.release(b, q);
-            }
-        }
-        q.held = 0;
-        q.live = false;
-        live.remove(q.id);
-        counters.liveTokens -= q.length;
-        q.tenant.liveTokens -= q.length;
-        q.tenant.liveSequences--;
-        q.reserve = 0;
-        admission.update(q);
-        recycle(spareTokens, q.tokens);
-        recycle(spareTables, q.table);
-        q.tokens = NO_INTS;
-        q.table = NO_INTS;
-    }
-
-    private static void recycle(ArrayDeque<int[]> spares, int[] a) {
-        if (a.length > 0 && spares.size() < SPARE_ARRAYS) {
-            spares.push(a);
-        }
-    }
-
-    /** A spare array of at least {@code n} ints (stale contents), else a new one. */
-    private static int[] takeArray(ArrayDeque<int[]> spares, int n) {
-        for (Iterator<int[]> it = spares.iterator(); it.hasNext(); ) {
-            int[] a = it.next();
-            if (a.length >= n) {
-                it.remove();
-                return a;
-            }
-        }
-        return new int[n];
-    }
-
-    private void register(PagedSequence q) {
-        live.put(q.id, q);
-        q.tenant.liveSequences++;
-        leases.register(q);
-    }
-
-    private void unregister(PagedSequence q) {
-        live.remove(q.id);
-        q.tenant.liveSequences--;
-        q.live = false;
-    }
-
-    private int refuse(PagedSequence q, int tokens, Refusal why) {
-        counters.allocationFailures++;
-        lastRefusal = why;
-        if (notes.listening()) {
-            notes.event(new KvCacheEvent.AppendRefused(q.id, q.tenant.name, why, tokens, pool.free()));
-        }
-        return -1;
-    }
-
     // ------------------------------------------------------------------ lifecycle levers
 
-    /** Why the last append on this manager returned -1 ({@link Refusal#NONE} after a success). */
+    /** Why the last append or resume on this manager was refused ({@link Refusal#NONE} after a success). */
     public Refusal lastRefusal() {
         long st = lock.readLock();
         try {
-            return lastRefusal;
+            return counters.lastRefusal;
         } finally {
             lock.unlockRead(st);
         }
@@ -689,28 +588,20 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.writeLock();
         try {
             checkOpen();
-            List<IdleRelease> out = leases.idle(live.values(), true, 0L);
-            SwapSpace swap = preemptor.swapSpace();
+            List<IdleRelease> out = leases.idle(sequences.all(), true, 0L);
             for (int i = 0; i < out.size(); i++) {
                 IdleRelease r = out.get(i);
-                PagedSequence q = live.get(r.id());
+                PagedSequence q = sequences.get(r.id());
                 publisher.commit(q);
-                if (offload && swap != null && swap.freeBlocks() >= q.held) {
-                    long[] handles = null;
-                    try {
-                        handles = preemptor.swapOut(q);
-                    } catch (RuntimeException e) {
-                        counters.swapFailures++;
-                    }
-                    if (handles != null) {
-                        r = r.withOffloaded(preemptor.issue(q, PreemptionMode.SWAP, handles, q.preemptions));
-                        out.set(i, r);
-                    }
+                PreemptedSequence record = offload ? preemptor.offload(q) : null;
+                if (record != null) {
+                    r = r.withOffloaded(record);
+                    out.set(i, r);
                 }
                 q.tenant.idleReleases++;
                 counters.idleReleasedSequences++;
                 counters.idleReleasedBlocks += r.blocks();
-                freeLocked(q);
+                sequences.release(q);
                 if (notes.listening()) {
                     notes.event(new KvCacheEvent.IdleReleased(r));
                 }
@@ -725,7 +616,7 @@ public final class KvCacheManager implements AutoCloseable {
     public List<IdleRelease> idleSequences(Duration minIdle) {
         long st = lock.readLock();
         try {
-            return leases.idle(live.values(), false, minIdle.toNanos());
+            return leases.idle(sequences.all(), false, minIdle.toNanos());
         } finally {
             lock.unlockRead(st);
         }
@@ -745,8 +636,7 @@ public final class KvCacheManager implements AutoCloseable {
         try {
             checkOpen();
             int active = accounts.activeTenants();
-            int fairShare = active == 0 ? totalBlocks : totalBlocks / active;
-            return preemptor.victims(live.values(), blocksNeeded, requester, pool, fairShare);
+            return preemptor.victims(blocksNeeded, requester, active == 0 ? totalBlocks : totalBlocks / active);
         } finally {
             lock.unlockRead(st);
         }
@@ -759,7 +649,7 @@ public final class KvCacheManager implements AutoCloseable {
     public int preemptionCount(String id) {
         long st = lock.readLock();
         try {
-            return preemptor.count(id, live.get(id));
+            return preemptor.count(id);
         } finally {
             lock.unlockRead(st);
         }
@@ -776,31 +666,7 @@ public final class KvCacheManager implements AutoCloseable {
         Objects.requireNonNull(mode, "mode");
         long st = lock.writeLock();
         try {
-            PagedSequence q = checkLive(s);
-            long[] handles = null;
-            SwapSpace swap = preemptor.swapSpace();
-            if (mode == PreemptionMode.SWAP) {
-                if (swap == null) {
-                    throw new IllegalStateException("SWAP preemption of '" + q.id + "' needs a swap space (Builder.swapSpace)");
-                }
-                if (swap.freeBlocks() < q.held) {
-                    throw new IllegalStateException("swap space has " + swap.freeBlocks()
-                            + " free blocks; sequence '" + q.id + "' holds " + q.held);
-                }
-                handles = preemptor.swapOut(q);
-                if (handles == null) {
-                    throw new IllegalStateException("swap space refused a block of '" + q.id + "'");
-                }
-            }
-            int released = q.held;
-            PreemptedSequence p = preemptor.issue(q, mode, handles, q.preemptions + 1);
-            counters.preemptions++;
-            q.tenant.preemptions++;
-            freeLocked(q);
-            if (notes.listening()) {
-                notes.event(new KvCacheEvent.SequencePreempted(q.id, q.tenant.name, mode, q.length, released));
-            }
-            return p;
+            return preemptor.preempt(checkLive(s), mode);
         } finally {
             unlock(st);
         }
@@ -818,100 +684,10 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.writeLock();
         try {
             checkOpen();
-            Preemptor.Ticket ticket = preemptor.ticket(p);
-            if (live.containsKey(p.id())) {
-                throw new IllegalArgumentException("sequence id '" + p.id() + "' is already live");
-            }
-            PagedSequence q = newSequence(p.id(), p.options(), ticket.tokens().length);
-            q.preemptions = ticket.preemptions();
-            if (ticket.mode() == PreemptionMode.RECOMPUTE) {
-                register(q);
-                int[] tokens = ticket.tokens();
-                int hits = appendLocked(q, tokens, 0, tokens.length);
-                if (hits < 0) {
-                    unregister(q);
-                    return null;
-                }
-                preemptor.retire(p);
-                counters.recomputedTokens += tokens.length - hits;
-                return q;
-            }
-            return resumeSwapped(q, p, ticket);
+            return preemptor.resume(p, this::appendLocked);
         } finally {
             unlock(st);
         }
-    }
-
-    private Sequence resumeSwapped(PagedSequence q, PreemptedSequence p, Preemptor.Ticket ticket) {
-        long[] handles = ticket.handles();
-        int[] tokens = ticket.tokens();
-        int need = 0;
-        for (long h : handles) {
-            if (h >= 0) {
-                need++;
-            }
-        }
-        TenantAccounts.Tenant t = q.tenant;
-        if ((long) t.used + need > t.quota) {
-            t.refusals++;
-            counters.quotaRefusals++;
-            refuse(q, tokens.length, Refusal.TENANT_QUOTA);
-            return null;
-        }
-        if (need > pool.free() - admission.outstanding()) {
-            refuse(q, tokens.length, need > pool.free() ? Refusal.NO_BLOCKS : Refusal.RESERVED);
-            return null;
-        }
-        int B = blockTokens;
-        q.ensureCapacity(tokens.length, handles.length);
-        int i = 0;
-        int peak = pool.peakUsed();
-        try {
-            for (; i < handles.length; i++) {
-                q.table[i] = -1;
-                if (handles[i] >= 0) {
-                    int b = pool.allocate(q);
-                    q.table[i] = b;
-                    preemptor.swapSpace().swapIn(handles[i], b);
-                }
-            }
-        } catch (RuntimeException | Error e) {
-            // the swap space failed: give back every block taken, drop the copies it still holds
-            for (int j = 0; j <= i && j < handles.length; j++) {
-                if (q.table[j] >= 0) {
-                    pool.discardAllocated(q.table[j], q, peak);
-                }
-            }
-            for (int j = i + 1; j < handles.length; j++) {
-                if (handles[j] >= 0) {
-                    preemptor.swapSpace().discard(handles[j]);
-                }
-            }
-            preemptor.retire(p);
-            counters.swapFailures++;
-            throw e;
-        }
-        preemptor.retire(p);
-        System.arraycopy(tokens, 0, q.tokens, 0, tokens.length);
-        q.length = tokens.length;
-        q.tableSize = handles.length;
-        q.admission = ++counters.admissions;
-        for (i = 0; i < handles.length; i++) {
-            if (handles[i] < 0) {
-                if ((i + 1) * B <= q.length) {
-                    q.windowReleasedTo = Math.max(q.windowReleasedTo, i + 1);
-                }
-            } else {
-                q.held++;
-            }
-        }
-        counters.swappedInBytes += (long) need * preemptor.swapSpace().bytesPerBlock();
-        publisher.commit(q, ticket.committedBlocks());
-        register(q);
-        counters.liveTokens += q.length;
-        t.liveTokens += q.length;
-        lastRefusal = Refusal.NONE;
-        return q;
     }
 
     /** Gives up an outstanding preemption record: its swapped blocks are freed and it can no longer resume. */
@@ -927,11 +703,9 @@ public final class KvCacheManager implements AutoCloseable {
 
     /**
      * Drops the tokens at {@code positions} of {@code s} (a retention policy's choice: heavy
-     * hitters, SnapKV). Dropped tokens read as {@code slot(p) == -1} and attention skips them. A
-     * full block whose tokens are all dropped is released at once; a partly dropped block stays and
-     * is released when its last kept token is dropped. Positions already dropped are ignored.
-     * IllegalArgumentException naming a position outside 0..length-1, with nothing dropped. Blocks
-     * not committed by then are never published: KV computed after a drop saw a pruned context.
+     * hitters, SnapKV); see {@link Retention}. Dropped tokens read as {@code slot(p) == -1}; a full
+     * block whose tokens are all dropped is released at once. Positions already dropped are ignored.
+     * IllegalArgumentException naming a position outside 0..length-1, with nothing dropped.
      *
      * @return blocks released by this call
      */
@@ -942,40 +716,12 @@ public final class KvCacheManager implements AutoCloseable {
             PagedSequence q = checkLive(s);
             Objects.checkFromIndexSize(offset, count, positions.length);
             for (int i = offset; i < offset + count; i++) {
-                int p = positions[i];
-                if (p < 0 || p >= q.length) {
-                    throw new IllegalArgumentException("position " + p + " outside 0.." + (q.length - 1)
+                if (positions[i] < 0 || positions[i] >= q.length) {
+                    throw new IllegalArgumentException("position " + positions[i] + " outside 0.." + (q.length - 1)
                             + " of sequence '" + q.id + "'");
                 }
             }
-            int words = (q.length + 63) >>> 6;
-            if (q.dropped == null || q.dropped.length < words) {
-                q.dropped = q.dropped == null ? new long[words]
-                        : java.util.Arrays.copyOf(q.dropped, Math.max(words, q.dropped.length * 2));
-            }
-            int B = blockTokens;
-            int released = 0;
-            for (int i = offset; i < offset + count; i++) {
-                int p = positions[i];
-                long bit = 1L << p;
-                if ((q.dropped[p >>> 6] & bit) != 0) {
-                    continue;
-                }
-                q.dropped[p >>> 6] |= bit;
-                q.droppedCount++;
-                counters.droppedTokens++;
-                q.chainBlock = PrefixIndex.BROKEN;
-                int blk = p / B;
-                if ((blk + 1) * B <= q.length && q.table[blk] >= 0 && allDropped(q, blk * B, B)) {
-                    int b = q.table[blk];
-                    q.table[blk] = -1;
-                    q.held--;
-                    counters.retentionReleasedBlocks++;
-                    released++;
-                    pool.release(b, q);
-                }
-            }
-            admission.update(q);
+            int released = retention.drop(q, positions, offset, count);
             if (notes.listening()) {
                 notes.event(new KvCacheEvent.TokensDropped(q.id, count, released));
             }
@@ -983,15 +729,6 @@ public final class KvCacheManager implements AutoCloseable {
         } finally {
             unlock(st);
         }
-    }
-
-    private static boolean allDropped(PagedSequence q, int from, int count) {
-        for (int p = from; p < from + count; p++) {
-            if ((q.dropped[p >>> 6] & (1L << p)) == 0) {
-                return false;
-            }
-        }
-        return true;
     }
 
     /** Per-tenant shares and counters, by tenant name. */
@@ -1048,22 +785,7 @@ public final class KvCacheManager implements AutoCloseable {
                 }
                 scope = t.index;
             }
-            int B = blockTokens;
-            long h = index.rootHash();
-            int parent = PrefixIndex.ROOT;
-            int parentGen = 0;
-            int blocks = 0;
-            for (int j = 0; (j + 1) * B <= tokenIds.length; j++) {
-                h = index.hash(h, cacheSalt, scope, tokenIds, j * B);
-                int b = index.find(h);
-                if (b < 0 || !index.confirms(b, parent, parentGen, cacheSalt, scope, tokenIds, j * B)) {
-                    break;
-                }
-                blocks++;
-                parent = b;
-                parentGen = index.generation(b);
-            }
-            return blocks * B;
+            return index.match(cacheSalt, scope, tokenIds, 0, tokenIds.length / blockTokens, null, null) * blockTokens;
         } finally {
             lock.unlockRead(st);
         }
@@ -1110,8 +832,8 @@ public final class KvCacheManager implements AutoCloseable {
 
     private KvCacheStats snapshot() {
         Counters c = counters;
-        return new KvCacheStats(totalBlocks, pool.used(), pool.cached(), pool.empty(), live.size(), c.liveTokens,
-                c.prefixQueryTokens, c.prefixHitTokens, c.allocationFailures, pool.evicted());
+        return new KvCacheStats(totalBlocks, pool.used(), pool.cached(), pool.empty(), sequences.size(),
+                c.liveTokens, c.prefixQueryTokens, c.prefixHitTokens, c.allocationFailures, pool.evicted());
     }
 
     /** The stats plus the costs and reliefs of each mechanism, with bytes; safe from any thread. */
@@ -1123,7 +845,7 @@ public final class KvCacheManager implements AutoCloseable {
                     c.copyOnWrites, c.windowReleasedBlocks, c.appendedTokens, c.publishedBlocks, pool.peakUsed(),
                     admission.outstanding(), c.watermarkRefusals, c.reservationRefusals, c.quotaRefusals,
                     c.preemptions, c.recomputedTokens, c.swappedOutBytes, c.swappedInBytes,
-                    c.idleReleasedSequences, c.idleReleasedBlocks, leases.idleHeldBlocks(live.values()),
+                    c.idleReleasedSequences, c.idleReleasedBlocks, leases.idleHeldBlocks(sequences.all()),
                     c.droppedTokens, c.retentionReleasedBlocks, c.abortedBlocks, c.copyFailures, c.swapFailures,
                     notes.errors(), preemptor.outstandingRecords());
         } finally {
@@ -1158,7 +880,7 @@ public final class KvCacheManager implements AutoCloseable {
     public List<String> liveSequenceIds() {
         long st = lock.readLock();
         try {
-            return new ArrayList<>(live.keySet());
+            return sequences.ids();
         } finally {
             lock.unlockRead(st);
         }
@@ -1186,7 +908,7 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** The {@link PrefixKey} block {@code block} is published under, or null (unpublished, or published while nobody listened). */
+    /** The {@link PrefixKey} block {@code block} is published under; null when unpublished or published while nobody listened. */
     public PrefixKey prefixKey(int block) {
         Objects.checkIndex(block, totalBlocks);
         long st = lock.readLock();
@@ -1211,10 +933,10 @@ public final class KvCacheManager implements AutoCloseable {
             if (closed) {
                 return;
             }
-            leaked = new ArrayList<>(live.keySet());
+            leaked = sequences.ids();
             leakedBlocks = pool.used();
-            for (PagedSequence q : new ArrayList<>(live.values())) {
-                freeLocked(q);
+            for (PagedSequence q : new ArrayList<>(sequences.all())) {
+                sequences.release(q);
             }
             closed = true;
         } finally {
@@ -1234,6 +956,15 @@ public final class KvCacheManager implements AutoCloseable {
             notes.flush();
         } finally {
             lock.unlockWrite(stamp);
+        }
+    }
+
+    private static void checkTokens(int[] tokens, int offset, int length) {
+        for (int i = 0; i < length; i++) {
+            if (tokens[offset + i] < 0) {
+                throw new IllegalArgumentException("token id must be >= 0, got "
+                        + tokens[offset + i] + " at index " + (offset + i));
+            }
         }
     }
 

@@ -71,39 +71,51 @@ final class Notifications {
         releasedCount = 0;
     }
 
-    /** Delivers what the finished operation recorded; never throws. */
+    /**
+     * Delivers what the finished operation recorded. A callback's exception or error is counted and
+     * the rest are still told; only a {@link VirtualMachineError} (out of memory, stack overflow)
+     * propagates, after everything recorded has been cleared so nothing is delivered twice.
+     */
     void flush() {
-        for (int i = 0; i < releasedCount; i++) {
-            try {
-                store.blockReleased(released[i]);
-            } catch (RuntimeException e) {
-                errors++;
-                if (!storeLogged) {
-                    storeLogged = true;
-                    LOG.log(System.Logger.Level.WARNING, "KvStore.blockReleased threw; counted in the ledger, further ones are not logged", e);
-                }
-            }
-        }
-        releasedCount = 0;
-        if (events.isEmpty()) {
-            return;
-        }
-        for (int i = 0; i < events.size(); i++) {
-            KvCacheEvent e = events.get(i);
-            for (KvCacheListener l : listeners) {
+        VirtualMachineError fatal = null;
+        try {
+            for (int i = 0; i < releasedCount; i++) {
                 try {
-                    l.onEvent(e);
-                } catch (RuntimeException ex) {
+                    store.blockReleased(released[i]);
+                } catch (VirtualMachineError e) {
+                    fatal = fatal == null ? e : fatal;
+                } catch (Throwable e) {
                     errors++;
-                    if (!listenerLogged) {
-                        listenerLogged = true;
-                        LOG.log(System.Logger.Level.WARNING, "a KvCacheListener threw on " + e
-                                + "; counted in the ledger, further ones are not logged", ex);
+                    if (!storeLogged) {
+                        storeLogged = true;
+                        LOG.log(System.Logger.Level.WARNING, "KvStore.blockReleased threw; counted in the ledger, further ones are not logged", e);
                     }
                 }
             }
+            for (int i = 0; i < events.size(); i++) {
+                KvCacheEvent e = events.get(i);
+                for (KvCacheListener l : listeners) {
+                    try {
+                        l.onEvent(e);
+                    } catch (VirtualMachineError ex) {
+                        fatal = fatal == null ? ex : fatal;
+                    } catch (Throwable ex) {
+                        errors++;
+                        if (!listenerLogged) {
+                            listenerLogged = true;
+                            LOG.log(System.Logger.Level.WARNING, "a KvCacheListener threw on " + e
+                                    + "; counted in the ledger, further ones are not logged", ex);
+                        }
+                    }
+                }
+            }
+        } finally {
+            releasedCount = 0;
+            events.clear();
         }
-        events.clear();
+        if (fatal != null) {
+            throw fatal;
+        }
     }
 
     /** Listener and store callbacks that threw. */

@@ -96,6 +96,32 @@ final class PrefixIndex {
         return mix(seed + 0x9E3779B97F4A7C15L);
     }
 
+    /**
+     * The longest proven prefix: matches {@code tokens[off, off + maxBlocks*B)} block by block from
+     * the root, each hit confirmed against the block matched before it. Fills {@code blocks} and
+     * {@code hashes} (when not null) and returns how many blocks matched.
+     */
+    int match(long salt, int scope, int[] tokens, int off, int maxBlocks, int[] blocks, long[] hashes) {
+        long h = rootHash();
+        int parent = ROOT;
+        int parentGen = 0;
+        for (int j = 0; j < maxBlocks; j++) {
+            int from = off + j * blockTokens;
+            h = hash(h, salt, scope, tokens, from);
+            int b = find(h);
+            if (b < 0 || !confirms(b, parent, parentGen, salt, scope, tokens, from)) {
+                return j;
+            }
+            if (blocks != null) {
+                blocks[j] = b;
+                hashes[j] = h;
+            }
+            parent = b;
+            parentGen = generation[b];
+        }
+        return maxBlocks;
+    }
+
     /** The published block under {@code h}, or -1. */
     int find(long h) {
         return (int) byHash.get(h);

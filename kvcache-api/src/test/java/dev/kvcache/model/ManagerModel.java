@@ -152,8 +152,11 @@ public final class ManagerModel implements KvCacheListener {
     private final List<Integer> removedThisOp = new ArrayList<>();
     private final List<Pub> removedPubsThisOp = new ArrayList<>();
     private final List<Pub> storedThisOp = new ArrayList<>();
-    /** Stores and removals of this operation in event order (a removal is marked by its Pub in removedPubsThisOp). */
-    private final List<Pub> publicationLog = new ArrayList<>();
+    /** Stores and removals of this operation in event order. */
+    private final List<Logged> publicationLog = new ArrayList<>();
+
+    private record Logged(boolean stored, Pub pub) {
+    }
     private final List<KvCacheEvent.AppendRefused> refusedThisOp = new ArrayList<>();
     private int eventsThisOp;
     private long storedEvents;
@@ -287,7 +290,7 @@ public final class ManagerModel implements KvCacheListener {
                 byBlock.put(s.block(), p);
                 byHash.put(s.hash(), p);
                 storedThisOp.add(p);
-                publicationLog.add(p);
+                publicationLog.add(new Logged(true, p));
             }
             case KvCacheEvent.BlockRemoved r -> {
                 Pub p = byBlock.remove(r.block());
@@ -296,7 +299,7 @@ public final class ManagerModel implements KvCacheListener {
                 byHash.remove(p.hash());
                 removedThisOp.add(r.block());
                 removedPubsThisOp.add(p);
-                publicationLog.add(p);
+                publicationLog.add(new Logged(false, p));
             }
             case KvCacheEvent.AllBlocksCleared a -> {
                 byKey.clear();
@@ -564,6 +567,7 @@ public final class ManagerModel implements KvCacheListener {
                             + ", not for " + q.tokens.subList(0, pp + 1));
         }
         if (mode == Mode.ABORT) {
+            updatePriorities(); // blocks this append took carry its priority into the queue
             abortSeq(q);
             return;
         }
@@ -608,11 +612,11 @@ public final class ManagerModel implements KvCacheListener {
     private Set<Integer> staleReplacements(Pub notThis) {
         Set<Integer> out = new HashSet<>();
         for (int i = 0; i + 1 < publicationLog.size(); i++) {
-            Pub removed = publicationLog.get(i);
-            Pub next = publicationLog.get(i + 1);
-            if (removed != notThis && removedPubsThisOp.contains(removed) && storedThisOp.contains(next)
-                    && next.key().equals(removed.key())) {
-                out.add(removed.block());
+            Logged removed = publicationLog.get(i);
+            Logged next = publicationLog.get(i + 1);
+            if (!removed.stored() && removed.pub() != notThis && next.stored()
+                    && next.pub().key().equals(removed.pub().key())) {
+                out.add(removed.pub().block());
             }
         }
         return out;
