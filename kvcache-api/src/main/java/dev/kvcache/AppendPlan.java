@@ -22,6 +22,7 @@ final class AppendPlan {
     private final int blockTokens;
     private final boolean prefixCaching;
     private final int sinkTokens;
+    private final int sinkBlocks;
     private final int windowTokens;
 
     int winFrom;
@@ -34,6 +35,7 @@ final class AppendPlan {
     int demand;
     int supply;
     int reserve;
+    int newBlocks;
     long[] hitHashes = new long[16];
     int[] hitBlocks = new int[16];
 
@@ -46,6 +48,7 @@ final class AppendPlan {
         this.blockTokens = blockTokens;
         this.prefixCaching = prefixCaching;
         this.sinkTokens = sinkTokens;
+        this.sinkBlocks = (int) (((long) sinkTokens + blockTokens - 1) / blockTokens);
         this.windowTokens = windowTokens;
     }
 
@@ -60,6 +63,9 @@ final class AppendPlan {
         }
         final int newLen = (int) newLenL;
         final TenantAccounts.Tenant t = q.tenant;
+        // the charge this append adds only matters under a quota (an unlimited tenant's charge can
+        // never exceed it: it is at most the pool)
+        final boolean quota = t.quota != Integer.MAX_VALUE;
 
         // what a sliding window releases
         winFrom = 0;
@@ -68,7 +74,7 @@ final class AppendPlan {
         int winReleased = 0;
         int tenantRelief = 0;
         if (windowTokens > 0 && oldLen > windowTokens) {
-            winFrom = Math.max(q.windowReleasedTo, ceilDiv(sinkTokens, B));
+            winFrom = Math.max(q.windowReleasedTo, sinkBlocks);
             winTo = (oldLen - windowTokens) / B; // blocks [winFrom, winTo) lie wholly outside
             for (int i = winFrom; i < winTo; i++) {
                 int b = q.table[i];
@@ -77,7 +83,7 @@ final class AppendPlan {
                     if (pool.refCount(b) == 1) {
                         winFreed++;
                     }
-                    if (accounts.refs(b, t) == 1) {
+                    if (quota && accounts.refs(b, t) == 1) {
                         tenantRelief++;
                     }
                 }
@@ -98,7 +104,7 @@ final class AppendPlan {
                 if (pool.refCount(b) == 0) {
                     hitsFromCache++;
                 }
-                if (accounts.refs(b, t) == 0) {
+                if (quota && accounts.refs(b, t) == 0) {
                     hitsNewToTenant++;
                 }
             }
@@ -106,16 +112,16 @@ final class AppendPlan {
 
         // blocks needed against blocks available
         int oldBlocks = q.tableSize;
-        int newBlocks = ceilDiv(newLen, B);
+        newBlocks = ceilDiv(newLen, B);
         cow = oldLen % B != 0 && pool.refCount(q.table[oldBlocks - 1]) > 1;
-        if (cow && accounts.refs(q.table[oldBlocks - 1], t) == 1) {
+        if (cow && quota && accounts.refs(q.table[oldBlocks - 1], t) == 1) {
             tenantRelief++;
         }
         int fresh = newBlocks - oldBlocks - hits;
         demand = fresh + (cow ? 1 : 0);
         supply = pool.free() - hitsFromCache + winFreed;
         reserve = q.reserve;
-        if ((long) t.used + demand + hitsNewToTenant - tenantRelief > t.quota) {
+        if (quota && (long) t.used + demand + hitsNewToTenant - tenantRelief > t.quota) {
             return Refusal.TENANT_QUOTA;
         }
         if (demand > supply) {
@@ -144,7 +150,8 @@ final class AppendPlan {
         }
     }
 
+    /** ceil(a / b) for {@code 0 <= a <= Integer.MAX_VALUE - b} (an int division: this is on the decode path). */
     static int ceilDiv(int a, int b) {
-        return (int) (((long) a + b - 1) / b);
+        return (a + b - 1) / b;
     }
 }

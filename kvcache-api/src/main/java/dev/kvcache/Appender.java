@@ -50,7 +50,7 @@ final class Appender {
         final int oldLen = q.length;
         final int newLen = oldLen + n;
         final int oldBlocks = q.tableSize;
-        final int newBlocks = AppendPlan.ceilDiv(newLen, B);
+        final int newBlocks = plan.newBlocks;
         q.ensureCapacity(newLen, newBlocks);
 
         boolean windowDone = false;
@@ -109,7 +109,9 @@ final class Appender {
         counters.appendedTokens += n;
         q.reserve = plan.reserve;
         admission.update(q);
-        counters.lastRefusal = Refusal.NONE;
+        if (counters.lastRefusal != Refusal.NONE) {
+            counters.lastRefusal = Refusal.NONE; // a reference store only when it changes
+        }
         return plan.hits * B;
     }
 

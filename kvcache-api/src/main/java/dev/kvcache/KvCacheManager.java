@@ -83,11 +83,14 @@ public final class KvCacheManager implements AutoCloseable {
     /** The {@code parentHash} of a sequence's first block in {@link KvCacheEvent.BlockStored}. */
     public static final long ROOT_HASH = 0x6b76636163686521L; // "kvcache!"
 
+    private static final int MAX_WINDOWED_HINT = 1 << 24;
+
     private final KvLayout layout;
     private final int blockTokens;
     private final int totalBlocks;
     private final long totalSlots;
     private final boolean shareAcrossTenants;
+    private final boolean window;
     private final StampedLock lock = new StampedLock();
     private final Counters counters = new Counters();
     private final Notifications notes;
@@ -111,6 +114,7 @@ public final class KvCacheManager implements AutoCloseable {
         totalBlocks = blocks;
         totalSlots = (long) blocks * blockTokens;
         shareAcrossTenants = b.shareAcrossTenants;
+        window = b.windowTokens > 0;
         KvStore store = b.store;
         BlockCopier copier = b.copier != null ? b.copier : (store != null ? store::copyBlock : null);
         notes = new Notifications(store);
@@ -348,7 +352,8 @@ public final class KvCacheManager implements AutoCloseable {
 
     /**
      * A new empty sequence; IllegalArgumentException if {@code id} is live, or if
-     * {@code expectedTokens} exceeds the pool's token slots (no sequence could ever reach it). A
+     * {@code expectedTokens} exceeds the pool's token slots (no sequence could ever reach it; with a
+     * sliding window, which lets a sequence outgrow the pool, the hint is capped at 2^24 tokens). A
      * {@code maxTokens} beyond what the pool can set aside is refused at the first append
      * ({@link Refusal#RESERVED}).
      */
@@ -361,7 +366,7 @@ public final class KvCacheManager implements AutoCloseable {
             if (sequences.isLive(id)) {
                 throw new IllegalArgumentException("sequence id '" + id + "' is already live");
             }
-            if (options.expectedTokens() > totalSlots) {
+            if (!window && options.expectedTokens() > totalSlots) {
                 throw new IllegalArgumentException("sequence '" + id + "': expectedTokens " + options.expectedTokens()
                         + " exceeds the pool's " + totalSlots + " token slots");
             }
@@ -369,8 +374,9 @@ public final class KvCacheManager implements AutoCloseable {
                 throw new IllegalArgumentException("sequence '" + id
                         + "' has maxTokens 0: this manager admits only sequences with a maximum length");
             }
-            PagedSequence q = sequences.create(id, options,
-                    Math.max(options.expectedTokens(), Math.min(options.maxTokens(), 1 << 16)));
+            // a windowed sequence may outgrow the pool; its hint is capped (arrays double past it)
+            int expected = window ? Math.min(options.expectedTokens(), MAX_WINDOWED_HINT) : options.expectedTokens();
+            PagedSequence q = sequences.create(id, options, Math.max(expected, Math.min(options.maxTokens(), 1 << 16)));
             sequences.register(q);
             return q;
         } finally {
@@ -489,7 +495,7 @@ public final class KvCacheManager implements AutoCloseable {
             if (sequences.isLive(childId)) {
                 throw new IllegalArgumentException("sequence id '" + childId + "' is already live");
             }
-            PagedSequence c = sequences.create(childId, p.options, p.length);
+            PagedSequence c = sequences.create(childId, p.options, p.tenant, p.length);
             c.forked = true;
             c.ensureCapacity(p.length, p.tableSize);
             System.arraycopy(p.tokens, 0, c.tokens, 0, p.length);

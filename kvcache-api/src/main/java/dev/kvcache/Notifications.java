@@ -77,6 +77,9 @@ final class Notifications {
      * propagates, after everything recorded has been cleared so nothing is delivered twice.
      */
     void flush() {
+        if (releasedCount == 0 && events.isEmpty()) {
+            return;
+        }
         VirtualMachineError fatal = null;
         try {
             for (int i = 0; i < releasedCount; i++) {

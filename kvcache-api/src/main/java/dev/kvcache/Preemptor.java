@@ -171,9 +171,15 @@ final class Preemptor {
                     pool.discardAllocated(q.table[j], q, peak);
                 }
             }
-            for (int j = i + 1; j < handles.length; j++) {
+            // the copies it did not reach, and the one it failed on (whether the failed call freed
+            // it is the swap space's secret: a refused discard means it did)
+            for (int j = i; j < handles.length; j++) {
                 if (handles[j] >= 0) {
-                    swap.discard(handles[j]);
+                    try {
+                        swap.discard(handles[j]);
+                    } catch (RuntimeException ignored) {
+                        // already freed
+                    }
                 }
             }
             outstanding.remove(p);

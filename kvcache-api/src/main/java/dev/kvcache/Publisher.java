@@ -55,6 +55,9 @@ final class Publisher {
 
     /** Offers every pending full block of {@code q} to the index, in order. */
     void commit(PagedSequence q) {
+        if (!enabled || q.length - q.committedBlocks * blockTokens < blockTokens) {
+            return; // no full block since the last commit (the common decode step: no division)
+        }
         commit(q, q.length / blockTokens);
     }
 
@@ -71,9 +74,9 @@ final class Publisher {
         q.committedBlocks = full;
     }
 
-    /** Pending blocks of {@code q} that an abort will never publish. */
+    /** Pending blocks of {@code q} that an abort will never publish (none without prefix caching). */
     int pending(PagedSequence q) {
-        return Math.max(0, q.length / blockTokens - q.committedBlocks);
+        return enabled ? Math.max(0, q.length / blockTokens - q.committedBlocks) : 0;
     }
 
     /** Continues {@code q}'s chain through a prefix hit on block {@code b} at logical position {@code i}. */

@@ -57,11 +57,15 @@ final class Sequences {
 
     /** A new sequence, not yet registered, with room for {@code expectedTokens}. */
     PagedSequence create(String id, SequenceOptions options, int expectedTokens) {
-        TenantAccounts.Tenant t = accounts.tenant(options.tenant());
+        return create(id, options, accounts.tenant(options.tenant()), expectedTokens);
+    }
+
+    /** {@link #create(String, SequenceOptions, int)} for a known tenant (a fork's). */
+    PagedSequence create(String id, SequenceOptions options, TenantAccounts.Tenant t, int expectedTokens) {
         int cap = Math.max(expectedTokens, blockTokens);
         return new PagedSequence(owner, lock, blockTokens, id, options, t,
                 shareAcrossTenants ? PrefixIndex.SHARED_SCOPE : t.index,
-                take(spareTokens, cap), take(spareTables, AppendPlan.ceilDiv(cap, blockTokens)), index.rootHash());
+                take(spareTokens, cap), take(spareTables, (int) (((long) cap + blockTokens - 1) / blockTokens)), index.rootHash());
     }
 
     void register(PagedSequence q) {

@@ -73,8 +73,15 @@ final class TenantAccounts {
 
     /** One more reference of {@code t} on {@code b}; charges {@code t} if it held none. */
     void ref(int b, Tenant t) {
-        if (primary[b] == t.index) {
+        int p = primary[b];
+        if (p == t.index) {
             primaryRefs[b]++;
+            return;
+        }
+        if (p == NONE && otherRefs.isEmpty()) { // a fresh block, nobody else's: the allocation path
+            primary[b] = t.index;
+            primaryRefs[b] = 1;
+            t.used++;
             return;
         }
         long k = key(b, t);

@@ -240,6 +240,94 @@ class IntegrityTest {
         }
     }
 
+    /** A swap space that throws on its {@code failAt}-th swapOut or swapIn call (counted from 1), as a dying host tier would. */
+    static final class FailingSwap implements SwapSpace {
+        final ArraySwap inner;
+        int failOutAt;
+        int failInAt;
+        int outs;
+        int ins;
+
+        FailingSwap(ArraySwap inner) {
+            this.inner = inner;
+        }
+
+        @Override
+        public long bytesPerBlock() {
+            return inner.bytesPerBlock();
+        }
+
+        @Override
+        public int freeBlocks() {
+            return inner.freeBlocks();
+        }
+
+        @Override
+        public long swapOut(int block) {
+            if (++outs == failOutAt) {
+                throw new IllegalStateException("injected swapOut failure at block " + block);
+            }
+            return inner.swapOut(block);
+        }
+
+        @Override
+        public void swapIn(long handle, int block) {
+            if (++ins == failInAt) {
+                throw new IllegalStateException("injected swapIn failure at handle " + handle);
+            }
+            inner.swapIn(handle, block);
+        }
+
+        @Override
+        public void discard(long handle) {
+            inner.discard(handle);
+        }
+    }
+
+    @Test
+    void aSwapSpaceThatThrowsMidCopyLeavesNothingHalfDone() {
+        ArrayStore st = new ArrayStore(L, 16);
+        ArraySwap host = new ArraySwap(st, 8);
+        FailingSwap swap = new FailingSwap(host);
+        try (KvCacheManager m = KvCacheManager.builder(L).store(st).swapSpace(swap).build()) {
+            Sequence a = m.open("A");
+            compute(m, st, a, range(1, 10));            // 3 blocks
+            m.commit(a);
+
+            // swap-out dies on the second block: the first host copy is given back, A is untouched
+            swap.failOutAt = 2;
+            State before = state(m);
+            IllegalStateException out = assertThrows(IllegalStateException.class, () -> m.preempt(a, PreemptionMode.SWAP));
+            assertTrue(out.getMessage().contains("injected swapOut"), out.getMessage());
+            assertEquals(before, state(m), "a failed swap-out changes nothing");
+            assertEquals(0, host.usedBlocks(), "no host block kept");
+            assertTrue(a.isLive());
+            assertOwnKv(st, a);
+
+            // swap-in dies on the second block: every block taken goes back, the rest of the copies are dropped
+            swap.failOutAt = 0;
+            PreemptedSequence p = m.preempt(a, PreemptionMode.SWAP);
+            assertEquals(3, host.usedBlocks());
+            swap.failInAt = swap.ins + 2;
+            int usedBefore = m.stats().usedBlocks();
+            IllegalStateException in = assertThrows(IllegalStateException.class, () -> m.resume(p));
+            assertTrue(in.getMessage().contains("injected swapIn"), in.getMessage());
+            assertEquals(usedBefore, m.stats().usedBlocks(), "the blocks the failed swap-in took are back");
+            assertNull(m.sequence("A"));
+            assertEquals(0, host.usedBlocks(), "the host copies it did not reach were discarded");
+            assertEquals(0, m.ledger().outstandingRecords(), "the record is retired");
+            assertEquals(1, m.ledger().swapFailures());
+            assertThrows(IllegalStateException.class, () -> m.resume(p), "a retired record never resumes");
+            assertBalanced(m);
+
+            // the tokens can still be prefilled again, and its committed prefix comes from the cache
+            Sequence again = m.open("A");
+            assertEquals(8, compute(m, st, again, range(1, 10)));
+            assertOwnKv(st, again);
+            m.free(again);
+        }
+    }
+
     @Test
     void aRecordsArraysChangedAfterIssueDoNotChangeWhatResumes() {
         ArrayStore st = new ArrayStore(L, 16);

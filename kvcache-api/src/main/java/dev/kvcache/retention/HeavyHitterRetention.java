@@ -19,7 +19,7 @@ import java.util.Arrays;
  *
  * <p>Stateless and thread-safe; {@link #select} allocates only its scratch.
  */
-public final class HeavyHitterRetention {
+public final class HeavyHitterRetention implements RetentionPolicy {
 
     private final int sinkTokens;
     private final int recentTokens;
@@ -56,6 +56,7 @@ public final class HeavyHitterRetention {
      *
      * @param blockTokens the manager's block size (for block-granular choice)
      */
+    @Override
     public int[] select(Sequence s, AttentionMass mass, int blockTokens) {
         if (blockTokens <= 0) {
             throw new IllegalArgumentException("blockTokens must be > 0, got " + blockTokens);

@@ -13,7 +13,7 @@ import dev.kvcache.Sequence;
  * <p>Implemented as {@link HeavyHitterRetention} over pooled scores: the sinks and the observation
  * window are protected exactly as H2O protects sinks and recent tokens.
  */
-public final class SnapKvRetention {
+public final class SnapKvRetention implements RetentionPolicy {
 
     private final int poolKernel;
     private final HeavyHitterRetention selector;
@@ -28,6 +28,7 @@ public final class SnapKvRetention {
     }
 
     /** Prompt positions of {@code s} to drop, ascending. */
+    @Override
     public int[] select(Sequence s, AttentionMass observationScores, int blockTokens) {
         int length = s.length();
         AttentionMass pooled = new AttentionMass(length);
