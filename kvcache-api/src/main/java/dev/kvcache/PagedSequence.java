@@ -211,7 +211,12 @@ final class PagedSequence implements Sequence {
 
     @Override
     public int heldBlocks() {
-        long st = lock.readLock();
+        long st = lock.tryOptimisticRead();
+        int v = held;
+        if (lock.validate(st)) {
+            return v;
+        }
+        st = lock.readLock();
         try {
             return held;
         } finally {
@@ -221,7 +226,12 @@ final class PagedSequence implements Sequence {
 
     @Override
     public int cachedTokens() {
-        long st = lock.readLock();
+        long st = lock.tryOptimisticRead();
+        int v = cached;
+        if (lock.validate(st)) {
+            return v;
+        }
+        st = lock.readLock();
         try {
             return cached;
         } finally {
@@ -231,7 +241,19 @@ final class PagedSequence implements Sequence {
 
     @Override
     public int token(int position) {
-        long st = lock.readLock();
+        long st = lock.tryOptimisticRead();
+        if (st != 0) {
+            boolean ok = live;
+            int len = length;
+            int[] t = tokens;
+            if (ok && position >= 0 && position < len && position < t.length) {
+                int v = t[position];
+                if (lock.validate(st)) {
+                    return v;
+                }
+            }
+        }
+        st = lock.readLock();
         try {
             checkReadable();
             checkPosition(position);
@@ -243,7 +265,12 @@ final class PagedSequence implements Sequence {
 
     @Override
     public boolean isLive() {
-        long st = lock.readLock();
+        long st = lock.tryOptimisticRead();
+        boolean v = live;
+        if (lock.validate(st)) {
+            return v;
+        }
+        st = lock.readLock();
         try {
             return live;
         } finally {
@@ -253,7 +280,12 @@ final class PagedSequence implements Sequence {
 
     @Override
     public boolean isDropped(int position) {
-        long st = lock.readLock();
+        long st = lock.tryOptimisticRead();
+        boolean v = isDroppedLocked(position);
+        if (lock.validate(st)) {
+            return v;
+        }
+        st = lock.readLock();
         try {
             return isDroppedLocked(position);
         } finally {
@@ -263,7 +295,12 @@ final class PagedSequence implements Sequence {
 
     @Override
     public int droppedTokens() {
-        long st = lock.readLock();
+        long st = lock.tryOptimisticRead();
+        int v = droppedCount;
+        if (lock.validate(st)) {
+            return v;
+        }
+        st = lock.readLock();
         try {
             return droppedCount;
         } finally {
