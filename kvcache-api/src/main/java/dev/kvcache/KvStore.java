@@ -131,6 +131,24 @@ public interface KvStore extends AutoCloseable {
     default void blockReleased(int block) {
     }
 
+    /**
+     * Copies every byte of block {@code block} (all layers, K and V, in the store's format with its
+     * scales) into {@code dst[0, layout().bytesPerBlock())}: what a {@link KvTier} keeps of a
+     * published (full) block. Stores that keep KV elsewhere (a device) copy it to host memory here.
+     * Default: unsupported (such a store cannot have tiers).
+     */
+    default void exportBlock(int block, java.lang.foreign.MemorySegment dst) {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot export blocks to a tier");
+    }
+
+    /**
+     * Overwrites block {@code block} with bytes {@link #exportBlock} produced under the same layout:
+     * the block then reads exactly as the exported one did. Default: unsupported.
+     */
+    default void importBlock(int block, java.lang.foreign.MemorySegment src) {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot import blocks from a tier");
+    }
+
     /** Releases the memory; later calls fail with IllegalStateException. Idempotent. */
     @Override
     void close();

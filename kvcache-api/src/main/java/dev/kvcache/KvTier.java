@@ -1,0 +1,58 @@
+package dev.kvcache;
+
+/**
+ * A lower level of the prefix cache: it holds copies of published blocks by their
+ * {@link PrefixKey}, so that a block evicted from the store comes back instead of being recomputed
+ * (vLLM's CPU offloading, SGLang HiCache's host pool, LMCache's CPU and disk tiers).
+ *
+ * <h2>Contract</h2>
+ * <ul>
+ *   <li>The manager calls a tier under its lock, from one thread at a time; a tier shared by
+ *       several managers synchronizes itself.</li>
+ *   <li>A tier is trusted with nothing: {@link #load} must verify the held copy against the
+ *       {@link TierEntry} the manager expects (key, parent key, salt, scope, token ids, layout
+ *       fingerprint) and against a checksum of the bytes taken at {@link #put}; any mismatch is a
+ *       miss (false), never a load.</li>
+ *   <li>Failure is a miss: a tier that is full, refuses, or throws costs the manager a
+ *       recomputation, never a stall or a wrong block (the manager counts the throw).</li>
+ *   <li>Capacity is bounded: a full tier makes room by its own policy (LRU for the standard ones)
+ *       or refuses.</li>
+ * </ul>
+ */
+public interface KvTier extends AutoCloseable {
+
+    /** Short name for stats and events, e.g. {@code "host"}. */
+    String name();
+
+    /**
+     * How many leading keys of {@code keys[from, from + count)} this tier holds: it stops at the
+     * first key it lacks. One call for a whole prompt.
+     */
+    int leadingHits(PrefixKey[] keys, int from, int count);
+
+    /**
+     * Takes a copy of block {@code block} of {@code store}, a published block described by
+     * {@code entry}. False when it refuses (no room it may make, or an error): the block is simply
+     * not kept.
+     */
+    boolean put(TierEntry entry, KvStore store, int block);
+
+    /**
+     * Copies the block held under {@code expected.key()} into block {@code block} of {@code store},
+     * if what it holds matches {@code expected} exactly and its bytes pass their checksum. False
+     * otherwise (nothing held, a mismatch, a corrupted copy): the manager then computes the block.
+     * A load may leave {@code block} partly written when it returns false; the manager never
+     * serves it.
+     */
+    boolean load(TierEntry expected, KvStore store, int block);
+
+    /** Drops the copy held under {@code key}; false when there was none. */
+    boolean remove(PrefixKey key);
+
+    /** What it holds and what it did. */
+    TierStats stats();
+
+    /** Releases its memory or files. */
+    @Override
+    void close();
+}
