@@ -24,6 +24,7 @@ final class Appender {
     private final Publisher publisher;
     private final Admission admission;
     private final AppendPlan plan;
+    private final Tiers tiers;
     private final Counters counters;
     private final BlockCopier copier;
     private final LongSupplier clock;
@@ -32,12 +33,13 @@ final class Appender {
     private int pendingCopyCount;
 
     Appender(BlockPool pool, Retention retention, Publisher publisher, Admission admission, AppendPlan plan,
-             Counters counters, BlockCopier copier, LongSupplier clock, int blockTokens) {
+             Tiers tiers, Counters counters, BlockCopier copier, LongSupplier clock, int blockTokens) {
         this.pool = pool;
         this.retention = retention;
         this.publisher = publisher;
         this.admission = admission;
         this.plan = plan;
+        this.tiers = tiers;
         this.counters = counters;
         this.copier = copier;
         this.clock = clock;
@@ -91,9 +93,6 @@ final class Appender {
             publisher.hit(q, b, plan.hitHashes[j], j);
         }
         q.held += plan.hits;
-        if (plan.lookup) {
-            q.cached = plan.hits * B;
-        }
         System.arraycopy(tokens, off, q.tokens, oldLen, n);
         for (int i = oldBlocks + plan.hits; i < newBlocks; i++) {
             q.table[i] = pool.allocate(q);
@@ -101,6 +100,20 @@ final class Appender {
         }
         q.tableSize = newBlocks;
         q.length = newLen;
+        int served = plan.hits;
+        if (plan.tierHits > 0) {
+            // loaded into blocks taken anyway; a failed load only means the engine computes it
+            int loaded = tiers.promote(q, plan.hits, plan.tierHits);
+            if (loaded > 0) {
+                served += loaded;
+                counters.prefixHitTokens += (long) loaded * B;
+                counters.tierHitTokens += (long) loaded * B;
+                publisher.commit(q, served); // verified KV: hit-able at once
+            }
+        }
+        if (plan.lookup) {
+            q.cached = served * B;
+        }
         if (q.tracksIdle) {
             q.lastTouch = clock.getAsLong();
         }
@@ -112,7 +125,7 @@ final class Appender {
         if (counters.lastRefusal != Refusal.NONE) {
             counters.lastRefusal = Refusal.NONE; // a reference store only when it changes
         }
-        return plan.hits * B;
+        return served * B;
     }
 
     private void copy(int src, int dst) {

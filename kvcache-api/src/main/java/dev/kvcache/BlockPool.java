@@ -15,6 +15,8 @@ import java.util.Objects;
  *   <li>An empty block is always taken before a cached one; taking a cached block evicts it: its
  *       publication ends ({@link PrefixIndex#unpublish}) before anyone can write into it.</li>
  *   <li>A block that becomes empty is reported to the store ({@link Notifications#blockReleased}).</li>
+ *   <li>With tiers, a cached block taken for reuse is first copied to the first tier
+ *       ({@link Tiers#demote}).</li>
  * </ul>
  * Every operation is O(1) on {@code int[]}s and allocation-free (without listeners).
  */
@@ -32,11 +34,13 @@ final class BlockPool {
     private final PrefixIndex index;
     private final TenantAccounts accounts;
     private final Notifications notes;
+    private final Tiers tiers;
     private int used;
     private int peakUsed;
     private long evicted;
 
-    BlockPool(int blocks, EvictionPolicy policy, PrefixIndex index, TenantAccounts accounts, Notifications notes) {
+    BlockPool(int blocks, EvictionPolicy policy, PrefixIndex index, TenantAccounts accounts, Notifications notes,
+              Tiers tiers) {
         this.total = blocks;
         this.refCount = new int[blocks];
         this.priority = new int[blocks];
@@ -50,6 +54,7 @@ final class BlockPool {
         this.index = index;
         this.accounts = accounts;
         this.notes = notes;
+        this.tiers = tiers;
     }
 
     int total() {
@@ -97,6 +102,9 @@ final class BlockPool {
             b = cached.poll();
             if (b == NIL) {
                 throw new AssertionError("allocate without supply; planning is broken");
+            }
+            if (tiers != null) {
+                tiers.demote(b); // before its publication ends and before anyone writes into it
             }
             evict(b);
         }

@@ -7,6 +7,7 @@ final class Counters {
     long admissions;
     long prefixQueryTokens;
     long prefixHitTokens;
+    long tierHitTokens;
     long allocationFailures;
     long forks;
     long copyOnWrites;

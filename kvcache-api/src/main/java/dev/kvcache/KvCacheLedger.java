@@ -32,6 +32,12 @@ package dev.kvcache;
  * @param swapFailures         swap-space calls that threw (a failed swap-in, an offload given up)
  * @param callbackErrors       listener and {@link KvStore#blockReleased} calls that threw (counted, logged once)
  * @param outstandingRecords   preemption records issued and not yet resumed or discarded
+ * @param demotedBlocks        evicted published blocks copied to the first tier
+ * @param promotedBlocks       blocks loaded from a tier instead of recomputed
+ * @param tierHitTokens        prompt tokens served by promoted blocks (also counted in prefixHitTokens)
+ * @param tierLoadMisses       tier lookups that found a key but could not load it (verification, error)
+ * @param tierErrors           tier calls that threw (each a miss)
+ * @param tiers                each tier's own stats, in order
  */
 public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTokens, long forks,
                             long copyOnWrites, long windowReleasedBlocks, long appendedTokens,
@@ -41,7 +47,8 @@ public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTok
                             long swappedInBytes, long idleReleasedSequences, long idleReleasedBlocks,
                             int idleHeldBlocks, long droppedTokens, long retentionReleasedBlocks,
                             long abortedBlocks, long copyFailures, long swapFailures, long callbackErrors,
-                            int outstandingRecords) {
+                            int outstandingRecords, long demotedBlocks, long promotedBlocks, long tierHitTokens,
+                            long tierLoadMisses, long tierErrors, java.util.List<TierStats> tiers) {
 
     /** Bytes held by live sequences. */
     public long usedBytes() {

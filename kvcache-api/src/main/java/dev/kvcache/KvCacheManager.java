@@ -105,6 +105,7 @@ public final class KvCacheManager implements AutoCloseable {
     private final Sequences sequences;
     private final Preemptor preemptor;
     private final LeaseTracker leases;
+    private final Tiers tiers;
     private final int[] singleToken = new int[1];
     private boolean closed;
 
@@ -120,13 +121,15 @@ public final class KvCacheManager implements AutoCloseable {
         notes = new Notifications(store);
         index = new PrefixIndex(blocks, blockTokens, b.prefixCaching);
         accounts = new TenantAccounts(blocks, b.quotas);
-        pool = new BlockPool(blocks, b.policy, index, accounts, notes);
-        publisher = new Publisher(index, pool, notes, counters, blockTokens, b.prefixCaching);
+        tiers = b.tiers.isEmpty() ? null : new Tiers(b.tiers, store, layout, blocks, accounts);
+        pool = new BlockPool(blocks, b.policy, index, accounts, notes, tiers);
+        publisher = new Publisher(index, pool, notes, counters, blockTokens, b.prefixCaching, tiers);
         admission = new Admission(blocks, b.watermark, b.requireMaxTokens, counters, notes);
-        plan = new AppendPlan(pool, index, accounts, admission, blockTokens, b.prefixCaching, b.sinkTokens,
+        plan = new AppendPlan(pool, index, accounts, admission, tiers, blockTokens, b.prefixCaching, b.sinkTokens,
                 b.windowTokens);
         retention = new Retention(pool, admission, counters, blockTokens);
-        appender = new Appender(pool, retention, publisher, admission, plan, counters, copier, b.clock, blockTokens);
+        appender = new Appender(pool, retention, publisher, admission, plan, tiers, counters, copier, b.clock,
+                blockTokens);
         leases = new LeaseTracker(b.clock, b.leaseNanos > 0 || b.clockSet, b.leaseNanos, layout.bytesPerBlock());
         sequences = new Sequences(this, lock, blockTokens, shareAcrossTenants, accounts, index, pool, admission,
                 counters, leases);
@@ -159,6 +162,7 @@ public final class KvCacheManager implements AutoCloseable {
         private SwapSpace swapSpace;
         private final Map<String, Integer> quotas = new HashMap<>();
         private boolean shareAcrossTenants;
+        private final List<KvTier> tiers = new ArrayList<>();
 
         private Builder(KvLayout layout) {
             this.layout = Objects.requireNonNull(layout, "layout");
@@ -292,6 +296,18 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Adds a tier below the store (call again for the next one down): published blocks evicted
+         * for reuse are copied to the first tier, and a prompt's blocks the store no longer holds
+         * are looked for in the tiers, in this order, and loaded instead of recomputed. Needs a
+         * {@link #store} that can {@linkplain KvStore#exportBlock export} its blocks, and prefix
+         * caching. The manager does not close its tiers.
+         */
+        public Builder tier(KvTier t) {
+            tiers.add(Objects.requireNonNull(t, "tier"));
+            return this;
+        }
+
         /** A sequence preempted this many times is no longer chosen as a victim (default 3). */
         public Builder thrashLimit(int preemptions) {
             if (preemptions <= 0) {
@@ -323,6 +339,10 @@ public final class KvCacheManager implements AutoCloseable {
             if (slots > Integer.MAX_VALUE) {
                 throw new IllegalArgumentException(n + " blocks of " + layout.blockTokens()
                         + " tokens is " + slots + " slots; the limit is " + Integer.MAX_VALUE);
+            }
+            if (!tiers.isEmpty() && (store == null || !prefixCaching)) {
+                throw new IllegalStateException("tiers " + tiers.stream().map(KvTier::name).toList()
+                        + " need a store (Builder.store) and prefix caching: they hold a store's published blocks");
             }
             if (store != null) {
                 if (!store.layout().equals(layout)) {
@@ -853,7 +873,10 @@ public final class KvCacheManager implements AutoCloseable {
                     c.preemptions, c.recomputedTokens, c.swappedOutBytes, c.swappedInBytes,
                     c.idleReleasedSequences, c.idleReleasedBlocks, leases.idleHeldBlocks(sequences.all()),
                     c.droppedTokens, c.retentionReleasedBlocks, c.abortedBlocks, c.copyFailures, c.swapFailures,
-                    notes.errors(), preemptor.outstandingRecords());
+                    notes.errors(), preemptor.outstandingRecords(),
+                    tiers == null ? 0 : tiers.demoted(), tiers == null ? 0 : tiers.promoted(), c.tierHitTokens,
+                    tiers == null ? 0 : tiers.loadMisses(), tiers == null ? 0 : tiers.errors(),
+                    tiers == null ? List.of() : tiers.stats());
         } finally {
             lock.unlockRead(st);
         }

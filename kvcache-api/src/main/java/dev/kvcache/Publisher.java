@@ -37,16 +37,18 @@ final class Publisher {
     private final Counters counters;
     private final int blockTokens;
     private final boolean enabled;
+    private final Tiers tiers;
     private PrefixKeyHasher hasher;
 
     Publisher(PrefixIndex index, BlockPool pool, Notifications notes, Counters counters, int blockTokens,
-              boolean enabled) {
+              boolean enabled, Tiers tiers) {
         this.index = index;
         this.pool = pool;
         this.notes = notes;
         this.counters = counters;
         this.blockTokens = blockTokens;
         this.enabled = enabled;
+        this.tiers = tiers;
     }
 
     boolean enabled() {
@@ -118,7 +120,7 @@ final class Publisher {
         }
         index.publish(b, h, parent, q.chainGen, q.salt, q.scope, q.tokens, from);
         counters.publishedBlocks++;
-        if (notes.listening()) {
+        if (notes.listening() || tiers != null) {
             boolean first = i == 0;
             long parentHi = 0;
             long parentLo = 0;
@@ -131,9 +133,14 @@ final class Publisher {
             index.setKey(b, q.keyHi, q.keyLo);
             PrefixKey key = new PrefixKey(q.keyHi, q.keyLo);
             PrefixKey parentKey = first ? null : new PrefixKey(parentHi, parentLo);
-            notes.event(new KvCacheEvent.BlockStored(b, key.hi(),
-                    first ? KvCacheManager.ROOT_HASH : parentKey.hi(), q.salt,
-                    Arrays.copyOfRange(q.tokens, from, from + blockTokens), key, parentKey, scopeName(q)));
+            if (tiers != null) {
+                tiers.published(b, q, i, key, parentKey);
+            }
+            if (notes.listening()) {
+                notes.event(new KvCacheEvent.BlockStored(b, key.hi(),
+                        first ? KvCacheManager.ROOT_HASH : parentKey.hi(), q.salt,
+                        Arrays.copyOfRange(q.tokens, from, from + blockTokens), key, parentKey, scopeName(q)));
+            }
         }
         advance(q, b, h);
     }

@@ -1222,6 +1222,35 @@ class IntegrityTest {
         }
 
         @Override
+        public void exportBlock(int block, java.lang.foreign.MemorySegment dst) {
+            check();
+            long at = 0;
+            for (int o = 0; o < layout.blockTokens(); o++) {
+                for (float[][] kv : new float[][][] {k, v}) {
+                    float[] row = kv[block * layout.blockTokens() + o];
+                    for (int i = 0; i < layout.kvDim(); i++, at += 4) {
+                        dst.set(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at, row == null ? 0f : row[i]);
+                    }
+                }
+            }
+        }
+
+        @Override
+        public void importBlock(int block, java.lang.foreign.MemorySegment src) {
+            check();
+            long at = 0;
+            for (int o = 0; o < layout.blockTokens(); o++) {
+                for (float[][] kv : new float[][][] {k, v}) {
+                    float[] row = new float[layout.kvDim()];
+                    for (int i = 0; i < row.length; i++, at += 4) {
+                        row[i] = src.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at);
+                    }
+                    kv[block * layout.blockTokens() + o] = row;
+                }
+            }
+        }
+
+        @Override
         public void copyBlock(int srcBlock, int dstBlock) {
             check();
             int bt = layout.blockTokens();

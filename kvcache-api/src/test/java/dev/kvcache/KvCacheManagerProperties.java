@@ -152,6 +152,25 @@ class KvCacheManagerProperties {
                 BROAD);
     }
 
+    /**
+     * Found by a long fuzz run (2026-12-03): a window released a block that the same append then
+     * evicted and took again; the model kept the old holders' priority for it, the manager rightly
+     * restarted it. The model now restarts the priority of every block an append frees.
+     */
+    @Example
+    void aBlockFreedAndRetakenInOneAppendStartsAFreshPriority() {
+        ManagerModel.run(new Config(22, 1, true, true, 0, 9), List.of(
+                new Op.Open(0, 0), new Op.Append(0, List.of(1, 6, 4, 2, 0)), new Op.Commit(0), new Op.Open(0, 0),
+                new Op.Open(0, 0), new Op.Append(0, List.of(0)), new Op.Append(0, List.of(0)),
+                new Op.Append(0, List.of(0)), new Op.Open(0, 0), new Op.Append(0, List.of(0)), new Op.Free(0),
+                new Op.Append(0, List.of(0)), new Op.Append(2, List.of(0)), new Op.Open(0, 0),
+                new Op.Append(3, List.of(0)), new Op.Free(0), new Op.Open(1, 0), new Op.Append(0, List.of(1, 6)),
+                new Op.Free(0), new Op.Append(2, List.of(0, 0, 0)), new Op.Append(0, List.of(1, 6, 4, 2, 0, 0)),
+                new Op.Append(2, List.of(1, 0, 0)), new Op.Open(0, 0), new Op.Open(0, 0), new Op.Open(0, 0),
+                new Op.Free(5), new Op.Append(0, List.of(0))),
+                BROAD);
+    }
+
     // ------------------------------------------------------------------ generators
 
     @Provide

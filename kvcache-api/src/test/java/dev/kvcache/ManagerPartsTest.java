@@ -109,7 +109,7 @@ class ManagerPartsTest {
         notes.addListener(events::add);
         PrefixIndex ix = new PrefixIndex(3, 1, true);
         TenantAccounts acc = new TenantAccounts(3, Map.of());
-        BlockPool pool = new BlockPool(3, EvictionPolicy.lru(), ix, acc, notes);
+        BlockPool pool = new BlockPool(3, EvictionPolicy.lru(), ix, acc, notes, null);
         PagedSequence q = new Sequences(this, new java.util.concurrent.locks.StampedLock(), 1, false, acc, ix, pool,
                 new Admission(3, 0, false, counters, notes), counters,
                 new LeaseTracker(System::nanoTime, false, 0, 1)).create("q", SequenceOptions.DEFAULT, 1);

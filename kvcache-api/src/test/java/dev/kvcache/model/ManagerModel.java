@@ -589,6 +589,7 @@ public final class ManagerModel implements KvCacheListener {
                 } else {
                     toEmpty++;
                 }
+                prio[b] = -1; // free now: if this append takes it again, its holders start afresh
             }
         }
         return toEmpty;
