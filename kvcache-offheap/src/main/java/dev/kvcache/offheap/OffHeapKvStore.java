@@ -425,6 +425,71 @@ public final class OffHeapKvStore implements KvStore {
     }
 
     /**
+     * Copies the {@code layout().bytesPerBlock()} encoded bytes of block {@code block} (all layers,
+     * K then V slices with their scales, see {@link StoreLayout}) into {@code dst[0, bytesPerBlock)}:
+     * one {@link MemorySegment#copy}, since a block is one contiguous range.
+     *
+     * <p>Only a published (full) block can be exported: a block of a block format (FP8_*, KIVI_*)
+     * that has any layer in staging (some rows written since it was last sealed) holds its current
+     * rows in full precision outside the block's bytes, so its bytes are not what it reads as. That
+     * is refused with IllegalStateException naming the block and the staged layer. Row formats
+     * never stage, so every block of theirs is exportable.
+     *
+     * @throws IllegalArgumentException {@code block} out of range, or {@code dst} smaller than a
+     *                                  block or read-only (nothing is written)
+     * @throws IllegalStateException    the block is partially written, or the store is closed
+     */
+    @Override
+    public void exportBlock(int block, MemorySegment dst) {
+        checkOpen();
+        checkBlock("block", block);
+        checkTierSegment("dst", dst);
+        if (dst.isReadOnly()) {
+            throw new IllegalArgumentException("dst is read-only");
+        }
+        if (!rowFormat) {
+            for (int layer = 0; layer < layers; layer++) {
+                if (stageOf[block * layers + layer] >= 0) {
+                    throw new IllegalStateException("block " + block + " is partially written (layer " + layer
+                            + " is staged in full precision); only a full block of " + layout.format().name()
+                            + " can be exported");
+                }
+            }
+        }
+        MemorySegment.copy(memory, bytes.blockOffset(block), dst, 0, bytes.blockBytes());
+    }
+
+    /**
+     * Overwrites block {@code block} with {@code src[0, bytesPerBlock)}, bytes {@link #exportBlock}
+     * produced under the same layout, and drops any staging state the block had (block formats),
+     * so the block then reads exactly as the exported one did. One {@link MemorySegment#copy}.
+     *
+     * @throws IllegalArgumentException {@code block} out of range or {@code src} smaller than a
+     *                                  block (nothing is written)
+     * @throws IllegalStateException    the store is closed
+     */
+    @Override
+    public void importBlock(int block, MemorySegment src) {
+        checkOpen();
+        checkBlock("block", block);
+        checkTierSegment("src", src);
+        MemorySegment.copy(src, 0, memory, bytes.blockOffset(block), bytes.blockBytes());
+        if (!rowFormat) {
+            for (int layer = 0; layer < layers; layer++) {
+                dropStage(block, layer);
+            }
+        }
+    }
+
+    private void checkTierSegment(String name, MemorySegment seg) {
+        Objects.requireNonNull(seg, name);
+        if (seg.byteSize() < bytes.blockBytes()) {
+            throw new IllegalArgumentException(name + " holds " + seg.byteSize() + " bytes; a block of "
+                    + layout + " is " + bytes.blockBytes() + " bytes");
+        }
+    }
+
+    /**
      * Gives back the staging slots of {@code block}'s partially written layers (block formats; row
      * formats hold none): the manager freed the block, so those rows are dead. Without this they
      * stayed held until the block was written again or {@link #trimStaging} sealed them. Does
