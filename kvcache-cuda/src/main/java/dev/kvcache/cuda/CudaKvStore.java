@@ -4,6 +4,8 @@ import dev.kvcache.KvLayout;
 import dev.kvcache.KvStore;
 import org.lwjgl.system.MemoryUtil;
 
+import java.lang.foreign.MemorySegment;
+
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -507,6 +509,81 @@ public final class CudaKvStore implements KvStore {
         drv.memcpyHtoDAsync(mem + bl.blockOffset(block), hostScratch, n, stream);
         sync();
         dropStaging(block);
+    }
+
+    /**
+     * Copies the {@code layout().bytesPerBlock()} encoded bytes of {@code block} (one contiguous
+     * device range, {@link CudaBlockLayout#blockOffset}) into {@code dst[0, bytesPerBlock)}: one
+     * {@code cuMemcpyDtoHAsync} into the store's pinned scratch on its stream (ordered after pending
+     * swaps), then a host copy into {@code dst}, which may be any writable segment (a tier's
+     * off-heap slot, a heap array). Only a published block can leave: an FP8 block with a layer in
+     * its residual window (staged rows not yet sealed) is refused with IllegalStateException naming
+     * the block, as in the off-heap store.
+     *
+     * @throws IllegalArgumentException {@code block} out of range, {@code dst} smaller than a block
+     *                                  or read-only (nothing is copied)
+     * @throws IllegalStateException    the block is partially written, or the store is closed
+     */
+    @Override
+    public synchronized void exportBlock(int block, MemorySegment dst) {
+        checkOpen();
+        checkBlock("block", block);
+        long n = bl.blockBytes();
+        checkTierSegment("dst", dst, n);
+        if (dst.isReadOnly()) {
+            throw new IllegalArgumentException("dst is read-only");
+        }
+        if (blockFormat) {
+            for (int layer = 0; layer < layers; layer++) {
+                if (stageOf[block * layers + layer] >= 0) {
+                    throw new IllegalStateException("block " + block + " is partially written (layer " + layer
+                            + " is staged in full precision); only a full block of " + layout.format().name()
+                            + " can be exported");
+                }
+            }
+        }
+        beginOp();
+        ensureScratch(n);
+        drv.memcpyDtoHAsync(hostScratch, mem + bl.blockOffset(block), n, stream);
+        sync();
+        MemorySegment.copy(scratchSegment(n), 0, dst, 0, n);
+    }
+
+    /**
+     * Overwrites {@code block} with {@code src[0, bytesPerBlock)}, bytes {@link #exportBlock}
+     * produced under the same layout: a host copy into the pinned scratch, one
+     * {@code cuMemcpyHtoDAsync} on the store's stream; the block's FP8 staging slots are dropped,
+     * so it then reads exactly as the exported one did.
+     *
+     * @throws IllegalArgumentException {@code block} out of range or {@code src} smaller than a
+     *                                  block (nothing is copied)
+     * @throws IllegalStateException    the store is closed
+     */
+    @Override
+    public synchronized void importBlock(int block, MemorySegment src) {
+        checkOpen();
+        checkBlock("block", block);
+        long n = bl.blockBytes();
+        checkTierSegment("src", src, n);
+        beginOp();
+        ensureScratch(n);
+        MemorySegment.copy(src, 0, scratchSegment(n), 0, n);
+        drv.memcpyHtoDAsync(mem + bl.blockOffset(block), hostScratch, n, stream);
+        sync();
+        dropStaging(block);
+    }
+
+    /** The first {@code n} bytes of the pinned scratch as a segment (no restricted method: through LWJGL's buffer view). */
+    private MemorySegment scratchSegment(long n) {
+        return MemorySegment.ofBuffer(MemoryUtil.memByteBuffer(hostScratch, (int) n));
+    }
+
+    private void checkTierSegment(String name, MemorySegment seg, long n) {
+        Objects.requireNonNull(seg, name);
+        if (seg.byteSize() < n) {
+            throw new IllegalArgumentException(name + " holds " + seg.byteSize() + " bytes; a block of "
+                    + layout + " is " + n + " bytes");
+        }
     }
 
     /**

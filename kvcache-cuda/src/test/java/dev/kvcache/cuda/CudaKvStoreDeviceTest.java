@@ -11,6 +11,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -19,6 +22,7 @@ import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -223,6 +227,67 @@ class CudaKvStoreDeviceTest {
             for (int b = 0; b < 10; b++) {
                 assertBlock(s, b, m, b);
             }
+        }
+    }
+
+    /**
+     * exportBlock / importBlock (the tier hooks): device to host and back is byte-identical (to the
+     * reference model's bytes), a staged FP8 block is refused, an import over a staged block drops
+     * its staging, and a HostTier put from this store loads back into another block exactly.
+     */
+    @ParameterizedTest
+    @MethodSource("formats")
+    void exportImportRoundTripIsByteIdentical(KvFormat f) {
+        KvLayout l = shapes(f).get(0);
+        Random rnd = new Random(21);
+        RefCodec.Model m = new RefCodec.Model(l, 6);
+        int n = (int) l.bytesPerBlock();
+        try (CudaKvStore s = open(l, 6); Arena arena = Arena.ofConfined()) {
+            script(rnd, l, m, s);   // block 0 full, 1 partial, 2 full with a row rewritten, 3 written last row first
+            byte[] want = Arrays.copyOfRange(m.bytes, 0, n);
+            MemorySegment nat = arena.allocate(n);
+            s.exportBlock(0, nat);
+            assertArrayEquals(want, nat.toArray(ValueLayout.JAVA_BYTE), f + " export to native memory");
+            byte[] heap = new byte[n + 3];
+            s.exportBlock(0, MemorySegment.ofArray(heap));
+            assertArrayEquals(want, Arrays.copyOf(heap, n), f + " export to a heap array");
+            if (s.blockLayout().blockFormat()) {
+                IllegalStateException e = assertThrows(IllegalStateException.class, () -> s.exportBlock(1, nat));
+                assertTrue(e.getMessage().contains("block 1"), e.getMessage());
+                assertThrows(IllegalStateException.class, () -> s.exportBlock(2, nat), "layer 0 reopened");
+            }
+            int staged = s.stagedSlices();
+            s.importBlock(1, nat);  // over the partial block
+            m.copyBlock(0, 1);
+            assertBlock(s, 1, m, 1);
+            if (s.blockLayout().blockFormat()) {
+                assertTrue(s.stagedSlices() < staged, "import drops the block's staging");
+            }
+            try (dev.kvcache.offheap.HostTier tier = dev.kvcache.offheap.HostTier.allocate(l, 2L * n)) {
+                dev.kvcache.TierEntry e = new dev.kvcache.TierEntry(new dev.kvcache.PrefixKey(1, 2), null, 0, null,
+                        new int[l.blockTokens()], dev.kvcache.TierEntry.fingerprint(l));
+                if (s.blockLayout().blockFormat()) {
+                    // block 3's rows went in last-first: its last write (row 0) reopened it, so it is staged
+                    assertFalse(tier.put(e, s, 3));
+                }
+                assertTrue(tier.put(e, s, 0));
+                assertTrue(tier.load(e, s, 4));
+                m.copyBlock(0, 4);
+                assertBlock(s, 4, m, 4);
+                assertEquals(2L * n, tier.stats().bytesMoved());
+            }
+            MemorySegment small = MemorySegment.ofArray(new byte[n - 1]);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> s.exportBlock(0, small));
+            assertTrue(e.getMessage().contains("dst holds " + (n - 1)), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> s.importBlock(0, small));
+            assertTrue(e.getMessage().contains("src holds " + (n - 1)), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> s.exportBlock(6, nat));
+            assertTrue(e.getMessage().contains("block 6"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> s.importBlock(-1, nat));
+            assertThrows(IllegalArgumentException.class, () -> s.exportBlock(0, nat.asReadOnly()));
+            s.close();
+            assertThrows(IllegalStateException.class, () -> s.exportBlock(0, nat));
+            assertThrows(IllegalStateException.class, () -> s.importBlock(0, nat));
         }
     }
 
