@@ -6,6 +6,7 @@ import dev.kvcache.model.ManagerModel.Config;
 import dev.kvcache.model.ManagerModel.Coverage;
 import dev.kvcache.model.Op;
 import dev.kvcache.model.Ops;
+import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.EdgeCasesMode;
 import net.jqwik.api.Example;
@@ -97,6 +98,27 @@ class KvCacheManagerProperties {
         Statistics.label("abort").coverage(k -> k.check(true).percentage(p -> p >= 20));
     }
 
+    /**
+     * A small tier below the store (1 to 8 blocks, LRU; in half the runs it throws on every fifth
+     * call): evicted published blocks go down, prompts come back from it, and every block it serves
+     * must read KV of exactly the reader's prefix (the trust check after every step), with every
+     * other invariant of the model kept.
+     */
+    @Property(tries = 300, edgeCases = EdgeCasesMode.NONE)
+    void aTierServesOnlyTheReadersOwnPrefix(@ForAll @IntRange(min = 4, max = 12) int blocks,
+                                            @ForAll @IntRange(min = 1, max = 8) int blockTokens,
+                                            @ForAll boolean priorityPolicy,
+                                            @ForAll @IntRange(min = 1, max = 8) int tierBlocks,
+                                            @ForAll boolean faults,
+                                            @ForAll("tiered") List<Op> ops) {
+        Coverage c = ManagerModel.run(new Config(blocks, blockTokens, true, priorityPolicy, 0, 0, faults, tierBlocks),
+                ops, BROAD);
+        collect(c);
+        Statistics.label("promotion").collect(c.promotions() > 0);
+        Statistics.label("promotion").coverage(k -> k.check(true).percentage(p -> p >= 4));
+        Statistics.label("eviction").coverage(k -> k.check(true).percentage(p -> p >= 20));
+    }
+
     @Property(tries = 200, edgeCases = EdgeCasesMode.NONE)
     void prefixCachingOffNeverCaches(@ForAll @IntRange(min = 4, max = 24) int blocks,
                                      @ForAll @IntRange(min = 1, max = 8) int blockTokens,
@@ -181,6 +203,12 @@ class KvCacheManagerProperties {
     @Provide
     Arbitrary<List<Op>> serving() {
         return Ops.servingWorkload(3, 100);
+    }
+
+    /** Serving requests (prompts that come back after others evicted them) mixed with the faults. */
+    @Provide
+    Arbitrary<List<Op>> tiered() {
+        return Arbitraries.oneOf(Ops.servingWorkload(3, 100), Ops.faultWorkload(3, 100));
     }
 
     @Provide

@@ -61,11 +61,16 @@ public final class ManagerModel implements KvCacheListener {
      * listener that throws on every third event (the model must see no difference).
      */
     public record Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy,
-                         int sinks, int window, boolean faults) {
+                         int sinks, int window, boolean faults, int tierBlocks) {
 
         public Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy, int sinks,
                       int window) {
-            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, false);
+            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, false, 0);
+        }
+
+        public Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy, int sinks,
+                      int window, boolean faults) {
+            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, faults, 0);
         }
 
         KvCacheManager build(ModelEngine engine) {
@@ -73,9 +78,14 @@ public final class ManagerModel implements KvCacheListener {
             KvCacheManager.Builder b = KvCacheManager.builder(layout)
                     .blocks(blocks)
                     .prefixCaching(prefixCaching)
-                    .blockCopier(engine)
                     .swapSpace(engine.swap)
                     .evictionPolicy(priorityPolicy ? EvictionPolicy.priority() : EvictionPolicy.lru());
+            if (tierBlocks > 0) {
+                // a tier needs a store: the engine's view of one, whose copies are the engine's
+                b.store(engine.storeView(layout, blocks)).tier(engine.tier(tierBlocks, faults));
+            } else {
+                b.blockCopier(engine);
+            }
             if (window > 0) {
                 b.slidingWindow(sinks, window);
             }
@@ -209,7 +219,8 @@ public final class ManagerModel implements KvCacheListener {
 
     /** What a run exercised, so properties can require that their workloads reach every mechanism. */
     public record Coverage(int prefixHits, int failedAppends, int evictions, int copyOnWrites,
-                           int windowReleases, int resets, int failedCopies, int doubleResumes, int aborts) {
+                           int windowReleases, int resets, int failedCopies, int doubleResumes, int aborts,
+                           int promotions) {
     }
 
     /**
@@ -250,10 +261,11 @@ public final class ManagerModel implements KvCacheListener {
         model.checkInvariants();
         KvCacheStats reset = model.m.stats();
         model.check(reset.emptyBlocks() == reset.totalBlocks(), () -> "reset left blocks: " + reset);
+        int promotions = (int) model.m.ledger().promotedBlocks();
         model.m.close();
         return new Coverage(model.hitAppends, model.failedAppends, (int) st.evictedBlocks(),
                 (int) model.copyOnWrites, (int) model.windowReleased, model.resets, model.failedCopies,
-                model.doubleResumes, model.aborts);
+                model.doubleResumes, model.aborts, promotions);
     }
 
     // ------------------------------------------------------------------ events
@@ -461,7 +473,10 @@ public final class ManagerModel implements KvCacheListener {
         check(need <= free, () -> "append succeeded although it needed " + need + " blocks and only "
                 + free + " were free: " + before);
         peakUsed = Math.max(peakUsed, after.usedBlocks());
-        check(r == hits.size() * B, () -> "append returned " + r + ", the prefix cache holds "
+        // with a tier the blocks after the store's hits may come from it (checked below: they must
+        // read KV of this very prefix)
+        check(r == hits.size() * B || (c.tierBlocks() > 0 && r > hits.size() * B),
+                () -> "append returned " + r + ", the prefix cache holds "
                 + hitList.size() + " hit blocks " + hitList + " (blockTokens " + B + ")");
         check(r % B == 0 && r < n && (r == 0 || oldLen == 0),
                 () -> "append returned " + r + " for " + n + " tokens at length " + oldLen);
@@ -493,7 +508,25 @@ public final class ManagerModel implements KvCacheListener {
         }
 
         // publication: this append committed the blocks the previous calls filled, nothing of its own
+        // promoted blocks are published at once, as blocks [hits, r/B) of the new prompt
+        List<Pub> promoted = new ArrayList<>();
+        if (r > hits.size() * B) {
+            List<Integer> all = new ArrayList<>(q.tokens);
+            all.addAll(tokens);
+            for (Pub p : storedThisOp) {
+                for (int j = hits.size(); j < r / B; j++) {
+                    if (newTable[j] == p.block()) {
+                        promoted.add(p);
+                        final int jj = j;
+                        check(p.prefix().equals(all.subList(0, (j + 1) * B)),
+                                () -> "promoted block " + jj + " published as " + p.prefix());
+                    }
+                }
+            }
+        }
+        storedThisOp.removeAll(promoted);
         checkStored(q, oldTable, q.committed, oldLen / B);
+        storedThisOp.addAll(promoted);
 
         // the reuse queue, in the manager's order: the copy-on-write target first, then commit's
         // replacements, window releases, hits, and the new blocks' evictions
@@ -550,7 +583,7 @@ public final class ManagerModel implements KvCacheListener {
         appendedTokens += n;
         q.tokens.addAll(tokens);
         q.lenBeforeLastAppend = oldLen;
-        q.committed = Math.max(Math.max(q.committed, oldLen / B), hits.size());
+        q.committed = Math.max(Math.max(q.committed, oldLen / B), r / B);
         if (oldLen == 0) {
             q.cachedTokens = r;
         }
@@ -562,7 +595,7 @@ public final class ManagerModel implements KvCacheListener {
         for (int p = oldLen; p < oldLen + r; p++) {
             long slot = q.s.slot(p);
             final int pp = p;
-            check(q.tokens.subList(0, p + 1).equals(engine.at(slot)),
+            check(id(q.salt, q.tokens, p).equals(engine.at(slot)),
                     () -> q.id + " hit position " + pp + " reads KV computed for " + engine.at(slot)
                             + ", not for " + q.tokens.subList(0, pp + 1));
         }
@@ -574,7 +607,7 @@ public final class ManagerModel implements KvCacheListener {
         for (int p = oldLen + r; p < q.tokens.size(); p++) {
             long slot = q.s.slot(p);
             if (slot >= 0) {
-                engine.write(slot, q.tokens, p);
+                engine.write(slot, id(q.salt, q.tokens, p));
             }
         }
     }
@@ -864,12 +897,13 @@ public final class ManagerModel implements KvCacheListener {
             checkStored(q, table, 0, old.committed);
             q.committed = old.committed;
         } else {
-            check(s.cachedTokens() == hits.size() * B, () -> "resume hit " + s.cachedTokens() + ", mirror says "
-                    + hits.size() * B);
+            check(s.cachedTokens() == hits.size() * B || (c.tierBlocks() > 0 && s.cachedTokens() > hits.size() * B),
+                    () -> "resume hit " + s.cachedTokens() + ", mirror says " + hits.size() * B);
             q.cachedTokens = s.cachedTokens();
-            q.committed = hits.size();
+            q.committed = s.cachedTokens() / B;
             q.lenBeforeLastAppend = 0;
-            check(storedThisOp.isEmpty(), () -> "recompute resume published " + storedThisOp);
+            check(storedThisOp.size() == s.cachedTokens() / B - hits.size(),
+                    () -> "recompute resume published " + storedThisOp + " beyond its tier hits");
         }
         Set<Integer> stale = staleReplacements();
         for (int b : stale) {
@@ -886,13 +920,13 @@ public final class ManagerModel implements KvCacheListener {
         live.add(q);
         for (int p = 0; p < q.cachedTokens; p++) {
             final int pp = p;
-            check(q.tokens.subList(0, p + 1).equals(engine.at(s.slot(p))),
+            check(id(q.salt, q.tokens, p).equals(engine.at(s.slot(p))),
                     () -> q.id + " resumed hit position " + pp + " reads KV for " + engine.at(s.slot(pp)));
         }
         if (!k.swap) {
             appendedTokens += q.tokens.size();
             for (int p = q.cachedTokens; p < q.tokens.size(); p++) {
-                engine.write(s.slot(p), q.tokens, p);
+                engine.write(s.slot(p), id(q.salt, q.tokens, p));
             }
         }
     }
@@ -971,7 +1005,7 @@ public final class ManagerModel implements KvCacheListener {
                 }
                 if (slot >= 0) {
                     // the trust model: a live sequence reads only KV of its own prefix
-                    check(q.tokens.subList(0, p + 1).equals(engine.at(slot)),
+                    check(id(q.salt, q.tokens, p).equals(engine.at(slot)),
                             () -> q.id + " position " + pp + " (slot " + slot + ") holds KV computed for "
                                     + engine.at(slot) + ", not for " + q.tokens.subList(0, pp + 1));
                     Integer prev = slotToken.putIfAbsent(slot, tok);
@@ -1008,7 +1042,7 @@ public final class ManagerModel implements KvCacheListener {
         for (Pub p : byBlock.values()) {
             for (int o = 0; o < B; o++) {
                 final int oo = o;
-                List<Integer> want = p.prefix().subList(0, p.prefix().size() - B + o + 1);
+                List<Integer> want = id(p.key().salt(), p.prefix(), p.prefix().size() - B + o);
                 List<Integer> has = engine.at((long) p.block() * B + o);
                 check(want.equals(has), () -> "published block " + p.block() + " slot " + oo + " holds KV for "
                         + has + ", published for " + want);
@@ -1166,6 +1200,18 @@ public final class ManagerModel implements KvCacheListener {
             t.put(q.id, q.s.blockTable());
         }
         return t;
+    }
+
+    /**
+     * What the KV at position {@code p} of a sequence with {@code salt} and {@code tokens} was
+     * computed from: the salt (it stands for an adapter or a modality, so equal tokens under
+     * another salt are other KV) and the tokens up to and including {@code p}.
+     */
+    private static List<Integer> id(long salt, List<Integer> tokens, int p) {
+        List<Integer> out = new ArrayList<>(p + 2);
+        out.add((int) salt);
+        out.addAll(tokens.subList(0, p + 1));
+        return out;
     }
 
     private static List<Integer> boxed(int[] a) {

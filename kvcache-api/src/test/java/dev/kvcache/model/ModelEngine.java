@@ -1,7 +1,16 @@
 package dev.kvcache.model;
 
 import dev.kvcache.BlockCopier;
+import dev.kvcache.KvLayout;
+import dev.kvcache.KvStore;
+import dev.kvcache.KvTier;
+import dev.kvcache.PrefixKey;
 import dev.kvcache.SwapSpace;
+import dev.kvcache.TierEntry;
+import dev.kvcache.TierStats;
+
+import java.util.Iterator;
+import java.util.LinkedHashMap;
 
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -9,8 +18,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The engine side of a {@link ManagerModel} run: what KV each physical slot holds, recorded as the
- * token prefix it was computed for (the tokens up to and including its position). The manager
+ * The engine side of a {@link ManagerModel} run: what KV each physical slot holds, recorded as what
+ * it was computed from (the cache salt, then the tokens up to and including its position). The manager
  * never sees this; the model writes a slot only where a real engine would (the tokens an append
  * did not get as hits), copies slots where the manager asks for a copy-on-write, and moves them
  * through an in-memory {@link SwapSpace}. "Served KV computed for another prefix" then shows as a
@@ -37,9 +46,9 @@ final class ModelEngine implements BlockCopier {
         return written.get(slot);
     }
 
-    /** Writes KV for position {@code p} of a sequence holding {@code tokens} at {@code slot}. */
-    void write(long slot, List<Integer> tokens, int p) {
-        written.put(slot, List.copyOf(tokens.subList(0, p + 1)));
+    /** Writes at {@code slot} KV computed from {@code identity} (salt, then the tokens up to its position). */
+    void write(long slot, List<Integer> identity) {
+        written.put(slot, List.copyOf(identity));
     }
 
     void failCopies(boolean on) {
@@ -68,6 +77,142 @@ final class ModelEngine implements BlockCopier {
             written.remove(to);
         } else {
             written.put(to, v);
+        }
+    }
+
+    /** The engine as a {@link KvStore} (a tier needs one): copies are the engine's, nothing else is used. */
+    KvStore storeView(KvLayout layout, int blocks) {
+        ModelEngine engine = this;
+        return new KvStore() {
+            @Override
+            public KvLayout layout() {
+                return layout;
+            }
+
+            @Override
+            public int blocks() {
+                return blocks;
+            }
+
+            @Override
+            public void write(int layer, long slot, float[] k, float[] v) {
+                throw new UnsupportedOperationException("the model writes through the engine");
+            }
+
+            @Override
+            public void readKey(int layer, long slot, float[] out) {
+                throw new UnsupportedOperationException("the model reads through the engine");
+            }
+
+            @Override
+            public void readValue(int layer, long slot, float[] out) {
+                throw new UnsupportedOperationException("the model reads through the engine");
+            }
+
+            @Override
+            public void copyBlock(int srcBlock, int dstBlock) {
+                engine.copy(srcBlock, dstBlock);
+            }
+
+            @Override
+            public void close() {
+            }
+        };
+    }
+
+    /** A small LRU tier over the engine's slots; with {@code faults}, every fifth call throws. */
+    Tier tier(int capacity, boolean faults) {
+        return new Tier(capacity, faults);
+    }
+
+    /**
+     * A tier of {@code capacity} blocks that keeps what each slot of a block was computed for, and
+     * verifies entries as the SPI asks. Faulty, it throws on every fifth call.
+     */
+    final class Tier implements KvTier {
+        private final int capacity;
+        private final boolean faults;
+        private final LinkedHashMap<PrefixKey, TierEntry> entries = new LinkedHashMap<>(16, 0.75f, true);
+        private final Map<PrefixKey, List<List<Integer>>> slots = new HashMap<>();
+        private int calls;
+        long loads;
+
+        Tier(int capacity, boolean faults) {
+            this.capacity = capacity;
+            this.faults = faults;
+        }
+
+        private void maybeFail() {
+            if (faults && ++calls % 5 == 0) {
+                throw new IllegalStateException("injected tier failure");
+            }
+        }
+
+        @Override
+        public String name() {
+            return "model";
+        }
+
+        @Override
+        public int leadingHits(PrefixKey[] keys, int from, int count) {
+            maybeFail();
+            int n = 0;
+            while (n < count && entries.containsKey(keys[from + n])) {
+                n++;
+            }
+            return n;
+        }
+
+        @Override
+        public boolean put(TierEntry entry, KvStore store, int block) {
+            maybeFail();
+            if (!entries.containsKey(entry.key()) && entries.size() == capacity) {
+                Iterator<PrefixKey> lru = entries.keySet().iterator();
+                slots.remove(lru.next());
+                lru.remove();
+            }
+            List<List<Integer>> copy = new ArrayList<>();
+            for (int o = 0; o < blockTokens; o++) {
+                copy.add(written.get((long) block * blockTokens + o));
+            }
+            entries.put(entry.key(), entry);
+            slots.put(entry.key(), copy);
+            return true;
+        }
+
+        @Override
+        public boolean load(TierEntry expected, KvStore store, int block) {
+            maybeFail();
+            TierEntry held = entries.get(expected.key());
+            if (held == null || !held.matches(expected)) {
+                return false;
+            }
+            List<List<Integer>> copy = slots.get(expected.key());
+            for (int o = 0; o < blockTokens; o++) {
+                long slot = (long) block * blockTokens + o;
+                if (copy.get(o) == null) {
+                    written.remove(slot);
+                } else {
+                    written.put(slot, copy.get(o));
+                }
+            }
+            loads++;
+            return true;
+        }
+
+        @Override
+        public boolean remove(PrefixKey key) {
+            slots.remove(key);
+            return entries.remove(key) != null;
+        }
+
+        @Override
+        public TierStats stats() {
+            return new TierStats(name(), entries.size(), entries.size(), capacity, 0, 0, loads, 0, 0, 0, 0);
+        }
+
+        @Override
+        public void close() {
         }
     }
 
