@@ -107,6 +107,8 @@ public final class KvCacheManager implements AutoCloseable {
     private final LeaseTracker leases;
     private final Tiers tiers;
     private final int[] singleToken = new int[1];
+    /** The caller's tokens or positions, copied under the lock (grown on demand, reused). */
+    private int[] scratch = new int[64];
     private boolean closed;
 
     private KvCacheManager(Builder b, int blocks) {
@@ -453,8 +455,10 @@ public final class KvCacheManager implements AutoCloseable {
         try {
             PagedSequence q = checkLive(s);
             Objects.checkFromIndexSize(offset, length, tokenIds.length);
-            checkTokens(tokenIds, offset, length);
-            return appendLocked(q, tokenIds, offset, length);
+            // one read of the caller's array: what is checked, hashed and recorded cannot differ
+            // even if another thread changes the array meanwhile
+            int[] tokens = copyChecked(tokenIds, offset, length);
+            return appendLocked(q, tokens, 0, length);
         } finally {
             unlock(st);
         }
@@ -477,11 +481,12 @@ public final class KvCacheManager implements AutoCloseable {
         long st = lock.writeLock(); // the plan is one reused object
         try {
             PagedSequence q = checkLive(s);
-            checkTokens(tokenIds, 0, tokenIds.length);
-            if (tokenIds.length == 0) {
+            int n = tokenIds.length;
+            int[] tokens = copyChecked(tokenIds, 0, n);
+            if (n == 0) {
                 return new AppendEstimate(Refusal.NONE, 0, 0, 0, 0, pool.free());
             }
-            Refusal why = plan.plan(q, tokenIds, 0, tokenIds.length);
+            Refusal why = plan.plan(q, tokens, 0, n);
             return new AppendEstimate(why, plan.demand, plan.hitsFromCache, plan.hits * blockTokens, plan.winFreed,
                     plan.supply);
         } finally {
@@ -741,13 +746,16 @@ public final class KvCacheManager implements AutoCloseable {
         try {
             PagedSequence q = checkLive(s);
             Objects.checkFromIndexSize(offset, count, positions.length);
-            for (int i = offset; i < offset + count; i++) {
-                if (positions[i] < 0 || positions[i] >= q.length) {
-                    throw new IllegalArgumentException("position " + positions[i] + " outside 0.." + (q.length - 1)
+            int[] copy = scratch(count);
+            for (int i = 0; i < count; i++) {
+                int p = positions[offset + i]; // read once: checked and dropped are the same value
+                if (p < 0 || p >= q.length) {
+                    throw new IllegalArgumentException("position " + p + " outside 0.." + (q.length - 1)
                             + " of sequence '" + q.id + "'");
                 }
+                copy[i] = p;
             }
-            int released = retention.drop(q, positions, offset, count);
+            int released = retention.drop(q, copy, 0, count);
             if (notes.listening()) {
                 notes.event(new KvCacheEvent.TokensDropped(q.id, count, released));
             }
@@ -988,13 +996,24 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    private static void checkTokens(int[] tokens, int offset, int length) {
+    /** {@code tokens[offset, offset+length)} read once into the reusable scratch, each checked. */
+    private int[] copyChecked(int[] tokens, int offset, int length) {
+        int[] out = scratch(length);
         for (int i = 0; i < length; i++) {
-            if (tokens[offset + i] < 0) {
-                throw new IllegalArgumentException("token id must be >= 0, got "
-                        + tokens[offset + i] + " at index " + (offset + i));
+            int t = tokens[offset + i];
+            if (t < 0) {
+                throw new IllegalArgumentException("token id must be >= 0, got " + t + " at index " + (offset + i));
             }
+            out[i] = t;
         }
+        return out;
+    }
+
+    private int[] scratch(int n) {
+        if (scratch.length < n) {
+            scratch = new int[Math.max(n, scratch.length * 2)];
+        }
+        return scratch;
     }
 
     private void checkOpen() {
