@@ -6,6 +6,7 @@ import dev.kvcache.KvCacheListener;
 import dev.kvcache.KvCacheManager;
 import dev.kvcache.KvCacheStats;
 import dev.kvcache.PrefixKey;
+import dev.kvcache.TierStats;
 import jdk.jfr.Category;
 import jdk.jfr.DataAmount;
 import jdk.jfr.Enabled;
@@ -16,7 +17,9 @@ import jdk.jfr.Label;
 import jdk.jfr.Name;
 import jdk.jfr.Period;
 import jdk.jfr.StackTrace;
+import jdk.jfr.Timespan;
 
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -34,8 +37,15 @@ import java.util.Objects;
  *   <li>a periodic {@code dev.kvcache.Ledger} event (every second by default, configurable with the
  *       usual {@code period} setting) snapshots {@link KvCacheManager#ledger()}: the counters
  *       (window releases, refusals by kind, recomputed tokens, swapped bytes, idle-held memory)
- *       that no single event carries. {@link #emit()} commits one on demand (the simulator does so
- *       once per step).</li>
+ *       that no single event carries, and the tier counters (demoted and promoted blocks, tier hit
+ *       tokens, load misses, tier errors). {@link #emit()} commits one on demand (the simulator
+ *       does so once per step);</li>
+ *   <li>with each ledger event, from the same snapshot, one {@code dev.kvcache.Tier} event per tier
+ *       ({@link KvCacheLedger#tiers()}, in order): its name and level, blocks and bytes held,
+ *       capacity, puts and refused puts, loads, verification misses, evictions, bytes moved and
+ *       time spent copying. It has no period of its own: the ledger's hook commits it, so it
+ *       comes at the ledger's period and only while the ledger event is enabled (a recording
+ *       that wants tiers without ledgers can still call {@link #emit()}).</li>
  * </ul>
  * The ledger and lever events are on in any recording (they are few: one per refusal,
  * preemption or release, one ledger a second); {@code BlockStored} and {@code BlockRemoved} come
@@ -97,6 +107,38 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
         @Label("Swap Failures") long swapFailures;
         @Label("Callback Errors") @Description("Listener and KvStore.blockReleased calls that threw") long callbackErrors;
         @Label("Outstanding Preemption Records") int outstandingRecords;
+        @Label("Demoted Blocks") @Description("Evicted published blocks copied to the first tier") long demotedBlocks;
+        @Label("Promoted Blocks") @Description("Blocks loaded from a tier instead of recomputed") long promotedBlocks;
+        @Label("Tier Hit Tokens") @Description("Prompt tokens served by promoted blocks (also counted in prefix hit tokens)")
+        long tierHitTokens;
+        @Label("Tier Load Misses") @Description("Tier lookups that found a key but could not load it (verification, error)")
+        long tierLoadMisses;
+        @Label("Tier Errors") @Description("Tier calls that threw (each a miss)") long tierErrors;
+    }
+
+    // No @Period and no hook of its own: committed by the ledger's hook from the same snapshot, so a
+    // Tier event always agrees with the Ledger event beside it and follows the Ledger's period.
+    @Name("dev.kvcache.Tier")
+    @Label("KV Cache Tier")
+    @Category({"kvcache"})
+    @Description("Periodic snapshot of one tier below a KV cache manager's store, one event per tier, committed with each Ledger event")
+    @StackTrace(false)
+    static final class TierEvent extends Event {
+        @Label("Cache") String cache;
+        @Label("Tier") @Description("The tier's name") String tier;
+        @Label("Level") @Description("The tier's position below the store, 0 for the first (the one demotions go to)")
+        int level;
+        @Label("Blocks") @Description("Blocks held now") long blocks;
+        @Label("Held") @DataAmount @Description("Bytes held now") long bytes;
+        @Label("Capacity") @DataAmount @Description("The most it may hold") long capacityBytes;
+        @Label("Puts") @Description("Blocks taken") long puts;
+        @Label("Refused Puts") @Description("Puts refused (full, error)") long refusedPuts;
+        @Label("Loads") @Description("Blocks loaded") long loads;
+        @Label("Verification Misses") @Description("Loads refused because the held copy did not match or failed its checksum")
+        long verificationMisses;
+        @Label("Evictions") @Description("Blocks it dropped to make room") long evictions;
+        @Label("Moved") @DataAmount @Description("Bytes copied in and out") long bytesMoved;
+        @Label("Copy Time") @Timespan @Description("Time spent copying") long copyNanos;
     }
 
     @Name("dev.kvcache.AppendRefused")
@@ -300,10 +342,14 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
         return k == null ? null : k.toHex();
     }
 
-    /** Commits one ledger event now (when enabled); a no-op after {@link #close()}. */
+    /**
+     * Commits one ledger event and one tier event per tier now (those enabled), all from one
+     * {@link KvCacheManager#ledger()} snapshot; a no-op after {@link #close()}.
+     */
     public void emit() {
         LedgerEvent e = new LedgerEvent();
-        if (!e.isEnabled()) {
+        boolean tiers = new TierEvent().isEnabled();
+        if (!e.isEnabled() && !tiers) {
             return;
         }
         KvCacheLedger l;
@@ -347,7 +393,33 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
         e.swapFailures = l.swapFailures();
         e.callbackErrors = l.callbackErrors();
         e.outstandingRecords = l.outstandingRecords();
+        e.demotedBlocks = l.demotedBlocks();
+        e.promotedBlocks = l.promotedBlocks();
+        e.tierHitTokens = l.tierHitTokens();
+        e.tierLoadMisses = l.tierLoadMisses();
+        e.tierErrors = l.tierErrors();
         e.commit();
+        if (tiers) {
+            List<TierStats> ts = l.tiers();
+            for (int i = 0; i < ts.size(); i++) {
+                TierStats t = ts.get(i);
+                TierEvent te = new TierEvent();
+                te.cache = name;
+                te.tier = t.tier();
+                te.level = i;
+                te.blocks = t.blocks();
+                te.bytes = t.bytes();
+                te.capacityBytes = t.capacityBytes();
+                te.puts = t.puts();
+                te.refusedPuts = t.refusedPuts();
+                te.loads = t.loads();
+                te.verificationMisses = t.verificationMisses();
+                te.evictions = t.evictions();
+                te.bytesMoved = t.bytesMoved();
+                te.copyNanos = t.copyNanos();
+                te.commit();
+            }
+        }
     }
 
     /** Unregisters the listener and the periodic event. Idempotent. */

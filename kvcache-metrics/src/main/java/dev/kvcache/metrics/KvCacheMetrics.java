@@ -2,14 +2,20 @@ package dev.kvcache.metrics;
 
 import dev.kvcache.KvCacheLedger;
 import dev.kvcache.KvCacheManager;
+import dev.kvcache.TierStats;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Tag;
 import io.micrometer.core.instrument.Tags;
+import io.micrometer.core.instrument.binder.BaseUnits;
 import io.micrometer.core.instrument.binder.MeterBinder;
 
+import java.util.HashSet;
+import java.util.List;
 import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
 import java.util.function.ToDoubleFunction;
 
 /**
@@ -19,6 +25,17 @@ import java.util.function.ToDoubleFunction;
  * preemptions, recomputed tokens, swapped bytes, idle releases, dropped tokens, published and
  * aborted blocks, copy/swap/callback failures; outstanding preemption records as a gauge). Every meter is
  * named {@code kvcache.*} and tagged {@code cache=<name>}.
+ *
+ * <p>Tiers: function counters {@code kvcache.tier.demoted.blocks}, {@code kvcache.tier.promoted.blocks},
+ * {@code kvcache.tier.hit.tokens}, {@code kvcache.tier.load.misses} and {@code kvcache.tier.errors}
+ * for the manager as a whole, and per tier, tagged {@code tier=<name>} as well: gauges
+ * {@code kvcache.tier.blocks}, {@code kvcache.tier.memory.used} and {@code kvcache.tier.memory.capacity}
+ * (bytes), function counters {@code kvcache.tier.puts}, {@code kvcache.tier.refused.puts},
+ * {@code kvcache.tier.loads}, {@code kvcache.tier.verification.misses}, {@code kvcache.tier.evictions},
+ * {@code kvcache.tier.moved.bytes} (bytes) and {@code kvcache.tier.copy.time} (seconds). A
+ * manager's tiers are fixed when it is built, so they are registered once, at {@link #bindTo};
+ * a name that an earlier tier of the same manager already has is tagged {@code <name>#<level>}
+ * (level 0 is the first tier) so that two tiers never share a meter.
  *
  * <p>Meters read {@link KvCacheManager#ledger()} when scraped (it takes the manager's read lock);
  * nothing is added to the append path. Needs micrometer-core on the class or module path.
@@ -64,6 +81,59 @@ public final class KvCacheMetrics implements MeterBinder {
         counter(registry, "kvcache.callback.errors", KvCacheLedger::callbackErrors);
         gauge(registry, "kvcache.preemption.records", "preemption records issued and not yet resumed or discarded",
                 null, null, KvCacheLedger::outstandingRecords);
+        counter(registry, "kvcache.tier.demoted.blocks", KvCacheLedger::demotedBlocks);
+        counter(registry, "kvcache.tier.promoted.blocks", KvCacheLedger::promotedBlocks);
+        counter(registry, "kvcache.tier.hit.tokens", KvCacheLedger::tierHitTokens);
+        counter(registry, "kvcache.tier.load.misses", KvCacheLedger::tierLoadMisses);
+        counter(registry, "kvcache.tier.errors", KvCacheLedger::tierErrors);
+        List<TierStats> tiers = manager.ledger().tiers();
+        Set<String> names = new HashSet<>();
+        for (int i = 0; i < tiers.size(); i++) {
+            String name = tiers.get(i).tier();
+            bindTier(registry, i, names.add(name) ? name : name + "#" + i);
+        }
+    }
+
+    private void bindTier(MeterRegistry r, int level, String name) {
+        Tags t = tags.and("tier", name);
+        tierGauge(r, "kvcache.tier.blocks", "blocks the tier holds", null, t, level, TierStats::blocks);
+        tierGauge(r, "kvcache.tier.memory.used", "bytes the tier holds", BaseUnits.BYTES, t, level, TierStats::bytes);
+        tierGauge(r, "kvcache.tier.memory.capacity", "the most bytes the tier may hold", BaseUnits.BYTES, t, level,
+                TierStats::capacityBytes);
+        tierCounter(r, "kvcache.tier.puts", "blocks the tier took", null, t, level, TierStats::puts);
+        tierCounter(r, "kvcache.tier.refused.puts", "puts the tier refused (full, error)", null, t, level,
+                TierStats::refusedPuts);
+        tierCounter(r, "kvcache.tier.loads", "blocks loaded from the tier", null, t, level, TierStats::loads);
+        tierCounter(r, "kvcache.tier.verification.misses",
+                "loads refused because the held copy did not match or failed its checksum", null, t, level,
+                TierStats::verificationMisses);
+        tierCounter(r, "kvcache.tier.evictions", "blocks the tier dropped to make room", null, t, level,
+                TierStats::evictions);
+        tierCounter(r, "kvcache.tier.moved.bytes", "bytes copied into and out of the tier", BaseUnits.BYTES, t, level,
+                TierStats::bytesMoved);
+        // Copy time is a monotonic total with no matching count of copies in TierStats (a put of a
+        // held key copies nothing, a refused put or a failed load may have copied part), so a
+        // FunctionTimer would report a made-up count and mean. A function counter of seconds is the
+        // honest shape: rate() of it is the fraction of wall time spent copying, and dividing its rate
+        // by the rate of kvcache.tier.moved.bytes gives seconds per byte.
+        tierCounter(r, "kvcache.tier.copy.time", "time spent copying blocks into and out of the tier",
+                "seconds", t, level, s -> s.copyNanos() / (double) TimeUnit.SECONDS.toNanos(1));
+    }
+
+    private static TierStats tier(KvCacheManager m, int level) {
+        return m.ledger().tiers().get(level);
+    }
+
+    private void tierGauge(MeterRegistry r, String name, String help, String unit, Tags t, int level,
+                           ToDoubleFunction<TierStats> f) {
+        Gauge.builder(name, manager, m -> f.applyAsDouble(tier(m, level))).description(help).baseUnit(unit).tags(t)
+                .register(r);
+    }
+
+    private void tierCounter(MeterRegistry r, String name, String help, String unit, Tags t, int level,
+                             ToDoubleFunction<TierStats> f) {
+        FunctionCounter.builder(name, manager, m -> f.applyAsDouble(tier(m, level))).description(help).baseUnit(unit)
+                .tags(t).register(r);
     }
 
     private void gauge(MeterRegistry r, String name, String help, String tagKey, String tagValue,
