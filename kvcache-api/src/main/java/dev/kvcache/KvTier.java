@@ -26,7 +26,9 @@ public interface KvTier extends AutoCloseable {
 
     /**
      * How many leading keys of {@code keys[from, from + count)} this tier holds: it stops at the
-     * first key it lacks. One call for a whole prompt.
+     * first key it lacks. One call for a whole prompt. The manager loads what it found in the same
+     * call of its own, after allocations that may demote blocks into this tier, so a tier with an
+     * eviction order should refresh what it found (the first key most recent).
      */
     int leadingHits(PrefixKey[] keys, int from, int count);
 

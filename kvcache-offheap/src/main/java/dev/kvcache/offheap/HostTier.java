@@ -62,7 +62,8 @@ import java.util.zip.CRC32C;
  * again). Only then does the store import the bytes; the slot is touched. A store that throws is a
  * miss as well ({@link #failedLoads()}); the copy stays held (it was not at fault), and the store's
  * block may be partly written, which the manager never serves. A key not held is a plain miss.
- * {@link #leadingHits} only looks keys up (it does not touch the LRU order: asking is not using).
+ * {@link #leadingHits} refreshes the keys it finds, the first most recent: the manager loads them
+ * right after, and the same append's allocations may first demote blocks into this tier.
  *
  * <h2>Threads</h2>
  * Every method takes one lock, copies included, so a tier may be shared by several managers; a
@@ -195,6 +196,11 @@ public final class HostTier implements KvTier {
             int n = 0;
             while (n < count && keys[from + n] != null && find(keys[from + n]) != NONE) {
                 n++;
+            }
+            // the manager loads these next, after its own allocations may have demoted blocks into
+            // this tier: refresh them, the first most recent (a lost first key loses them all)
+            for (int i = n - 1; i >= 0; i--) {
+                touch(find(keys[from + i]));
             }
             return n;
         }
