@@ -103,8 +103,10 @@ import java.util.zip.CRC32C;
  * {@code verificationMisses}, and the file is deleted. An IO error reading it (the file vanished,
  * a device error) is a miss counted in {@link #ioErrors()}; the file is dropped from the index
  * and deleted if it can be. Only then does the store import the payload. A store that throws on
- * import is a miss as well ({@link #failedLoads()}); the file stays. {@link #leadingHits} only
- * looks the index up (asking is not using).
+ * import is a miss as well ({@link #failedLoads()}); the file stays. {@link #leadingHits} looks
+ * the index up and refreshes the keys it finds in the in-memory LRU order, the first most recent
+ * (the manager loads them right after, and the same append's allocations may first demote blocks
+ * into this tier); it does not touch the files (the load sets their time).
  *
  * <h2>Threads</h2>
  * Every method takes one lock, file IO included, so a tier may be shared by several managers.
@@ -302,6 +304,11 @@ public final class DiskTier implements KvTier {
             int n = 0;
             while (n < count && keys[from + n] != null && index.containsKey(keys[from + n])) {
                 n++;
+            }
+            // the manager loads these next, after its own allocations may have demoted blocks into
+            // this tier: refresh them, the first most recent (a lost first key loses them all)
+            for (int i = n - 1; i >= 0; i--) {
+                index.get(keys[from + i]);
             }
             return n;
         }

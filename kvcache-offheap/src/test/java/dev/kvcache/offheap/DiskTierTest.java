@@ -462,14 +462,12 @@ class DiskTierTest {
             for (int i = 0; i < 3; i++) {
                 assertTrue(tier.put(entry(l, i), store, i));
             }
-            assertEquals(3, tier.leadingHits(keys, 0, 5));
-            assertArrayEquals(new PrefixKey[] {key(0), key(1), key(2)}, tier.lruOrderForTest(), "asking is not using");
+            assertArrayEquals(new PrefixKey[] {key(0), key(1), key(2)}, tier.lruOrderForTest());
             assertTrue(tier.load(entry(l, 0), store, 5)); // touches 0
             assertTrue(tier.put(entry(l, 3), store, 3));  // evicts 1
             assertArrayEquals(new PrefixKey[] {key(2), key(0), key(3)}, tier.lruOrderForTest());
             assertFalse(Files.exists(tier.fileOf(key(1))), "its file is deleted");
             assertEquals(1, tier.stats().evictions());
-            assertEquals(1, tier.leadingHits(keys, 0, 5));
             assertFalse(tier.load(entry(l, 1), store, 5));
             assertTrue(tier.put(entry(l, 2), store, 2));  // re-put: only a touch
             assertArrayEquals(new PrefixKey[] {key(0), key(3), key(2)}, tier.lruOrderForTest());
@@ -487,6 +485,8 @@ class DiskTierTest {
                 assertTrue(tier.load(entry(l, i), store, 5));
                 assertArrayEquals(bytes[i], export(store, 5), "key " + i);
             }
+            assertEquals(0, tier.leadingHits(keys, 0, 5), "0 and 1 evicted");
+            assertEquals(3, tier.leadingHits(keys, 2, 3));
             assertTrue(tier.remove(key(3)));
             assertFalse(Files.exists(tier.fileOf(key(3))));
             assertFalse(tier.remove(key(3)));
@@ -495,6 +495,35 @@ class DiskTierTest {
             assertEquals(2, tier.stats().evictions());
             assertTrue(tier.load(entry(l, 1), store, 5));
             assertArrayEquals(bytes[1], export(store, 5));
+        }
+    }
+
+    /**
+     * A lookup's hits are about to be loaded by the same append, whose own allocations may demote
+     * blocks into this tier first: the hits are refreshed (first key most recent), so those
+     * demotions evict other files; a lookup reads and writes no file.
+     */
+    @Test
+    void aLookupRefreshesItsHitsFirstKeyMostRecent() throws IOException {
+        KvLayout l = layout(KvFormats.F16);
+        SplittableRandom r = new SplittableRandom(6);
+        try (OffHeapKvStore store = OffHeapKvStore.allocate(l, 4);
+             DiskTier tier = DiskTier.open(dir, l, 3 * l.bytesPerBlock())) {
+            for (int b = 0; b < 4; b++) {
+                fill(store, b, BLOCK_TOKENS, r);
+            }
+            for (int i = 0; i < 3; i++) {
+                assertTrue(tier.put(entry(l, i), store, i));
+            }
+            assertArrayEquals(new PrefixKey[] {key(0), key(1), key(2)}, tier.lruOrderForTest());
+            FileTime t0 = Files.getLastModifiedTime(tier.fileOf(key(0)));
+            assertEquals(2, tier.leadingHits(new PrefixKey[] {key(0), key(1), key(3)}, 0, 3));
+            assertArrayEquals(new PrefixKey[] {key(2), key(1), key(0)}, tier.lruOrderForTest());
+            assertEquals(t0, Files.getLastModifiedTime(tier.fileOf(key(0))), "a lookup touches no file");
+            assertTrue(tier.put(entry(l, 3), store, 3)); // evicts 2, not the looked-up 0 and 1
+            assertArrayEquals(new PrefixKey[] {key(1), key(0), key(3)}, tier.lruOrderForTest());
+            assertFalse(Files.exists(tier.fileOf(key(2))));
+            assertEquals(3 * l.bytesPerBlock() + l.bytesPerBlock(), tier.stats().bytesMoved(), "a lookup moves no bytes");
         }
     }
 
