@@ -1,7 +1,9 @@
 package dev.kvcache.cli;
 
 import dev.kvcache.CapacityPlanner;
+import dev.kvcache.KvCacheLedger;
 import dev.kvcache.KvCacheManager;
+import dev.kvcache.TierStats;
 import dev.kvcache.metrics.KvCacheJfr;
 import dev.kvcache.KvFormat;
 import dev.kvcache.KvLayout;
@@ -33,8 +35,9 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "simulate", mixinStandardHelpOptions = true,
         description = {"Replay a serving workload through the real KvCacheManager, configurations side by side.",
-                "Contiguous preallocation (the baseline), paged, + prefix sharing, + FP8 / Q4_0 / KIVI-2,",
-                "+ sliding window, + idle release: what each relieved and what it cost, per route and over time."})
+                "Contiguous preallocation (the baseline), paged, + prefix sharing, + host tier,",
+                "+ FP8 / Q4_0 / KIVI-2, + sliding window, + idle release: what each relieved",
+                "and what it cost, per route and over time."})
 final class SimulateCommand implements Callable<Integer> {
 
     @Spec
@@ -82,6 +85,14 @@ final class SimulateCommand implements Callable<Integer> {
             description = "fraction of the pool kept free when admitting; 0 fills the pool and lets decode growth preempt (default: ${DEFAULT-VALUE})")
     double watermark;
 
+    @Option(names = "--host-budget", paramLabel = "SIZE",
+            description = "host memory of the '+ host tier' row's tier, which keeps evicted prefix blocks (default: 2x --budget)")
+    String hostBudget;
+
+    @Option(names = "--host-link", paramLabel = "GB/s", defaultValue = "64",
+            description = "host-link bandwidth per direction in GB/s (10^9 bytes/s), which prices the host tier's copies (default: ${DEFAULT-VALUE}, PCIe Gen5 x16)")
+    String hostLink;
+
     @Option(names = "--chart", paramLabel = "FILE.svg", description = "write memory in use over time as an SVG chart")
     Path chart;
 
@@ -98,7 +109,11 @@ final class SimulateCommand implements Callable<Integer> {
         int longest = routes.stream().mapToInt(Workload.Route::activeTokens).max().orElseThrow();
         int maxLen = maxModelLen != null ? maxModelLen : longest;
         Simulator.Settings settings = new Simulator.Settings(budget, steps, decodeChunk, prefillChunk, maxLen,
-                sinks, window, idleDeadline, watermark);
+                sinks, window, idleDeadline, watermark, hostBudgetBytes(), hostLinkGBps());
+        if (settings.hostBudgetBytes() < base.bytesPerBlock()) {
+            throw new IllegalArgumentException("--host-budget of " + Sizes.human(settings.hostBudgetBytes())
+                    + " holds less than one block (" + Sizes.human(base.bytesPerBlock()) + ")");
+        }
         Simulator sim = new Simulator(base, routes, settings);
 
         header(out, model, base, routes, settings);
@@ -157,6 +172,39 @@ final class SimulateCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** {@code --host-budget}, or twice {@code --budget}; one line naming the flag when it is not a size > 0. */
+    private long hostBudgetBytes() {
+        if (hostBudget == null) {
+            return budget > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * budget;
+        }
+        long b;
+        try {
+            b = Sizes.parse(hostBudget);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--host-budget: " + e.getMessage());
+        }
+        if (b <= 0) {
+            throw new IllegalArgumentException("--host-budget must be > 0 bytes, got " + hostBudget);
+        }
+        return b;
+    }
+
+    private static final java.util.regex.Pattern DECIMAL = java.util.regex.Pattern.compile("-?\\d+(\\.\\d+)?");
+
+    /** {@code --host-link} in GB/s; one line naming the flag when it is not a number > 0. */
+    private double hostLinkGBps() {
+        String v = hostLink.strip();
+        if (!DECIMAL.matcher(v).matches()) {
+            throw new IllegalArgumentException("--host-link: '" + hostLink
+                    + "' is not a bandwidth; give GB/s per direction, e.g. 64 (PCIe Gen5 x16) or 32 (Gen4)");
+        }
+        double g = Double.parseDouble(v);
+        if (!(g > 0) || !Double.isFinite(g)) {
+            throw new IllegalArgumentException("--host-link must be a finite number > 0 (GB/s), got " + hostLink);
+        }
+        return g;
+    }
+
     /** Attaches a JFR bridge to each manager and commits one ledger event per step. */
     private static final class JfrObserver implements Simulator.Observer {
         private final Map<Simulator.Config, KvCacheJfr> bridges = new HashMap<>();
@@ -190,6 +238,9 @@ final class SimulateCommand implements Callable<Integer> {
                 Sizes.count(base.bytesPerToken()), Sizes.human(base.bytesPerToken()));
         out.printf(Locale.ROOT, "budget    %s of KV memory; blocks of %d tokens (%s each)%n",
                 Sizes.human(s.budgetBytes()), base.blockTokens(), Sizes.human(base.bytesPerBlock()));
+        out.printf(Locale.ROOT, "host      %s of host memory for '+ host tier' (%s blocks); host link %s GB/s per direction%n",
+                Sizes.human(s.hostBudgetBytes()), Sizes.count(s.hostBudgetBytes() / base.bytesPerBlock()),
+                gbps(s.hostLinkGBps()));
         out.printf(Locale.ROOT, "time      %d steps; a step = each running request appends %d decode tokens; "
                         + "prefill in appends of %s tokens%n", s.steps(), s.decodeChunk(), Sizes.count(s.prefillChunk()));
         out.printf(Locale.ROOT, "workload  %s%n", workload == null ? "built-in" : workload.toString());
@@ -244,6 +295,12 @@ final class SimulateCommand implements Callable<Integer> {
             return "- (baseline)";
         }
         String deltas = deltas(r, b);
+        if (c.hostTier()) {
+            KvCacheLedger l = r.finalLedger();
+            return String.format(Locale.ROOT, "%s prompt tokens served from the host tier, not recomputed; recomputed tok %s -> %s; %s",
+                    Sizes.count(l.tierHitTokens()), Sizes.count(b.recomputedTokens()), Sizes.count(r.recomputedTokens()),
+                    deltas);
+        }
         if (!c.prefixCaching() && c.paged()) {
             return "blocks only for written tokens; " + deltas;
         }
@@ -267,6 +324,17 @@ final class SimulateCommand implements Callable<Integer> {
 
     private static String cost(Simulator.Result r, Simulator.Result b, Simulator.Settings s) {
         Simulator.Config c = r.config();
+        if (c.hostTier()) {
+            KvCacheLedger l = r.finalLedger();
+            TierStats t = l.tiers().getFirst();
+            long up = t.loads() * r.layout().bytesPerBlock();
+            long down = t.bytesMoved() - up;
+            return String.format(Locale.ROOT, "%s blocks demoted, %s promoted: %s over the host link (%s down, %s up) "
+                            + "= %.2f s of copies at %s GB/s; %s of %s host tier held at the end, %s evicted from it",
+                    Sizes.count(l.demotedBlocks()), Sizes.count(l.promotedBlocks()), Sizes.human(t.bytesMoved()),
+                    Sizes.human(down), Sizes.human(up), s.copySeconds(t.bytesMoved()), gbps(s.hostLinkGBps()),
+                    Sizes.human(t.bytes()), Sizes.human(t.capacityBytes()), Sizes.count(t.evictions()));
+        }
         if (!c.paged()) {
             return "reserves " + Sizes.count(s.maxModelLen()) + " tokens ("
                     + Sizes.human(CapacityPlanner.contiguousBytes(r.layout(), 1, s.maxModelLen()))
@@ -294,6 +362,11 @@ final class SimulateCommand implements Callable<Integer> {
         }
         return String.format(Locale.ROOT, "%s cached blocks evicted for reuse; a hash per full block",
                 Sizes.count(r.evictedBlocks()));
+    }
+
+    /** "64", "12.5": a bandwidth as typed, without a trailing ".0". */
+    private static String gbps(double g) {
+        return g == Math.rint(g) && g < 1e15 ? String.format(Locale.ROOT, "%.0f", g) : String.valueOf(g);
     }
 
     private static String deltas(Simulator.Result r, Simulator.Result b) {

@@ -9,6 +9,7 @@ import dev.kvcache.KvFormat;
 import dev.kvcache.KvFormats;
 import dev.kvcache.IdleRelease;
 import dev.kvcache.KvLayout;
+import dev.kvcache.KvStore;
 import dev.kvcache.PreemptedSequence;
 import dev.kvcache.PreemptionMode;
 import dev.kvcache.Sequence;
@@ -64,12 +65,39 @@ import java.util.Objects;
  * No manager: each admitted request reserves
  * {@link CapacityPlanner#contiguousBytes contiguousBytes(layout, 1, maxModelLen)} up front, as an
  * engine without paging preallocates its maximum length, and never needs more.
+ *
+ * <h2>The host tier</h2>
+ * The {@code + host tier} row is {@code paged + prefix sharing} with a {@link SimulatedTier} of
+ * {@link Settings#hostBudgetBytes} below the pool, through a store that holds no KV (the manager
+ * needs one for tiers): the manager demotes every published block it evicts for reuse to the tier
+ * and promotes a prompt's blocks the pool no longer holds from it, and those tokens
+ * ({@link KvCacheLedger#tierHitTokens()}) are served instead of computed. Its cost is copy time:
+ * the tier's bytes moved (one block per copying put and per load) over a host link of
+ * {@link Settings#hostLinkGBps} GB/s ({@link Settings#copySeconds}), computed, not measured.
+ * Blocks still count the same: a promoted block takes the fresh block a miss would have taken.
  */
 final class Simulator {
 
-    /** Run-wide knobs; see the class comment. */
+    /** The host tier's default host-link bandwidth, GB/s (10^9 bytes/s) per direction: PCIe Gen5 x16. */
+    static final double DEFAULT_HOST_LINK_GBPS = 64;
+
+    /**
+     * Run-wide knobs; see the class comment. {@code hostBudgetBytes} is the host memory of the
+     * {@code + host tier} row's tier, {@code hostLinkGBps} the host link's bandwidth per direction
+     * in GB/s (10^9 bytes per second), which prices the tier's copies.
+     */
     record Settings(long budgetBytes, int steps, int decodeChunk, int prefillChunk, int maxModelLen,
-                    int sinkTokens, int windowTokens, int idleDeadlineSteps, double watermark) {
+                    int sinkTokens, int windowTokens, int idleDeadlineSteps, double watermark,
+                    long hostBudgetBytes, double hostLinkGBps) {
+
+        /** Host tier of twice the GPU budget, on a PCIe Gen5 x16 link. */
+        Settings(long budgetBytes, int steps, int decodeChunk, int prefillChunk, int maxModelLen,
+                 int sinkTokens, int windowTokens, int idleDeadlineSteps, double watermark) {
+            this(budgetBytes, steps, decodeChunk, prefillChunk, maxModelLen, sinkTokens, windowTokens,
+                    idleDeadlineSteps, watermark,
+                    budgetBytes > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * budgetBytes, DEFAULT_HOST_LINK_GBPS);
+        }
+
         Settings {
             positive("steps", steps);
             positive("decodeChunk", decodeChunk);
@@ -86,6 +114,17 @@ final class Simulator {
             if (!(watermark >= 0 && watermark < 1)) {
                 throw new IllegalArgumentException("watermark must be in [0, 1), got " + watermark);
             }
+            if (hostBudgetBytes <= 0) {
+                throw new IllegalArgumentException("host budget must be > 0 bytes, got " + hostBudgetBytes);
+            }
+            if (!(hostLinkGBps > 0 && Double.isFinite(hostLinkGBps))) {
+                throw new IllegalArgumentException("host link must be > 0 GB/s and finite, got " + hostLinkGBps);
+            }
+        }
+
+        /** Seconds the host link takes to move {@code bytes} at {@link #hostLinkGBps}. */
+        double copySeconds(long bytes) {
+            return bytes / (hostLinkGBps * 1e9);
         }
 
         private static void positive(String what, int v) {
@@ -95,9 +134,25 @@ final class Simulator {
         }
     }
 
-    /** One configuration row. {@code format} null means the base layout's format. */
+    /**
+     * One configuration row. {@code format} null means the base layout's format. {@code hostTier}:
+     * a {@link SimulatedTier} of {@link Settings#hostBudgetBytes} below the pool (needs prefix
+     * caching), so evicted published blocks are demoted to it and come back from it.
+     */
     record Config(String name, boolean paged, KvFormat format, boolean prefixCaching, boolean window,
-                  boolean idleRelease, String comparedTo) {
+                  boolean idleRelease, String comparedTo, boolean hostTier) {
+
+        Config {
+            if (hostTier && !(paged && prefixCaching)) {
+                throw new IllegalArgumentException("config '" + name + "': a host tier needs paging and prefix caching");
+            }
+        }
+
+        /** A row without a host tier. */
+        Config(String name, boolean paged, KvFormat format, boolean prefixCaching, boolean window,
+               boolean idleRelease, String comparedTo) {
+            this(name, paged, format, prefixCaching, window, idleRelease, comparedTo, false);
+        }
     }
 
     /** The side-by-side rows: contiguous, paged, then each mechanism on top of paged + prefix sharing. */
@@ -106,6 +161,7 @@ final class Simulator {
         c.add(new Config("contiguous", false, null, false, false, false, null));
         c.add(new Config("paged", true, null, false, false, false, "contiguous"));
         c.add(new Config("paged + prefix sharing", true, null, true, false, false, "paged"));
+        c.add(new Config("  + host tier", true, null, true, false, false, "paged + prefix sharing", true));
         for (KvFormat f : List.of(KvFormats.FP8_E4M3, KvFormats.Q4_0, KvFormats.KIVI_2)) {
             if (f != base) {
                 c.add(new Config("  + " + f.name(), true, f, true, false, false, "paged + prefix sharing"));
@@ -216,6 +272,10 @@ final class Simulator {
         this.baseLayout = Objects.requireNonNull(baseLayout, "layout");
         this.routes = List.copyOf(routes);
         this.settings = Objects.requireNonNull(settings, "settings");
+        if (settings.hostBudgetBytes() < baseLayout.bytesPerBlock()) {
+            throw new IllegalArgumentException("host budget of " + settings.hostBudgetBytes()
+                    + " bytes holds less than one block of " + baseLayout.bytesPerBlock() + " bytes");
+        }
         for (Workload.Route r : routes) {
             if (r.activeTokens() > settings.maxModelLen()) {
                 throw new IllegalArgumentException("route '" + r.name() + "' needs " + r.activeTokens()
@@ -593,6 +653,7 @@ final class Simulator {
         long t0 = System.nanoTime();
         KvLayout layout = c.format() == null ? baseLayout : baseLayout.withFormat(c.format());
         KvCacheManager manager = null;
+        SimulatedTier tier = null;
         Pool pool;
         long[] clock = {0};
         if (c.paged()) {
@@ -607,6 +668,12 @@ final class Simulator {
             }
             if (c.idleRelease()) {
                 b.idleLease(Duration.ofSeconds(settings.idleDeadlineSteps()));
+            }
+            if (c.hostTier()) {
+                // the manager demotes to and promotes from a tier only through a store
+                int blocks = (int) Math.min(Integer.MAX_VALUE, settings.budgetBytes() / layout.bytesPerBlock());
+                tier = new SimulatedTier(layout, settings.hostBudgetBytes());
+                b.store(new BytelessStore(layout, blocks)).tier(tier);
             }
             manager = b.build();
             observer.managerCreated(c, manager);
@@ -624,6 +691,68 @@ final class Simulator {
                 }
                 manager.close();
             }
+            if (tier != null) {
+                tier.close();
+            }
+        }
+    }
+
+    /**
+     * The store of the {@code + host tier} row: the layout and block count of the pool and no KV.
+     * Block copies (copy-on-write, export to a tier, import from it) do nothing, since the
+     * simulator computes no KV; reading or writing KV is a bug and throws.
+     */
+    private static final class BytelessStore implements KvStore {
+        private final KvLayout layout;
+        private final int blocks;
+
+        BytelessStore(KvLayout layout, int blocks) {
+            this.layout = layout;
+            this.blocks = blocks;
+        }
+
+        @Override
+        public KvLayout layout() {
+            return layout;
+        }
+
+        @Override
+        public int blocks() {
+            return blocks;
+        }
+
+        @Override
+        public void write(int layer, long slot, float[] k, float[] v) {
+            throw new UnsupportedOperationException("the simulator's store holds no KV");
+        }
+
+        @Override
+        public void readKey(int layer, long slot, float[] out) {
+            throw new UnsupportedOperationException("the simulator's store holds no KV");
+        }
+
+        @Override
+        public void readValue(int layer, long slot, float[] out) {
+            throw new UnsupportedOperationException("the simulator's store holds no KV");
+        }
+
+        @Override
+        public void copyBlock(int srcBlock, int dstBlock) {
+            // no bytes to copy
+        }
+
+        @Override
+        public void exportBlock(int block, java.lang.foreign.MemorySegment dst) {
+            // no bytes to export
+        }
+
+        @Override
+        public void importBlock(int block, java.lang.foreign.MemorySegment src) {
+            // no bytes to import
+        }
+
+        @Override
+        public void close() {
         }
     }
 

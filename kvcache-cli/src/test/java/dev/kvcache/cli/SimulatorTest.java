@@ -148,8 +148,8 @@ class SimulatorTest {
 
         var events = jdk.jfr.consumer.RecordingFile.readAllEvents(jfr);
         var ledgers = events.stream().filter(e -> e.getEventType().getName().equals("dev.kvcache.Ledger")).toList();
-        // one per step for each of the 7 paged configurations
-        assertEquals(7 * 120, ledgers.size());
+        // one per step for each of the 8 paged configurations
+        assertEquals(8 * 120, ledgers.size());
         long maxFailures = ledgers.stream().mapToLong(e -> e.getLong("allocationFailures")).max().orElse(0);
         assertTrue(maxFailures > 0, "the default run has allocation failures; JFR shows them");
         // the levers' own events: refusals, preemptions (their count matches the ledger), idle releases
