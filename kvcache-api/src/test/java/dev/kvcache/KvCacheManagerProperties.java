@@ -193,6 +193,22 @@ class KvCacheManagerProperties {
                 BROAD);
     }
 
+    /**
+     * Found on a fresh clone (2026-12-03): a prompt's promoted blocks are published after the
+     * append's allocations, and a stale entry their publication replaced went to the empty pool
+     * after an eviction had taken a cached block; the model took that empty block for an eviction
+     * out of order.
+     */
+    @Example
+    void aStaleEntryReplacedByAPromotedBlockEmptiesAfterTheAllocations() {
+        ManagerModel.run(new Config(4, 2, true, true, 0, 0, false, 3), List.of(
+                new Op.Open(0, 0), new Op.Append(0, List.of(1, 6, 4, 2, 0)), new Op.Commit(0),
+                new Op.Preempt(0, true), new Op.Open(0, 0), new Op.Resume(0), new Op.Append(0, List.of(0)),
+                new Op.FailingCopyAppend(0, List.of(0)), new Op.AbortedAppend(0, List.of(0)), new Op.Open(0, 0),
+                new Op.Open(0, 0), new Op.Open(0, 0), new Op.Append(0, List.of(1, 6, 4, 2, 0)), new Op.Commit(0)),
+                BROAD);
+    }
+
     // ------------------------------------------------------------------ generators
 
     @Provide
