@@ -15,7 +15,10 @@ import java.util.function.LongSupplier;
  * of it; and when the pool is so full that only a block the sliding window frees in this call can
  * take the copy, that window release, which the next append would make anyway, stays.) Then the
  * previous call's blocks are published (their KV is written now), the window releases, hits are
- * taken before any allocation, and the new blocks are allocated; none of that can fail.
+ * taken before any allocation, and the new blocks are allocated; none of that can fail. Last,
+ * blocks a tier holds are loaded into new blocks the append took anyway ({@link Tiers}): a tier
+ * that misses, fails its verification or throws only means fewer served tokens, never a moved
+ * block, reference or charge.
  */
 final class Appender {
 

@@ -60,7 +60,8 @@ import java.util.function.LongSupplier;
  * <h2>All or nothing</h2>
  * A refused call (-1, null or an exception for bad input) changes nothing apart from refusal
  * counters. The one fallible step inside a change, a copy-on-write copy, runs before anything else
- * moves ({@link Appender}). Listeners and {@link KvStore#blockReleased} run after the change is
+ * moves ({@link Appender}); tier calls (demotion, lookup, load) are caught and count as misses
+ * ({@link Tiers}). Listeners and {@link KvStore#blockReleased} run after the change is
  * complete; one that throws is counted in {@link KvCacheLedger#callbackErrors()} and logged, and
  * cannot corrupt the accounting.
  *
