@@ -19,7 +19,6 @@ final class AppendPlan {
     private final PrefixIndex index;
     private final TenantAccounts accounts;
     private final Admission admission;
-    private final Tiers tiers;
     private final int blockTokens;
     private final boolean prefixCaching;
     private final int sinkTokens;
@@ -30,8 +29,8 @@ final class AppendPlan {
     int winTo;
     int winFreed;
     int hits;
-    /** Blocks after the hits that a tier holds: fresh blocks like misses, loaded instead of computed. */
-    int tierHits;
+    /** Blocks the lookup may take from the prompt: (n-1)/B, never the call's last token. */
+    int maxHits;
     int hitsFromCache;
     boolean lookup;
     boolean cow;
@@ -42,13 +41,12 @@ final class AppendPlan {
     long[] hitHashes = new long[16];
     int[] hitBlocks = new int[16];
 
-    AppendPlan(BlockPool pool, PrefixIndex index, TenantAccounts accounts, Admission admission, Tiers tiers,
-               int blockTokens, boolean prefixCaching, int sinkTokens, int windowTokens) {
+    AppendPlan(BlockPool pool, PrefixIndex index, TenantAccounts accounts, Admission admission, int blockTokens,
+               boolean prefixCaching, int sinkTokens, int windowTokens) {
         this.pool = pool;
         this.index = index;
         this.accounts = accounts;
         this.admission = admission;
-        this.tiers = tiers;
         this.blockTokens = blockTokens;
         this.prefixCaching = prefixCaching;
         this.sinkTokens = sinkTokens;
@@ -96,12 +94,12 @@ final class AppendPlan {
 
         // prefix hits: first append only, never the call's last token, each proven structurally
         hits = 0;
-        tierHits = 0;
+        maxHits = 0;
         hitsFromCache = 0;
         int hitsNewToTenant = 0;
         lookup = prefixCaching && oldLen == 0;
         if (lookup) {
-            int maxHits = (n - 1) / B;
+            maxHits = (n - 1) / B;
             ensureScratch(maxHits);
             hits = index.match(q.salt, q.scope, tokens, off, maxHits, hitBlocks, hitHashes);
             for (int j = 0; j < hits; j++) {
@@ -112,9 +110,6 @@ final class AppendPlan {
                 if (quota && accounts.refs(b, t) == 0) {
                     hitsNewToTenant++;
                 }
-            }
-            if (tiers != null) {
-                tierHits = tiers.lookup(q, tokens, off, hits, maxHits, hits > 0 ? index.key(hitBlocks[hits - 1]) : null);
             }
         }
 

@@ -28,6 +28,7 @@ final class Appender {
     private final Admission admission;
     private final AppendPlan plan;
     private final Tiers tiers;
+    private final PrefixIndex index;
     private final Counters counters;
     private final BlockCopier copier;
     private final LongSupplier clock;
@@ -36,13 +37,15 @@ final class Appender {
     private int pendingCopyCount;
 
     Appender(BlockPool pool, Retention retention, Publisher publisher, Admission admission, AppendPlan plan,
-             Tiers tiers, Counters counters, BlockCopier copier, LongSupplier clock, int blockTokens) {
+             Tiers tiers, PrefixIndex index, Counters counters, BlockCopier copier, LongSupplier clock,
+             int blockTokens) {
         this.pool = pool;
         this.retention = retention;
         this.publisher = publisher;
         this.admission = admission;
         this.plan = plan;
         this.tiers = tiers;
+        this.index = index;
         this.counters = counters;
         this.copier = copier;
         this.clock = clock;
@@ -96,6 +99,11 @@ final class Appender {
             publisher.hit(q, b, plan.hitHashes[j], j);
         }
         q.held += plan.hits;
+        // tiers are asked only once the append is admitted, and only past the store's own hits
+        // (a refused or estimated append never costs a tier lookup)
+        int tierHits = tiers != null && plan.lookup && plan.hits < plan.maxHits
+                ? tiers.lookup(q, tokens, off, plan.hits, plan.maxHits, plan.hits > 0 ? index.key(plan.hitBlocks[plan.hits - 1]) : null)
+                : 0;
         System.arraycopy(tokens, off, q.tokens, oldLen, n);
         for (int i = oldBlocks + plan.hits; i < newBlocks; i++) {
             q.table[i] = pool.allocate(q);
@@ -104,9 +112,9 @@ final class Appender {
         q.tableSize = newBlocks;
         q.length = newLen;
         int served = plan.hits;
-        if (plan.tierHits > 0) {
+        if (tierHits > 0) {
             // loaded into blocks taken anyway; a failed load only means the engine computes it
-            int loaded = tiers.promote(q, plan.hits, plan.tierHits);
+            int loaded = tiers.promote(q, plan.hits, tierHits);
             if (loaded > 0) {
                 served += loaded;
                 counters.prefixHitTokens += (long) loaded * B;

@@ -128,11 +128,11 @@ public final class KvCacheManager implements AutoCloseable {
         pool = new BlockPool(blocks, b.policy, index, accounts, notes, tiers);
         publisher = new Publisher(index, pool, notes, counters, blockTokens, b.prefixCaching, tiers);
         admission = new Admission(blocks, b.watermark, b.requireMaxTokens, counters, notes);
-        plan = new AppendPlan(pool, index, accounts, admission, tiers, blockTokens, b.prefixCaching, b.sinkTokens,
+        plan = new AppendPlan(pool, index, accounts, admission, blockTokens, b.prefixCaching, b.sinkTokens,
                 b.windowTokens);
         retention = new Retention(pool, admission, counters, blockTokens);
-        appender = new Appender(pool, retention, publisher, admission, plan, tiers, counters, copier, b.clock,
-                blockTokens);
+        appender = new Appender(pool, retention, publisher, admission, plan, tiers, index, counters, copier,
+                b.clock, blockTokens);
         leases = new LeaseTracker(b.clock, b.leaseNanos > 0 || b.clockSet, b.leaseNanos, layout.bytesPerBlock());
         sequences = new Sequences(this, lock, blockTokens, shareAcrossTenants, accounts, index, pool, admission,
                 counters, leases);

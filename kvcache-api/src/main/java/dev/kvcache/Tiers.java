@@ -26,6 +26,9 @@ import java.util.List;
  */
 final class Tiers {
 
+    /** Keys asked of a tier per call while a prompt's blocks keep hitting. */
+    private static final int KEY_BATCH = 32;
+
     private final KvTier[] tiers;
     private final KvStore store;
     private final long fingerprint;
@@ -101,26 +104,53 @@ final class Tiers {
             hi = hasher.hi;
             lo = hasher.lo;
         }
-        for (int j = start; j < maxHits; j++) {
-            hasher.block(hi, lo, tokens, off + j * blockTokens, blockTokens);
-            hi = hasher.hi;
-            lo = hasher.lo;
-            keys[j] = new PrefixKey(hi, lo);
-        }
-        for (int t = 0; t < tiers.length; t++) {
-            int n;
-            try {
-                n = tiers[t].leadingHits(keys, hits, maxHits - hits);
-            } catch (RuntimeException e) {
-                errors++;
-                continue;
+        // keys in batches: a prompt whose next block no tier holds costs one batch of digests, not
+        // one per block of the prompt
+        int from = hits;
+        int j = start;
+        int found = 0;
+        int tier = -1;
+        while (from < maxHits) {
+            int end = Math.min(maxHits, from + KEY_BATCH);
+            for (; j < end; j++) {
+                hasher.block(hi, lo, tokens, off + j * blockTokens, blockTokens);
+                hi = hasher.hi;
+                lo = hasher.lo;
+                keys[j] = new PrefixKey(hi, lo);
             }
+            int n = tier < 0 ? firstHolding(from, end - from) : leading(tier, from, end - from);
+            if (tier < 0 && n > 0) {
+                tier = lookupTier;
+            }
+            found += n;
+            if (n < end - from) {
+                break;
+            }
+            from = end;
+        }
+        lookupTier = found > 0 ? tier : -1;
+        return found;
+    }
+
+    /** The first tier holding keys[from]: how many it holds from there (lookupTier set), or 0. */
+    private int firstHolding(int from, int count) {
+        for (int t = 0; t < tiers.length; t++) {
+            int n = leading(t, from, count);
             if (n > 0) {
                 lookupTier = t;
-                return Math.min(n, maxHits - hits);
+                return n;
             }
         }
         return 0;
+    }
+
+    private int leading(int t, int from, int count) {
+        try {
+            return Math.min(count, tiers[t].leadingHits(keys, from, count));
+        } catch (RuntimeException e) {
+            errors++;
+            return 0;
+        }
     }
 
     /**
