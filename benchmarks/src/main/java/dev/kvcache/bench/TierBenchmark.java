@@ -36,7 +36,9 @@ import java.util.concurrent.TimeUnit;
  *       takes (export, checksum). {@code evictingAppendNoTier} is the same without a tier, and
  *       {@code copyOneBlock} one block's {@code MemorySegment.copy} ({@code copyOneColdBlock} from a
  *       rotating one of 16, as an eviction reads; {@code crcOneBlock} the checksum the tier takes).
- *       Target: with a tier at most 1.1x (without + one copy).</li>
+ *       Target: with a tier at most 1.1x (without + one copy). {@code evictingAppendWithAsyncTier}
+ *       is the same with a {@link HostTier.Checksum#ASYNC} tier: the put copies and returns, the
+ *       tier's own thread takes the checksum.</li>
  * </ul>
  * The layout (8 layers, 8 KV heads, head size 128, 16-token blocks, F16) makes a block 512 KiB,
  * so a call moves megabytes and the manager's own bookkeeping is in the noise.
@@ -180,11 +182,11 @@ public class TierBenchmark {
         final int[] block = new int[16];
         int next;
 
-        void build(boolean withTier) {
+        void build(HostTier.Checksum withTier) {
             store = OffHeapKvStore.allocate(LAYOUT, 16);
             KvCacheManager.Builder b = KvCacheManager.builder(LAYOUT).store(store);
-            if (withTier) {
-                tier = HostTier.allocate(LAYOUT, 8 * LAYOUT.bytesPerBlock());
+            if (withTier != null) {
+                tier = HostTier.allocate(LAYOUT, 8 * LAYOUT.bytesPerBlock(), withTier);
                 b.tier(tier);
             }
             m = b.build();
@@ -216,19 +218,31 @@ public class TierBenchmark {
     public static class EvictingWithTier extends Evicting {
         @Setup(Level.Trial)
         public void setup() {
-            build(true);
+            build(HostTier.Checksum.SYNC);
+        }
+    }
+
+    public static class EvictingWithAsyncTier extends Evicting {
+        @Setup(Level.Trial)
+        public void setup() {
+            build(HostTier.Checksum.ASYNC);
         }
     }
 
     public static class EvictingNoTier extends Evicting {
         @Setup(Level.Trial)
         public void setup() {
-            build(false);
+            build(null);
         }
     }
 
     @Benchmark
     public int evictingAppendWithTier(EvictingWithTier st) {
+        return st.appendOne();
+    }
+
+    @Benchmark
+    public int evictingAppendWithAsyncTier(EvictingWithAsyncTier st) {
         return st.appendOne();
     }
 

@@ -9,6 +9,7 @@ import dev.kvcache.TierEntry;
 import dev.kvcache.TierStats;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.lang.foreign.MemorySegment;
@@ -516,14 +517,16 @@ class HostTierTest {
     /**
      * Two threads, each with its own store holding 12 distinct blocks, share a tier of 5 slots:
      * puts, loads (verified byte for byte against what the key was put with) and leadingHits for
-     * 1.5 s or 20k ops each. Stats stay consistent throughout and match the threads' own counts.
+     * 1.5 s or 20k ops each. Stats stay consistent throughout and match the threads' own counts;
+ * in both checksum modes, and every held slot's recorded checksum is its bytes' once settled.
      */
-    @Test
-    void sharedTierUnderTwoThreadsKeepsStatsConsistent() throws Exception {
+    @ParameterizedTest
+    @EnumSource(HostTier.Checksum.class)
+    void sharedTierUnderTwoThreadsKeepsStatsConsistent(HostTier.Checksum mode) throws Exception {
         KvLayout l = new KvLayout(1, 1, 32, 4, KvFormats.Q4_0);
         long bpb = l.bytesPerBlock();
         int keys = 12;
-        try (HostTier tier = HostTier.allocate(l, 5 * bpb)) {
+        try (HostTier tier = HostTier.allocate(l, 5 * bpb, mode)) {
             // the same content for the same key in both stores, so either thread's put is right
             byte[][] content = new byte[keys][];
             List<OffHeapKvStore> stores = new ArrayList<>();
@@ -613,6 +616,10 @@ class HostTierTest {
                 held += tier.leadingHits(new PrefixKey[] {k}, 0, 1);
             }
             assertEquals(st.blocks(), held, "the key table and the LRU list agree");
+            HostTierAsyncTest.awaitSettled(tier);
+            for (PrefixKey k : tier.lruOrderForTest()) {
+                HostTierAsyncTest.assertChecksumRight(tier, k);
+            }
             for (OffHeapKvStore s : stores) {
                 s.close();
             }
