@@ -12,23 +12,46 @@ import java.io.PrintWriter;
  * Entry point of {@code bin/kvcache}: {@code plan}, {@code simulate}, {@code bench} and
  * {@code generate} (the llama2.c reference engine's {@link GenerateCommand}).
  *
- * <p>Errors in the user's input
- * ({@link IllegalArgumentException}, picocli's parameter errors) print one line naming the value,
- * exit code 2; anything else is a bug and prints its stack trace, exit code 1.
+ * <p>Errors in the user's input ({@link IllegalArgumentException}, picocli's parameter errors, a
+ * file that cannot be read or written, a run too large for the heap) print one line naming the
+ * value, with a {@code --help} hint on the same line and no usage after it, exit code 2; so does no
+ * subcommand at all (the usage goes to stderr). Anything else is a bug and prints its stack trace,
+ * exit code 1.
  */
 @Command(name = "kvcache", mixinStandardHelpOptions = true, versionProvider = KvCacheCli.Version.class,
         description = "Paged, quantized, accounted KV-cache management for JVM LLM inference engines.",
         subcommands = {PlanCommand.class, SimulateCommand.class, BenchCommand.class, GenerateCommand.class,
                 AccuracyCommand.class,
                 CommandLine.HelpCommand.class})
-public final class KvCacheCli implements Runnable {
+public final class KvCacheCli implements java.util.concurrent.Callable<Integer> {
 
     @Spec
     CommandSpec spec;
 
+    /** Exit status of every user error: bad option, bad value, unreadable input, unwritable output. */
+    static final int EXIT_USAGE = 2;
+
     public static void main(String[] args) {
-        int code = commandLine().execute(args);
+        int code;
+        try {
+            code = commandLine().execute(args);
+        } catch (OutOfMemoryError e) {
+            // picocli lets Errors through; the sizes it is given are bounded, the heap may still be small
+            System.err.println("kvcache: out of memory (" + e.getMessage() + ") with a heap of "
+                    + Runtime.getRuntime().maxMemory() / (1024 * 1024) + " MiB; give smaller sizes or more heap,"
+                    + " e.g. KVCACHE_JAVA_OPTS=-Xmx8g");
+            code = EXIT_USAGE;
+        }
         System.exit(code);
+    }
+
+    /** One line: the problem, then where the options are described. */
+    static String oneLine(CommandLine commandLine, String message) {
+        String name = commandLine.getCommandSpec().qualifiedName();
+        String m = message == null ? "" : message.strip().replaceAll("\\s*\\R\\s*", "; ")
+                // picocli quotes a converter's exception as "(java.lang.IllegalArgumentException: ...)"
+                .replaceAll("\\b(?:[a-z]\\w*\\.)+[A-Z]\\w*(?:Exception|Error): ", "");
+        return name + ": " + m + " (try '" + name + " --help')";
     }
 
     /** The configured command line (tests call this with their own out/err writers). */
@@ -36,12 +59,33 @@ public final class KvCacheCli implements Runnable {
         CommandLine cl = new CommandLine(new KvCacheCli());
         // JMH's options (-prof gc, -f 3, -h) go through to JMH untouched
         cl.getSubcommands().get("bench").setUnmatchedOptionsArePositionalParams(true);
+        cl.setParameterExceptionHandler((ex, args) -> {
+            CommandLine commandLine = ex.getCommandLine();
+            String message = ex.getMessage();
+            if (ex instanceof CommandLine.UnmatchedArgumentException u && !u.getSuggestions().isEmpty()) {
+                message += "; did you mean " + String.join(" or ", u.getSuggestions()) + "?";
+            }
+            PrintWriter err = commandLine.getErr();
+            err.println(oneLine(commandLine, message));
+            err.flush();
+            return EXIT_USAGE;
+        });
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             PrintWriter err = commandLine.getErr();
+            String message = null;
             if (ex instanceof IllegalArgumentException || ex instanceof ArithmeticException) {
-                err.println("kvcache " + commandLine.getCommandName() + ": " + ex.getMessage());
+                message = ex.getMessage();
+            } else if (ex instanceof java.nio.file.NoSuchFileException e) {
+                message = "no such file: " + e.getFile();
+            } else if (ex instanceof java.nio.file.AccessDeniedException e) {
+                message = "permission denied: " + e.getFile();
+            } else if (ex instanceof java.io.IOException || ex instanceof java.io.UncheckedIOException) {
+                message = "I/O error: " + ex.getMessage();
+            }
+            if (message != null) {
+                err.println(oneLine(commandLine, message));
                 err.flush();
-                return 2;
+                return EXIT_USAGE;
             }
             ex.printStackTrace(err);
             err.flush();
@@ -51,9 +95,11 @@ public final class KvCacheCli implements Runnable {
     }
 
     @Override
-    public void run() {
-        // no subcommand: show what there is
-        spec.commandLine().usage(spec.commandLine().getOut());
+    public Integer call() {
+        // no subcommand is a user error: show what there is, on stderr
+        spec.commandLine().usage(spec.commandLine().getErr());
+        spec.commandLine().getErr().flush();
+        return EXIT_USAGE;
     }
 
     /** The version from the jar manifest when packaged, else "dev". */

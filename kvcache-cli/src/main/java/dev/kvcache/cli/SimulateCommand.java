@@ -103,6 +103,9 @@ final class SimulateCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter out = spec.commandLine().getOut();
+        // output paths are checked before the run, not found unwritable after it
+        checkWritable("--chart", chart);
+        checkWritable("--jfr", jfr);
         LayoutOptions.Resolved model = layoutOptions.resolve("Qwen2.5-32B");
         KvLayout base = model.layout();
         List<Workload.Route> routes = workload == null ? Workload.defaults() : Workload.read(workload);
@@ -170,6 +173,26 @@ final class SimulateCommand implements Callable<Integer> {
         }
         out.flush();
         return 0;
+    }
+
+    /**
+     * One line naming the flag when {@code file} could not be written: a directory, in a directory
+     * that does not exist, or not writable. Nothing is created.
+     */
+    static void checkWritable(String flag, Path file) {
+        if (file == null) {
+            return;
+        }
+        if (Files.isDirectory(file)) {
+            throw new IllegalArgumentException(flag + " " + file + " is a directory; give a file name");
+        }
+        Path dir = file.toAbsolutePath().getParent();
+        if (dir == null || !Files.isDirectory(dir)) {
+            throw new IllegalArgumentException(flag + " " + file + ": directory " + dir + " does not exist");
+        }
+        if (Files.exists(file) ? !Files.isWritable(file) : !Files.isWritable(dir)) {
+            throw new IllegalArgumentException(flag + " " + file + " is not writable");
+        }
     }
 
     /** {@code --host-budget}, or twice {@code --budget}; one line naming the flag when it is not a size > 0. */

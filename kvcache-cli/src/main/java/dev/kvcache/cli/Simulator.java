@@ -100,7 +100,9 @@ final class Simulator {
 
         Settings {
             positive("steps", steps);
+            atMost("steps", steps, MAX_STEPS, "the per-step series: 20 bytes a step per configuration");
             positive("decodeChunk", decodeChunk);
+            atMost("decodeChunk", decodeChunk, MAX_TOKENS, "the token buffer, 4 bytes a token");
             positive("prefillChunk", prefillChunk);
             positive("maxModelLen", maxModelLen);
             positive("windowTokens", windowTokens);
@@ -125,6 +127,12 @@ final class Simulator {
         /** Seconds the host link takes to move {@code bytes} at {@link #hostLinkGBps}. */
         double copySeconds(long bytes) {
             return bytes / (hostLinkGBps * 1e9);
+        }
+
+        private static void atMost(String what, int v, int limit, String why) {
+            if (v > limit) {
+                throw new IllegalArgumentException(what + " " + v + " exceeds the limit of " + limit + " (" + why + ")");
+            }
         }
 
         private static void positive(String what, int v) {
@@ -264,6 +272,25 @@ final class Simulator {
         }
     }
 
+    /**
+     * Largest {@link Settings#steps}: each run keeps three per-step series (20 bytes a step) and
+     * each result keeps one (8 bytes), so a million steps cost about 100 MB over the nine default
+     * configurations; checked before anything is allocated.
+     */
+    static final int MAX_STEPS = 1_000_000;
+
+    /**
+     * Largest number of sessions, one route's and all routes' together: per session the replay
+     * keeps an arrival schedule and a queued request (about 100 bytes), so about 100 MB.
+     */
+    static final int MAX_SESSIONS = 1_000_000;
+
+    /**
+     * Largest {@code activeTokens} of a route and {@link Settings#decodeChunk}: the replay's token
+     * buffer holds the longest request (4 bytes a token, 64 MiB).
+     */
+    static final int MAX_TOKENS = 1 << 24;
+
     private final KvLayout baseLayout;
     private final List<Workload.Route> routes;
     private final Settings settings;
@@ -275,6 +302,14 @@ final class Simulator {
         if (settings.hostBudgetBytes() < baseLayout.bytesPerBlock()) {
             throw new IllegalArgumentException("host budget of " + settings.hostBudgetBytes()
                     + " bytes holds less than one block of " + baseLayout.bytesPerBlock() + " bytes");
+        }
+        long sessions = 0;
+        for (Workload.Route r : routes) {
+            sessions += r.sessions();
+        }
+        if (sessions > MAX_SESSIONS) {
+            throw new IllegalArgumentException("the routes' sessions add up to " + sessions + ", over the limit of "
+                    + MAX_SESSIONS + " (the simulator keeps state per session)");
         }
         for (Workload.Route r : routes) {
             if (r.activeTokens() > settings.maxModelLen()) {

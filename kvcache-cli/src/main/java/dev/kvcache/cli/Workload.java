@@ -24,9 +24,10 @@ import java.util.Set;
  * </pre>
  * <ul>
  *   <li>{@code name} (string, required): the route's label.</li>
- *   <li>{@code sessions} (integer &gt;= 1, required): concurrent sessions (client connections).</li>
- *   <li>{@code activeTokens} (integer &gt;= 2, required): tokens a request holds when it finishes
- *       (prompt plus generated).</li>
+ *   <li>{@code sessions} (integer 1..{@value Simulator#MAX_SESSIONS}, required; all routes together
+ *       at most as many): concurrent sessions (client connections).</li>
+ *   <li>{@code activeTokens} (integer 2..{@value Simulator#MAX_TOKENS}, required): tokens a request
+ *       holds when it finishes (prompt plus generated).</li>
  *   <li>{@code sharedPrefix} (integer, default 0): leading prompt tokens every request of the route
  *       shares (system prompt, tool definitions); must leave at least one prompt token after it.</li>
  *   <li>{@code decode} (integer &gt;= 1, default min(512, activeTokens/4)): generated tokens; the
@@ -53,7 +54,11 @@ final class Workload {
         Route {
             check(name != null && !name.isBlank(), "name must be a non-empty string");
             check(sessions >= 1, "sessions must be >= 1, got " + sessions);
+            check(sessions <= Simulator.MAX_SESSIONS, "sessions " + sessions + " exceeds the limit of "
+                    + Simulator.MAX_SESSIONS + " (the simulator keeps state per session)");
             check(activeTokens >= 2, "activeTokens must be >= 2, got " + activeTokens);
+            check(activeTokens <= Simulator.MAX_TOKENS, "activeTokens " + activeTokens + " exceeds the limit of "
+                    + Simulator.MAX_TOKENS + " (the simulator's token buffer, 4 bytes a token)");
             check(decode >= 1 && decode < activeTokens,
                     "decode must be in 1.." + (activeTokens - 1) + " (activeTokens - 1), got " + decode);
             check(sharedPrefix >= 0 && sharedPrefix < activeTokens - decode,
@@ -92,10 +97,25 @@ final class Workload {
                 new Route("disconnected streams", 7, 18_432, 512, 1_024, true, 1, 20, 2));
     }
 
-    /** Reads a JSONL workload file; IllegalArgumentException naming the file, line and problem. */
+    /**
+     * Reads a JSONL workload file; IllegalArgumentException naming the file, line and problem, or
+     * naming the file when it is missing, a directory, unreadable or not UTF-8 text.
+     */
     static List<Route> read(Path file) throws IOException {
+        if (Files.isDirectory(file)) {
+            throw new IllegalArgumentException("--workload " + file + " is a directory, not a JSONL file");
+        }
+        if (!Files.exists(file)) {
+            throw new IllegalArgumentException("--workload " + file + ": no such file");
+        }
+        if (!Files.isRegularFile(file) || !Files.isReadable(file)) {
+            throw new IllegalArgumentException("--workload " + file + " is not a readable file");
+        }
         try (Reader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
             return parse(r, file.toString());
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new IllegalArgumentException("--workload " + file
+                    + " is not UTF-8 text (a binary file?); one JSON object per line expected");
         }
     }
 

@@ -75,7 +75,10 @@ public final class GenerateCommand implements Callable<Integer> {
                  | java.io.IOException e) {
             // one line naming the problem, not a stack trace
             PrintWriter err = spec.commandLine().getErr();
-            err.println("generate: " + e);
+            String message = e instanceof java.nio.file.NoSuchFileException n ? "no such file: " + n.getFile()
+                    : e.getMessage() != null ? e.getMessage().strip().replaceAll("\\s*\\R\\s*", "; ")
+                    : e.getClass().getSimpleName();
+            err.println("generate: " + message);
             err.flush();
             return EXIT_BAD_INPUT;
         }
@@ -92,6 +95,10 @@ public final class GenerateCommand implements Callable<Integer> {
         if (steps < 0) {
             throw new CommandLine.ParameterException(spec.commandLine(),
                     "--steps must be >= 0 (0 = seq_len), got " + steps);
+        }
+        if (prefix < 1) {
+            throw new CommandLine.ParameterException(spec.commandLine(),
+                    "--prefix must be >= 1 (BOS counts as one), got " + prefix);
         }
         if (blockTokens < 1) {
             throw new CommandLine.ParameterException(spec.commandLine(),
@@ -114,8 +121,23 @@ public final class GenerateCommand implements Callable<Integer> {
             info.printf("reference (run.c port, contiguous float32 cache): %d tokens in %.3f s, %.1f tokens/s%n",
                     outputs.get(0).length, nanos / 1e9, outputs.get(0).length / (nanos / 1e9));
         } else {
+            if (sequences > 1 && sequences > m.config().vocabSize()) {
+                // sequence j branches on the j-th likeliest token: there are only vocab_size of them
+                throw new CommandLine.ParameterException(spec.commandLine(), "--sequences " + sequences
+                        + " exceeds the model's vocabulary of " + m.config().vocabSize()
+                        + " (sequence j branches on the j-th likeliest next token)");
+            }
             int blocks = Llama2Engine.blocksFor(m, blockTokens, sequences + 1);
-            try (Llama2Engine engine = Llama2Engine.create(m, format, blockTokens, blocks, true)) {
+            Llama2Engine created;
+            try {
+                created = Llama2Engine.create(m, format, blockTokens, blocks, true);
+            } catch (OutOfMemoryError e) {
+                // the pool is one off-heap allocation: nothing else was allocated when it failed
+                throw new CommandLine.ParameterException(spec.commandLine(), "--sequences " + sequences
+                        + " needs a KV pool of " + blocks + " blocks of " + blockTokens
+                        + " tokens, which could not be allocated (" + e.getMessage() + ")");
+            }
+            try (Llama2Engine engine = created) {
                 info.printf("KV %s, %d blocks of %d tokens, %d bytes per token, %d bytes per block, pool %d bytes%n",
                         format.name(), blocks, blockTokens, engine.layout().bytesPerToken(),
                         engine.layout().bytesPerBlock(), engine.ledger().totalBytes());
