@@ -9,10 +9,13 @@ package dev.kvcache;
  * <ul>
  *   <li>The manager calls a tier under its lock, from one thread at a time; a tier shared by
  *       several managers synchronizes itself.</li>
- *   <li>A tier is trusted with nothing: {@link #load} must verify the held copy against the
- *       {@link TierEntry} the manager expects (key, parent key, salt, scope, token ids, layout
- *       fingerprint) and against a checksum of the bytes taken at {@link #put}; any mismatch is a
- *       miss (false), never a load.</li>
+ *   <li>Whatever a tier holds is checked before it is served: {@link #load} must verify the held
+ *       copy against the {@link TierEntry} the manager expects (key, parent key, salt, scope, token
+ *       ids, layout fingerprint) and against a checksum of the bytes taken at {@link #put}; any
+ *       mismatch is a miss (false), never a load. The manager cannot see the bytes, so it relies on
+ *       a tier implementation keeping this contract (the shipped ones are tested for it: a
+ *       corrupted, truncated or mismatched copy is a counted miss); what a remote store holds is
+ *       never trusted.</li>
  *   <li>Failure is a miss: a tier that is full, refuses, or throws costs the manager a
  *       recomputation, never a stall or a wrong block (the manager counts the throw).</li>
  *   <li>Capacity is bounded: a full tier makes room by its own policy (LRU for the standard ones)
