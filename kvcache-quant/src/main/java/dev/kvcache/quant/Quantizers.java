@@ -42,6 +42,13 @@ public final class Quantizers {
 
     private static final List<KvFormat> FORMATS = KvFormats.all();
 
+    /**
+     * Why the scalar kernels run is logged once per JVM, however often providers are looked up
+     * (declared before the static block that selects the provider).
+     */
+    private static final java.util.concurrent.atomic.AtomicBoolean SCALAR_REPORTED =
+            new java.util.concurrent.atomic.AtomicBoolean();
+
     private static final KernelProvider ACTIVE;
     private static final Codec[] SCALAR_KEYS;
     private static final Codec[] SCALAR_VALUES;
@@ -185,27 +192,70 @@ public final class Quantizers {
 
     /** True when the vector module is present and not disabled by -Dkvcache.vector=false. */
     static boolean vectorWanted() {
-        if ("false".equalsIgnoreCase(System.getProperty("kvcache.vector", "true").trim())) {
-            return false;
-        }
+        return !vectorDisabledByProperty() && vectorModulePresent();
+    }
+
+    private static boolean vectorDisabledByProperty() {
+        return "false".equalsIgnoreCase(System.getProperty("kvcache.vector", "true").trim());
+    }
+
+    private static boolean vectorModulePresent() {
         return ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+    }
+
+    /**
+     * The WARNING logged once per JVM when the scalar kernels run because {@code jdk.incubator.vector}
+     * is not in the boot layer (issue #16). The slowdowns are the "Vector / scalar speedup" table of
+     * kvcache-quant/bench-results/quantizer-report-2026-11-25.txt (2026-11-25, QuantizerBenchmark,
+     * 131,072 tokens, 2-core AMD EPYC with AVX-512, 512-bit provider, JDK 25): dotRows Q8_0 6.23,
+     * FP8_E4M3 4.32, FP8_E5M2 3.85, F32 1.67; accumulateRows Q8_0 5.84, FP8_E4M3 5.25, FP8_E5M2 4.55,
+     * F32 1.78; encode Q8_0 19.71.
+     */
+    static final String MISSING_MODULE_WARNING = "kvcache-quant: module jdk.incubator.vector is not"
+            + " in the boot layer, so the scalar (plain Java) kernels are in use. Add the JVM flag"
+            + " --add-modules jdk.incubator.vector (on the class path; on the module path the same flag, or"
+            + " 'requires jdk.incubator.vector' in your module-info.java: dev.kvcache.quant only"
+            + " 'requires static' it, which does not resolve it). Measured slowdown of the scalar kernels"
+            + " (kvcache-quant/bench-results/quantizer-report-2026-11-25.txt, 2026-11-25, AVX-512):"
+            + " attention dot products 3.9-6.2x and weighted sums 4.6-5.8x slower for Q8_0/FP8"
+            + " (1.7-1.8x for F32), Q8_0 encode 19.7x. Set -Dkvcache.vector=false to choose the scalar"
+            + " kernels on purpose without this warning.";
+
+    private static void reportScalarOnce(System.Logger.Level level, String message) {
+        if (SCALAR_REPORTED.compareAndSet(false, true)) {
+            LOG.log(level, message);
+        }
     }
 
     /*
      * Lucene-style: the class that touches jdk.incubator.vector is named only as a string, so the
-     * scalar path never links against the incubator module. Any failure (module missing, species
-     * too narrow, a linkage error) falls back to scalar with one log line.
+     * scalar path never links against the incubator module. Each reason for the scalar path gets
+     * its own message, once per JVM: the missing module a WARNING with the flag and the measured
+     * slowdown; -Dkvcache.vector=false (a deliberate choice) only DEBUG; a CPU whose vectors are
+     * narrower than 256 bits INFO; a failure (linkage error, ...) a WARNING naming it.
+     * -Dkvcache.vector.bits caps the vector width and never turns the vector path off.
      */
     private static KernelProvider loadVectorProvider() {
-        if (!vectorWanted()) {
+        if (vectorDisabledByProperty()) {
+            reportScalarOnce(System.Logger.Level.DEBUG,
+                    "kvcache-quant: scalar kernels in use, as set by -Dkvcache.vector=false");
+            return null;
+        }
+        if (!vectorModulePresent()) {
+            reportScalarOnce(System.Logger.Level.WARNING, MISSING_MODULE_WARNING);
             return null;
         }
         try {
             Class<?> c = Class.forName("dev.kvcache.quant.VectorProvider");
             Optional<?> p = (Optional<?>) c.getDeclaredMethod("create").invoke(null);
+            if (p.isEmpty()) {
+                reportScalarOnce(System.Logger.Level.INFO, "kvcache-quant: scalar kernels in use: this"
+                        + " CPU's preferred vectors are narrower than the 256 bits the Vector API kernels need");
+            }
             return (KernelProvider) p.orElse(null);
         } catch (ReflectiveOperationException | LinkageError | RuntimeException e) {
-            LOG.log(System.Logger.Level.WARNING, "Vector API kernels unavailable, using scalar: " + e);
+            reportScalarOnce(System.Logger.Level.WARNING,
+                    "kvcache-quant: Vector API kernels unavailable, using scalar: " + e);
             return null;
         }
     }
