@@ -31,8 +31,8 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * {@link #close()} the segment is freed; a view used afterwards fails with the JDK's
  * {@link IllegalStateException} (the buffers are bound to the arena's scope), never a crash.
  *
- * <p>Format: F32 only (Jlama's F32 working memory). Quantized KV goes through the adapter's staged
- * buffers over any {@link KvStore} ({@code StagedQuantizedTest} runs F16 that way).
+ * <p>Format: F32 only (Jlama's F32 working memory). Quantized KV goes through
+ * {@link PagedKvBufferCache#staged} over any {@link KvStore}.
  */
 public final class JlamaBlockMemory implements KvStore {
     private final KvLayout layout;
