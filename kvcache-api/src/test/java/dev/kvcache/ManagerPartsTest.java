@@ -135,6 +135,141 @@ class ManagerPartsTest {
         assertEquals(3, acc.tenant("default").used);
     }
 
+    // ------------------------------------------------------------------ Publisher, Admission, Retention, LeaseTracker
+
+    /** The parts of one small manager, wired as the facade wires them, for the tests below. */
+    private static final class Parts {
+        final Counters counters = new Counters();
+        final Notifications notes = new Notifications(null);
+        final PrefixIndex index;
+        final TenantAccounts accounts;
+        final BlockPool pool;
+        final Publisher publisher;
+        final Admission admission;
+        final Sequences sequences;
+        final long[] now = {0};
+
+        Parts(int blocks, int blockTokens) {
+            index = new PrefixIndex(blocks, blockTokens, true);
+            accounts = new TenantAccounts(blocks, Map.of());
+            pool = new BlockPool(blocks, EvictionPolicy.lru(), index, accounts, notes, null);
+            publisher = new Publisher(index, pool, notes, counters, blockTokens, true, null);
+            admission = new Admission(blocks, 0, false, counters, notes);
+            sequences = new Sequences(this, new java.util.concurrent.locks.StampedLock(), blockTokens, false, accounts,
+                    index, pool, admission, counters, new LeaseTracker(() -> now[0], true, 0, 1));
+        }
+
+        /** A registered sequence holding {@code tokens} in fresh blocks, nothing committed. */
+        PagedSequence filled(String id, int... tokens) {
+            PagedSequence q = sequences.create(id, SequenceOptions.DEFAULT, tokens.length);
+            sequences.register(q);
+            int B = q.blockTokens;
+            int n = (tokens.length + B - 1) / B;
+            q.ensureCapacity(tokens.length, n);
+            System.arraycopy(tokens, 0, q.tokens, 0, tokens.length);
+            for (int i = 0; i < n; i++) {
+                q.table[i] = pool.allocate(q);
+            }
+            q.tableSize = n;
+            q.held = n;
+            q.length = tokens.length;
+            return q;
+        }
+    }
+
+    @Test
+    void publisherPublishesPendingBlocksOnceAndChainsThemToTheirParents() {
+        Parts p = new Parts(12, 2);
+        PagedSequence a = p.filled("a", 1, 2, 3, 4, 5);
+        assertFalse(p.index.isPublished(a.table[0]), "an append's blocks are pending");
+        assertEquals(2, p.publisher.pending(a));
+        p.publisher.commit(a);
+        assertTrue(p.index.isPublished(a.table[0]) && p.index.isPublished(a.table[1]));
+        assertFalse(p.index.isPublished(a.table[2]), "the partial block is never published");
+        assertEquals(0, p.publisher.pending(a));
+        assertEquals(2, p.counters.publishedBlocks);
+        int[] got = new int[2];
+        assertEquals(2, p.index.match(0L, a.scope, a.tokens, 0, 2, got, new long[2]));
+        assertEquals(a.table[0], got[0]);
+        assertEquals(a.table[1], got[1]);
+
+        // the same tokens in other blocks: found published, not published twice; its chain goes on
+        // through a's blocks
+        PagedSequence b = p.filled("b", 1, 2, 3, 4, 9, 9);
+        p.publisher.commit(b);
+        assertFalse(p.index.isPublished(b.table[0]) || p.index.isPublished(b.table[1]));
+        assertTrue(p.index.isPublished(b.table[2]), "its own third block, after a's second");
+        assertEquals(3, p.counters.publishedBlocks);
+        assertEquals(3, p.index.match(0L, b.scope, b.tokens, 0, 3, null, null));
+
+        // its parent's publication ends: a sequence continuing that chain publishes nothing more
+        PagedSequence c = p.filled("c", 1, 2, 3, 4);
+        p.publisher.commit(c);
+        c.ensureCapacity(6, 3);
+        c.tokens[4] = 7;
+        c.tokens[5] = 7;
+        c.table[2] = p.pool.allocate(c);
+        c.tableSize = 3;
+        c.held = 3;
+        c.length = 6;
+        p.index.unpublish(a.table[1]);
+        p.publisher.commit(c);
+        assertFalse(p.index.isPublished(c.table[2]), "the chain ended with its parent's publication");
+        assertEquals(PrefixIndex.BROKEN, c.chainBlock);
+    }
+
+    @Test
+    void admissionSetsAsideWholeMaximumsWithoutOverflow() {
+        Parts p = new Parts(8, 16);
+        PagedSequence q = p.sequences.create("g", SequenceOptions.DEFAULT.withMaxTokens(Integer.MAX_VALUE), 1);
+        assertEquals((Integer.MAX_VALUE + 15L) / 16, p.admission.reserveAfterAppend(q, 16),
+                "ceil(MAX / 16), not a wrapped negative");
+        q.reserve = 3;
+        p.sequences.register(q);
+        p.admission.update(q);
+        assertEquals(3, p.admission.outstanding());
+        q.held = 2;
+        p.admission.update(q);
+        assertEquals(1, p.admission.outstanding());
+        q.live = false;
+        p.admission.update(q);
+        assertEquals(0, p.admission.outstanding(), "a freed sequence sets nothing aside");
+    }
+
+    @Test
+    void retentionReleasesAWholeDroppedBlockAndEndsTheChain() {
+        Parts p = new Parts(8, 2);
+        Retention r = new Retention(p.pool, p.admission, p.counters, 2);
+        PagedSequence q = p.filled("q", 1, 2, 3, 4, 5);
+        int second = q.table[1];
+        assertEquals(0, r.drop(q, new int[] {2}, 0, 1), "half a block dropped: kept, masked");
+        assertTrue(q.isDroppedLocked(2) && !q.isDroppedLocked(3));
+        assertEquals(1, r.drop(q, new int[] {2, 3}, 0, 2), "its last kept token: released (2 already dropped)");
+        assertEquals(-1, q.table[1]);
+        assertEquals(0, p.pool.refCount(second));
+        assertEquals(2, q.held);
+        assertEquals(2, p.counters.droppedTokens);
+        assertEquals(PrefixIndex.BROKEN, q.chainBlock, "KV after a drop saw a pruned context");
+    }
+
+    @Test
+    void leaseTrackerListsWhatOutlivedItsLease() {
+        Parts p = new Parts(8, 2);
+        // a default lease of 100 ns tracks every sequence (as the manager does when it has one)
+        LeaseTracker leases = new LeaseTracker(() -> p.now[0], true, 100, 64);
+        PagedSequence a = p.sequences.create("a", SequenceOptions.DEFAULT, 1);
+        PagedSequence b = p.sequences.create("b", SequenceOptions.DEFAULT.withLease(java.time.Duration.ofNanos(10)), 1);
+        leases.register(a);
+        leases.register(b);
+        p.now[0] = 50;
+        List<IdleRelease> idle = leases.idle(List.of(a, b), true, 0);
+        assertEquals(List.of("b"), idle.stream().map(IdleRelease::id).toList(), "b's own 10 ns lease ran out, a's 100 did not");
+        p.now[0] = 150;
+        assertEquals(2, leases.idle(List.of(a, b), true, 0).size());
+        leases.touch(a);
+        assertEquals(List.of("b"), leases.idle(List.of(a, b), true, 0).stream().map(IdleRelease::id).toList());
+    }
+
     // ------------------------------------------------------------------ Notifications
 
     @Test
