@@ -21,7 +21,9 @@ import java.util.List;
  *       manager expects (key, parent key, salt, scope, token ids, layout).</li>
  *   <li>Keys are the chained {@link PrefixKey}s of the sequence's own tokens, so a tier shared
  *       with another manager of the same model and layout serves its blocks too.</li>
- *   <li>A tier that throws is counted ({@link #errors()}), never propagated: failure is a miss.</li>
+ *   <li>A tier that throws (an Error included, a {@link VirtualMachineError} excepted) is counted
+ *       ({@link #errors()}), never propagated: failure is a miss, and a demotion that throws inside
+ *       an allocation cannot leave the append half applied.</li>
  * </ul>
  */
 final class Tiers {
@@ -74,8 +76,10 @@ final class Tiers {
             } else {
                 demotionRefusals++;
             }
-        } catch (RuntimeException ex) {
-            errors++;
+        } catch (VirtualMachineError ex) {
+            throw ex;
+        } catch (Throwable ex) {
+            errors++; // an Error too: it is thrown inside an allocation, which must not stop halfway
         }
     }
 
@@ -147,7 +151,9 @@ final class Tiers {
     private int leading(int t, int from, int count) {
         try {
             return Math.min(count, tiers[t].leadingHits(keys, from, count));
-        } catch (RuntimeException e) {
+        } catch (VirtualMachineError e) {
+            throw e;
+        } catch (Throwable e) {
             errors++;
             return 0;
         }
@@ -171,7 +177,9 @@ final class Tiers {
             boolean ok;
             try {
                 ok = tier.load(e, store, q.table[j]);
-            } catch (RuntimeException ex) {
+            } catch (VirtualMachineError ex) {
+                throw ex;
+            } catch (Throwable ex) {
                 errors++;
                 ok = false;
             }

@@ -28,6 +28,7 @@ class TierIntegrationTest {
         final Map<PrefixKey, TierEntry> entries = new HashMap<>();
         final Map<PrefixKey, byte[]> bytes = new HashMap<>();
         boolean throwOnPut;
+        boolean errorOnPut;
         boolean throwOnLookup;
         boolean throwOnLoad;
         boolean skipVerification;
@@ -55,6 +56,9 @@ class TierIntegrationTest {
         public boolean put(TierEntry entry, KvStore store, int block) {
             if (throwOnPut) {
                 throw new IllegalStateException("injected put failure");
+            }
+            if (errorOnPut) {
+                throw new AssertionError("injected put error");
             }
             byte[] b = new byte[(int) store.layout().bytesPerBlock()];
             store.exportBlock(block, MemorySegment.ofArray(b));
@@ -182,6 +186,30 @@ class TierIntegrationTest {
                 KvCacheStats s = m.stats();
                 assertEquals(s.totalBlocks(), s.usedBlocks() + s.cachedBlocks() + s.emptyBlocks());
             }
+        }
+    }
+
+    /** An Error thrown by a demotion inside an allocation must not leave the append half applied. */
+    @Test
+    void aTierThrowingAnErrorDuringAnEvictingAppendLeavesItWhole() {
+        IntegrityTest.ArrayStore st = new IntegrityTest.ArrayStore(L, 4);
+        MapTier tier = new MapTier();
+        try (KvCacheManager m = manager(st, tier)) {
+            Sequence a = m.open("a");
+            compute(m, st, a, range(1, 9));
+            m.free(a);
+            tier.errorOnPut = true;
+            Sequence b = m.open("b");
+            assertEquals(0, compute(m, st, b, range(100, 13)), "the append completes; the demotions are lost");
+            assertEquals(13, b.length());
+            assertEquals(4, b.blockTable().length);
+            assertOwnKv(st, b);
+            assertEquals(2, m.ledger().tierErrors());
+            assertEquals(0, m.ledger().demotedBlocks());
+            KvCacheStats s = m.stats();
+            assertEquals(4, s.usedBlocks());
+            assertEquals(s.totalBlocks(), s.usedBlocks() + s.cachedBlocks() + s.emptyBlocks());
+            m.free(b);
         }
     }
 
