@@ -142,6 +142,22 @@ public interface KvStore extends AutoCloseable {
     }
 
     /**
+     * {@link #exportBlock} that also returns the CRC32C ({@link java.util.zip.CRC32C}) of the bytes
+     * it wrote to {@code dst[0, layout().bytesPerBlock())}: the checksum a tier keeps to verify a
+     * later load against. A store whose bytes are in host memory overrides it to checksum each
+     * chunk right after copying it, while the chunk is still in the core's cache, so that the
+     * checksum hides under the copy instead of reading the block a second time. Same refusals as
+     * {@code exportBlock}; on a throw the checksum is lost and {@code dst} may hold a partial copy.
+     * Default: {@code exportBlock}, then one CRC32C pass over {@code dst}.
+     */
+    default int exportBlockCrc32c(int block, java.lang.foreign.MemorySegment dst) {
+        exportBlock(block, dst);
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        crc.update(dst.asSlice(0, layout().bytesPerBlock()).asByteBuffer());
+        return (int) crc.getValue();
+    }
+
+    /**
      * Overwrites block {@code block} with bytes {@link #exportBlock} produced under the same layout:
      * the block then reads exactly as the exported one did. Default: unsupported.
      */

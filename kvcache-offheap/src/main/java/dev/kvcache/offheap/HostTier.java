@@ -368,10 +368,11 @@ public final class HostTier implements KvTier {
             try {
                 MemorySegment seg = slot(slot);
                 long t0 = System.nanoTime();
-                store.exportBlock(block, seg);
                 boolean queued = mode == Checksum.ASYNC && queueSize < queue.length;
-                if (!queued) {
-                    crcs[slot] = checksum(seg);
+                if (queued) {
+                    store.exportBlock(block, seg);
+                } else {
+                    crcs[slot] = store.exportBlockCrc32c(block, seg); // one read of the block, not two
                 }
                 copyNanos += System.nanoTime() - t0;
                 entries[slot] = new TierEntry(entry.key(), entry.parentKey(), entry.salt(), entry.scope(),
