@@ -17,18 +17,22 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * Jlama tensors, so Jlama's attention reads and writes the paged cache in place (no copies).
  *
  * <h2>Memory layout</h2>
- * One {@link Arena#ofShared() shared arena} segment of float32:
+ * One {@link Arena#ofShared() shared arena} segment of float32, layer-major:
  * <pre>
- *   [block][layer][K=0 | V=1][token 0..blockTokens-1][kvDim]
+ *   [layer][K=0 | V=1][block][token 0..blockTokens-1][kvDim]
  * </pre>
  * so one (block, layer, K or V) is a contiguous [blockTokens][kvDim] matrix: exactly the "page" shape
  * Jlama's attention iterates ({@code kvp[i].shape().first()} tokens per page, pages in logical order),
- * and a token's row is one {@code slice} of it. All layers of a block are contiguous, so
- * {@link #copyBlock} (the block manager's copy-on-write) is one {@link MemorySegment#copy}.
+ * and a token's row is one {@code slice} of it. Because blocks are innermost but one, the same
+ * (layer, K or V) of blocks {@code b, b+1, ..., b+n-1} is one contiguous [n * blockTokens][kvDim]
+ * matrix too: {@link #keyRun}/{@link #valueRun} hand it to Jlama as one longer page, which is what
+ * {@link PagedKvBufferCache} does when a sequence's block table has such runs (Jlama's attention
+ * pays a fixed cost per page, see {@code InPlacePages}). {@link #copyBlock} (the block manager's
+ * copy-on-write) is then {@code 2 * layers} copies of one page each.
  *
- * <p>Page tensors are views ({@link FloatBufferTensor} over a slice of the segment), made on first use
- * and kept in an {@link AtomicReferenceArray} so any thread sees a fully built one. After
- * {@link #close()} the segment is freed; a view used afterwards fails with the JDK's
+ * <p>Views ({@link FloatBufferTensor} over a slice of the segment) are made on first use and kept
+ * in {@link AtomicReferenceArray}s (one per run length 2^k), so any thread sees a fully built one.
+ * After {@link #close()} the segment is freed; a view used afterwards fails with the JDK's
  * {@link IllegalStateException} (the buffers are bound to the arena's scope), never a crash.
  *
  * <p>Format: F32 only (Jlama's F32 working memory). Quantized KV goes through
@@ -39,10 +43,11 @@ public final class JlamaBlockMemory implements KvStore {
     private final int blocks;
     private final int kvDim;
     private final long pageFloats;    // blockTokens * kvDim
-    private final long blockFloats;   // layers * 2 * pageFloats
+    private final long planeFloats;   // blocks * pageFloats: one (layer, K or V) of every block
     private final Arena arena;
     private final MemorySegment memory;
-    private final AtomicReferenceArray<AbstractTensor> pages; // [block][layer][kv]
+    /** runs[k][(layer * 2 + kv) * blocks + first]: the view of 2^k blocks from {@code first}; runs[0] = single pages. */
+    private final AtomicReferenceArray<AtomicReferenceArray<AbstractTensor>> runs;
     private volatile boolean closed;
 
     private JlamaBlockMemory(KvLayout layout, int blocks) {
@@ -50,8 +55,8 @@ public final class JlamaBlockMemory implements KvStore {
         this.blocks = blocks;
         this.kvDim = layout.kvHeads() * layout.headDim();
         this.pageFloats = (long) layout.blockTokens() * kvDim;
-        this.blockFloats = (long) layout.layers() * 2 * pageFloats;
-        long bytes = Math.multiplyExact(Math.multiplyExact(blockFloats, (long) blocks), 4L);
+        this.planeFloats = pageFloats * blocks;
+        long bytes = Math.multiplyExact(Math.multiplyExact(planeFloats, (long) layout.layers() * 2), 4L);
         long pageCount = (long) blocks * layout.layers() * 2;
         if (pageCount > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException(blocks + " blocks of " + layout.layers() + " layers make " + pageCount
@@ -62,7 +67,7 @@ public final class JlamaBlockMemory implements KvStore {
         }
         this.arena = Arena.ofShared();
         this.memory = arena.allocate(bytes, 64);
-        this.pages = new AtomicReferenceArray<>((int) pageCount);
+        this.runs = new AtomicReferenceArray<>(32);
     }
 
     /** Allocates {@code blocks} blocks of {@code layout}, which must be F32. */
@@ -101,13 +106,56 @@ public final class JlamaBlockMemory implements KvStore {
         checkOpen();
         checkLayer(layer);
         checkBlock(block);
-        int index = (block * layout.layers() + layer) * 2 + kv;
-        AbstractTensor t = pages.get(index);
+        return run(layer, kv, block, 0);
+    }
+
+    /**
+     * The [2^log2Blocks * blockTokens, kvDim] key view of blocks {@code first .. first + 2^log2Blocks - 1}
+     * at {@code layer}: one page covering consecutive blocks (see the class comment).
+     * IllegalArgumentException when the run leaves the memory or exceeds a ByteBuffer's 2 GiB.
+     */
+    AbstractTensor keyRun(int layer, int first, int log2Blocks) {
+        return checkedRun(layer, 0, first, log2Blocks);
+    }
+
+    /** As {@link #keyRun}, for values. */
+    AbstractTensor valueRun(int layer, int first, int log2Blocks) {
+        return checkedRun(layer, 1, first, log2Blocks);
+    }
+
+    /** Largest k such that a run of 2^k blocks fits a ByteBuffer (at most 30). */
+    int maxRunLog2() {
+        int k = 0;
+        while (k < 30 && (pageFloats << (k + 1)) * 4 <= Integer.MAX_VALUE && (1L << (k + 1)) <= blocks) k++;
+        return k;
+    }
+
+    private AbstractTensor checkedRun(int layer, int kv, int first, int log2Blocks) {
+        checkOpen();
+        checkLayer(layer);
+        checkBlock(first);
+        if (log2Blocks < 0 || log2Blocks > maxRunLog2() || first + (1L << log2Blocks) > blocks) {
+            throw new IllegalArgumentException("a run of 2^" + log2Blocks + " blocks from block " + first
+                    + " does not fit " + blocks + " blocks of at most 2^" + maxRunLog2() + " per view");
+        }
+        return run(layer, kv, first, log2Blocks);
+    }
+
+    private AbstractTensor run(int layer, int kv, int first, int log2Blocks) {
+        AtomicReferenceArray<AbstractTensor> level = runs.get(log2Blocks);
+        if (level == null) {
+            AtomicReferenceArray<AbstractTensor> made = new AtomicReferenceArray<>(layout.layers() * 2 * blocks);
+            level = runs.compareAndExchange(log2Blocks, null, made);
+            if (level == null) level = made;
+        }
+        int index = (layer * 2 + kv) * blocks + first;
+        AbstractTensor t = level.get(index);
         if (t == null) {
-            long offset = (block * blockFloats + (long) (layer * 2 + kv) * pageFloats) * 4;
-            var fb = memory.asSlice(offset, pageFloats * 4).asByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
-            AbstractTensor made = new FloatBufferTensor(fb, TensorShape.of(layout.blockTokens(), kvDim), true);
-            t = pages.compareAndExchange(index, null, made);
+            long floats = pageFloats << log2Blocks;
+            long offset = ((layer * 2L + kv) * planeFloats + first * pageFloats) * 4;
+            var fb = memory.asSlice(offset, floats * 4).asByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+            AbstractTensor made = new FloatBufferTensor(fb, TensorShape.of(layout.blockTokens() << log2Blocks, kvDim), true);
+            t = level.compareAndExchange(index, null, made);
             if (t == null) t = made;
         }
         return t;
@@ -120,7 +168,7 @@ public final class JlamaBlockMemory implements KvStore {
         long base = rowOffset(layer, slot);
         KvStore.checkValues(layer, slot, k, v, kvDim); // values that would overflow attention: refused, nothing written
         MemorySegment.copy(k, 0, memory, ValueLayout.JAVA_FLOAT_UNALIGNED, base, kvDim);
-        MemorySegment.copy(v, 0, memory, ValueLayout.JAVA_FLOAT_UNALIGNED, base + pageFloats * 4, kvDim);
+        MemorySegment.copy(v, 0, memory, ValueLayout.JAVA_FLOAT_UNALIGNED, base + planeFloats * 4, kvDim);
     }
 
     @Override
@@ -132,7 +180,7 @@ public final class JlamaBlockMemory implements KvStore {
     @Override
     public void readValue(int layer, long slot, float[] out) {
         checkRow(out, "out");
-        MemorySegment.copy(memory, ValueLayout.JAVA_FLOAT_UNALIGNED, rowOffset(layer, slot) + pageFloats * 4, out, 0, kvDim);
+        MemorySegment.copy(memory, ValueLayout.JAVA_FLOAT_UNALIGNED, rowOffset(layer, slot) + planeFloats * 4, out, 0, kvDim);
     }
 
     @Override
@@ -141,10 +189,14 @@ public final class JlamaBlockMemory implements KvStore {
         checkBlock(srcBlock);
         checkBlock(dstBlock);
         if (srcBlock == dstBlock) return;
-        MemorySegment.copy(memory, srcBlock * blockFloats * 4, memory, dstBlock * blockFloats * 4, blockFloats * 4);
+        for (int plane = 0; plane < layout.layers() * 2; plane++) {
+            long base = plane * planeFloats;
+            MemorySegment.copy(memory, (base + srcBlock * pageFloats) * 4, memory, (base + dstBlock * pageFloats) * 4,
+                    pageFloats * 4);
+        }
     }
 
-    /** Byte offset of the key row of {@code slot} at {@code layer}; the value row is one page further. */
+    /** Byte offset of the key row of {@code slot} at {@code layer}; the value row is one plane further. */
     private long rowOffset(int layer, long slot) {
         checkOpen();
         checkLayer(layer);
@@ -154,7 +206,7 @@ public final class JlamaBlockMemory implements KvStore {
         }
         long block = slot / layout.blockTokens();
         long offset = slot % layout.blockTokens();
-        return (block * blockFloats + (long) layer * 2 * pageFloats + offset * kvDim) * 4;
+        return ((long) layer * 2 * planeFloats + block * pageFloats + offset * kvDim) * 4;
     }
 
     private void checkRow(float[] a, String name) {

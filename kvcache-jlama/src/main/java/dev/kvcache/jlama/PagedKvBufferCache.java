@@ -81,14 +81,56 @@ public final class PagedKvBufferCache extends KvBufferCache {
         this.pageBytes = (int) Math.max(2L * 4 * c.kvLength + 1, Math.min(Integer.MAX_VALUE, want));
     }
 
-    /** Serves {@code model} from {@code memory} in place (F32, zero copy). */
+    /**
+     * Longest page Jlama's attention is given by default, in tokens. Jlama pays a fixed cost per page
+     * and zeroes a score buffer of (pages * page length) floats per head, so a few pages of hundreds
+     * of tokens are best; its own cache uses pages of 8 MiB (512 tokens of a 4-layer, 512-wide model).
+     */
+    public static final int DEFAULT_MAX_PAGE_TOKENS = 512;
+
+    /** Serves {@code model} from {@code memory} in place (F32, zero copy), pages of up to {@link #DEFAULT_MAX_PAGE_TOKENS}. */
     public static PagedKvBufferCache inPlace(AbstractModel model, KvCacheManager manager, JlamaBlockMemory memory) {
-        return new PagedKvBufferCache(model, manager, memory, new InPlacePages(memory));
+        return inPlace(model, manager, memory, DEFAULT_MAX_PAGE_TOKENS);
+    }
+
+    /**
+     * As {@link #inPlace(AbstractModel, KvCacheManager, JlamaBlockMemory)}, with pages of at most
+     * {@code maxPageTokens}: runs of consecutive blocks of a session's table are handed to Jlama as one
+     * page (see {@link JlamaBlockMemory}); the block size, or any smaller value up to it, gives one page
+     * per block.
+     *
+     * @param model         the Jlama model, F32 working memory
+     * @param manager       the block manager, built with {@code memory} as its store
+     * @param memory        the block memory
+     * @param maxPageTokens longest page in tokens, rounded down to a power-of-two number of blocks
+     *                      (values below one block count as one block)
+     * @return the cache (not yet installed)
+     */
+    public static PagedKvBufferCache inPlace(AbstractModel model, KvCacheManager manager, JlamaBlockMemory memory,
+                                             int maxPageTokens) {
+        return new PagedKvBufferCache(model, manager, memory,
+                new InPlacePages(memory, Math.max(maxPageTokens, memory.layout().blockTokens())));
     }
 
     /** Serves {@code model} from any {@code store} (any format) through an F32 staging area. */
     public static PagedKvBufferCache staged(AbstractModel model, KvCacheManager manager, KvStore store) {
-        return new PagedKvBufferCache(model, manager, store, new StagedPages(store, model.getConfig().contextLength));
+        return staged(model, manager, store, DEFAULT_MAX_PAGE_TOKENS);
+    }
+
+    /**
+     * As {@link #staged(AbstractModel, KvCacheManager, KvStore)}; the staging area (logical order) is
+     * handed to Jlama in pages of {@code maxPageTokens} rounded down to whole blocks (at least one).
+     *
+     * @param model         the Jlama model, F32 working memory
+     * @param manager       the block manager, built with {@code store}
+     * @param store         the KV store, any format
+     * @param maxPageTokens longest page in tokens
+     * @return the cache (not yet installed)
+     */
+    public static PagedKvBufferCache staged(AbstractModel model, KvCacheManager manager, KvStore store,
+                                            int maxPageTokens) {
+        return new PagedKvBufferCache(model, manager, store,
+                new StagedPages(store, model.getConfig().contextLength, maxPageTokens));
     }
 
     /** The layout a model needs: its layers, KV heads and head size, at {@code blockTokens} and {@code format}. */

@@ -13,8 +13,9 @@ import java.nio.ByteOrder;
  *
  * <h2>Algorithm</h2>
  * Jlama's attention needs F32 pages it can read and a F32 row it can write (it copies K/V in, then
- * rotates K in place). The staging area holds ceil(contextLength / blockTokens) pages of
- * [blockTokens, kvDim] floats for K and for V: the rows of <em>one</em> (session, layer) at a time,
+ * rotates K in place). The staging area holds ceil(contextLength / pageTokens) pages of
+ * [pageTokens, kvDim] floats for K and for V (pageTokens: whole blocks, up to the cache's longest
+ * page, since Jlama pays a fixed cost per page): the rows of <em>one</em> (session, layer) at a time,
  * because a Jlama model runs one forward pass at a time and visits layers in order.
  * <ul>
  *   <li>{@code keyRow/valueRow} hand out the staging row of the position being computed and remember
@@ -36,6 +37,7 @@ final class StagedPages implements KvPages {
 
     private final KvStore store;
     private final int blockTokens;
+    private final int pageTokens;
     private final int kvDim;
     private final AbstractTensor[] stageKey;
     private final AbstractTensor[] stageValue;
@@ -51,11 +53,15 @@ final class StagedPages implements KvPages {
     private int pendingPosition;
     private long pendingSlot = -1;   // -1: nothing pending
 
-    StagedPages(KvStore store, int contextLength) {
+    StagedPages(KvStore store, int contextLength, int maxPageTokens) {
         this.store = store;
         this.blockTokens = store.layout().blockTokens();
         this.kvDim = store.layout().kvHeads() * store.layout().headDim();
-        int pages = (contextLength + blockTokens - 1) / blockTokens;
+        // whole blocks, at least one, at most the context (rounded up to a block) and a ByteBuffer's 2 GiB
+        int contextBlocks = (contextLength + blockTokens - 1) / blockTokens;
+        long maxBlocks = Math.max(1, Math.min((long) Integer.MAX_VALUE / 4 / kvDim / blockTokens, contextBlocks));
+        this.pageTokens = (int) (blockTokens * Math.max(1, Math.min(maxPageTokens / blockTokens, maxBlocks)));
+        int pages = (contextLength + pageTokens - 1) / pageTokens;
         this.stageKey = new AbstractTensor[pages];
         this.stageValue = new AbstractTensor[pages];
         this.k = new float[kvDim];
@@ -150,11 +156,11 @@ final class StagedPages implements KvPages {
     }
 
     private AbstractTensor row(AbstractTensor[] stage, int position) {
-        return page(stage, position / blockTokens).slice(true, position % blockTokens);
+        return page(stage, position / pageTokens).slice(true, position % pageTokens);
     }
 
     private AbstractTensor[] pages(AbstractTensor[] stage, int position) {
-        AbstractTensor[] out = new AbstractTensor[position / blockTokens + 1];
+        AbstractTensor[] out = new AbstractTensor[position / pageTokens + 1];
         for (int i = 0; i < out.length; i++) out[i] = page(stage, i);
         return out;
     }
@@ -162,10 +168,10 @@ final class StagedPages implements KvPages {
     private AbstractTensor page(AbstractTensor[] stage, int i) {
         if (i >= stage.length) {
             throw new IllegalArgumentException("position page " + i + " is beyond the model's context of "
-                    + stage.length * blockTokens + " tokens");
+                    + stage.length * pageTokens + " tokens");
         }
         AbstractTensor t = stage[i];
-        if (t == null) stage[i] = t = new FloatBufferTensor(TensorShape.of(blockTokens, kvDim));
+        if (t == null) stage[i] = t = new FloatBufferTensor(TensorShape.of(pageTokens, kvDim));
         return t;
     }
 
