@@ -1,0 +1,136 @@
+package dev.kvcache.redis;
+
+import dev.kvcache.PrefixKey;
+import dev.kvcache.TierEntry;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.zip.CRC32C;
+
+/**
+ * The value a {@link RedisTier} keeps under a block's key (format version 1, integers
+ * big-endian):
+ * <pre>
+ *   offset        size  field
+ *   0             4     magic 0x4B565231 ("KVR1")
+ *   4             2     format version, 1
+ *   6             2     flags: bit 0 = has a parent key, bit 1 = has a scope
+ *   8             8     layout fingerprint (TierEntry.fingerprint)
+ *   16            16    key (hi, lo)
+ *   32            16    parent key (hi, lo; zeros when none)
+ *   48            8     salt
+ *   56            4     S, scope length in bytes (0 when none)
+ *   60            S     scope, UTF-8
+ *   60+S          4     T, token count
+ *   64+S          4*T   token ids
+ *   64+S+4T       8     P, payload length (= layout.bytesPerBlock())
+ *   72+S+4T       4     CRC32C of the payload
+ *   76+S+4T       4     CRC32C of bytes [0, 76+S+4T): the header
+ *   80+S+4T       P     payload: the store's block exactly as exportBlock wrote it
+ * </pre>
+ * The header comes first so that a reader checks it before touching the payload; the payload's
+ * checksum is the one {@link dev.kvcache.KvStore#exportBlockCrc32c} takes while copying.
+ */
+final class BlockValue {
+
+    static final int MAGIC = 0x4B565231;
+    static final short VERSION = 1;
+    static final int MAX_HEADER = 65_536;
+    private static final int FIXED = 80;
+    private static final int FLAG_PARENT = 1;
+    private static final int FLAG_SCOPE = 2;
+
+    private BlockValue() {
+    }
+
+    /** Header length of {@code e}'s value, or -1 if it would exceed {@link #MAX_HEADER}. */
+    static int headerLength(TierEntry e) {
+        long h = FIXED + (e.scope() == null ? 0 : e.scope().getBytes(StandardCharsets.UTF_8).length)
+                + 4L * e.tokens().length;
+        return h > MAX_HEADER ? -1 : (int) h;
+    }
+
+    /** Writes {@code e}'s header into {@code dst[0, headerLength)} with the payload's checksum. */
+    static void writeHeader(byte[] dst, TierEntry e, long payloadBytes, int payloadCrc) {
+        byte[] scope = e.scope() == null ? new byte[0] : e.scope().getBytes(StandardCharsets.UTF_8);
+        ByteBuffer b = ByteBuffer.wrap(dst);
+        b.putInt(MAGIC).putShort(VERSION);
+        b.putShort((short) ((e.parentKey() != null ? FLAG_PARENT : 0) | (e.scope() != null ? FLAG_SCOPE : 0)));
+        b.putLong(e.layoutFingerprint()).putLong(e.key().hi()).putLong(e.key().lo());
+        b.putLong(e.parentKey() == null ? 0 : e.parentKey().hi()).putLong(e.parentKey() == null ? 0 : e.parentKey().lo());
+        b.putLong(e.salt()).putInt(scope.length).put(scope).putInt(e.tokens().length);
+        for (int t : e.tokens()) {
+            b.putInt(t);
+        }
+        b.putLong(payloadBytes).putInt(payloadCrc);
+        CRC32C crc = new CRC32C();
+        crc.update(dst, 0, b.position());
+        b.putInt((int) crc.getValue());
+    }
+
+    /**
+     * The offset of the payload in {@code v} if {@code v} is a well-formed value for
+     * {@code expected} (every header field equal, header and payload checksums right, exact
+     * length), else -1. Never throws on garbage.
+     */
+    static int verify(byte[] v, TierEntry expected, long payloadBytes) {
+        int h = headerLength(expected);
+        if (v == null || h < 0 || v.length != h + payloadBytes) {
+            return -1;
+        }
+        ByteBuffer b = ByteBuffer.wrap(v);
+        if (b.getInt() != MAGIC || b.getShort() != VERSION) {
+            return -1;
+        }
+        int flags = b.getShort();
+        PrefixKey p = expected.parentKey();
+        String s = expected.scope();
+        if (flags != ((p != null ? FLAG_PARENT : 0) | (s != null ? FLAG_SCOPE : 0))
+                || b.getLong() != expected.layoutFingerprint()
+                || b.getLong() != expected.key().hi() || b.getLong() != expected.key().lo()
+                || b.getLong() != (p == null ? 0 : p.hi()) || b.getLong() != (p == null ? 0 : p.lo())
+                || b.getLong() != expected.salt()) {
+            return -1;
+        }
+        byte[] scope = s == null ? new byte[0] : s.getBytes(StandardCharsets.UTF_8);
+        if (b.getInt() != scope.length) {
+            return -1;
+        }
+        for (byte c : scope) {
+            if (b.get() != c) {
+                return -1;
+            }
+        }
+        int[] tokens = expected.tokens();
+        if (b.getInt() != tokens.length) {
+            return -1;
+        }
+        for (int t : tokens) {
+            if (b.getInt() != t) {
+                return -1;
+            }
+        }
+        if (b.getLong() != payloadBytes) {
+            return -1;
+        }
+        int payloadCrc = b.getInt();
+        CRC32C crc = new CRC32C();
+        crc.update(v, 0, b.position());
+        if (b.getInt() != (int) crc.getValue()) {
+            return -1;
+        }
+        crc.reset();
+        crc.update(v, h, (int) payloadBytes);
+        return (int) crc.getValue() == payloadCrc ? h : -1;
+    }
+
+    /** Whether {@code v} looks like a value of {@code key} (magic, version, key): a cheap lookup filter. */
+    static boolean claims(byte[] v, PrefixKey key, long fingerprint) {
+        if (v == null || v.length < FIXED) {
+            return false;
+        }
+        ByteBuffer b = ByteBuffer.wrap(v);
+        return b.getInt(0) == MAGIC && b.getShort(4) == VERSION && b.getLong(8) == fingerprint
+                && b.getLong(16) == key.hi() && b.getLong(24) == key.lo();
+    }
+}

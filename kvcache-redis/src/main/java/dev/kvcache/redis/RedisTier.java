@@ -1,0 +1,804 @@
+package dev.kvcache.redis;
+
+import dev.kvcache.KvCacheEvent;
+import dev.kvcache.KvCacheListener;
+import dev.kvcache.KvLayout;
+import dev.kvcache.KvStore;
+import dev.kvcache.KvTier;
+import dev.kvcache.PrefixKey;
+import dev.kvcache.TierEntry;
+import dev.kvcache.TierStats;
+import io.lettuce.core.GetExArgs;
+import io.lettuce.core.RedisFuture;
+import io.lettuce.core.SetArgs;
+
+import java.lang.foreign.MemorySegment;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * A {@link KvTier} in a Redis (or Valkey, or Redis Cluster) that a fleet of engines shares:
+ * LMCache's Redis backend for this library. One engine's published blocks become hits for every
+ * other engine of the same model and layout.
+ *
+ * <h2>Keys and values</h2>
+ * A block lives under {@link RedisKeys#block} ({@code kvc:<namespace>:<prefix key>}); its
+ * value (see {@code BlockValue}) is a header with the key, parent key, salt, scope, token ids,
+ * layout fingerprint and two CRC32C checksums, then the block's bytes in the store's format. No
+ * hash tags: in a cluster the blocks spread over every slot.
+ *
+ * <h2>Lookup: one round trip</h2>
+ * {@link #leadingHits} sends one pipelined batch of {@code GET}s (or {@code GETEX} with a TTL,
+ * which refreshes it) for at most {@link Builder#batchKeys} keys, flushes once and waits for the
+ * answers up to a deadline of {@link Builder#lookupTimeout} plus the batch's bytes at
+ * {@link Builder#assumedBandwidth}. It keeps the values it got (bounded by
+ * {@link Builder#prefetchBytes}), so the manager's {@link #load}s right after cost no further
+ * round trip. Another batch is sent only if every key of the last one hit; a prompt that misses
+ * costs exactly one round trip. A timeout or an error ends the lookup with the hits already
+ * verified to exist: a miss, never a stall.
+ *
+ * <h2>Load: Redis is trusted with nothing</h2>
+ * {@link #load} verifies the value against the {@link TierEntry} the manager expects (every header
+ * field, exact length, the header's and the payload's CRC32C) before the store imports a byte; a
+ * mismatch is a miss counted in {@code verificationMisses}.
+ *
+ * <h2>Writes: behind, bounded, never blocking</h2>
+ * {@link #put} (a demotion) and {@link #writeOnPublish} (every block the moment it is published,
+ * i.e. once its KV exists) copy the block out of the store on the caller's thread, then offer it
+ * to a bounded queue ({@link Builder#queueBlocks}, {@link Builder#queueBytes}); when the queue is
+ * full the block is dropped and counted. One daemon thread per tier drains the queue in
+ * pipelined batches ({@code SET key value PX ttl}). A key this tier wrote or loaded within half
+ * the TTL is not written again.
+ *
+ * <h2>Expiry</h2>
+ * With a {@link Builder#ttl TTL} (default 1 hour) every block expires unless a lookup hits it
+ * again (GETEX refreshes it). With {@code ttl(Duration.ZERO)} blocks never expire and the server's
+ * {@code maxmemory} with {@code maxmemory-policy allkeys-lru} (or {@code volatile-lru} with a TTL)
+ * bounds the memory: the usual setting for a cache, documented in the module's README.
+ *
+ * <h2>Failure is a miss</h2>
+ * Every call has a deadline and nothing waits on Redis longer than it. A
+ * {@code CircuitBreaker} opens after {@link Builder#breakerThreshold} consecutive failures
+ * (timeouts or errors) and for {@link Builder#breakerOpen} every lookup, load and write skips
+ * Redis; then one call probes. Lettuce reconnects by itself, so a restarted server is used again
+ * without anyone calling anything. If the server is down when the tier is built, the writer
+ * thread keeps trying to connect. Every skip, timeout and error is counted in {@link #redisStats}.
+ *
+ * <h2>Threads</h2>
+ * Lookups and loads take one lock (they share a pipelined connection); the writer thread has its
+ * own connection. A tier may be shared by several managers.
+ */
+public final class RedisTier implements KvTier {
+
+    private static final System.Logger LOG = System.getLogger(RedisTier.class.getName());
+    private static final int WRITE_BATCH = 64;
+    private static final int RECENT_KEYS = 1 << 16;
+
+    private final RedisEndpoint endpoint;
+    private final KvLayout layout;
+    private final RedisKeys keys;
+    private final long fingerprint;
+    private final long payloadBytes;
+    private final long ttlMillis;
+    private final long lookupTimeoutNanos;
+    private final double nanosPerByte;
+    private final long writeTimeoutNanos;
+    private final int batchKeys;
+    private final long prefetchBytes;
+    private final long queueBytes;
+    private final long recentNanos;
+    private final CircuitBreaker breaker;
+
+    private final Object lookupLock = new Object();
+    private volatile RedisEndpoint.Link lookupLink;
+    private volatile RedisEndpoint.Link writeLink;
+    /** Values the last lookups fetched, oldest first; consumed by load. */
+    private final LinkedHashMap<PrefixKey, byte[]> prefetched = new LinkedHashMap<>();
+    private long prefetchedBytes;
+    /** Keys written or loaded recently, oldest first (nanoTime). */
+    private final LinkedHashMap<PrefixKey, Long> recent = new LinkedHashMap<>(16, 0.75f, false);
+
+    private final ArrayBlockingQueue<Write> queue;
+    private final AtomicLong queuedBytes = new AtomicLong();
+    private final AtomicLong inFlight = new AtomicLong();
+    private final Thread writer;
+    private volatile boolean closed;
+
+    private final LongAdder lookups = new LongAdder();
+    private final LongAdder lookupKeys = new LongAdder();
+    private final LongAdder lookupHits = new LongAdder();
+    private final LongAdder roundTrips = new LongAdder();
+    private final LongAdder skipped = new LongAdder();
+    private final LongAdder timeouts = new LongAdder();
+    private final LongAdder errors = new LongAdder();
+    private final LongAdder loads = new LongAdder();
+    private final LongAdder prefetchedLoads = new LongAdder();
+    private final LongAdder verificationMisses = new LongAdder();
+    private final LongAdder writesQueued = new LongAdder();
+    private final LongAdder writesDropped = new LongAdder();
+    private final LongAdder writesDeduplicated = new LongAdder();
+    private final LongAdder writesDone = new LongAdder();
+    private final LongAdder writesFailed = new LongAdder();
+    private final LongAdder bytesWritten = new LongAdder();
+    private final LongAdder bytesRead = new LongAdder();
+    private final LongAdder copyNanos = new LongAdder();
+    private boolean warnedDown;
+
+    /** One queued write: a value, or a delete when {@code value} is null. */
+    private record Write(PrefixKey key, byte[] redisKey, byte[] value) {
+    }
+
+    private RedisTier(Builder b) {
+        this.endpoint = b.endpoint;
+        this.layout = b.layout;
+        this.keys = RedisKeys.of(b.model, b.layout);
+        this.fingerprint = TierEntry.fingerprint(layout);
+        this.payloadBytes = layout.bytesPerBlock();
+        this.ttlMillis = b.ttl.toMillis();
+        this.lookupTimeoutNanos = b.lookupTimeout.toNanos();
+        this.nanosPerByte = 1e9 / b.bandwidth;
+        this.writeTimeoutNanos = b.writeTimeout.toNanos();
+        this.batchKeys = b.batchKeys;
+        this.prefetchBytes = b.prefetchBytes;
+        this.queueBytes = b.queueBytes;
+        this.recentNanos = ttlMillis > 0 ? TimeUnit.MILLISECONDS.toNanos(ttlMillis) / 2 : TimeUnit.MINUTES.toNanos(10);
+        this.breaker = new CircuitBreaker(b.breakerThreshold, b.breakerOpen.toNanos(), System::nanoTime);
+        this.queue = new ArrayBlockingQueue<>(b.queueBlocks);
+        connect(); // one try now, so that a reachable server is used from the first call
+        this.writer = Thread.ofPlatform().daemon().name("kvcache-redis-writer").unstarted(this::writeLoop);
+        writer.start();
+    }
+
+    /**
+     * A builder for a tier over {@code endpoint} holding blocks of {@code layout}.
+     */
+    public static Builder builder(RedisEndpoint endpoint, KvLayout layout) {
+        return new Builder(endpoint, layout);
+    }
+
+    /** How a {@link RedisTier} is set up; every setting has a default that fits a decode step. */
+    public static final class Builder {
+        private final RedisEndpoint endpoint;
+        private final KvLayout layout;
+        private String model = "default";
+        private Duration ttl = Duration.ofHours(1);
+        private Duration lookupTimeout = Duration.ofMillis(5);
+        private double bandwidth = 1e9;
+        private Duration writeTimeout = Duration.ofMillis(500);
+        private int batchKeys = 32;
+        private long prefetchBytes = 64L << 20;
+        private int queueBlocks = 1024;
+        private long queueBytes = 256L << 20;
+        private int breakerThreshold = 3;
+        private Duration breakerOpen = Duration.ofSeconds(1);
+
+        private Builder(RedisEndpoint endpoint, KvLayout layout) {
+            this.endpoint = Objects.requireNonNull(endpoint, "endpoint");
+            this.layout = Objects.requireNonNull(layout, "layout");
+        }
+
+        /** The model id every engine of the fleet uses for this model (default "default"); part of the namespace. */
+        public Builder model(String id) {
+            RedisKeys.of(id, layout); // checks it
+            this.model = id;
+            return this;
+        }
+
+        /** How long a block lives after its last write or hit (default 1 hour); zero: no expiry (rely on maxmemory LRU). */
+        public Builder ttl(Duration d) {
+            Objects.requireNonNull(d, "ttl");
+            if (d.isNegative() || (!d.isZero() && d.toMillis() < 1)) {
+                throw new IllegalArgumentException("ttl " + d + " must be zero (no expiry) or at least 1 ms");
+            }
+            this.ttl = d;
+            return this;
+        }
+
+        /** The wait for a lookup's answers beyond their transfer time (default 5 ms). */
+        public Builder lookupTimeout(Duration d) {
+            this.lookupTimeout = positive("lookupTimeout", d);
+            return this;
+        }
+
+        /**
+         * The bandwidth assumed to Redis, in bytes per second (default 1e9): a lookup's or load's
+         * deadline grows by its expected bytes at this rate.
+         */
+        public Builder assumedBandwidth(double bytesPerSecond) {
+            if (!(bytesPerSecond >= 1e3) || Double.isInfinite(bytesPerSecond)) {
+                throw new IllegalArgumentException("assumedBandwidth " + bytesPerSecond + " must be at least 1e3 bytes/s and finite");
+            }
+            this.bandwidth = bytesPerSecond;
+            return this;
+        }
+
+        /** The writer thread's wait for a batch of writes (default 500 ms; off the decode path). */
+        public Builder writeTimeout(Duration d) {
+            this.writeTimeout = positive("writeTimeout", d);
+            return this;
+        }
+
+        /** Keys per pipelined lookup batch (default 32, 1 to 1024). */
+        public Builder batchKeys(int n) {
+            if (n < 1 || n > 1024) {
+                throw new IllegalArgumentException("batchKeys " + n + " must be 1 to 1024");
+            }
+            this.batchKeys = n;
+            return this;
+        }
+
+        /** The most bytes of fetched values kept for the loads that follow a lookup (default 64 MiB; at least one value). */
+        public Builder prefetchBytes(long bytes) {
+            if (bytes < 1) {
+                throw new IllegalArgumentException("prefetchBytes " + bytes + " must be positive");
+            }
+            this.prefetchBytes = bytes;
+            return this;
+        }
+
+        /** The write-behind queue's length in blocks (default 1024, 1 to 2^20). */
+        public Builder queueBlocks(int n) {
+            if (n < 1 || n > 1 << 20) {
+                throw new IllegalArgumentException("queueBlocks " + n + " must be 1 to " + (1 << 20));
+            }
+            this.queueBlocks = n;
+            return this;
+        }
+
+        /** The write-behind queue's bound in value bytes (default 256 MiB). */
+        public Builder queueBytes(long bytes) {
+            if (bytes < 1) {
+                throw new IllegalArgumentException("queueBytes " + bytes + " must be positive");
+            }
+            this.queueBytes = bytes;
+            return this;
+        }
+
+        /** Consecutive failures that open the circuit breaker (default 3, 1 to 1000). */
+        public Builder breakerThreshold(int n) {
+            if (n < 1 || n > 1000) {
+                throw new IllegalArgumentException("breakerThreshold " + n + " must be 1 to 1000");
+            }
+            this.breakerThreshold = n;
+            return this;
+        }
+
+        /** How long an open breaker skips Redis before one call probes it (default 1 s). */
+        public Builder breakerOpen(Duration d) {
+            this.breakerOpen = positive("breakerOpen", d);
+            return this;
+        }
+
+        private static Duration positive(String name, Duration d) {
+            Objects.requireNonNull(d, name);
+            if (d.isNegative() || d.isZero()) {
+                throw new IllegalArgumentException(name + " " + d + " must be positive");
+            }
+            return d;
+        }
+
+        /** The tier; it connects now if it can, else keeps trying in the background. */
+        public RedisTier build() {
+            return new RedisTier(this);
+        }
+    }
+
+    @Override
+    public String name() {
+        return "redis";
+    }
+
+    /** The key space it reads and writes. */
+    public RedisKeys keys() {
+        return keys;
+    }
+
+    /** The layout of the blocks it holds. */
+    public KvLayout layout() {
+        return layout;
+    }
+
+    // ------------------------------------------------------------------ lookup and load
+
+    @Override
+    public int leadingHits(PrefixKey[] keyArray, int from, int count) {
+        Objects.requireNonNull(keyArray, "keys");
+        Objects.checkFromIndexSize(from, count, keyArray.length);
+        checkOpen();
+        if (count == 0) {
+            return 0;
+        }
+        RedisEndpoint.Link link = lookupLink;
+        if (link == null || !breaker.allow()) {
+            skipped.increment();
+            return 0;
+        }
+        lookups.increment();
+        synchronized (lookupLock) {
+            int found = 0;
+            while (found < count) {
+                int b = Math.min(batchKeys, count - found);
+                makeRoom((long) b * valueBytes());
+                @SuppressWarnings("unchecked")
+                RedisFuture<byte[]>[] fs = new RedisFuture[b];
+                GetExArgs ex = ttlMillis > 0 ? GetExArgs.Builder.px(ttlMillis) : null;
+                for (int i = 0; i < b; i++) {
+                    PrefixKey k = Objects.requireNonNull(keyArray[from + found + i], "keys[" + (from + found + i) + "]");
+                    fs[i] = get(link, keys.block(k), ex);
+                }
+                link.connection().flushCommands();
+                roundTrips.increment();
+                lookupKeys.add(b);
+                long deadline = System.nanoTime() + lookupTimeoutNanos + (long) (b * valueBytes() * nanosPerByte);
+                int hits = 0;
+                boolean failed = false;
+                for (int i = 0; i < b; i++) {
+                    PrefixKey k = keyArray[from + found + i];
+                    byte[] v;
+                    try {
+                        v = fs[i].get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                    } catch (TimeoutException e) {
+                        timeouts.increment();
+                        failed = true;
+                        break;
+                    } catch (ExecutionException e) {
+                        errors.increment();
+                        failed = true;
+                        break;
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        failed = true;
+                        break;
+                    }
+                    if (v == null || !BlockValue.claims(v, k, fingerprint)) {
+                        break;
+                    }
+                    bytesRead.add(v.length);
+                    keep(k, v);
+                    hits++;
+                }
+                if (failed) {
+                    for (RedisFuture<byte[]> f : fs) {
+                        f.cancel(false);
+                    }
+                    breaker.failure();
+                    lookupHits.add(found + hits);
+                    return found + hits;
+                }
+                breaker.success();
+                found += hits;
+                if (hits < b) {
+                    break;
+                }
+            }
+            lookupHits.add(found);
+            return found;
+        }
+    }
+
+    private RedisFuture<byte[]> get(RedisEndpoint.Link link, byte[] key, GetExArgs ex) {
+        return ex != null ? link.commands().getex(key, ex) : link.commands().get(key);
+    }
+
+    private long valueBytes() {
+        return payloadBytes + 256;
+    }
+
+    private void keep(PrefixKey k, byte[] v) {
+        byte[] old = prefetched.put(k, v);
+        if (old != null) {
+            prefetchedBytes -= old.length;
+        }
+        prefetchedBytes += v.length;
+    }
+
+    /** Drops the oldest prefetched values until {@code need} more bytes fit. */
+    private void makeRoom(long need) {
+        Iterator<Map.Entry<PrefixKey, byte[]>> it = prefetched.entrySet().iterator();
+        while (prefetchedBytes + need > prefetchBytes && it.hasNext()) {
+            prefetchedBytes -= it.next().getValue().length;
+            it.remove();
+        }
+    }
+
+    @Override
+    public boolean load(TierEntry expected, KvStore store, int block) {
+        Objects.requireNonNull(expected, "expected");
+        Objects.requireNonNull(store, "store");
+        checkOpen();
+        checkLayout(store, expected);
+        byte[] v;
+        boolean pre;
+        synchronized (lookupLock) {
+            v = prefetched.remove(expected.key());
+            pre = v != null;
+            if (pre) {
+                prefetchedBytes -= v.length;
+            } else {
+                v = fetch(expected);
+                if (v == null) {
+                    return false;
+                }
+            }
+        }
+        long t0 = System.nanoTime();
+        int off = BlockValue.verify(v, expected, payloadBytes);
+        if (off < 0) {
+            verificationMisses.increment();
+            return false;
+        }
+        store.importBlock(block, MemorySegment.ofArray(v).asSlice(off, payloadBytes));
+        copyNanos.add(System.nanoTime() - t0);
+        loads.increment();
+        if (pre) {
+            prefetchedLoads.increment();
+        }
+        markRecent(expected.key());
+        return true;
+    }
+
+    /** One GET with a deadline, outside a lookup (the prefetch did not keep it); null: a miss. */
+    private byte[] fetch(TierEntry e) {
+        RedisEndpoint.Link link = lookupLink;
+        if (link == null || !breaker.allow()) {
+            skipped.increment();
+            return null;
+        }
+        RedisFuture<byte[]> f = link.commands().get(keys.block(e.key()));
+        link.connection().flushCommands();
+        roundTrips.increment();
+        try {
+            byte[] v = f.get(lookupTimeoutNanos + (long) (valueBytes() * nanosPerByte), TimeUnit.NANOSECONDS);
+            breaker.success();
+            if (v != null) {
+                bytesRead.add(v.length);
+            }
+            return v;
+        } catch (TimeoutException ex) {
+            timeouts.increment();
+        } catch (ExecutionException ex) {
+            errors.increment();
+        } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+        }
+        f.cancel(false);
+        breaker.failure();
+        return null;
+    }
+
+    // ------------------------------------------------------------------ writes
+
+    @Override
+    public boolean put(TierEntry entry, KvStore store, int block) {
+        Objects.requireNonNull(entry, "entry");
+        Objects.requireNonNull(store, "store");
+        checkOpen();
+        checkLayout(store, entry);
+        if (isRecent(entry.key())) {
+            writesDeduplicated.increment();
+            return true;
+        }
+        int h = BlockValue.headerLength(entry);
+        if (h < 0) {
+            writesDropped.increment();
+            return false;
+        }
+        long size = h + payloadBytes;
+        if (queue.remainingCapacity() == 0 || queuedBytes.get() + size > queueBytes || size > Integer.MAX_VALUE - 8) {
+            writesDropped.increment();
+            return false;
+        }
+        long t0 = System.nanoTime();
+        byte[] v = new byte[(int) size];
+        int crc = store.exportBlockCrc32c(block, MemorySegment.ofArray(v).asSlice(h, payloadBytes));
+        BlockValue.writeHeader(v, entry, payloadBytes, crc);
+        copyNanos.add(System.nanoTime() - t0);
+        Write w = new Write(entry.key(), keys.block(entry.key()), v);
+        queuedBytes.addAndGet(size);
+        if (!queue.offer(w)) {
+            queuedBytes.addAndGet(-size);
+            writesDropped.increment();
+            return false;
+        }
+        markRecent(entry.key());
+        writesQueued.increment();
+        return true;
+    }
+
+    /**
+     * A listener that writes every block {@code store}'s manager publishes (a
+     * {@link KvCacheEvent.BlockStored}) to this tier at once, so other engines hit it while this one
+     * still holds it: register it with {@link dev.kvcache.KvCacheManager#addListener}. It copies the
+     * block on the manager's thread and queues it (dropped and counted when the queue is full);
+     * it never throws for a Redis failure.
+     */
+    public KvCacheListener writeOnPublish(KvStore store) {
+        Objects.requireNonNull(store, "store");
+        if (!store.layout().equals(layout)) {
+            throw new IllegalArgumentException("store layout " + store.layout() + " differs from the tier's " + layout);
+        }
+        return ev -> {
+            if (ev instanceof KvCacheEvent.BlockStored s && s.key() != null && !closed) {
+                put(new TierEntry(s.key(), s.parentKey(), s.cacheSalt(), s.scope(), s.tokenIds(), fingerprint), store, s.block());
+            }
+        };
+    }
+
+    @Override
+    public boolean remove(PrefixKey key) {
+        Objects.requireNonNull(key, "key");
+        checkOpen();
+        synchronized (recent) {
+            recent.remove(key);
+        }
+        synchronized (lookupLock) {
+            byte[] v = prefetched.remove(key);
+            if (v != null) {
+                prefetchedBytes -= v.length;
+            }
+        }
+        return queue.offer(new Write(key, keys.block(key), null));
+    }
+
+    /**
+     * Waits until every write queued so far was sent and answered (or failed), at most
+     * {@code timeout}: true when the queue drained in time. For tests, demos and shutdown.
+     */
+    public boolean awaitWrites(Duration timeout) {
+        long end = System.nanoTime() + timeout.toNanos();
+        while (!queue.isEmpty() || inFlight.get() > 0) {
+            if (System.nanoTime() - end > 0) {
+                return false;
+            }
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private void writeLoop() {
+        List<Write> batch = new ArrayList<>(WRITE_BATCH);
+        long nextConnect = 0;
+        while (!closed || !queue.isEmpty()) {
+            if (lookupLink == null || writeLink == null) {
+                if (System.nanoTime() - nextConnect >= 0) {
+                    connect();
+                    nextConnect = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
+                }
+            }
+            Write first;
+            try {
+                first = queue.poll(50, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                if (closed) {
+                    break;
+                }
+                continue;
+            }
+            if (first == null) {
+                continue;
+            }
+            batch.clear();
+            batch.add(first);
+            queue.drainTo(batch, WRITE_BATCH - 1);
+            inFlight.set(batch.size());
+            try {
+                send(batch);
+            } catch (RuntimeException e) {
+                errors.increment();
+                fail(batch);
+            } finally {
+                for (Write w : batch) {
+                    if (w.value() != null) {
+                        queuedBytes.addAndGet(-w.value().length);
+                    }
+                }
+                inFlight.set(0);
+            }
+        }
+    }
+
+    private void send(List<Write> batch) {
+        RedisEndpoint.Link link = writeLink;
+        if (link == null || !breaker.allow()) {
+            skipped.add(batch.size());
+            fail(batch);
+            return;
+        }
+        @SuppressWarnings("unchecked")
+        RedisFuture<?>[] fs = new RedisFuture[batch.size()];
+        SetArgs args = ttlMillis > 0 ? SetArgs.Builder.px(ttlMillis) : null;
+        for (int i = 0; i < fs.length; i++) {
+            Write w = batch.get(i);
+            if (w.value() == null) {
+                fs[i] = link.commands().del(w.redisKey());
+            } else {
+                fs[i] = args != null ? link.commands().set(w.redisKey(), w.value(), args) : link.commands().set(w.redisKey(), w.value());
+            }
+        }
+        link.connection().flushCommands();
+        long deadline = System.nanoTime() + writeTimeoutNanos;
+        boolean anyFailed = false;
+        for (int i = 0; i < fs.length; i++) {
+            Write w = batch.get(i);
+            try {
+                fs[i].get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                if (w.value() != null) {
+                    writesDone.increment();
+                    bytesWritten.add(w.value().length);
+                }
+            } catch (TimeoutException | ExecutionException e) {
+                if (e instanceof TimeoutException) {
+                    timeouts.increment();
+                } else {
+                    errors.increment();
+                }
+                anyFailed = true;
+                fs[i].cancel(false);
+                failOne(w);
+            } catch (InterruptedException e) {
+                anyFailed = true;
+                failOne(w);
+            }
+        }
+        if (anyFailed) {
+            breaker.failure();
+            warnDown();
+        } else {
+            breaker.success();
+            warnedDown = false;
+        }
+    }
+
+    private void fail(List<Write> batch) {
+        for (Write w : batch) {
+            failOne(w);
+        }
+    }
+
+    private void failOne(Write w) {
+        if (w.value() != null) {
+            writesFailed.increment();
+            synchronized (recent) {
+                recent.remove(w.key()); // not written: a later put may try again
+            }
+        }
+    }
+
+    private void warnDown() {
+        if (!warnedDown) {
+            warnedDown = true;
+            LOG.log(System.Logger.Level.WARNING, "Redis tier at {0}: writes failing; blocks are dropped (counted) until it answers",
+                    endpoint);
+        }
+    }
+
+    /** Opens the two connections if they are not open; a failure leaves them for the next try. */
+    private void connect() {
+        try {
+            if (lookupLink == null) {
+                RedisEndpoint.Link l = endpoint.open();
+                l.connection().setAutoFlushCommands(false);
+                lookupLink = l;
+            }
+            if (writeLink == null) {
+                RedisEndpoint.Link l = endpoint.open();
+                l.connection().setAutoFlushCommands(false);
+                writeLink = l;
+            }
+        } catch (RuntimeException e) {
+            errors.increment();
+            if (!warnedDown) {
+                warnedDown = true;
+                LOG.log(System.Logger.Level.WARNING, "Redis tier cannot connect to {0} ({1}); it is a miss until it can",
+                        endpoint, e.getMessage());
+            }
+        }
+    }
+
+    private boolean isRecent(PrefixKey k) {
+        synchronized (recent) {
+            Long t = recent.get(k);
+            return t != null && System.nanoTime() - t < recentNanos;
+        }
+    }
+
+    private void markRecent(PrefixKey k) {
+        synchronized (recent) {
+            recent.remove(k);
+            recent.put(k, System.nanoTime());
+            if (recent.size() > RECENT_KEYS) {
+                Iterator<PrefixKey> it = recent.keySet().iterator();
+                it.next();
+                it.remove();
+            }
+        }
+    }
+
+    private void checkLayout(KvStore store, TierEntry e) {
+        if (!store.layout().equals(layout)) {
+            throw new IllegalArgumentException("store layout " + store.layout() + " differs from the tier's " + layout);
+        }
+        if (e.layoutFingerprint() != fingerprint) {
+            throw new IllegalArgumentException("entry layout fingerprint " + Long.toHexString(e.layoutFingerprint())
+                    + " differs from the tier's " + Long.toHexString(fingerprint));
+        }
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("Redis tier is closed");
+        }
+    }
+
+    // ------------------------------------------------------------------ stats and close
+
+    /**
+     * {@link TierStats}: Redis holds the blocks, so {@code blocks}, {@code bytes},
+     * {@code capacityBytes} and {@code evictions} are 0 (ask the server: {@code INFO memory},
+     * {@code DBSIZE}); {@code puts} are blocks queued, {@code refusedPuts} blocks dropped or whose
+     * write failed, {@code bytesMoved} value bytes written and read.
+     */
+    @Override
+    public TierStats stats() {
+        return new TierStats(name(), 0, 0, 0, writesQueued.sum(), writesDropped.sum() + writesFailed.sum(), loads.sum(),
+                verificationMisses.sum(), 0, bytesWritten.sum() + bytesRead.sum(), copyNanos.sum());
+    }
+
+    /** Everything it counted, failures included. */
+    public RedisTierStats redisStats() {
+        return new RedisTierStats(lookups.sum(), lookupKeys.sum(), lookupHits.sum(), roundTrips.sum(), skipped.sum(),
+                timeouts.sum(), errors.sum(), breaker.opened(), loads.sum(), prefetchedLoads.sum(),
+                verificationMisses.sum(), writesQueued.sum(), writesDropped.sum(), writesDeduplicated.sum(),
+                writesDone.sum(), writesFailed.sum(), bytesWritten.sum(), bytesRead.sum());
+    }
+
+    /** Whether the circuit breaker is open now (Redis is being skipped). */
+    public boolean breakerOpen() {
+        return breaker.isOpen();
+    }
+
+    /**
+     * Stops taking writes, sends what is queued (waiting at most about two write timeouts), stops
+     * the writer thread and closes its connections. The endpoint stays open. Idempotent.
+     */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            writer.join(Math.max(100, TimeUnit.NANOSECONDS.toMillis(2 * writeTimeoutNanos)));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (writer.isAlive()) {
+            writer.interrupt();
+        }
+        for (RedisEndpoint.Link l : new RedisEndpoint.Link[]{lookupLink, writeLink}) {
+            if (l != null) {
+                endpoint.release(l.connection());
+            }
+        }
+        synchronized (lookupLock) {
+            prefetched.clear();
+            prefetchedBytes = 0;
+        }
+    }
+}

@@ -1,0 +1,228 @@
+package dev.kvcache.redis;
+
+import dev.kvcache.KvCacheManager;
+import dev.kvcache.KvFormats;
+import dev.kvcache.KvLayout;
+import dev.kvcache.PrefixKey;
+import dev.kvcache.Sequence;
+import dev.kvcache.TierEntry;
+import dev.kvcache.offheap.OffHeapKvStore;
+import io.lettuce.core.RedisClient;
+import io.lettuce.core.api.StatefulRedisConnection;
+import io.lettuce.core.codec.ByteArrayCodec;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.time.Duration;
+import java.util.Arrays;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** {@link RedisTier} against one real redis-server: round trips, verification, round-trip counts, expiry. */
+class RedisTierTest {
+
+    static final KvLayout LAYOUT = new KvLayout(2, 2, 32, 16, KvFormats.F16);
+    private static RedisServers.Server server;
+    private static RedisEndpoint endpoint;
+
+    @BeforeAll
+    static void start() throws IOException {
+        server = RedisServers.Server.start();
+        endpoint = RedisEndpoint.standalone(server.uri());
+    }
+
+    @AfterAll
+    static void stop() {
+        try {
+            if (endpoint != null) {
+                endpoint.close();
+            }
+        } finally {
+            if (server != null) {
+                server.close();
+            }
+        }
+    }
+
+    @BeforeEach
+    void flush() throws IOException {
+        server.command("FLUSHALL");
+        server.command("CONFIG", "RESETSTAT");
+    }
+
+    private static RedisTier tier() {
+        return RedisTier.builder(endpoint, LAYOUT).model("test-model").lookupTimeout(Duration.ofSeconds(2)).build();
+    }
+
+    @Test
+    void aBlockPutFromOneStoreLoadsByteIdenticalIntoAnotherInOneRoundTrip() {
+        int[] prompt = Kv.tokens(48, 5);
+        TierEntry[] e = Kv.entries(LAYOUT, prompt, 11, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 4); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 4);
+             RedisTier t = tier()) {
+            Kv.fillBlock(a, 0, 1);
+            Kv.fillBlock(a, 1, 2);
+            assertTrue(t.put(e[0], a, 0));
+            assertTrue(t.put(e[1], a, 1));
+            assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
+            assertEquals(2, t.redisStats().writesDone());
+            long trips = t.redisStats().roundTrips();
+            assertEquals(2, t.leadingHits(Kv.keys(e), 0, 3), "two of three keys held, leading");
+            assertEquals(trips + 1, t.redisStats().roundTrips(), "one pipelined round trip for the lookup");
+            assertTrue(t.load(e[0], b, 2));
+            assertTrue(t.load(e[1], b, 3));
+            assertEquals(trips + 1, t.redisStats().roundTrips(), "the loads use the values the lookup fetched");
+            assertEquals(2, t.redisStats().prefetchedLoads());
+            assertArrayEquals(Kv.export(a, 0), Kv.export(b, 2));
+            assertArrayEquals(Kv.export(a, 1), Kv.export(b, 3));
+            assertFalse(t.load(e[2], b, 0), "a key never put is a miss");
+            assertEquals(0, t.leadingHits(Kv.keys(e), 2, 1));
+        }
+    }
+
+    @Test
+    void aLoadNotPrefetchedFetchesItsValue() {
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 9), 3, "tenant-a");
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
+             RedisTier t = tier()) {
+            Kv.fillBlock(a, 1, 4);
+            assertTrue(t.put(e[0], a, 1));
+            assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
+            assertTrue(t.load(e[0], b, 0));
+            assertArrayEquals(Kv.export(a, 1), Kv.export(b, 0));
+            assertEquals(0, t.redisStats().prefetchedLoads());
+        }
+    }
+
+    @Test
+    void everyMismatchOrCorruptionIsACountedMissThatWritesNothing() throws Exception {
+        int[] prompt = Kv.tokens(32, 100);
+        TierEntry[] e = Kv.entries(LAYOUT, prompt, 7, "t1");
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
+             RedisTier t = tier()) {
+            Kv.fillBlock(a, 0, 1);
+            Kv.fillBlock(a, 1, 2);
+            Kv.fillBlock(b, 0, 99);
+            byte[] before = Kv.export(b, 0);
+            t.put(e[0], a, 0);
+            t.put(e[1], a, 1);
+            assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
+            int[] otherTokens = e[1].tokens().clone();
+            otherTokens[3]++;
+            TierEntry[] wrong = {
+                    new TierEntry(e[1].key(), e[1].parentKey(), e[1].salt(), e[1].scope(), otherTokens, e[1].layoutFingerprint()),
+                    new TierEntry(e[1].key(), new PrefixKey(1, 2), e[1].salt(), e[1].scope(), e[1].tokens(), e[1].layoutFingerprint()),
+                    new TierEntry(e[1].key(), null, e[1].salt(), e[1].scope(), e[1].tokens(), e[1].layoutFingerprint()),
+                    new TierEntry(e[1].key(), e[1].parentKey(), e[1].salt() + 1, e[1].scope(), e[1].tokens(), e[1].layoutFingerprint()),
+                    new TierEntry(e[1].key(), e[1].parentKey(), e[1].salt(), "t2", e[1].tokens(), e[1].layoutFingerprint()),
+                    new TierEntry(e[1].key(), e[1].parentKey(), e[1].salt(), null, e[1].tokens(), e[1].layoutFingerprint()),
+            };
+            long misses = 0;
+            for (TierEntry w : wrong) {
+                assertFalse(t.load(w, b, 0), "served for " + w);
+                assertEquals(++misses, t.redisStats().verificationMisses());
+            }
+            // the value itself damaged in Redis: a flipped payload byte, a flipped header byte, truncated, swapped
+            RedisClient raw = RedisClient.create(server.uri());
+            try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
+                byte[] k0 = t.keys().block(e[0].key());
+                byte[] k1 = t.keys().block(e[1].key());
+                byte[] good = c.sync().get(k1);
+                byte[] v0 = c.sync().get(k0);
+                byte[][] damaged = {
+                        flip(good, good.length - 10), flip(good, 20), flip(good, 70), Arrays.copyOf(good, good.length - 1),
+                        Arrays.copyOf(good, good.length + 1), v0, new byte[0], "garbage".getBytes()
+                };
+                for (byte[] d : damaged) {
+                    c.sync().set(k1, d);
+                    assertFalse(t.load(e[1], b, 0), "served a damaged value");
+                    assertEquals(++misses, t.redisStats().verificationMisses());
+                }
+                c.sync().set(k1, good);
+                assertTrue(t.load(e[1], b, 1), "the intact value loads");
+            } finally {
+                raw.shutdown();
+            }
+            assertArrayEquals(before, Kv.export(b, 0), "no refused load wrote a byte");
+            assertArrayEquals(Kv.export(a, 1), Kv.export(b, 1));
+        }
+    }
+
+    private static byte[] flip(byte[] v, int at) {
+        byte[] c = v.clone();
+        c[at] ^= 0x40;
+        return c;
+    }
+
+    @Test
+    void aPromptThatMissesEverywhereCostsOneRoundTrip() throws IOException {
+        int[] prompt = Kv.tokens(64 * 16, 3);
+        try (OffHeapKvStore s = OffHeapKvStore.allocate(LAYOUT, 80); RedisTier t = tier();
+             KvCacheManager m = KvCacheManager.builder(LAYOUT).store(s).tier(t).build()) {
+            Sequence q = m.open("q");
+            assertEquals(0, m.append(q, prompt), "nothing cached anywhere");
+            assertEquals(1, t.redisStats().roundTrips(), "the 64-block miss cost one round trip");
+            assertEquals(1, t.redisStats().lookups());
+            assertEquals(32, server.commandCalls("getex"), "the server saw one batch of 32 GETEX");
+            assertEquals(0, server.commandCalls("get"));
+            m.free(q);
+        }
+    }
+
+    @Test
+    void blocksExpireAfterTheTtlOrNeverWithZero() throws IOException {
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 1), 0, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 1);
+             RedisTier t = RedisTier.builder(endpoint, LAYOUT).ttl(Duration.ofMinutes(5)).build();
+             RedisTier forever = RedisTier.builder(endpoint, LAYOUT).model("other").ttl(Duration.ZERO).build()) {
+            Kv.fillBlock(a, 0, 1);
+            t.put(e[0], a, 0);
+            forever.put(e[0], a, 0);
+            assertTrue(t.awaitWrites(Duration.ofSeconds(5)) && forever.awaitWrites(Duration.ofSeconds(5)));
+            long ttl = server.integer("PTTL", t.keys().blockString(e[0].key()));
+            assertTrue(ttl > 0 && ttl <= 300_000, "PTTL " + ttl);
+            assertEquals(-1, server.integer("PTTL", forever.keys().blockString(e[0].key())));
+            assertNotEquals(t.keys().namespace(), forever.keys().namespace(), "models never share keys");
+        }
+    }
+
+    @Test
+    void keysCarryNoHashTagAndNamespacesSeparateModelsAndLayouts() {
+        RedisKeys k = RedisKeys.of("m", LAYOUT);
+        String key = k.blockString(new PrefixKey(-1, 42));
+        assertFalse(key.contains("{") || key.contains("}"), key);
+        assertEquals("kvc:" + k.namespace() + ":ffffffffffffffff000000000000002a", key);
+        assertNotEquals(k.namespace(), RedisKeys.of("m2", LAYOUT).namespace());
+        assertNotEquals(k.namespace(), RedisKeys.of("m", new KvLayout(2, 2, 32, 16, KvFormats.Q8_0)).namespace());
+        assertEquals(k.namespace(), RedisKeys.of("m", new KvLayout(2, 2, 32, 16, KvFormats.F16)).namespace());
+        IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> RedisKeys.of("", LAYOUT));
+        assertTrue(ex.getMessage().contains("1 to 256"), ex.getMessage());
+        ex = assertThrows(IllegalArgumentException.class, () -> k.stream("a b"));
+        assertTrue(ex.getMessage().contains("'a b'"), ex.getMessage());
+    }
+
+    @Test
+    void badSettingsNameTheValueAndTheLimit() {
+        RedisTier.Builder b = RedisTier.builder(endpoint, LAYOUT);
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> b.batchKeys(0)).getMessage().contains("batchKeys 0"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> b.queueBlocks(0)).getMessage().contains("queueBlocks 0"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> b.ttl(Duration.ofMillis(-1))).getMessage().contains("ttl"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> b.lookupTimeout(Duration.ZERO)).getMessage().contains("lookupTimeout"));
+        assertThrows(IllegalArgumentException.class, () -> RedisEndpoint.cluster());
+        KvLayout other = new KvLayout(2, 2, 32, 16, KvFormats.F32);
+        try (RedisTier t = tier(); OffHeapKvStore s = OffHeapKvStore.allocate(other, 1)) {
+            TierEntry e = Kv.entries(other, Kv.tokens(16, 0), 0, null)[0];
+            assertThrows(IllegalArgumentException.class, () -> t.put(e, s, 0));
+            t.close();
+            assertThrows(IllegalStateException.class, () -> t.leadingHits(new PrefixKey[1], 0, 1));
+        }
+    }
+}
