@@ -31,6 +31,23 @@ import java.util.Objects;
  * encodes into per-thread scratch and copies into place only once every head encoded, so a refused
  * write changes nothing.
  *
+ * <h2>Memory: zero, committed on first touch</h2>
+ * The main allocation is made zero without touching it: on Linux, with native access enabled for
+ * this module, a region of 2 MiB or more is an anonymous {@code mmap} (advised to use transparent
+ * huge pages) whose pages the kernel zero-fills when they are first written, so creating even a
+ * multi-GiB store takes microseconds and the page faults are paid by the first write into each
+ * page, spread over the prefill, and never for blocks that are never used. The trade-off: the
+ * memory is committed lazily, so it is not reserved at allocation. A store larger than the kernel
+ * will ever grant is still refused up front (OutOfMemoryError naming the size), but memory taken
+ * by others in the meantime can make the OS fail the process later, under pressure, rather than
+ * this call now; and resident memory grows with the blocks written, not with {@link #blocks()}.
+ * An engine that wants the memory committed before serving writes (or copies) through its blocks
+ * once. Without native access, or off Linux, the memory comes from {@link Arena#allocate(long,
+ * long)}, which zeroes it eagerly (seconds per GiB on a small VM; one WARNING says so). Either way
+ * the memory belongs to this store's shared arena: {@link #close()} unmaps or frees it, and so
+ * does a constructor that fails after the allocation. Measured:
+ * {@code kvcache-offheap/bench-results/alloc-2026-12-03.txt}.
+ *
  * <h2>Threads</h2>
  * The memory comes from {@link Arena#ofShared()}, so any thread may call any method. Writes to
  * distinct blocks may run concurrently (only taking/returning staging slots synchronizes); a block
@@ -91,7 +108,7 @@ public final class OffHeapKvStore implements KvStore {
         }
         this.arena = Arena.ofShared();
         try {
-            this.memory = arena.allocate(total, ALIGNMENT); // zeroed
+            this.memory = NativeMemory.allocateZeroed(arena, total, ALIGNMENT); // zero, lazily committed
             this.staging = new StagingPool(arena, bytes.stageBytes());
             if (rowFormat) {
                 this.stageOf = new int[0];
@@ -111,8 +128,16 @@ public final class OffHeapKvStore implements KvStore {
     }
 
     /**
-     * A store of {@code blocks} blocks of {@code layout}: one zeroed, 64-byte-aligned allocation of
-     * {@code blocks * layout.bytesPerBlock()} bytes.
+     * A store of {@code blocks} blocks of {@code layout}: one zero, 64-byte-aligned allocation of
+     * {@code blocks * layout.bytesPerBlock()} bytes, committed on first touch where the OS allows
+     * (see the class comment).
+     *
+     * @param layout the layout of every block
+     * @param blocks how many blocks, at least 1
+     * @return the store, owning its memory until {@link #close()}
+     * @throws IllegalArgumentException {@code blocks} is not positive or the slots exceed
+     *                                  {@code Integer.MAX_VALUE}
+     * @throws OutOfMemoryError         the OS refused the memory
      */
     public static OffHeapKvStore allocate(KvLayout layout, int blocks) {
         Objects.requireNonNull(layout, "layout");
