@@ -1,4 +1,4 @@
-package dev.kvcache.model;
+package dev.kvcache.testkit;
 
 import dev.kvcache.AppendEstimate;
 import dev.kvcache.EvictionPolicy;
@@ -54,35 +54,99 @@ import java.util.function.Supplier;
  * Reference counts are recomputed from scratch after every step as the number of occurrences of
  * each block in the live block tables, and compared with {@link KvCacheManager#refCount}.
  */
-public final class ManagerModel implements KvCacheListener {
+public final class ManagerModel implements KvCacheListener, AutoCloseable {
 
     /**
-     * A manager configuration; {@code window == 0} means no sliding window; {@code faults} adds a
-     * listener that throws on every third event (the model must see no difference).
+     * A manager configuration for one run.
+     *
+     * @param blocks         the pool's blocks (4..24 make refusals and evictions common)
+     * @param blockTokens    tokens per block
+     * @param prefixCaching  {@link KvCacheManager.Builder#prefixCaching}
+     * @param priorityPolicy {@link EvictionPolicy#priority()} instead of {@link EvictionPolicy#lru()}
+     * @param sinks          attention-sink tokens of the sliding window (with {@code window > 0})
+     * @param window         the sliding window in tokens; 0: no sliding window
+     * @param faults         adds a listener that throws on every third event (the model must see no
+     *                       difference), and with a tier, makes every fifth tier call throw
+     * @param tierBlocks     blocks of an LRU {@link dev.kvcache.KvTier} below the store; 0: none
+     * @param store          your store, wired in as {@link StoreUnderTest} describes; null: the
+     *                       model's byte-less engine alone
      */
     public record Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy,
-                         int sinks, int window, boolean faults, int tierBlocks) {
+                         int sinks, int window, boolean faults, int tierBlocks, StoreUnderTest store) {
 
+        /**
+         * A configuration without faults, tier or store under test.
+         *
+         * @param blocks         the pool's blocks
+         * @param blockTokens    tokens per block
+         * @param prefixCaching  prefix caching on
+         * @param priorityPolicy the priority eviction policy instead of LRU
+         * @param sinks          attention-sink tokens of the sliding window
+         * @param window         the sliding window in tokens; 0: none
+         */
         public Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy, int sinks,
                       int window) {
-            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, false, 0);
+            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, false, 0, null);
         }
 
+        /**
+         * A configuration without tier or store under test.
+         *
+         * @param blocks         the pool's blocks
+         * @param blockTokens    tokens per block
+         * @param prefixCaching  prefix caching on
+         * @param priorityPolicy the priority eviction policy instead of LRU
+         * @param sinks          attention-sink tokens of the sliding window
+         * @param window         the sliding window in tokens; 0: none
+         * @param faults         a listener that throws on every third event
+         */
         public Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy, int sinks,
                       int window, boolean faults) {
-            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, faults, 0);
+            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, faults, 0, null);
+        }
+
+        /**
+         * A configuration without a store under test.
+         *
+         * @param blocks         the pool's blocks
+         * @param blockTokens    tokens per block
+         * @param prefixCaching  prefix caching on
+         * @param priorityPolicy the priority eviction policy instead of LRU
+         * @param sinks          attention-sink tokens of the sliding window
+         * @param window         the sliding window in tokens; 0: none
+         * @param faults         a throwing listener, and a tier that throws on every fifth call
+         * @param tierBlocks     blocks of the model's tier; 0: none
+         */
+        public Config(int blocks, int blockTokens, boolean prefixCaching, boolean priorityPolicy, int sinks,
+                      int window, boolean faults, int tierBlocks) {
+            this(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, faults, tierBlocks, null);
+        }
+
+        /**
+         * This configuration with {@code store} under test.
+         *
+         * @param store the store under test, or null for none
+         * @return a copy with that store
+         */
+        public Config withStore(StoreUnderTest store) {
+            return new Config(blocks, blockTokens, prefixCaching, priorityPolicy, sinks, window, faults, tierBlocks,
+                    store);
         }
 
         KvCacheManager build(ModelEngine engine) {
-            KvLayout layout = new KvLayout(1, 1, 4, blockTokens, KvFormats.F16);
+            KvLayout layout = store != null ? store.layout(blockTokens) : new KvLayout(1, 1, 4, blockTokens, KvFormats.F16);
             KvCacheManager.Builder b = KvCacheManager.builder(layout)
                     .blocks(blocks)
                     .prefixCaching(prefixCaching)
                     .swapSpace(engine.swap)
                     .evictionPolicy(priorityPolicy ? EvictionPolicy.priority() : EvictionPolicy.lru());
-            if (tierBlocks > 0) {
-                // a tier needs a store: the engine's view of one, whose copies are the engine's
-                b.store(engine.storeView(layout, blocks)).tier(engine.tier(tierBlocks, faults));
+            if (tierBlocks > 0 || store != null) {
+                // a tier needs a store: the engine's view of one, whose copies are the engine's (and
+                // go on to the store under test, if any)
+                b.store(engine.storeView(layout, blocks));
+                if (tierBlocks > 0) {
+                    b.tier(engine.tier(tierBlocks, faults));
+                }
             } else {
                 b.blockCopier(engine);
             }
@@ -192,12 +256,20 @@ public final class ManagerModel implements KvCacheListener {
     private boolean counting;
 
     private String where = "initial state";
+    private boolean closed;
 
     public ManagerModel(Config c, Checks checks) {
         this.c = c;
         this.checks = checks;
-        this.engine = new ModelEngine(c.blockTokens(), c.blocks());
-        this.m = c.build(engine);
+        this.engine = new ModelEngine(c.blockTokens(), c.blocks(), c.store(), c.blocks());
+        KvCacheManager built;
+        try {
+            built = c.build(engine);
+        } catch (RuntimeException | Error e) {
+            engine.close();
+            throw e;
+        }
+        this.m = built;
         this.B = c.blockTokens();
         this.total = c.blocks();
         this.prio = new int[total];
@@ -228,44 +300,67 @@ public final class ManagerModel implements KvCacheListener {
      * closes the manager.
      */
     public static Coverage run(Config c, List<Op> ops, Checks checks) {
-        ManagerModel model = new ManagerModel(c, checks);
-        model.checkInvariants();
+        try (ManagerModel model = new ManagerModel(c, checks)) {
+            return model.runAll(ops);
+        }
+    }
+
+    private Coverage runAll(List<Op> ops) {
+        checkInvariants();
         for (int i = 0; i < ops.size(); i++) {
             Op op = ops.get(i);
-            model.where = "after op " + i + " " + op + " of " + c;
-            model.counting = true;
-            model.apply(op);
-            model.checkInvariants();
+            where = "after op " + i + " " + op + " of " + c;
+            counting = true;
+            apply(op);
+            checkInvariants();
             if (checks.windowBound()) {
-                model.checkWindowBound();
+                checkWindowBound();
             }
         }
-        model.where = "after freeing everything, " + c;
-        model.counting = false;
-        while (!model.live.isEmpty()) {
-            model.apply(new Op.Free(model.live.size() - 1));
+        where = "after freeing everything, " + c;
+        counting = false;
+        while (!live.isEmpty()) {
+            apply(new Op.Free(live.size() - 1));
         }
-        for (Kept k : model.kept) {
+        for (Kept k : kept) {
             if (!k.resumed) {
-                model.m.discard(k.record);
+                m.discard(k.record);
             }
         }
-        model.check(model.engine.swap.held() == 0, () -> "swap space still holds " + model.engine.swap.held());
-        model.checkInvariants();
-        KvCacheStats st = model.m.stats();
-        model.check(st.usedBlocks() == 0 && st.liveTokens() == 0 && st.liveSequences() == 0,
+        check(engine.swap.held() == 0, () -> "swap space still holds " + engine.swap.held());
+        checkInvariants();
+        KvCacheStats st = m.stats();
+        check(st.usedBlocks() == 0 && st.liveTokens() == 0 && st.liveSequences() == 0,
                 () -> "pool not idle: " + st);
-        model.check(model.m.ledger().callbackErrors() == model.injectedListenerThrows,
-                () -> "callbackErrors " + model.m.ledger().callbackErrors() + ", injected " + model.injectedListenerThrows);
-        model.apply(new Op.ResetPrefixCache());
-        model.checkInvariants();
-        KvCacheStats reset = model.m.stats();
-        model.check(reset.emptyBlocks() == reset.totalBlocks(), () -> "reset left blocks: " + reset);
-        int promotions = (int) model.m.ledger().promotedBlocks();
-        model.m.close();
-        return new Coverage(model.hitAppends, model.failedAppends, (int) st.evictedBlocks(),
-                (int) model.copyOnWrites, (int) model.windowReleased, model.resets, model.failedCopies,
-                model.doubleResumes, model.aborts, promotions);
+        check(m.ledger().callbackErrors() == injectedListenerThrows,
+                () -> "callbackErrors " + m.ledger().callbackErrors() + ", injected " + injectedListenerThrows);
+        apply(new Op.ResetPrefixCache());
+        checkInvariants();
+        KvCacheStats reset = m.stats();
+        check(reset.emptyBlocks() == reset.totalBlocks(), () -> "reset left blocks: " + reset);
+        int promotions = (int) m.ledger().promotedBlocks();
+        return new Coverage(hitAppends, failedAppends, (int) st.evictedBlocks(),
+                (int) copyOnWrites, (int) windowReleased, resets, failedCopies,
+                doubleResumes, aborts, promotions);
+    }
+
+    /**
+     * Closes the manager (releasing the sequences the model still holds: its complaint about them
+     * is expected here and swallowed) and the store under test, if any. Idempotent.
+     */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            m.close();
+        } catch (IllegalStateException liveSequences) {
+            // a run that failed midway leaves sequences live; the manager has released them
+        } finally {
+            engine.close();
+        }
     }
 
     // ------------------------------------------------------------------ events
@@ -1013,6 +1108,7 @@ public final class ManagerModel implements KvCacheListener {
                     check(id(q.salt, q.tokens, p).equals(engine.at(slot)),
                             () -> q.id + " position " + pp + " (slot " + slot + ") holds KV computed for "
                                     + engine.at(slot) + ", not for " + q.tokens.subList(0, pp + 1));
+                    checkStore(slot, q.id + " position " + pp);
                     Integer prev = slotToken.putIfAbsent(slot, tok);
                     if (prev != null) {
                         check(m.refCount((int) (slot / B)) > 1 && prev == tok,
@@ -1051,6 +1147,7 @@ public final class ManagerModel implements KvCacheListener {
                 List<Integer> has = engine.at((long) p.block() * B + o);
                 check(want.equals(has), () -> "published block " + p.block() + " slot " + oo + " holds KV for "
                         + has + ", published for " + want);
+                checkStore((long) p.block() * B + o, "published block " + p.block() + " slot " + o);
             }
         }
 
@@ -1229,6 +1326,12 @@ public final class ManagerModel implements KvCacheListener {
 
     private static int ceilDiv(int a, int b) {
         return (a + b - 1) / b;
+    }
+
+    /** The store under test holds at {@code slot} what the engine wrote there. */
+    private void checkStore(long slot, String what) {
+        String wrong = engine.checkStore(slot);
+        check(wrong == null, () -> what + ": " + wrong);
     }
 
     private void check(boolean ok, Supplier<String> message) {

@@ -1,4 +1,4 @@
-package dev.kvcache.model;
+package dev.kvcache.testkit;
 
 import dev.kvcache.BlockCopier;
 import dev.kvcache.KvLayout;
@@ -9,11 +9,10 @@ import dev.kvcache.SwapSpace;
 import dev.kvcache.TierEntry;
 import dev.kvcache.TierStats;
 
-import java.util.Iterator;
-import java.util.LinkedHashMap;
-
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -25,6 +24,10 @@ import java.util.Map;
  * through an in-memory {@link SwapSpace}. "Served KV computed for another prefix" then shows as a
  * slot whose recorded prefix differs from the reader's.
  *
+ * <p>With a {@link StoreUnderTest}, every write, copy, swap and tier move also goes through the
+ * user's store (vectors derived from the recorded prefix, see {@link #vector}), and
+ * {@link #checkStore} reads them back.
+ *
  * <p>Faults on demand: the copier can be armed to copy half a block and throw (a device error in
  * the middle of a copy).
  */
@@ -35,10 +38,157 @@ final class ModelEngine implements BlockCopier {
     private boolean failCopies;
     private int copies;
     final Swap swap;
+    /** The user's store, or null. */
+    private final KvStore user;
+    private final StoreUnderTest underTest;
+    private final int layers;
+    private final int dim;
+    private final float[] readBuffer;
 
     ModelEngine(int blockTokens, int swapBlocks) {
+        this(blockTokens, swapBlocks, null, 0);
+    }
+
+    /** An engine whose KV also lives in the store {@code underTest} creates (null: none). */
+    ModelEngine(int blockTokens, int swapBlocks, StoreUnderTest underTest, int blocks) {
         this.blockTokens = blockTokens;
         this.swap = new Swap(swapBlocks);
+        this.underTest = underTest;
+        if (underTest == null) {
+            this.user = null;
+            this.layers = 0;
+            this.dim = 0;
+        } else {
+            KvLayout layout = underTest.layout(blockTokens);
+            this.user = java.util.Objects.requireNonNull(underTest.factory().create(layout, blocks),
+                    "StoreUnderTest.factory() returned null");
+            if (!layout.equals(user.layout()) || user.blocks() != blocks) {
+                KvStore created = user;
+                created.close();
+                throw new IllegalArgumentException("the store under test has layout " + created.layout() + " and "
+                        + created.blocks() + " blocks; the model asked for " + layout + " and " + blocks);
+            }
+            this.layers = layout.layers();
+            this.dim = layout.kvDim();
+        }
+        this.readBuffer = new float[Math.max(dim, 1)];
+    }
+
+    /** The user's store, or null. */
+    KvStore userStore() {
+        return user;
+    }
+
+    /** Closes the user's store, if any. */
+    void close() {
+        if (user != null) {
+            user.close();
+        }
+    }
+
+    /**
+     * The K ({@code value == false}) or V vector the model writes for a slot whose KV was computed
+     * from {@code identity}, at {@code layer}: {@code dim} integers in [-7, 7] from a SplitMix64
+     * hash of the identity, the layer and K/V.
+     */
+    static float[] vector(List<Integer> identity, int layer, boolean value, int dim) {
+        long h = 0x9E3779B97F4A7C15L * (layer * 2L + (value ? 1 : 0) + 1);
+        for (int x : identity) {
+            h = mix(h ^ x);
+        }
+        float[] out = new float[dim];
+        for (int d = 0; d < dim; d++) {
+            h = mix(h + d);
+            out[d] = (int) Math.floorMod(h, 15L) - 7;
+        }
+        return out;
+    }
+
+    private static long mix(long z) {
+        z += 0x9E3779B97F4A7C15L;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    /**
+     * Reads {@code slot} of the user's store back and checks it against the vectors of the prefix
+     * recorded for it; returns null when it matches (or there is no user store or nothing was
+     * written there), else what is wrong.
+     */
+    String checkStore(long slot) {
+        List<Integer> id = written.get(slot);
+        if (user == null || id == null) {
+            return null;
+        }
+        for (int layer = 0; layer < layers; layer++) {
+            for (boolean value : new boolean[] {false, true}) {
+                float[] want = vector(id, layer, value, dim);
+                if (value) {
+                    user.readValue(layer, slot, readBuffer);
+                } else {
+                    user.readKey(layer, slot, readBuffer);
+                }
+                for (int d = 0; d < dim; d++) {
+                    if (!(Math.abs(readBuffer[d] - want[d]) <= underTest.tolerance())) {
+                        return "the store under test reads " + (value ? "V" : "K") + "[" + d + "] = " + readBuffer[d]
+                                + " at layer " + layer + ", slot " + slot + "; the KV written for " + id + " has "
+                                + want[d] + " (tolerance " + underTest.tolerance() + ", "
+                                + underTest.format().name() + ")";
+                    }
+                }
+            }
+        }
+        return null;
+    }
+
+    /** A slot's contents in the user's store: [layer][K, V] vectors, or null without one. */
+    private float[][] readSlot(long slot) {
+        if (user == null) {
+            return null;
+        }
+        float[][] out = new float[layers * 2][dim];
+        for (int layer = 0; layer < layers; layer++) {
+            user.readKey(layer, slot, out[layer * 2]);
+            user.readValue(layer, slot, out[layer * 2 + 1]);
+        }
+        return out;
+    }
+
+    private void writeSlot(long slot, float[][] kv) {
+        if (kv != null) {
+            for (int layer = 0; layer < layers; layer++) {
+                user.write(layer, slot, kv[layer * 2], kv[layer * 2 + 1]);
+            }
+        }
+    }
+
+    /** One block's KV as the engine and the user's store hold it. */
+    private record Image(List<List<Integer>> ids, List<float[][]> bytes) {
+    }
+
+    private Image snapshot(int block) {
+        List<List<Integer>> ids = new ArrayList<>(blockTokens);
+        List<float[][]> bytes = new ArrayList<>(blockTokens);
+        for (int o = 0; o < blockTokens; o++) {
+            long slot = (long) block * blockTokens + o;
+            ids.add(written.get(slot));
+            bytes.add(readSlot(slot));
+        }
+        return new Image(ids, bytes);
+    }
+
+    private void restore(Image image, int block) {
+        for (int o = 0; o < blockTokens; o++) {
+            long slot = (long) block * blockTokens + o;
+            List<Integer> id = image.ids().get(o);
+            if (id == null) {
+                written.remove(slot);
+            } else {
+                written.put(slot, id);
+            }
+            writeSlot(slot, image.bytes().get(o));
+        }
     }
 
     /** The prefix slot {@code slot} was last written for, or null. */
@@ -48,7 +198,13 @@ final class ModelEngine implements BlockCopier {
 
     /** Writes at {@code slot} KV computed from {@code identity} (salt, then the tokens up to its position). */
     void write(long slot, List<Integer> identity) {
-        written.put(slot, List.copyOf(identity));
+        List<Integer> id = List.copyOf(identity);
+        if (user != null) {
+            for (int layer = 0; layer < layers; layer++) {
+                user.write(layer, slot, vector(id, layer, false, dim), vector(id, layer, true, dim));
+            }
+        }
+        written.put(slot, id);
     }
 
     void failCopies(boolean on) {
@@ -62,8 +218,11 @@ final class ModelEngine implements BlockCopier {
     @Override
     public void copy(int src, int dst) {
         int n = failCopies ? blockTokens / 2 : blockTokens;
+        if (user != null && !failCopies) {
+            user.copyBlock(src, dst); // the store's own copy is what is under test
+        }
         for (int o = 0; o < n; o++) {
-            copySlot((long) src * blockTokens + o, (long) dst * blockTokens + o);
+            copySlot((long) src * blockTokens + o, (long) dst * blockTokens + o, user != null && failCopies);
         }
         if (failCopies) {
             throw new IllegalStateException("injected copy failure " + src + " -> " + dst);
@@ -71,18 +230,22 @@ final class ModelEngine implements BlockCopier {
         copies++;
     }
 
-    private void copySlot(long from, long to) {
+    private void copySlot(long from, long to, boolean bytesToo) {
         List<Integer> v = written.get(from);
         if (v == null) {
             written.remove(to);
         } else {
             written.put(to, v);
         }
+        if (bytesToo) {
+            writeSlot(to, readSlot(from)); // half a copy: the store holds what the engine map says
+        }
     }
 
     /** The engine as a {@link KvStore} (a tier needs one): copies are the engine's, nothing else is used. */
     KvStore storeView(KvLayout layout, int blocks) {
         ModelEngine engine = this;
+        KvStore user = this.user;
         return new KvStore() {
             @Override
             public KvLayout layout() {
@@ -115,7 +278,15 @@ final class ModelEngine implements BlockCopier {
             }
 
             @Override
+            public void blockReleased(int block) {
+                if (user != null) {
+                    user.blockReleased(block);
+                }
+            }
+
+            @Override
             public void close() {
+                // the engine closes the user's store at the end of the run
             }
         };
     }
@@ -133,7 +304,7 @@ final class ModelEngine implements BlockCopier {
         private final int capacity;
         private final boolean faults;
         private final LinkedHashMap<PrefixKey, TierEntry> entries = new LinkedHashMap<>(16, 0.75f, true);
-        private final Map<PrefixKey, List<List<Integer>>> slots = new HashMap<>();
+        private final Map<PrefixKey, Image> slots = new HashMap<>();
         private int calls;
         long loads;
 
@@ -171,10 +342,7 @@ final class ModelEngine implements BlockCopier {
                 slots.remove(lru.next());
                 lru.remove();
             }
-            List<List<Integer>> copy = new ArrayList<>();
-            for (int o = 0; o < blockTokens; o++) {
-                copy.add(written.get((long) block * blockTokens + o));
-            }
+            Image copy = snapshot(block);
             entries.put(entry.key(), entry);
             slots.put(entry.key(), copy);
             return true;
@@ -187,15 +355,7 @@ final class ModelEngine implements BlockCopier {
             if (held == null || !held.matches(expected)) {
                 return false;
             }
-            List<List<Integer>> copy = slots.get(expected.key());
-            for (int o = 0; o < blockTokens; o++) {
-                long slot = (long) block * blockTokens + o;
-                if (copy.get(o) == null) {
-                    written.remove(slot);
-                } else {
-                    written.put(slot, copy.get(o));
-                }
-            }
+            restore(slots.get(expected.key()), block);
             loads++;
             return true;
         }
@@ -219,7 +379,7 @@ final class ModelEngine implements BlockCopier {
     /** Host memory for swapped blocks, each handle used once. */
     final class Swap implements SwapSpace {
         private final int capacity;
-        private final Map<Long, List<List<Integer>>> held = new HashMap<>();
+        private final Map<Long, Image> held = new HashMap<>();
         private long next = 1;
 
         Swap(int capacity) {
@@ -241,28 +401,17 @@ final class ModelEngine implements BlockCopier {
             if (held.size() == capacity) {
                 return -1;
             }
-            List<List<Integer>> slots = new ArrayList<>();
-            for (int o = 0; o < blockTokens; o++) {
-                slots.add(written.get((long) block * blockTokens + o));
-            }
-            held.put(next, slots);
+            held.put(next, snapshot(block));
             return next++;
         }
 
         @Override
         public void swapIn(long handle, int block) {
-            List<List<Integer>> slots = held.remove(handle);
-            if (slots == null) {
+            Image image = held.remove(handle);
+            if (image == null) {
                 throw new IllegalArgumentException("swap handle " + handle + " is not held");
             }
-            for (int o = 0; o < blockTokens; o++) {
-                long slot = (long) block * blockTokens + o;
-                if (slots.get(o) == null) {
-                    written.remove(slot);
-                } else {
-                    written.put(slot, slots.get(o));
-                }
-            }
+            restore(image, block);
         }
 
         @Override

@@ -1,4 +1,4 @@
-package dev.kvcache.model;
+package dev.kvcache.testkit;
 
 import java.util.List;
 

@@ -1,4 +1,4 @@
-package dev.kvcache.model;
+package dev.kvcache.testkit;
 
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;

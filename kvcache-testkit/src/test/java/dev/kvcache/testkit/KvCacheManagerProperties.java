@@ -1,11 +1,8 @@
-package dev.kvcache;
+package dev.kvcache.testkit;
 
-import dev.kvcache.model.ManagerModel;
-import dev.kvcache.model.ManagerModel.Checks;
-import dev.kvcache.model.ManagerModel.Config;
-import dev.kvcache.model.ManagerModel.Coverage;
-import dev.kvcache.model.Op;
-import dev.kvcache.model.Ops;
+import dev.kvcache.testkit.ManagerModel.Checks;
+import dev.kvcache.testkit.ManagerModel.Config;
+import dev.kvcache.testkit.ManagerModel.Coverage;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.EdgeCasesMode;
