@@ -33,7 +33,7 @@ import java.util.concurrent.TimeUnit;
  *       promote16 at least 0.8x copy16's bandwidth, i.e. at most 1.25x its time.</li>
  *   <li>{@code evictingAppendWithTier}: open, append one block of new tokens, free, on a pool
  *       whose every other block is cached: each call evicts one published block, which the tier
- *       takes (export, checksum). {@code evictingAppendNoTier} is the same without a tier, and
+ *       takes (one export fused with its checksum). {@code evictingAppendNoTier} is the same without a tier, and
  *       {@code copyOneBlock} one block's {@code MemorySegment.copy} ({@code copyOneColdBlock} from a
  *       rotating one of 16, as an eviction reads; {@code crcOneBlock} the checksum the tier takes).
  *       Target: with a tier at most 1.1x (without + one copy). {@code evictingAppendWithAsyncTier}

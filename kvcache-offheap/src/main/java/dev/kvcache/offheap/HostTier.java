@@ -58,7 +58,9 @@ import java.util.zip.CRC32C;
  *
  * <h2>Checksums: synchronous (the default) or in the background</h2>
  * {@link #allocate(KvLayout, long)} is {@link Checksum#SYNC}: {@code put} takes the slot's
- * CRC32C itself, right after the export, under the lock. With
+ * CRC32C itself, under the lock, through {@link KvStore#exportBlockCrc32c}: a store in host memory
+ * (the off-heap one) checksums each chunk right after copying it, from cache, so the block is read
+ * from memory once. With
  * {@link #allocate(KvLayout, long, Checksum) allocate(layout, budget, Checksum.ASYNC)} the put
  * copies the block, records the slot with its checksum <em>pending</em>, queues the slot and
  * returns; one daemon thread owned by the tier ({@code "kvcache-HostTier-<n>-checksum"}) takes the
@@ -87,10 +89,11 @@ import java.util.zip.CRC32C;
  * mode that window is the queue's delay (microseconds when the thread keeps up) rather than zero.
  * {@link #pendingChecksums()} says how many held slots are waiting.
  * <p>Why SYNC is the default: on the project's 2-vCPU VM an evicting append with an ASYNC tier took
- * 1.85x (the append without a tier + one cold block copy) against 1.21x for SYNC
- * ({@code kvcache-api/bench-results/tiers-async-2026-12-03.txt}). Waking the thread and handing
- * the slot over cost more than the 5.6 us CRC32C it takes off the put, and with no idle core the
- * thread's pass slows the next copy. ASYNC is for hosts with a core to spare, and should be
+ * 1.85x (the append without a tier + one cold block copy) against 1.21x for SYNC with a separate
+ * checksum pass ({@code kvcache-api/bench-results/tiers-async-2026-12-03.txt}), and SYNC with the
+ * fused export took 1.07x ({@code tiers-fused-export-2026-12-03.txt}). Waking the thread and
+ * handing the slot over cost more than the checksum it takes off the put, and with no idle core
+ * the thread's pass slows the next copy. ASYNC is for hosts with a core to spare, and should be
  * measured there.
  *
  * <h2>Load: a tier is trusted with nothing</h2>
