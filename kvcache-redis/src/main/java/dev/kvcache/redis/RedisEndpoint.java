@@ -29,7 +29,8 @@ import java.util.Objects;
  * <h2>Failure behaviour</h2>
  * The client is set up so that a dead or paused server never stalls a caller: it reconnects by
  * itself (delays of 10 ms doubling up to {@link #MAX_RECONNECT_DELAY}), rejects commands at once
- * while it is disconnected (instead of queueing them until the server returns), bounds its
+ * while it is disconnected from a single server (instead of queueing them until the server
+ * returns; a cluster client queues them, since it opens node connections lazily), bounds its
  * request queue, and expires any command after {@link #COMMAND_TIMEOUT} as a backstop (the
  * callers wait far less: see {@link RedisTier}). Connects give up after {@link #CONNECT_TIMEOUT}.
  *
@@ -99,10 +100,13 @@ public final class RedisEndpoint implements AutoCloseable {
             uris.add(parse(s));
         }
         ClientResources res = resources();
+        // a cluster opens its node connections lazily, and one that is still connecting would
+        // reject commands: they are accepted and queued instead (bounded by the request queue and
+        // expired by the command timeout), and callers stop waiting at their own deadlines
         RedisClusterClient c = RedisClusterClient.create(res, uris);
         c.setOptions(ClusterClientOptions.builder()
                 .autoReconnect(true)
-                .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+                .disconnectedBehavior(ClientOptions.DisconnectedBehavior.ACCEPT_COMMANDS)
                 .requestQueueSize(REQUEST_QUEUE)
                 .socketOptions(SocketOptions.builder().connectTimeout(CONNECT_TIMEOUT).build())
                 .timeoutOptions(TimeoutOptions.enabled(COMMAND_TIMEOUT))

@@ -134,6 +134,7 @@ public final class RedisTier implements KvTier {
     private final LongAdder bytesRead = new LongAdder();
     private final LongAdder copyNanos = new LongAdder();
     private boolean warnedDown;
+    private volatile String lastError;
 
     /** One queued write: a value, or a delete when {@code value} is null. */
     private record Write(PrefixKey key, byte[] redisKey, byte[] value) {
@@ -353,7 +354,7 @@ public final class RedisTier implements KvTier {
                         failed = true;
                         break;
                     } catch (ExecutionException e) {
-                        errors.increment();
+                        error(e);
                         failed = true;
                         break;
                     } catch (InterruptedException e) {
@@ -468,7 +469,7 @@ public final class RedisTier implements KvTier {
         } catch (TimeoutException ex) {
             timeouts.increment();
         } catch (ExecutionException ex) {
-            errors.increment();
+            error(ex);
         } catch (InterruptedException ex) {
             Thread.currentThread().interrupt();
         }
@@ -646,7 +647,7 @@ public final class RedisTier implements KvTier {
                 if (e instanceof TimeoutException) {
                     timeouts.increment();
                 } else {
-                    errors.increment();
+                    error(e);
                 }
                 anyFailed = true;
                 fs[i].cancel(false);
@@ -663,6 +664,16 @@ public final class RedisTier implements KvTier {
             breaker.success();
             warnedDown = false;
         }
+    }
+
+    private void error(Throwable e) {
+        errors.increment();
+        lastError = e.getCause() != null ? e.getCause().toString() : e.toString();
+    }
+
+    /** The last error Redis or the client reported (null if none): for diagnosis. */
+    public String lastError() {
+        return lastError;
     }
 
     private void fail(List<Write> batch) {
@@ -688,17 +699,22 @@ public final class RedisTier implements KvTier {
         }
     }
 
-    /** Opens the two connections if they are not open; a failure leaves them for the next try. */
+    /**
+     * Opens the two connections if they are not open; a failure leaves them for the next try. A
+     * single server's connections flush by hand (one write per batch); a cluster's flush each
+     * command (its node connections open lazily, and commands queued on one still connecting must
+     * go out when it is up), which still pipelines: nothing waits until the whole batch is sent.
+     */
     private void connect() {
         try {
             if (lookupLink == null) {
                 RedisEndpoint.Link l = endpoint.open();
-                l.connection().setAutoFlushCommands(false);
+                l.connection().setAutoFlushCommands(!endpoint.isCluster());
                 lookupLink = l;
             }
             if (writeLink == null) {
                 RedisEndpoint.Link l = endpoint.open();
-                l.connection().setAutoFlushCommands(false);
+                l.connection().setAutoFlushCommands(!endpoint.isCluster());
                 writeLink = l;
             }
         } catch (RuntimeException e) {

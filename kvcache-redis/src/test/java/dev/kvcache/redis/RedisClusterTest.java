@@ -1,0 +1,86 @@
+package dev.kvcache.redis;
+
+import dev.kvcache.KvCacheManager;
+import dev.kvcache.KvFormats;
+import dev.kvcache.KvLayout;
+import dev.kvcache.Sequence;
+import dev.kvcache.TierEntry;
+import dev.kvcache.offheap.OffHeapKvStore;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.time.Duration;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The tier against a 3-master Redis Cluster made with {@code redis-cli --cluster create}: blocks
+ * spread over all masters (no hash tags), a lookup is still one pipelined flush, and a second
+ * engine is served the first one's blocks.
+ */
+class RedisClusterTest {
+
+    private static final KvLayout LAYOUT = new KvLayout(2, 2, 32, 16, KvFormats.Q8_0);
+    private static RedisServers.Cluster cluster;
+    private static RedisEndpoint endpoint;
+
+    @BeforeAll
+    static void start() throws Exception {
+        cluster = RedisServers.Cluster.start(3);
+        endpoint = RedisEndpoint.cluster(cluster.seeds());
+    }
+
+    @AfterAll
+    static void stop() {
+        try {
+            if (endpoint != null) {
+                endpoint.close();
+            }
+        } finally {
+            if (cluster != null) {
+                cluster.close();
+            }
+        }
+    }
+
+    @Test
+    void blocksSpreadOverEveryMasterAndAreServedBack() throws Exception {
+        int blocks = 48;
+        int[] prompt = Kv.tokens(16 * blocks, 11);
+        TierEntry[] e = Kv.entries(LAYOUT, prompt, 0, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, blocks + 1); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, blocks + 1);
+             RedisTier ta = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2)).build();
+             RedisTier tb = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2)).build();
+             KvCacheManager ma = KvCacheManager.builder(LAYOUT).store(a).tier(ta).build();
+             KvCacheManager mb = KvCacheManager.builder(LAYOUT).store(b).tier(tb).build()) {
+            assertTrue(endpoint.isCluster());
+            ma.addListener(ta.writeOnPublish(a));
+            Sequence qa = ma.open("a");
+            assertEquals(0, ma.append(qa, prompt));
+            Kv.write(a, qa, 9, 0, prompt.length);
+            ma.commit(qa);
+            assertTrue(ta.awaitWrites(Duration.ofSeconds(10)));
+            assertEquals(blocks, ta.redisStats().writesDone(), ta.redisStats() + " " + ta.lastError());
+            long total = 0;
+            for (RedisServers.Server n : cluster.nodes) {
+                long keys = n.integer("DBSIZE");
+                assertTrue(keys > 0, "master " + n.port + " holds none of the " + blocks + " blocks");
+                total += keys;
+            }
+            assertEquals(blocks, total);
+
+            long trips = tb.redisStats().roundTrips();
+            Sequence qb = mb.open("b");
+            assertEquals(16 * (blocks - 1), mb.append(qb, prompt), "every full block but the last (kept for the next token) is served");
+            assertEquals(trips + 2, tb.redisStats().roundTrips(), "two batches of 32 keys: one flush each");
+            for (int j = 0; j < blocks - 1; j++) {
+                assertArrayEquals(Kv.export(a, qa.blockTable()[j]), Kv.export(b, qb.blockTable()[j]), "block " + j);
+            }
+            mb.free(qb);
+            ma.free(qa);
+        }
+    }
+}
