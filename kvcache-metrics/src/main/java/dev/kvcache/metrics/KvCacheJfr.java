@@ -244,7 +244,15 @@ public final class KvCacheJfr implements KvCacheListener, AutoCloseable {
         this.name = name;
     }
 
-    /** Registers a listener on {@code manager} and a periodic ledger event; {@code name} tells caches apart. */
+    /**
+     * Registers a listener on {@code manager} and a periodic ledger event; {@code name} tells caches apart.
+     *
+     * @param manager the manager whose events and ledger are recorded; not null
+     * @param name the value of every event's {@code cache} field, to tell several managers apart in
+     *             one recording; not null
+     * @return the attached recorder; {@link #close()} it to unregister the listener and the periodic event
+     * @throws NullPointerException if {@code manager} or {@code name} is null
+     */
     public static KvCacheJfr attach(KvCacheManager manager, String name) {
         Objects.requireNonNull(manager, "manager");
         Objects.requireNonNull(name, "name");

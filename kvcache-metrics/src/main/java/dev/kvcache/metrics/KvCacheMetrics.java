@@ -45,6 +45,14 @@ public final class KvCacheMetrics implements MeterBinder {
     private final KvCacheManager manager;
     private final Tags tags;
 
+    /**
+     * Creates a binder; no meter is registered until {@link #bindTo(MeterRegistry)}.
+     *
+     * @param manager the manager whose {@link KvCacheManager#ledger()} the meters read when scraped; not null
+     * @param cache the value of the {@code cache} tag on every meter, to tell several managers apart
+     *              in one registry; not null
+     * @throws NullPointerException if {@code manager} or {@code cache} is null
+     */
     public KvCacheMetrics(KvCacheManager manager, String cache) {
         this.manager = Objects.requireNonNull(manager, "manager");
         this.tags = Tags.of(Tag.of("cache", Objects.requireNonNull(cache, "cache")));
