@@ -15,16 +15,18 @@ import com.github.tjake.jlama.tensor.AbstractTensor;
  * made Jlama 9-21% slower on kvcache (issue #17). So the pages handed to Jlama span
  * {@code 2^k} blocks, k as large as allowed, where:
  * <ul>
- *   <li>every aligned group of {@code 2^k} logical blocks sits in {@code 2^k} consecutive physical
- *       blocks (the memory is layer-major, so those are one contiguous matrix: {@link JlamaBlockMemory#keyRun});</li>
+ *   <li>every aligned group of {@code 2^k} logical blocks sits in consecutive physical blocks (the
+ *       memory is layer-major, so those are one contiguous matrix: {@code JlamaBlockMemory.keyRun});</li>
  *   <li>{@code 2^k * blockTokens <= maxPageTokens} (a page that long costs Jlama a zeroed score
- *       buffer of that many floats per head) and the run fits the memory.</li>
+ *       buffer of that many floats per head) and {@code <= JlamaBlockMemory.MAX_RUN_TOKENS}.</li>
  * </ul>
- * Jlama requires every page but the last to have the same length (it offsets page {@code i} by
- * {@code i * len}); the last group's view may extend past the sequence's last block over blocks it
- * does not own, which Jlama never reads (it reads {@code position + 1 - offset} rows of the last page).
- * A table with a break at logical block {@code i} limits {@code 2^k} to the largest power of two
- * dividing {@code i}; a table of scattered blocks is served one block per page, as before. A fresh
+ * Jlama requires every page of a call to have the same length, the last one included (it offsets
+ * page {@code i} by {@code i * len} with {@code len} read from that page), and reads only
+ * {@code position + 1 - offset} rows of the last one. So the last page is a whole run too, whose
+ * rows past the session's last block belong to other blocks (or the memory's slack) and are never
+ * read: Jlama attends only to rows of blocks the session holds. A table with a break at logical block {@code i} limits {@code 2^k} to the largest
+ * power of two dividing {@code i}; a table of scattered blocks is served one block per page, as
+ * before. A fresh
  * block pool hands out ascending ids, so a sequence that grows alone gets one run; prefix sharing,
  * forks and a churned pool give shorter runs.
  *
@@ -70,17 +72,20 @@ final class InPlacePages implements KvPages {
 
     @Override
     public AbstractTensor[] keyPages(PagedSession s, int layer, int position, int[] table) {
-        int log2 = log2For(table);
-        AbstractTensor[] out = new AbstractTensor[position / (blockTokens << log2) + 1];
-        for (int i = 0; i < out.length; i++) out[i] = memory.keyRun(layer, table[i << log2], log2);
-        return out;
+        return pages(layer, 0, position, table);
     }
 
     @Override
     public AbstractTensor[] valuePages(PagedSession s, int layer, int position, int[] table) {
+        return pages(layer, 1, position, table);
+    }
+
+    private AbstractTensor[] pages(int layer, int kv, int position, int[] table) {
         int log2 = log2For(table);
         AbstractTensor[] out = new AbstractTensor[position / (blockTokens << log2) + 1];
-        for (int i = 0; i < out.length; i++) out[i] = memory.valueRun(layer, table[i << log2], log2);
+        for (int i = 0; i < out.length; i++) {
+            out[i] = kv == 0 ? memory.keyRun(layer, table[i << log2], log2) : memory.valueRun(layer, table[i << log2], log2);
+        }
         return out;
     }
 
@@ -88,31 +93,25 @@ final class InPlacePages implements KvPages {
     int log2For(int[] table) {
         Choice c = last;
         if (c.table() == table) return c.log2();
-        int log2 = runLog2(table, table.length, maxLog2, memory.blocks());
+        int log2 = runLog2(table, table.length, maxLog2);
         last = new Choice(table, log2);
         return log2;
     }
 
     /**
      * The largest {@code k <= maxLog2} such that each aligned group of {@code 2^k} of the first
-     * {@code n} entries of {@code table} holds consecutive block ids and its run of {@code 2^k}
-     * blocks from the group's first id stays below {@code blocks}.
+     * {@code n} entries of {@code table} holds consecutive block ids; 0 when an entry is negative
+     * (a released block, which the session refuses to serve anyway).
      */
-    static int runLog2(int[] table, int n, int maxLog2, int blocks) {
+    static int runLog2(int[] table, int n, int maxLog2) {
         int k = maxLog2;
+        if (n > 0 && table[0] < 0) return 0;
         for (int i = 1; i < n && k > 0; i++) {
+            if (table[i] < 0) return 0;
             // a break at i allows only groups whose length divides i
             if (table[i] != table[i - 1] + 1) k = Math.min(k, Integer.numberOfTrailingZeros(i));
         }
-        while (k > 0 && !runsFit(table, n, k, blocks)) k--;
         return k;
-    }
-
-    private static boolean runsFit(int[] table, int n, int k, int blocks) {
-        for (int g = 0; g < n; g += 1 << k) {
-            if (table[g] < 0 || (long) table[g] + (1L << k) > blocks) return false;
-        }
-        return true;
     }
 
     @Override

@@ -25,10 +25,13 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * Jlama's attention iterates ({@code kvp[i].shape().first()} tokens per page, pages in logical order),
  * and a token's row is one {@code slice} of it. Because blocks are innermost but one, the same
  * (layer, K or V) of blocks {@code b, b+1, ..., b+n-1} is one contiguous [n * blockTokens][kvDim]
- * matrix too: {@link #keyRun}/{@link #valueRun} hand it to Jlama as one longer page, which is what
+ * matrix too: {@code keyRun}/{@code valueRun} hand it to Jlama as one longer page, which is what
  * {@link PagedKvBufferCache} does when a sequence's block table has such runs (Jlama's attention
- * pays a fixed cost per page, see {@code InPlacePages}). {@link #copyBlock} (the block manager's
- * copy-on-write) is then {@code 2 * layers} copies of one page each.
+ * pays a fixed cost per page, see {@code InPlacePages}). Jlama needs every page of a call to have
+ * the same length, the last included, and reads only the rows up to the current position; so a
+ * run's view may extend past the last block of its plane, and the segment ends with slack of up to
+ * {@code MAX_RUN_TOKENS} rows so that it stays inside it. {@link #copyBlock} (the block manager's
+ * copy-on-write) is {@code 2 * layers} copies of one page each.
  *
  * <p>Views ({@link FloatBufferTensor} over a slice of the segment) are made on first use and kept
  * in {@link AtomicReferenceArray}s (one per run length 2^k), so any thread sees a fully built one.
@@ -39,11 +42,18 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * {@link PagedKvBufferCache#staged} over any {@link KvStore}.
  */
 public final class JlamaBlockMemory implements KvStore {
+    /**
+     * Longest run of blocks one view may cover, in tokens; the segment has that much slack (less one
+     * block) after its last plane, e.g. 4 MiB for a 1024-wide KV row.
+     */
+    static final int MAX_RUN_TOKENS = 1024;
+
     private final KvLayout layout;
     private final int blocks;
     private final int kvDim;
     private final long pageFloats;    // blockTokens * kvDim
     private final long planeFloats;   // blocks * pageFloats: one (layer, K or V) of every block
+    private final int maxRunLog2;
     private final Arena arena;
     private final MemorySegment memory;
     /** runs[k][(layer * 2 + kv) * blocks + first]: the view of 2^k blocks from {@code first}; runs[0] = single pages. */
@@ -56,7 +66,11 @@ public final class JlamaBlockMemory implements KvStore {
         this.kvDim = layout.kvHeads() * layout.headDim();
         this.pageFloats = (long) layout.blockTokens() * kvDim;
         this.planeFloats = pageFloats * blocks;
-        long bytes = Math.multiplyExact(Math.multiplyExact(planeFloats, (long) layout.layers() * 2), 4L);
+        this.maxRunLog2 = maxRunLog2(layout.blockTokens(), pageFloats);
+        // slack after the last plane, so a run from its last block is still inside the segment
+        long slackFloats = ((1L << maxRunLog2) - 1) * pageFloats;
+        long bytes = Math.multiplyExact(Math.addExact(Math.multiplyExact(planeFloats, (long) layout.layers() * 2),
+                slackFloats), 4L);
         long pageCount = (long) blocks * layout.layers() * 2;
         if (pageCount > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException(blocks + " blocks of " + layout.layers() + " layers make " + pageCount
@@ -111,8 +125,10 @@ public final class JlamaBlockMemory implements KvStore {
 
     /**
      * The [2^log2Blocks * blockTokens, kvDim] key view of blocks {@code first .. first + 2^log2Blocks - 1}
-     * at {@code layer}: one page covering consecutive blocks (see the class comment).
-     * IllegalArgumentException when the run leaves the memory or exceeds a ByteBuffer's 2 GiB.
+     * at {@code layer}: one page covering consecutive blocks (see the class comment), made once and kept.
+     * The view may run past the last block of this (layer, K) plane, into the next plane or the slack
+     * after the last one: the caller reads only rows of blocks it holds. IllegalArgumentException when
+     * {@code log2Blocks} exceeds {@link #maxRunLog2()}.
      */
     AbstractTensor keyRun(int layer, int first, int log2Blocks) {
         return checkedRun(layer, 0, first, log2Blocks);
@@ -123,10 +139,15 @@ public final class JlamaBlockMemory implements KvStore {
         return checkedRun(layer, 1, first, log2Blocks);
     }
 
-    /** Largest k such that a run of 2^k blocks fits a ByteBuffer (at most 30). */
+    /** Largest k such that a run of 2^k blocks is at most {@link #MAX_RUN_TOKENS} (or one block) and fits a ByteBuffer. */
     int maxRunLog2() {
+        return maxRunLog2;
+    }
+
+    private static int maxRunLog2(int blockTokens, long pageFloats) {
         int k = 0;
-        while (k < 30 && (pageFloats << (k + 1)) * 4 <= Integer.MAX_VALUE && (1L << (k + 1)) <= blocks) k++;
+        while (k < 30 && (pageFloats << (k + 1)) * 4 <= Integer.MAX_VALUE
+                && ((long) blockTokens << (k + 1)) <= MAX_RUN_TOKENS) k++;
         return k;
     }
 
@@ -134,11 +155,18 @@ public final class JlamaBlockMemory implements KvStore {
         checkOpen();
         checkLayer(layer);
         checkBlock(first);
-        if (log2Blocks < 0 || log2Blocks > maxRunLog2() || first + (1L << log2Blocks) > blocks) {
-            throw new IllegalArgumentException("a run of 2^" + log2Blocks + " blocks from block " + first
-                    + " does not fit " + blocks + " blocks of at most 2^" + maxRunLog2() + " per view");
+        if (log2Blocks < 0 || log2Blocks > maxRunLog2) {
+            throw new IllegalArgumentException("a run of 2^" + log2Blocks + " blocks exceeds the longest view, 2^"
+                    + maxRunLog2 + " blocks");
         }
         return run(layer, kv, first, log2Blocks);
+    }
+
+    private AbstractTensor view(int layer, int kv, int first, int count, boolean cacheSlices) {
+        long floats = pageFloats * count;
+        long offset = ((layer * 2L + kv) * planeFloats + first * pageFloats) * 4;
+        var fb = memory.asSlice(offset, floats * 4).asByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+        return new FloatBufferTensor(fb, TensorShape.of(layout.blockTokens() * count, kvDim), cacheSlices);
     }
 
     private AbstractTensor run(int layer, int kv, int first, int log2Blocks) {
@@ -151,10 +179,7 @@ public final class JlamaBlockMemory implements KvStore {
         int index = (layer * 2 + kv) * blocks + first;
         AbstractTensor t = level.get(index);
         if (t == null) {
-            long floats = pageFloats << log2Blocks;
-            long offset = ((layer * 2L + kv) * planeFloats + first * pageFloats) * 4;
-            var fb = memory.asSlice(offset, floats * 4).asByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
-            AbstractTensor made = new FloatBufferTensor(fb, TensorShape.of(layout.blockTokens() << log2Blocks, kvDim), true);
+            AbstractTensor made = view(layer, kv, first, 1 << log2Blocks, true);
             t = level.compareAndExchange(index, null, made);
             if (t == null) t = made;
         }

@@ -120,4 +120,38 @@ class JlamaBlockMemoryTest {
         // the view's memory is gone: the JDK refuses the access instead of reading freed memory
         assertThrows(IllegalStateException.class, () -> page.get(0, 0));
     }
+
+    @Test
+    void aRunOfConsecutiveBlocksIsOneViewOfTheirRowsEvenFromTheLastBlock() {
+        Random r = new Random(9);
+        try (JlamaBlockMemory m = JlamaBlockMemory.allocate(LAYOUT, 5)) {
+            for (int layer = 0; layer < 3; layer++) {
+                for (int slot = 0; slot < 40; slot++) m.write(layer, slot, random(r), random(r));
+            }
+            assertEquals(7, m.maxRunLog2(), "1024 tokens of blocks of 8");
+            float[] k = new float[KV], v = new float[KV];
+            for (int layer = 0; layer < 3; layer++) {
+                for (int first = 0; first < 5; first++) {
+                    for (int log2 = 0; log2 <= 3; log2++) {
+                        AbstractTensor kr = m.keyRun(layer, first, log2), vr = m.valueRun(layer, first, log2);
+                        assertEquals(8 << log2, kr.shape().first());
+                        assertSame(kr, m.keyRun(layer, first, log2), "runs are made once");
+                        // rows of the blocks that exist are those blocks' rows; the rest is never read
+                        for (int row = 0; row < Math.min(8 << log2, (5 - first) * 8); row++) {
+                            m.readKey(layer, first * 8 + row, k);
+                            m.readValue(layer, first * 8 + row, v);
+                            for (int i = 0; i < KV; i++) {
+                                assertEquals(k[i], kr.get(row, i));
+                                assertEquals(v[i], vr.get(row, i));
+                            }
+                        }
+                    }
+                }
+            }
+            // the longest run from the very last block stays inside the segment (its slack)
+            AbstractTensor last = m.valueRun(2, 4, 7);
+            assertEquals(0f, last.get(1023, KV - 1));
+            assertThrows(IllegalArgumentException.class, () -> m.keyRun(0, 0, 8));
+        }
+    }
 }

@@ -224,38 +224,52 @@ class LongPagesTest {
     void runLengthIsTheLargestPowerOfTwoThatDividesEveryBreak() {
         int[] run = new int[40];
         for (int i = 0; i < run.length; i++) run[i] = 3 + i;
-        assertEquals(5, InPlacePages.runLog2(run, run.length, 5, 100));
-        assertEquals(3, InPlacePages.runLog2(run, run.length, 3, 100));
-        // a run of 32 from block 3 needs blocks 3..34 (fits), the second group 35..66: fits below 67 only
-        assertEquals(4, InPlacePages.runLog2(run, run.length, 5, 60));
+        assertEquals(5, InPlacePages.runLog2(run, run.length, 5));
+        assertEquals(3, InPlacePages.runLog2(run, run.length, 3));
         int[] broken = run.clone();
         for (int i = 24; i < broken.length; i++) broken[i] += 50;   // break at 24 = 8 * 3
-        assertEquals(3, InPlacePages.runLog2(broken, broken.length, 5, 200));
-        broken[5] = 99;                                               // break at 5 and 6: odd
-        assertEquals(0, InPlacePages.runLog2(broken, broken.length, 5, 200));
-        assertEquals(2, InPlacePages.runLog2(new int[] {8, 9, 10, 11, 0, 1}, 6, 5, 12));
-        // on random tables, every group the choice allows is consecutive and fits
+        assertEquals(3, InPlacePages.runLog2(broken, broken.length, 5));
+        broken[5] = 99;                                               // breaks at 5 and 6: odd
+        assertEquals(0, InPlacePages.runLog2(broken, broken.length, 5));
+        assertEquals(2, InPlacePages.runLog2(new int[] {8, 9, 10, 11, 0, 1}, 6, 5));
+        assertEquals(0, InPlacePages.runLog2(new int[] {-1, 0, 1, 2}, 4, 5), "a released block: no runs");
+        // on random tables, every group the choice allows is consecutive, and twice as long is not
         Random r = new Random(3);
         for (int trial = 0; trial < 500; trial++) {
-            int n = 1 + r.nextInt(64), blocks = n + r.nextInt(64);
+            int n = 1 + r.nextInt(64);
             int[] t = new int[n];
-            for (int i = 0; i < n; i++) t[i] = i > 0 && r.nextInt(8) != 0 ? t[i - 1] + 1 : r.nextInt(blocks);
-            for (int i = 0; i < n; i++) t[i] = Math.min(t[i], blocks - 1);
-            int k = InPlacePages.runLog2(t, n, 6, blocks);
-            for (int g = 0; g < n; g += 1 << k) {
-                assertTrue(t[g] + (1 << k) <= blocks);
-                for (int j = g + 1; j < Math.min(n, g + (1 << k)); j++) assertEquals(t[j - 1] + 1, t[j]);
+            for (int i = 0; i < n; i++) t[i] = i > 0 && r.nextInt(8) != 0 ? t[i - 1] + 1 : r.nextInt(200);
+            int k = InPlacePages.runLog2(t, n, 6);
+            assertTrue(consecutiveGroups(t, k), "2^" + k + " for " + java.util.Arrays.toString(t));
+            if (k < 6 && n > 1 << k) {
+                assertTrue(!consecutiveGroups(t, k + 1), "2^" + (k + 1) + " was possible for " + java.util.Arrays.toString(t));
             }
-            // and it is the largest such: k + 1 (when allowed) breaks a group or leaves the memory
-            if (k < 6) {
-                int k1 = k + 1;
-                boolean ok = true;
-                for (int g = 0; g < n && ok; g += 1 << k1) {
-                    ok = t[g] + (1 << k1) <= blocks;
-                    for (int j = g + 1; j < Math.min(n, g + (1 << k1)) && ok; j++) ok = t[j - 1] + 1 == t[j];
-                }
-                assertTrue(!ok, "2^" + k1 + " was possible for " + java.util.Arrays.toString(t));
+        }
+    }
+
+    private static boolean consecutiveGroups(int[] t, int k) {
+        for (int g = 0; g < t.length; g += 1 << k) {
+            for (int j = g + 1; j < Math.min(t.length, g + (1 << k)); j++) {
+                if (t[j] != t[j - 1] + 1) return false;
             }
+        }
+        return true;
+    }
+
+    @Test
+    void aPoolOfExactlyTheBlocksNeededStillGetsLongPages() {
+        // the last group is partial: its run reaches past the last block, into the memory's slack
+        int blocks = (PROMPT + STEPS + BLOCK - 1) / BLOCK;   // 40
+        try (JlamaBlockMemory memory = JlamaBlockMemory.allocate(layout(), blocks);
+             KvCacheManager manager = KvCacheManager.builder(layout()).blocks(blocks).store(memory).build()) {
+            PagedKvBufferCache cache = PagedKvBufferCache.inPlace(model, manager, memory, 64);
+            PagedSession s = cache.session(UUID.randomUUID());
+            int[] pages = new int[2];
+            assertSameLogits(paged(cache, s, pages), "exact pool, pages of up to 64");
+            assertArrayEquals(new int[] {3, 64}, pages);
+            AbstractTensor[] kp = s.kvBuffer().getKeyTensorsUptoPosition(1, s.sequence().length() - 1);
+            assertEquals(64, kp[2].shape().first(), "the last page is a whole run too (Jlama reads 29 of its rows)");
+            cache.close();
         }
     }
 }
