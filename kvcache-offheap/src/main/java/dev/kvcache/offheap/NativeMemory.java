@@ -23,10 +23,14 @@ import java.util.concurrent.atomic.AtomicLong;
  * the allocation costs a system call and the faults are paid later, by the writes that touch a
  * page for the first time, spread over the prefill that fills the store (and never for blocks
  * that are never used). On Linux, regions of at least {@link #LAZY_THRESHOLD} bytes are therefore
- * mapped with {@code mmap(MAP_PRIVATE | MAP_ANONYMOUS)}, advised {@code MADV_HUGEPAGE} (transparent
- * huge pages, where the kernel allows them: fewer faults and TLB misses in attention), and tied to
- * the caller's arena with a cleanup that {@code munmap}s them when the arena closes (so the shared
- * arena's close handshake still guarantees that no access touches freed memory).
+ * mapped with {@code mmap(MAP_PRIVATE | MAP_ANONYMOUS)} and tied to the caller's arena with a
+ * cleanup that {@code munmap}s them when the arena closes (so the shared arena's close handshake
+ * still guarantees that no access touches freed memory).
+ *
+ * <p>Not advised {@code MADV_HUGEPAGE}: with the common {@code defrag=madvise} setting an advised
+ * region's first touches compact memory synchronously, and on the test VM filling 4 GiB so took
+ * 2.8 to 42 s against 1.4 to 4.1 s with 4 KiB pages (the bench-results file): a stall inside a
+ * prefill is worse than the TLB misses huge pages would save.
  *
  * <p>The trade-off: memory is committed on first touch, not at allocation. With the kernel's
  * default overcommit heuristic a mapping larger than RAM + swap is still refused up front (an
@@ -49,7 +53,6 @@ final class NativeMemory {
 
     private static final int PROT_READ_WRITE = 0x1 | 0x2;
     private static final int MAP_PRIVATE_ANONYMOUS = 0x02 | 0x20; // Linux, every architecture
-    private static final int MADV_HUGEPAGE = 14;
 
     /** Bytes mapped by this class and not yet unmapped (tests check that close gives them back). */
     private static final AtomicLong MAPPED = new AtomicLong();
@@ -63,7 +66,6 @@ final class NativeMemory {
     private static final class Calls {
         static final MethodHandle MMAP;
         static final MethodHandle MUNMAP;
-        static final MethodHandle MADVISE;
         static final VarHandle ERRNO;
         static final MemoryLayout CAPTURE;
         static final String UNAVAILABLE;
@@ -71,7 +73,6 @@ final class NativeMemory {
         static {
             MethodHandle mmap = null;
             MethodHandle munmap = null;
-            MethodHandle madvise = null;
             VarHandle errno = null;
             MemoryLayout capture = null;
             String why = null;
@@ -93,17 +94,13 @@ final class NativeMemory {
                                     ValueLayout.JAVA_LONG), ccs);
                     munmap = linker.downcallHandle(libc.find("munmap").orElseThrow(),
                             FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG));
-                    madvise = linker.downcallHandle(libc.find("madvise").orElseThrow(),
-                            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
-                                    ValueLayout.JAVA_INT));
                 } catch (RuntimeException | LinkageError e) {
                     why = "mmap could not be linked: " + e;
-                    mmap = munmap = madvise = null;
+                    mmap = munmap = null;
                 }
             }
             MMAP = mmap;
             MUNMAP = munmap;
-            MADVISE = madvise;
             ERRNO = errno;
             CAPTURE = capture;
             UNAVAILABLE = why;
@@ -161,19 +158,11 @@ final class NativeMemory {
         }
         MAPPED.addAndGet(bytes);
         try {
-            // advice only: a kernel without transparent huge pages says EINVAL and maps 4 KiB pages
-            int ignored = (int) Calls.MADVISE.invokeExact(MemorySegment.ofAddress(address), bytes, MADV_HUGEPAGE);
             return MemorySegment.ofAddress(address).reinterpret(bytes, arena, s -> unmap(address, bytes));
-        } catch (Throwable t) {
+        } catch (RuntimeException | Error e) {
             // the segment was never handed out (the arena may be closed already): give the mapping back now
             unmap(address, bytes);
-            if (t instanceof RuntimeException r) {
-                throw r;
-            }
-            if (t instanceof Error e) {
-                throw e;
-            }
-            throw new IllegalStateException("madvise of " + bytes + " bytes", t);
+            throw e;
         }
     }
 

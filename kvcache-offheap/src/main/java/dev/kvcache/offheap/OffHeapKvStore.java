@@ -33,8 +33,9 @@ import java.util.Objects;
  *
  * <h2>Memory: zero, committed on first touch</h2>
  * The main allocation is made zero without touching it: on Linux, with native access enabled for
- * this module, a region of 2 MiB or more is an anonymous {@code mmap} (advised to use transparent
- * huge pages) whose pages the kernel zero-fills when they are first written, so creating even a
+ * this module, a region of 2 MiB or more is an anonymous {@code mmap} whose 4 KiB pages the
+ * kernel zero-fills when they are first written (no transparent huge pages: see
+ * {@code NativeMemory}), so creating even a
  * multi-GiB store takes microseconds and the page faults are paid by the first write into each
  * page, spread over the prefill, and never for blocks that are never used. The trade-off: the
  * memory is committed lazily, so it is not reserved at allocation. A store larger than the kernel
