@@ -10,6 +10,7 @@ public final class CudaException extends RuntimeException {
 
     private static final long serialVersionUID = 1L;
 
+    /** The driver's {@code CUresult} code of the failed call (never {@code CUDA_SUCCESS}, 0). */
     private final int code;
 
     CudaException(String call, int code, String name) {
@@ -17,7 +18,12 @@ public final class CudaException extends RuntimeException {
         this.code = code;
     }
 
-    /** The driver's {@code CUresult}. */
+    /**
+     * The driver's {@code CUresult}.
+     *
+     * @return the {@code CUresult} code the failed call returned, e.g. 2 for
+     *         {@code CUDA_ERROR_OUT_OF_MEMORY}; never 0 ({@code CUDA_SUCCESS})
+     */
     public int code() {
         return code;
     }

@@ -134,6 +134,19 @@ public final class CudaKvStore implements KvStore {
      * checked first (IllegalArgumentException), then {@link CudaRuntime#get()} (a
      * {@link CudaUnavailableException} without a device), then the allocation
      * ({@link CudaException} CUDA_ERROR_OUT_OF_MEMORY when it does not fit).
+     *
+     * @param layout the model shape and format of every block; its format must be one of
+     *               {@link CudaBlockLayout#SUPPORTED} (KIVI is refused)
+     * @param blocks the number of blocks, {@code > 0}; {@code blocks * layout.blockTokens()} slots
+     *               must not exceed {@code Integer.MAX_VALUE}
+     * @return a new open store of {@code blocks} zeroed blocks; the caller closes it
+     * @throws NullPointerException     if {@code layout} is null
+     * @throws IllegalArgumentException if {@code blocks <= 0}, the slots or (FP8) the
+     *                                  {@code blocks * layers} staging states exceed the int range,
+     *                                  or the format is not supported
+     * @throws CudaUnavailableException if no CUDA device is usable ({@link CudaRuntime#status()})
+     * @throws CudaException            if a driver call fails, e.g. CUDA_ERROR_OUT_OF_MEMORY when the
+     *                                  blocks do not fit in device memory (nothing stays allocated)
      */
     public static CudaKvStore allocate(KvLayout layout, int blocks) {
         CudaBlockLayout bl = checkAllocation(layout, blocks);
@@ -172,29 +185,53 @@ public final class CudaKvStore implements KvStore {
         return blocks;
     }
 
-    /** The byte layout of this store's blocks. */
+    /**
+     * The byte layout of this store's blocks.
+     *
+     * @return the layout every device offset of this store comes from (also after {@link #close()})
+     */
     public CudaBlockLayout blockLayout() {
         return bl;
     }
 
-    /** The device this store lives on, as the driver names it. */
+    /**
+     * The device this store lives on, as the driver names it.
+     *
+     * @return the device's name as {@link CudaRuntime#deviceName()} reports it
+     */
     public String deviceName() {
         return drv.deviceName();
     }
 
-    /** Device bytes held: the blocks plus the staging chunks allocated so far. */
+    /**
+     * Device bytes held: the blocks plus the staging chunks allocated so far.
+     *
+     * @return {@code blockLayout().blockBytes() * blocks()} plus the bytes of the FP8 staging chunks
+     *         allocated so far (0 for other formats); the scratch buffers are not counted
+     * @throws IllegalStateException if the store is closed
+     */
     public synchronized long deviceBytes() {
         checkOpen();
         return bl.blockBytes() * blocks + staging.allocatedBytes();
     }
 
-    /** Staging slots held now (partially written (block, layer) pairs of an FP8 format). */
+    /**
+     * Staging slots held now (partially written (block, layer) pairs of an FP8 format).
+     *
+     * @return the number of (block, layer) pairs whose rows sit in a float32 staging slot now,
+     *         {@code >= 0}; always 0 for a format other than FP8
+     * @throws IllegalStateException if the store is closed
+     */
     public synchronized int stagedSlices() {
         checkOpen();
         return staging.inUse();
     }
 
-    /** True after {@link #close()}. */
+    /**
+     * True after {@link #close()}.
+     *
+     * @return true once {@link #close()} has run; every other operation then throws IllegalStateException
+     */
     public synchronized boolean isClosed() {
         return closed;
     }
@@ -316,6 +353,15 @@ public final class CudaKvStore implements KvStore {
      * {@code copy_blocks}). Every id must be in range, no block may be a destination twice, and no
      * destination may also be a source (the copies run concurrently); otherwise
      * IllegalArgumentException and nothing is copied.
+     *
+     * @param src the source block ids, each in {@code [0, blocks())}; may repeat
+     * @param dst the destination block ids, as many as {@code src}, each in {@code [0, blocks())},
+     *            all distinct and none also in {@code src}
+     * @throws NullPointerException     if {@code src} or {@code dst} is null
+     * @throws IllegalArgumentException if the lengths differ, an id is out of range, a block is a
+     *                                  destination twice or a destination is also a source
+     * @throws IllegalStateException    if the store is closed
+     * @throws CudaException            if a driver call fails
      */
     public synchronized void copyBlocks(int[] src, int[] dst) {
         checkOpen();
@@ -387,6 +433,26 @@ public final class CudaKvStore implements KvStore {
      * reads KV head {@code h / (queryHeads / kvHeads)}, scores are scaled by {@code 1/sqrt(headDim)},
      * positions {@code 0..length-1} are read through {@code blockTable}; -1 entries (released by a
      * sliding window) are skipped; with nothing readable {@code out} is zero.
+     *
+     * @param layer      the layer whose K and V are read, in {@code [0, layout().layers())}
+     * @param q          the query, {@code queryHeads * headDim} floats, head-major; each finite with
+     *                   {@code |x| <= KvStore.MAX_ABS_VALUE}; longer arrays are read only that far
+     * @param queryHeads the number of query heads, a positive multiple of {@code layout().kvHeads()}
+     * @param blockTable the sequence's block ids in position order: entry {@code i} holds positions
+     *                   {@code [i * blockTokens, (i + 1) * blockTokens)}; at least
+     *                   {@code layout().blocksFor(length)} entries, each in {@code [-1, blocks())},
+     *                   -1 for a released block
+     * @param length     the number of positions to attend over, {@code >= 0}
+     * @param out        receives the attention output, {@code queryHeads * headDim} floats, head-major;
+     *                   only that prefix is written
+     * @throws NullPointerException     if {@code q}, {@code blockTable} or {@code out} is null
+     * @throws IllegalArgumentException if {@code layer}, {@code queryHeads} or {@code length} is out of
+     *                                  range, {@code headDim} exceeds
+     *                                  {@link CudaBlockLayout#MAX_DECODE_HEAD_DIM}, an array is too
+     *                                  short, a table entry is out of range, or a query value is not
+     *                                  finite or too large
+     * @throws IllegalStateException    if the store is closed
+     * @throws CudaException            if a driver call or the kernel fails
      */
     public synchronized void decode(int layer, float[] q, int queryHeads, int[] blockTable, int length, float[] out) {
         checkOpen();
@@ -478,6 +544,14 @@ public final class CudaKvStore implements KvStore {
      * Copies the encoded bytes of {@code block} ({@link CudaBlockLayout#blockBytes()} of them) into
      * {@code dst}. FP8 layers still in their residual window are not included (see
      * {@link #stagedSlices()}).
+     *
+     * @param block the block to read, in {@code [0, blocks())}
+     * @param dst   receives the block's bytes in {@code [0, blockBytes)}; at least that long
+     * @throws NullPointerException     if {@code dst} is null
+     * @throws IllegalArgumentException if {@code block} is out of range or {@code dst} is shorter than
+     *                                  {@link CudaBlockLayout#blockBytes()}
+     * @throws IllegalStateException    if the store is closed
+     * @throws CudaException            if a driver call fails
      */
     public synchronized void readBlock(int block, byte[] dst) {
         checkOpen();
@@ -494,7 +568,18 @@ public final class CudaKvStore implements KvStore {
         MemoryUtil.memByteBuffer(hostScratch, (int) n).get(0, dst, 0, (int) n);
     }
 
-    /** Overwrites the encoded bytes of {@code block} with {@code src[0 .. blockBytes)}; FP8 staging rows of the block are dropped. */
+    /**
+     * Overwrites the encoded bytes of {@code block} with {@code src[0 .. blockBytes)}; FP8 staging rows of the block are dropped.
+     *
+     * @param block the block to overwrite, in {@code [0, blocks())}
+     * @param src   the encoded bytes, as {@link #readBlock} produces them under the same layout; at
+     *              least {@link CudaBlockLayout#blockBytes()} long, only that prefix is read
+     * @throws NullPointerException     if {@code src} is null
+     * @throws IllegalArgumentException if {@code block} is out of range or {@code src} is shorter than
+     *                                  {@link CudaBlockLayout#blockBytes()}
+     * @throws IllegalStateException    if the store is closed
+     * @throws CudaException            if a driver call fails
+     */
     public synchronized void writeBlock(int block, byte[] src) {
         checkOpen();
         checkBlock("block", block);

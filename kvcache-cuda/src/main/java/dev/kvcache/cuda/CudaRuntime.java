@@ -108,7 +108,12 @@ public final class CudaRuntime {
 
     // ------------------------------------------------------------------ public surface
 
-    /** Probes on first use; the same answer afterwards. */
+    /**
+     * Probes on first use; the same answer afterwards.
+     *
+     * @return what the probe found: available with the device's description, or unavailable with
+     *         the reason; never null, and the same object for the life of the JVM
+     */
     public static Status status() {
         synchronized (LOCK) {
             if (status == null) {
@@ -118,12 +123,22 @@ public final class CudaRuntime {
         }
     }
 
-    /** True when a CUDA device is usable. */
+    /**
+     * True when a CUDA device is usable.
+     *
+     * @return {@code status().available()}: true when {@link #get()} returns a runtime instead of throwing
+     */
     public static boolean isAvailable() {
         return status().available();
     }
 
-    /** The runtime; {@link CudaUnavailableException} ("CUDA unavailable: reason") otherwise. */
+    /**
+     * The runtime; {@link CudaUnavailableException} ("CUDA unavailable: reason") otherwise.
+     *
+     * @return the probed device's runtime, the same instance on every call
+     * @throws CudaUnavailableException if the probe found no usable device (the reason is
+     *                                  {@link #status()}{@code .detail()})
+     */
     public static CudaRuntime get() {
         synchronized (LOCK) {
             Status s = status();
@@ -134,37 +149,65 @@ public final class CudaRuntime {
         }
     }
 
-    /** Device ordinal in use. */
+    /**
+     * Device ordinal in use.
+     *
+     * @return the ordinal of the device in use (property {@value #DEVICE_PROPERTY}, default 0), {@code >= 0}
+     */
     public int ordinal() {
         return ordinal;
     }
 
-    /** The device's name as the driver reports it. */
+    /**
+     * The device's name as the driver reports it.
+     *
+     * @return the name {@code cuDeviceGetName} returned, e.g. "NVIDIA H100 80GB HBM3"
+     */
     public String deviceName() {
         return deviceName;
     }
 
-    /** Compute capability, major * 10 + minor (90 for H100). */
+    /**
+     * Compute capability, major * 10 + minor (90 for H100).
+     *
+     * @return major * 10 + minor, at least {@link #MIN_COMPUTE_CAPABILITY}
+     */
     public int computeCapability() {
         return computeCapability;
     }
 
-    /** {@code cuDriverGetVersion}, e.g. 13000 for CUDA 13.0. */
+    /**
+     * {@code cuDriverGetVersion}, e.g. 13000 for CUDA 13.0.
+     *
+     * @return the CUDA version the driver supports, major * 1000 + minor * 10
+     */
     public int driverVersion() {
         return driverVersion;
     }
 
-    /** Device memory in bytes. */
+    /**
+     * Device memory in bytes.
+     *
+     * @return the device's total memory in bytes ({@code cuDeviceTotalMem}), not what is free now
+     */
     public long totalMemory() {
         return totalMemory;
     }
 
-    /** Streaming multiprocessors. */
+    /**
+     * Streaming multiprocessors.
+     *
+     * @return the device's streaming multiprocessor count, {@code > 0}
+     */
     public int multiprocessors() {
         return multiprocessors;
     }
 
-    /** Prints the probe's result; exit status 0 either way (bin/gpu-check and tests read the line). */
+    /**
+     * Prints the probe's result; exit status 0 either way (bin/gpu-check and tests read the line).
+     *
+     * @param args ignored
+     */
     public static void main(String[] args) {
         System.out.println(status());
     }

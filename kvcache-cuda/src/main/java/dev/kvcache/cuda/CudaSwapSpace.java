@@ -64,7 +64,19 @@ public final class CudaSwapSpace implements AutoCloseable {
         this.freeTop = hostBlocks;
     }
 
-    /** Pinned swap space of {@code hostBlocks} blocks for {@code store}; closed with the store at the latest. */
+    /**
+     * Pinned swap space of {@code hostBlocks} blocks for {@code store}; closed with the store at the latest.
+     *
+     * @param store      the open store whose blocks this space swaps
+     * @param hostBlocks the number of host blocks, {@code > 0}; each is
+     *                   {@link CudaBlockLayout#swapBlockBytes()} of pinned memory
+     * @return a new space with every host block free; the caller closes it (or the store does)
+     * @throws NullPointerException     if {@code store} is null
+     * @throws IllegalArgumentException if {@code hostBlocks <= 0}
+     * @throws ArithmeticException      if the total byte size overflows a long
+     * @throws IllegalStateException    if the store is closed
+     * @throws CudaException            if the pinned allocation ({@code cuMemHostAlloc}) fails
+     */
     public static CudaSwapSpace allocate(CudaKvStore store, int hostBlocks) {
         Objects.requireNonNull(store, "store");
         if (hostBlocks <= 0) {
@@ -86,6 +98,16 @@ public final class CudaSwapSpace implements AutoCloseable {
      * Enqueues copies of {@code deviceBlocks} into free host blocks and returns their ids (-1 for
      * -1 entries), or null, with nothing moved, when fewer host blocks are free than needed.
      * Returns before the copies finish.
+     *
+     * @param deviceBlocks the store's blocks to copy out, each in {@code [0, store.blocks())} or -1
+     *                     (a released block, nothing moved)
+     * @return the host block holding each entry's copy, index for index ({@code -1} where the entry
+     *         was -1), to pass to {@link #swapInAsync} or {@link #free}; null, with nothing moved or
+     *         reserved, when fewer host blocks are free than non-(-1) entries
+     * @throws NullPointerException     if {@code deviceBlocks} is null
+     * @throws IllegalArgumentException if an entry other than -1 is out of range (nothing moved)
+     * @throws IllegalStateException    if this space or the store is closed
+     * @throws CudaException            if enqueuing a copy fails
      */
     public int[] swapOutAsync(int[] deviceBlocks) {
         Objects.requireNonNull(deviceBlocks, "deviceBlocks");
@@ -140,6 +162,16 @@ public final class CudaSwapSpace implements AutoCloseable {
      * Enqueues copies of host blocks {@code hostBlocks[i]} onto device blocks {@code deviceBlocks[i]}
      * (-1 pairs with -1) and frees the host blocks. IllegalArgumentException, with nothing moved,
      * for unequal lengths, a -1 paired with a block, an id out of range or a host block not in use.
+     *
+     * @param hostBlockIds the host blocks to copy back, as {@link #swapOutAsync} returned them: each
+     *                     in use and listed once, or -1
+     * @param deviceBlocks the store's blocks to overwrite, as many as {@code hostBlockIds}, each in
+     *                     {@code [0, store.blocks())}, -1 exactly where {@code hostBlockIds} has -1
+     * @throws NullPointerException     if either array is null
+     * @throws IllegalArgumentException if the lengths differ, -1 is paired with a block, an id is out
+     *                                  of range, or a host block is not in use or appears twice
+     * @throws IllegalStateException    if this space or the store is closed
+     * @throws CudaException            if enqueuing a copy fails
      */
     public void swapInAsync(int[] hostBlockIds, int[] deviceBlocks) {
         Objects.requireNonNull(hostBlockIds, "hostBlocks");
@@ -206,7 +238,15 @@ public final class CudaSwapSpace implements AutoCloseable {
         }
     }
 
-    /** Frees host blocks without copying them back (the sequence was dropped); -1 entries are ignored. */
+    /**
+     * Frees host blocks without copying them back (the sequence was dropped); -1 entries are ignored.
+     *
+     * @param hostBlockIds the host blocks to free, as {@link #swapOutAsync} returned them: each in use
+     *                     and listed once, or -1
+     * @throws NullPointerException     if {@code hostBlockIds} is null
+     * @throws IllegalArgumentException if an id is out of range, not in use or listed twice (nothing freed)
+     * @throws IllegalStateException    if this space or the store is closed
+     */
     public void free(int[] hostBlockIds) {
         Objects.requireNonNull(hostBlockIds, "hostBlocks");
         synchronized (store) {
@@ -240,33 +280,56 @@ public final class CudaSwapSpace implements AutoCloseable {
         }
     }
 
-    /** Free host blocks. */
+    /**
+     * Free host blocks.
+     *
+     * @return the number of host blocks not holding a swapped-out block now, in {@code [0, totalBlocks()]}
+     */
     public int freeBlocks() {
         synchronized (store) {
             return freeTop;
         }
     }
 
-    /** Host blocks in all. */
+    /**
+     * Host blocks in all.
+     *
+     * @return the {@code hostBlocks} this space was allocated with
+     */
     public int totalBlocks() {
         return hostBlocks;
     }
 
-    /** Bytes enqueued device to host so far. */
+    /**
+     * Bytes enqueued device to host so far.
+     *
+     * @return the bytes of every swap-out copy enqueued since allocation (blocks plus FP8 staging
+     *         rows), counted when enqueued, not when finished
+     */
     public long bytesSwappedOut() {
         synchronized (store) {
             return bytesOut;
         }
     }
 
-    /** Bytes enqueued host to device so far. */
+    /**
+     * Bytes enqueued host to device so far.
+     *
+     * @return the bytes of every swap-in copy enqueued since allocation (blocks plus FP8 staging
+     *         rows), counted when enqueued, not when finished
+     */
     public long bytesSwappedIn() {
         synchronized (store) {
             return bytesIn;
         }
     }
 
-    /** Pinned bytes held. */
+    /**
+     * Pinned bytes held.
+     *
+     * @return {@code totalBlocks() * CudaBlockLayout.swapBlockBytes()}, the size of the pinned
+     *         allocation (reported also after {@link #close()})
+     */
     public long hostBytes() {
         return hostBlocks * slotBytes;
     }
