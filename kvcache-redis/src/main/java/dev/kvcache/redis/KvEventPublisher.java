@@ -1,0 +1,385 @@
+package dev.kvcache.redis;
+
+import dev.kvcache.KvCacheEvent;
+import dev.kvcache.KvCacheListener;
+import dev.kvcache.PrefixKey;
+import io.lettuce.core.RedisFuture;
+import io.lettuce.core.XAddArgs;
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * Sends one instance's {@link KvCacheEvent.BlockStored}, {@link KvCacheEvent.BlockRemoved} and
+ * {@link KvCacheEvent.AllBlocksCleared} to a Redis Stream of its own
+ * ({@link RedisKeys#stream}), the way vLLM publishes its KV events, so that a
+ * {@link PrefixRouter} in another process can mirror which prefixes the instance holds.
+ *
+ * <h2>Design</h2>
+ * It is a {@link KvCacheListener}: the manager calls it under its lock, so {@link #onEvent} only
+ * turns the event into a {@link KvWireEvent} and offers it to a bounded queue (full: dropped and
+ * counted; a router that misses an event sees the gap in {@code seq} and drops what it knew of
+ * the instance). A daemon thread drains the queue, coalesces runs (consecutive stores of one
+ * chain into one entry, consecutive removals into one) and appends them with
+ * {@code XADD <stream> MAXLEN ~ <maxLength> * field value ...}, pipelined, so the stream stays
+ * bounded. Each publisher starts a new epoch with an {@code AllBlocksCleared} of medium
+ * {@code "ALL"}: a restarted instance holds nothing. A Redis failure drops the batch (counted);
+ * nothing waits on Redis but the publisher's own thread, at most {@link Builder#writeTimeout}.
+ */
+public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
+
+    private static final int BATCH = 256;
+
+    private final RedisEndpoint endpoint;
+    private final String instance;
+    private final byte[] stream;
+    private final int blockSize;
+    private final String medium;
+    private final long maxLength;
+    private final long writeTimeoutNanos;
+    private final long epoch = System.currentTimeMillis();
+    private final ArrayBlockingQueue<KvCacheEvent> queue;
+    private final CircuitBreaker breaker;
+    private final AtomicLong seq = new AtomicLong();
+    private final AtomicLong pending = new AtomicLong();
+    private final Thread thread;
+    private volatile RedisEndpoint.Link link;
+    private volatile boolean closed;
+
+    private final LongAdder events = new LongAdder();
+    private final LongAdder dropped = new LongAdder();
+    private final LongAdder entries = new LongAdder();
+    private final LongAdder failedEntries = new LongAdder();
+    private final LongAdder unkeyed = new LongAdder();
+
+    private KvEventPublisher(Builder b) {
+        this.endpoint = b.endpoint;
+        this.instance = RedisKeys.checkInstance(b.instance);
+        this.stream = b.keys.stream(instance).getBytes(StandardCharsets.US_ASCII);
+        this.blockSize = b.blockSize;
+        this.medium = b.medium;
+        this.maxLength = b.maxLength;
+        this.writeTimeoutNanos = b.writeTimeout.toNanos();
+        this.queue = new ArrayBlockingQueue<>(b.queueEvents);
+        this.breaker = new CircuitBreaker(3, TimeUnit.SECONDS.toNanos(1), System::nanoTime);
+        queue.add(new KvCacheEvent.AllBlocksCleared()); // the epoch's first entry (medium ALL)
+        pending.incrementAndGet();
+        this.thread = Thread.ofPlatform().daemon().name("kvcache-redis-events-" + instance).unstarted(this::loop);
+        thread.start();
+    }
+
+    /**
+     * A publisher for instance {@code instance} (1 to 64 of [A-Za-z0-9._-]) of the model whose key
+     * space is {@code keys}, with blocks of {@code blockSize} tokens.
+     */
+    public static Builder builder(RedisEndpoint endpoint, RedisKeys keys, String instance, int blockSize) {
+        return new Builder(endpoint, keys, instance, blockSize);
+    }
+
+    /** How a {@link KvEventPublisher} is set up. */
+    public static final class Builder {
+        private final RedisEndpoint endpoint;
+        private final RedisKeys keys;
+        private final String instance;
+        private final int blockSize;
+        private String medium = KvWireEvent.GPU;
+        private long maxLength = 100_000;
+        private int queueEvents = 65_536;
+        private Duration writeTimeout = Duration.ofMillis(500);
+
+        private Builder(RedisEndpoint endpoint, RedisKeys keys, String instance, int blockSize) {
+            this.endpoint = Objects.requireNonNull(endpoint, "endpoint");
+            this.keys = Objects.requireNonNull(keys, "keys");
+            this.instance = RedisKeys.checkInstance(instance);
+            if (blockSize < 1) {
+                throw new IllegalArgumentException("blockSize " + blockSize + " must be positive");
+            }
+            this.blockSize = blockSize;
+        }
+
+        /** The medium its store's events are reported on (default {@code "GPU"}). */
+        public Builder medium(String m) {
+            Objects.requireNonNull(m, "medium");
+            if (m.isEmpty() || m.length() > 32 || m.equals(KvWireEvent.ALL)) {
+                throw new IllegalArgumentException("medium '" + m + "' must be 1 to 32 characters and not ALL");
+            }
+            this.medium = m;
+            return this;
+        }
+
+        /**
+         * The stream's approximate bound in entries (default 100,000, at least 16): XADD trims
+         * older entries beyond it ({@code MAXLEN ~}). A router that starts later replays what the
+         * bound kept; size it to the instance's cache (an entry holds up to 256 blocks).
+         */
+        public Builder maxLength(long n) {
+            if (n < 16) {
+                throw new IllegalArgumentException("maxLength " + n + " must be at least 16");
+            }
+            this.maxLength = n;
+            return this;
+        }
+
+        /** The queue's length in events (default 65,536, 1 to 2^22). */
+        public Builder queueEvents(int n) {
+            if (n < 1 || n > 1 << 22) {
+                throw new IllegalArgumentException("queueEvents " + n + " must be 1 to " + (1 << 22));
+            }
+            this.queueEvents = n;
+            return this;
+        }
+
+        /** How long the publisher's thread waits for a batch of XADDs (default 500 ms). */
+        public Builder writeTimeout(Duration d) {
+            Objects.requireNonNull(d, "writeTimeout");
+            if (d.isNegative() || d.isZero()) {
+                throw new IllegalArgumentException("writeTimeout " + d + " must be positive");
+            }
+            this.writeTimeout = d;
+            return this;
+        }
+
+        /** The publisher; its thread connects and publishes the epoch's first entry. */
+        public KvEventPublisher build() {
+            return new KvEventPublisher(this);
+        }
+    }
+
+    /** The instance it publishes for. */
+    public String instance() {
+        return instance;
+    }
+
+    /** This publisher's epoch (its start, ms since 1970). */
+    public long epoch() {
+        return epoch;
+    }
+
+    @Override
+    public void onEvent(KvCacheEvent e) {
+        if (closed || !(e instanceof KvCacheEvent.BlockStored || e instanceof KvCacheEvent.BlockRemoved
+                || e instanceof KvCacheEvent.AllBlocksCleared)) {
+            return;
+        }
+        events.increment();
+        pending.incrementAndGet();
+        if (!queue.offer(e)) {
+            pending.decrementAndGet();
+            dropped.increment();
+        }
+    }
+
+    /**
+     * Waits until every event offered so far was sent (or failed), at most {@code timeout}: true
+     * when done in time.
+     */
+    public boolean flush(Duration timeout) {
+        long end = System.nanoTime() + timeout.toNanos();
+        while (pending.get() > 0) {
+            if (System.nanoTime() - end > 0) {
+                return false;
+            }
+            RedisTimeouts.sleep(1);
+        }
+        return true;
+    }
+
+    /** Events it was offered (stores, removals, clears). */
+    public long events() {
+        return events.sum();
+    }
+
+    /** Events that carried no key (published while nobody listened): not sent. */
+    public long unkeyedEvents() {
+        return unkeyed.sum();
+    }
+
+    /** Events dropped because the queue was full. */
+    public long droppedEvents() {
+        return dropped.sum();
+    }
+
+    /** Stream entries Redis acknowledged. */
+    public long entriesWritten() {
+        return entries.sum();
+    }
+
+    /** Stream entries that failed (Redis down, timeout): lost, a gap a router sees. */
+    public long entriesFailed() {
+        return failedEntries.sum();
+    }
+
+    private void loop() {
+        List<KvCacheEvent> batch = new ArrayList<>(BATCH);
+        long nextConnect = 0;
+        while (!closed || !queue.isEmpty()) {
+            if (link == null && System.nanoTime() - nextConnect >= 0) {
+                try {
+                    link = endpoint.open();
+                } catch (RuntimeException ex) {
+                    nextConnect = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
+                }
+            }
+            KvCacheEvent first;
+            try {
+                first = queue.poll(50, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException ex) {
+                if (closed) {
+                    break;
+                }
+                continue;
+            }
+            if (first == null) {
+                continue;
+            }
+            batch.clear();
+            batch.add(first);
+            queue.drainTo(batch, BATCH - 1);
+            try {
+                send(coalesce(batch));
+            } catch (RuntimeException ex) {
+                failedEntries.increment();
+            } finally {
+                pending.addAndGet(-batch.size());
+            }
+        }
+    }
+
+    /** Runs of one chain's stores, and runs of removals, become one entry each. */
+    private List<KvWireEvent> coalesce(List<KvCacheEvent> batch) {
+        List<KvWireEvent> out = new ArrayList<>();
+        List<PrefixKey> keys = new ArrayList<>();
+        List<int[]> tokens = new ArrayList<>();
+        PrefixKey parent = null;
+        KvWireEvent.Type run = null;
+        for (KvCacheEvent e : batch) {
+            if (e instanceof KvCacheEvent.BlockStored s) {
+                if (s.key() == null) {
+                    unkeyed.increment();
+                    continue;
+                }
+                boolean continues = run == KvWireEvent.Type.BlockStored && keys.size() < BATCH
+                        && keys.getLast().equals(s.parentKey());
+                if (!continues) {
+                    flushRun(out, run, keys, parent, tokens);
+                    run = KvWireEvent.Type.BlockStored;
+                    parent = s.parentKey();
+                }
+                keys.add(s.key());
+                tokens.add(s.tokenIds());
+            } else if (e instanceof KvCacheEvent.BlockRemoved r) {
+                if (r.key() == null) {
+                    unkeyed.increment();
+                    continue;
+                }
+                if (run != KvWireEvent.Type.BlockRemoved || keys.size() >= BATCH) {
+                    flushRun(out, run, keys, parent, tokens);
+                    run = KvWireEvent.Type.BlockRemoved;
+                    parent = null;
+                }
+                keys.add(r.key());
+            } else {
+                flushRun(out, run, keys, parent, tokens);
+                run = null;
+                boolean start = seq.get() == 0 && out.isEmpty();
+                out.add(wire(KvWireEvent.Type.AllBlocksCleared, List.of(), null, new int[0], start ? KvWireEvent.ALL : medium));
+            }
+        }
+        flushRun(out, run, keys, parent, tokens);
+        return out;
+    }
+
+    private void flushRun(List<KvWireEvent> out, KvWireEvent.Type run, List<PrefixKey> keys, PrefixKey parent, List<int[]> tokens) {
+        if (run == null || keys.isEmpty()) {
+            keys.clear();
+            tokens.clear();
+            return;
+        }
+        int n = 0;
+        for (int[] t : tokens) {
+            n += t.length;
+        }
+        int[] all = new int[n];
+        int at = 0;
+        for (int[] t : tokens) {
+            System.arraycopy(t, 0, all, at, t.length);
+            at += t.length;
+        }
+        out.add(wire(run, List.copyOf(keys), run == KvWireEvent.Type.BlockStored ? parent : null, all, medium));
+        keys.clear();
+        tokens.clear();
+    }
+
+    private KvWireEvent wire(KvWireEvent.Type t, List<PrefixKey> keys, PrefixKey parent, int[] tokens, String m) {
+        return new KvWireEvent(t, epoch, seq.getAndIncrement(), System.currentTimeMillis(), keys, parent, tokens, blockSize, m);
+    }
+
+    private void send(List<KvWireEvent> entriesToSend) {
+        RedisEndpoint.Link l = link;
+        if (l == null || !breaker.allow()) {
+            failedEntries.add(entriesToSend.size());
+            return;
+        }
+        XAddArgs args = XAddArgs.Builder.maxlen(maxLength).approximateTrimming();
+        List<RedisFuture<String>> fs = new ArrayList<>(entriesToSend.size());
+        for (KvWireEvent w : entriesToSend) {
+            Map<byte[], byte[]> body = new LinkedHashMap<>();
+            for (Map.Entry<String, String> f : w.toFields().entrySet()) {
+                body.put(f.getKey().getBytes(StandardCharsets.US_ASCII), f.getValue().getBytes(StandardCharsets.US_ASCII));
+            }
+            fs.add(l.commands().xadd(stream, args, body));
+        }
+        long deadline = System.nanoTime() + writeTimeoutNanos;
+        boolean failed = false;
+        for (RedisFuture<String> f : fs) {
+            try {
+                f.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+                entries.increment();
+            } catch (ExecutionException | TimeoutException ex) {
+                failedEntries.increment();
+                f.cancel(false);
+                failed = true;
+            } catch (InterruptedException ex) {
+                failedEntries.increment();
+                failed = true;
+            }
+        }
+        if (failed) {
+            breaker.failure();
+        } else {
+            breaker.success();
+        }
+    }
+
+    /** Sends what is queued (waiting at most about two write timeouts), then stops its thread. Idempotent. */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            thread.join(Math.max(100, TimeUnit.NANOSECONDS.toMillis(2 * writeTimeoutNanos)));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (thread.isAlive()) {
+            thread.interrupt();
+        }
+        RedisEndpoint.Link l = link;
+        if (l != null) {
+            endpoint.release(l.connection());
+        }
+    }
+}
