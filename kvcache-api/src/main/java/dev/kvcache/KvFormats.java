@@ -17,6 +17,7 @@ import java.util.Locale;
  *       <td>one float32 scale per block, per layer, per KV head, for K and for V: bytes [0, 4) of
  *       the slice, little-endian, then the t x d codes row-major; saturating</td></tr>
  *   <tr><td>Q8_0</td><td>34 t d/32</td><td>34 t d/32</td><td>llama.cpp {@code block_q8_0}</td></tr>
+ *   <tr><td>Q5_0</td><td>22 t d/32</td><td>22 t d/32</td><td>llama.cpp {@code block_q5_0}</td></tr>
  *   <tr><td>Q4_0</td><td>18 t d/32</td><td>18 t d/32</td><td>llama.cpp {@code block_q4_0}</td></tr>
  *   <tr><td>KIVI_4 / KIVI_2</td><td>d (ceil(t b / 8) + 4)</td><td>t (d/32) (4 b + 4)</td>
  *       <td>keys grouped per channel across the block's tokens, values per token in groups of
@@ -28,7 +29,7 @@ import java.util.Locale;
  *
  * <p>NaN and infinities are refused by every quantizer (IllegalArgumentException naming the index
  * and value); finite values beyond a format's range saturate (F16, BF16, FP8) or are refused
- * where the fp16 metadata would overflow (Q8_0, Q4_0, KIVI).
+ * where the fp16 metadata would overflow (Q8_0, Q5_0, Q4_0, KIVI).
  *
  * <p>{@link KvFormat#keyBytes} and {@link KvFormat#valueBytes} are exact: a negative count, or a
  * size beyond {@link Long#MAX_VALUE}, throws IllegalArgumentException naming the values and the
@@ -51,6 +52,8 @@ public final class KvFormats {
     public static final KvFormat FP8_E5M2 = new Fp8("FP8_E5M2");
     /** llama.cpp Q8_0: blocks of 32 values, an fp16 scale then 32 int8. */
     public static final KvFormat Q8_0 = new GgmlBlock("Q8_0", 34);
+    /** llama.cpp Q5_0: blocks of 32 values, an fp16 scale, 4 bytes of high bits, then 16 bytes of low nibbles. */
+    public static final KvFormat Q5_0 = new GgmlBlock("Q5_0", 22);
     /** llama.cpp Q4_0: blocks of 32 values, an fp16 scale then 16 bytes of nibbles. */
     public static final KvFormat Q4_0 = new GgmlBlock("Q4_0", 18);
     /** KIVI 4-bit: keys per channel, values per token (groups of 32), asymmetric. */
@@ -59,7 +62,7 @@ public final class KvFormats {
     public static final KvFormat KIVI_2 = new Kivi("KIVI_2", 2);
 
     private static final List<KvFormat> ALL =
-            List.of(F32, F16, BF16, FP8_E4M3, FP8_E5M2, Q8_0, Q4_0, KIVI_4, KIVI_2);
+            List.of(F32, F16, BF16, FP8_E4M3, FP8_E5M2, Q8_0, Q5_0, Q4_0, KIVI_4, KIVI_2);
 
     /** Every standard format, widest first. */
     public static List<KvFormat> all() {

@@ -36,7 +36,7 @@ abstract class Codec implements Quantizer, SliceKernels {
 
     @Override
     public String toString() {
-        boolean split = format == dev.kvcache.KvFormats.KIVI_4 || format == dev.kvcache.KvFormats.KIVI_2;
+        boolean split = Formats.splitRoles(format);
         return getClass().getSimpleName() + "[" + format.name() + (split ? (keys ? ", keys" : ", values") : "") + "]";
     }
 

@@ -37,6 +37,20 @@ final class KiviCodecs {
 
     static final int G = KvFormats.GROUP;
 
+    /** The registry's scalar factory: Keys for keys, Values for values. */
+    static Codec scalar(KvFormat f, boolean keys) {
+        return keys ? new Keys(f) : new Values(f);
+    }
+
+    /**
+     * The registry's vector factory: VectorKivi.Keys for keys, VectorKiviValues for values. It lives
+     * here, not in VectorKivi, because resolving a method reference links (verifies) its class, and
+     * verifying VectorKivi needs jdk.incubator.vector; this class has no vector code.
+     */
+    static Codec vector(KvFormat f, boolean keys) {
+        return keys ? new VectorKivi.Keys(f) : new VectorKiviValues(f);
+    }
+
     static int bits(KvFormat f) {
         if (f == KvFormats.KIVI_4) {
             return 4;

@@ -162,7 +162,7 @@ public final class Quantizers {
         Codec[] t = new Codec[FORMATS.size()];
         for (int i = 0; i < t.length; i++) {
             KvFormat f = FORMATS.get(i);
-            boolean split = f == KvFormats.KIVI_4 || f == KvFormats.KIVI_2;
+            boolean split = Formats.splitRoles(f);
             t[i] = keyTable != null && !split ? keyTable[i] : codec(p, f, keys);
         }
         return t;

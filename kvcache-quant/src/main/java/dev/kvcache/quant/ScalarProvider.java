@@ -1,9 +1,8 @@
 package dev.kvcache.quant;
 
 import dev.kvcache.KvFormat;
-import dev.kvcache.KvFormats;
 
-/* Plain-Java codecs for every standard format. */
+/* Plain-Java codecs for every standard format: the scalar factories of the Formats registry. */
 final class ScalarProvider implements KernelProvider {
 
     static final ScalarProvider INSTANCE = new ScalarProvider();
@@ -23,21 +22,6 @@ final class ScalarProvider implements KernelProvider {
 
     @Override
     public Codec codec(KvFormat f, boolean keys) {
-        if (f == KvFormats.F32) {
-            return new ScalarCodecs.F32Codec(keys);
-        } else if (f == KvFormats.F16) {
-            return new ScalarCodecs.F16Codec(keys);
-        } else if (f == KvFormats.BF16) {
-            return new ScalarCodecs.BF16Codec(keys);
-        } else if (f == KvFormats.Q8_0) {
-            return new ScalarCodecs.Q8Codec(keys);
-        } else if (f == KvFormats.Q4_0) {
-            return new ScalarCodecs.Q4Codec(keys);
-        } else if (f == KvFormats.FP8_E4M3 || f == KvFormats.FP8_E5M2) {
-            return new Fp8Codec(f, keys);
-        } else if (f == KvFormats.KIVI_4 || f == KvFormats.KIVI_2) {
-            return keys ? new KiviCodecs.Keys(f) : new KiviCodecs.Values(f);
-        }
-        return null;
+        return Formats.scalar(f, keys);
     }
 }

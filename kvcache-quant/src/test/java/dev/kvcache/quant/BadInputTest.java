@@ -130,6 +130,8 @@ class BadInputTest {
         MemorySegment seg = MemorySegment.ofArray(new byte[(int) c.sliceBytes(rows, dim)]);
         if (f == KvFormats.Q8_0) {
             rejects("1.0E7; its scale amax/127 must stay below 65520.0 (fp16 overflow), i.e. |x| < 8321040", seg, () -> c.encode(x, rows, dim, seg));
+        } else if (f == KvFormats.Q5_0) {
+            rejects("1.0E7; its scale |max|/16 must stay below 65520.0 (fp16 overflow), i.e. |x| < 1048320", seg, () -> c.encode(x, rows, dim, seg));
         } else if (f == KvFormats.Q4_0) {
             rejects("1.0E7; its scale |max|/8 must stay below 65520.0 (fp16 overflow), i.e. |x| < 524160", seg, () -> c.encode(x, rows, dim, seg));
         } else if (f == KvFormats.KIVI_4 || f == KvFormats.KIVI_2) {

@@ -34,6 +34,9 @@ final class ErrorBounds {
         } else if (f == KvFormats.Q8_0) {
             double d = groupAmax(x, i, KvFormats.GROUP) / 127;
             return d * 0.5 + 127 * f16Err(d) + 1e-30;       // half a step + fp16 rounding of d
+        } else if (f == KvFormats.Q5_0) {
+            double d = groupAmax(x, i, KvFormats.GROUP) / 16;
+            return d + 16 * f16Err(d) + 1e-30;              // one step (clamp at 31) + fp16 rounding of d
         } else if (f == KvFormats.Q4_0) {
             double d = groupAmax(x, i, KvFormats.GROUP) / 8;
             return d + 8 * f16Err(d) + 1e-30;               // one step (clamp at 15) + fp16 rounding of d

@@ -12,10 +12,11 @@ import java.util.SplittableRandom;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
- * Q8_0 / Q4_0 bytes equal llama.cpp's block_q8_0 / block_q4_0 as written by ggml's
- * quantize_row_q8_0_ref / quantize_row_q4_0_ref: hand-derived blocks (ties, clamping, zero
- * blocks) and random rows against a small independent re-implementation of those two functions
- * (its own fp16 rounding and roundf, no code shared with the codecs), for every provider.
+ * Q8_0 / Q5_0 / Q4_0 bytes equal llama.cpp's block_q8_0 / block_q5_0 / block_q4_0 as written by
+ * ggml's quantize_row_q8_0_ref / quantize_row_q5_0_ref / quantize_row_q4_0_ref (ggml-quants.c):
+ * hand-derived blocks (ties, clamping, zero blocks, the qh bit order) and random rows against a
+ * small independent re-implementation of those functions (its own fp16 rounding and roundf, no
+ * code shared with the codecs), for every provider.
  */
 class GgmlCompatTest {
 
@@ -103,6 +104,40 @@ class GgmlCompatTest {
         return out;
     }
 
+    /** ggml quantize_row_q5_0_ref: d = max / -16, code = MIN(31, (int8_t)(x*id + 16.5f)), bit 4 of code j in qh bit j. */
+    static byte[] refQ5(float[] x) {
+        byte[] out = new byte[x.length / 32 * 22];
+        for (int i = 0; i < x.length / 32; i++) {
+            float amax = 0.0f, max = 0.0f;
+            for (int j = 0; j < 32; j++) {
+                float v = x[i * 32 + j];
+                if (amax < Math.abs(v)) {
+                    amax = Math.abs(v);
+                    max = v;
+                }
+            }
+            float d = max / -16;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            short h = refF16(d);
+            out[i * 22] = (byte) h;
+            out[i * 22 + 1] = (byte) (h >> 8);
+            long qh = 0;
+            for (int j = 0; j < 16; j++) {
+                float x0 = x[i * 32 + j] * id;
+                float x1 = x[i * 32 + 16 + j] * id;
+                int xi0 = Math.min(31, (byte) (x0 + 16.5f));
+                int xi1 = Math.min(31, (byte) (x1 + 16.5f));
+                out[i * 22 + 6 + j] = (byte) ((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+                qh |= (long) ((xi0 & 0x10) >> 4) << j;
+                qh |= (long) ((xi1 & 0x10) >> 4) << (j + 16);
+            }
+            for (int b = 0; b < 4; b++) {   // memcpy of a uint32 on a little-endian machine
+                out[i * 22 + 2 + b] = (byte) (qh >>> (8 * b));
+            }
+        }
+        return out;
+    }
+
     // ------------------------------------------------------------------ tests
 
     static byte[] encode(Codec c, float[] x) {
@@ -149,6 +184,27 @@ class GgmlCompatTest {
     }
 
     @Test
+    void q5HandDerivedBlockWithClampAndHighBits() {
+        // max = -16 (first of largest magnitude) -> d = 1.0, id = 1, code = (int)(x + 16.5):
+        // x0=-16 -> 0, x16=16 -> 32 -> clamp 31 (nibble F, high bit 1): byte0 = 0xF0;
+        // x1=-0.5 -> 16 (nibble 0, bit 1), x17=0.5 -> 17 (1, bit 1): 0x10; x2=3.2 -> 19 (3, bit 1),
+        // x18=-3.7 -> 12 (C, bit 0): 0xC3; zeros -> 16 (0, bit 1).
+        // qh: bits 0..15 = 0xFFFE (only x0's bit clear), bits 16..31 = 0xFFFB (x18's clear); little-endian.
+        float[] x = new float[32];
+        x[0] = -16f;
+        x[16] = 16f;
+        x[1] = -0.5f;
+        x[17] = 0.5f;
+        x[2] = 3.2f;
+        x[18] = -3.7f;
+        String expected = "003c" + "fefffbff" + "f010c3" + "00".repeat(13);
+        for (KernelProvider p : Quantizers.availableProviders()) {
+            assertEquals(expected, HexFormat.of().formatHex(encode(Quantizers.codec(p, KvFormats.Q5_0, true), x)), p.name());
+        }
+        assertEquals(expected, HexFormat.of().formatHex(refQ5(x)));
+    }
+
+    @Test
     void zeroBlocks() {
         float[] x = new float[32];
         x[7] = -0.0f;
@@ -158,6 +214,9 @@ class GgmlCompatTest {
                     HexFormat.of().formatHex(encode(Quantizers.codec(p, KvFormats.Q8_0, true), x)), p.name());
             assertEquals("0080" + "88".repeat(16),
                     HexFormat.of().formatHex(encode(Quantizers.codec(p, KvFormats.Q4_0, true), x)), p.name());
+            // Q5_0: d = -0 as Q4_0, every code 16: nibbles 0, every high bit set
+            assertEquals("0080" + "ffffffff" + "00".repeat(16),
+                    HexFormat.of().formatHex(encode(Quantizers.codec(p, KvFormats.Q5_0, true), x)), p.name());
         }
     }
 
@@ -168,6 +227,7 @@ class GgmlCompatTest {
         for (KernelProvider p : Quantizers.availableProviders()) {
             Codec q8 = Quantizers.codec(p, KvFormats.Q8_0, true);
             Codec q4 = Quantizers.codec(p, KvFormats.Q4_0, true);
+            Codec q5 = Quantizers.codec(p, KvFormats.Q5_0, true);
             for (int t = 0; t < 3000; t++) {
                 int dim = 32 * rnd.nextInt(1, 9);
                 float[] x = new float[dim];
@@ -186,6 +246,7 @@ class GgmlCompatTest {
                 String where = p.name() + " seed=" + seed + " t=" + t;
                 assertEquals(HexFormat.of().formatHex(refQ8(x)), HexFormat.of().formatHex(encode(q8, x)), where);
                 assertEquals(HexFormat.of().formatHex(refQ4(x)), HexFormat.of().formatHex(encode(q4, x)), where);
+                assertEquals(HexFormat.of().formatHex(refQ5(x)), HexFormat.of().formatHex(encode(q5, x)), where);
             }
         }
     }

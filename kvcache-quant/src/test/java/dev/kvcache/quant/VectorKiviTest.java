@@ -63,13 +63,13 @@ class VectorKiviTest {
         KernelProvider p = vector();
         for (KvFormat f : List.of(KvFormats.KIVI_4, KvFormats.KIVI_2)) {
             assertInstanceOf(VectorKivi.Keys.class, Quantizers.codec(p, f, true));
-            assertInstanceOf(VectorKivi.Values.class, Quantizers.codec(p, f, false));
+            assertInstanceOf(VectorKiviValues.class, Quantizers.codec(p, f, false));
             assertInstanceOf(KiviCodecs.Keys.class, Quantizers.codec(ScalarProvider.INSTANCE, f, true));
             assertInstanceOf(KiviCodecs.Values.class, Quantizers.codec(ScalarProvider.INSTANCE, f, false));
         }
         if (Quantizers.vectorized()) {
             assertInstanceOf(VectorKivi.Keys.class, Quantizers.keyKernels(KvFormats.KIVI_4));
-            assertInstanceOf(VectorKivi.Values.class, Quantizers.valueKernels(KvFormats.KIVI_2));
+            assertInstanceOf(VectorKiviValues.class, Quantizers.valueKernels(KvFormats.KIVI_2));
         }
     }
 
