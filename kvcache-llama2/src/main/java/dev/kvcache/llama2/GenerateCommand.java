@@ -23,6 +23,10 @@ import java.util.concurrent.Callable;
         description = "Greedy llama2.c decoding with the KV cache in kvcache; prints token ids.")
 public final class GenerateCommand implements Callable<Integer> {
 
+    /** A command with every option at its default; picocli sets the options given on the command line. */
+    public GenerateCommand() {
+    }
+
     @Spec
     CommandSpec spec;
 
@@ -195,6 +199,10 @@ public final class GenerateCommand implements Callable<Integer> {
     /**
      * The default checkpoint: shared/models/stories260K.bin next to the repository, found from the
      * working directory (the repository root, a module directory, or the shared folder's sibling).
+     *
+     * @return the first {@code shared/models/}{@value #DEFAULT_MODEL} that is a regular file, in or
+     *         beside the working directory and then its parents (six candidates at most)
+     * @throws IllegalArgumentException naming the paths tried when none exists
      */
     public static Path defaultModel() {
         Path cwd = Path.of("").toAbsolutePath();
@@ -218,6 +226,12 @@ public final class GenerateCommand implements Callable<Integer> {
                 + " not found; tried " + tried);
     }
 
+    /**
+     * Runs {@code generate} and exits the JVM with its status: 0 on success,
+     * {@value #EXIT_BAD_INPUT} for bad input (one line on stderr, no stack trace).
+     *
+     * @param args the command line, as {@code generate --help} describes it
+     */
     public static void main(String[] args) {
         System.exit(new CommandLine(new GenerateCommand()).execute(args));
     }

@@ -81,9 +81,14 @@ public final class Llama2Engine implements AutoCloseable {
     /**
      * An engine for {@code model} storing KV in {@code format}.
      *
-     * @param blockTokens   tokens per block (16 is usual)
-     * @param blocks        blocks in the pool
+     * @param model         the checkpoint whose forward pass the engine runs; not null
+     * @param format        the KV storage format of the off-heap store (F32 is exact; others
+     *                      quantize on write); not null
+     * @param blockTokens   tokens per block (16 is usual), {@code > 0}
+     * @param blocks        blocks in the pool, {@code > 0} ({@link #blocksFor} sizes it for full-length sequences)
      * @param prefixCaching whether full blocks are published for reuse by later sequences
+     * @return a new open engine owning its store and manager; the caller closes it
+     * @throws NullPointerException     if {@code model} or {@code format} is null
      * @throws IllegalArgumentException when the format cannot store this model's heads (e.g. Q8_0
      *                                  needs a head size that is a multiple of 32) or a size is bad
      */
@@ -102,7 +107,17 @@ public final class Llama2Engine implements AutoCloseable {
         return new Llama2Engine(model, layout, blocks, prefixCaching);
     }
 
-    /** Blocks for {@code sequences} sequences of the model's full seq_len at {@code blockTokens}. */
+    /**
+     * Blocks for {@code sequences} sequences of the model's full seq_len at {@code blockTokens}.
+     *
+     * @param model       the checkpoint whose {@code seq_len} each sequence may reach
+     * @param blockTokens tokens per block, {@code > 0}
+     * @param sequences   sequences that may be at full length at once, {@code > 0}
+     * @return {@code sequences * ceil(seqLen / blockTokens)}, the pool size at which no append of
+     *         that many sequences is refused for lack of blocks
+     * @throws IllegalArgumentException if {@code blockTokens} or {@code sequences} is not positive,
+     *                                  or the pool's token slots would exceed {@code Integer.MAX_VALUE}
+     */
     public static int blocksFor(Llama2Model model, int blockTokens, int sequences) {
         if (blockTokens <= 0) {
             throw new IllegalArgumentException("blockTokens must be > 0, got " + blockTokens);
@@ -119,39 +134,81 @@ public final class Llama2Engine implements AutoCloseable {
         return (int) n;
     }
 
+    /**
+     * The model this engine runs.
+     *
+     * @return the checkpoint given to {@link #create}
+     */
     public Llama2Model model() {
         return model;
     }
 
+    /**
+     * The KV layout of the store: the model's layers, KV heads and head size, the block size and the format.
+     *
+     * @return the layout the store and the manager were built with
+     */
     public KvLayout layout() {
         return layout;
     }
 
+    /**
+     * The manager that decides where each token's KV lives. Owned by this engine: it is closed
+     * with it, and sequences opened on it directly are freed by {@link #close()} too.
+     *
+     * @return this engine's manager
+     */
     public KvCacheManager manager() {
         return manager;
     }
 
+    /**
+     * The off-heap store holding the KV. Owned by this engine: it is released by {@link #close()}.
+     *
+     * @return this engine's store
+     */
     public KvStore store() {
         return store;
     }
 
-    /** The manager's ledger: blocks and bytes used, cached, hit. */
+    /**
+     * The manager's ledger: blocks and bytes used, cached, hit.
+     *
+     * @return a snapshot of {@link KvCacheManager#ledger()} taken now
+     */
     public KvCacheLedger ledger() {
         return manager.ledger();
     }
 
-    /** Tokens whose KV this engine computed (prefix hits excluded). */
+    /**
+     * Tokens whose KV this engine computed (prefix hits excluded).
+     *
+     * @return the positions run through the forward pass since the engine was created, over all sequences
+     */
     public long computedTokens() {
         return computedTokens;
     }
 
-    /** A new empty sequence. */
+    /**
+     * A new empty sequence.
+     *
+     * @param id the sequence's id; not null and not the id of a sequence that is live now
+     * @return a new live sequence of length 0 in this engine's manager
+     * @throws NullPointerException     if {@code id} is null
+     * @throws IllegalArgumentException if a sequence named {@code id} is live
+     * @throws IllegalStateException    if the engine is closed
+     */
     public Sequence open(String id) {
         checkOpen();
         return manager.open(id);
     }
 
-    /** Frees a sequence's blocks (full ones stay cached for later prefix hits). */
+    /**
+     * Frees a sequence's blocks (full ones stay cached for later prefix hits).
+     *
+     * @param s a live sequence of this engine
+     * @throws IllegalStateException if the engine is closed or {@code s} was already freed or aborted
+     */
     public void free(Sequence s) {
         checkOpen();
         manager.free(s);
@@ -174,7 +231,13 @@ public final class Llama2Engine implements AutoCloseable {
      * sequences' prompts from then on. When computing the KV throws, the sequence is aborted (see
      * the class comment) and the exception propagates.
      *
-     * @throws IllegalStateException    when the pool has too few free blocks (nothing changes then)
+     * @param s      a live sequence of this engine; the tokens go at its positions
+     *               {@code s.length() ..}
+     * @param tokens the prompt's token ids, at least one, each in {@code [0, vocabSize)}
+     * @return how many leading tokens were prefix hits, and the logits after the last token
+     * @throws NullPointerException     if {@code s} or {@code tokens} is null
+     * @throws IllegalStateException    when the pool has too few free blocks (nothing changes then),
+     *                                  or the engine is closed
      * @throws IllegalArgumentException for an empty call, a token outside the vocabulary or a
      *                                  sequence that would pass seq_len
      */
@@ -240,6 +303,15 @@ public final class Llama2Engine implements AutoCloseable {
     /**
      * Appends one token and returns the logits after it (this engine's buffer, valid until the next
      * call). When computing its KV throws, the sequence is aborted and the exception propagates.
+     *
+     * @param s     a live sequence of this engine, shorter than the model's seq_len
+     * @param token the token id at position {@code s.length()}, in {@code [0, vocabSize)}
+     * @return the {@code vocabSize} logits after {@code token}: this engine's buffer, overwritten by
+     *         the next prefill or step (clone it to keep it)
+     * @throws NullPointerException     if {@code s} is null
+     * @throws IllegalArgumentException if {@code token} is outside the vocabulary or {@code s} is at seq_len
+     * @throws IllegalStateException    when the pool has no block for the token (nothing changes
+     *                                  then), or the engine is closed
      */
     public float[] step(Sequence s, int token) {
         checkOpen();
@@ -283,7 +355,16 @@ public final class Llama2Engine implements AutoCloseable {
      * time, at most {@code steps} positions in all (0 or more than seq_len: seq_len), stopping when
      * BOS comes out. The sequence stays open (the caller frees it).
      *
+     * @param s      a live, empty sequence of this engine
+     * @param prompt the prompt's token ids (normally {@code {BOS}}): at least one, at most
+     *               {@code steps} after clamping, each in {@code [0, vocabSize)}
+     * @param steps  positions to run in all, prompt included, {@code >= 0}; 0 or more than seq_len
+     *               means seq_len
      * @return the generated ids, prompt and stopping BOS excluded
+     * @throws NullPointerException     if {@code prompt} is null
+     * @throws IllegalArgumentException if {@code steps < 0}, the prompt is empty, longer than the
+     *                                  clamped steps or seq_len, or holds a token outside the vocabulary
+     * @throws IllegalStateException    when the pool runs out of blocks, or the engine is closed
      */
     public int[] generate(Sequence s, int[] prompt, int steps) {
         Greedy.checkPrompt(c, prompt);
@@ -366,6 +447,19 @@ public final class Llama2Engine implements AutoCloseable {
      * sequence get prefix hits (each prompt is committed once its KV is written, so the later
      * sequences hit the earlier ones' blocks while those still run). Sequences are freed when done;
      * when one fails, it is aborted and the others are freed.
+     *
+     * @param idPrefix the prefix of the sequence ids: sequence i is {@code idPrefix + i}; none of
+     *                 them may be live
+     * @param prompts  one prompt per sequence, each as {@link #generate} takes it
+     * @param steps    positions to run per sequence, prompt included, {@code >= 0}; 0 or more than
+     *                 seq_len means seq_len
+     * @return one generation per prompt, in the order of {@code prompts}
+     * @throws NullPointerException     if {@code prompts} or one of its prompts is null
+     * @throws IllegalArgumentException if {@code steps < 0}, a prompt is empty, longer than the
+     *                                  clamped steps or seq_len, or holds a token outside the
+     *                                  vocabulary (checked before any sequence opens), or a sequence
+     *                                  id is already live
+     * @throws IllegalStateException    when the pool runs out of blocks, or the engine is closed
      */
     public List<Generation> generateConcurrently(String idPrefix, int[][] prompts, int steps) {
         checkOpen();
@@ -410,6 +504,17 @@ public final class Llama2Engine implements AutoCloseable {
      * j-th most likely after the prefix (j = 0 is the greedy choice), so the continuations differ.
      * The prefix is computed once on a probe sequence that is then freed: its full blocks stay in
      * the prefix cache, so the returned prompts hit them.
+     *
+     * @param base         the prompt the prefix starts with (normally {@code {BOS}}): at least one
+     *                     token, each in {@code [0, vocabSize)}
+     * @param prefixTokens the shared prefix's length, in {@code [base.length, seqLen)}
+     * @param k            the number of prompts, in {@code [1, vocabSize]}
+     * @return {@code k} prompts of {@code prefixTokens + 1} tokens each, the j-th ending in the
+     *         j-th likeliest token after the prefix
+     * @throws NullPointerException     if {@code base} is null
+     * @throws IllegalArgumentException if {@code base} is empty, too long or holds a token outside
+     *                                  the vocabulary, or {@code prefixTokens} or {@code k} is out of range
+     * @throws IllegalStateException    when the pool has too few blocks for the prefix, or the engine is closed
      */
     public int[][] branchingPrompts(int[] base, int prefixTokens, int k) {
         checkOpen();

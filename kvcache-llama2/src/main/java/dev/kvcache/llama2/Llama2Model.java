@@ -66,6 +66,20 @@ public final class Llama2Model {
     public record Config(int dim, int hiddenDim, int layers, int heads, int kvHeads, int vocabSize,
                          int seqLen, boolean sharedClassifier) {
 
+        /**
+         * Checks the header's values.
+         *
+         * @param dim              model width, {@code > 0}, a multiple of {@code heads}
+         * @param hiddenDim        FFN width, {@code > 0}
+         * @param layers           transformer layers, {@code > 0}
+         * @param heads            query heads, {@code > 0}, a multiple of {@code kvHeads}; the head
+         *                         size {@code dim / heads} must be even (RoPE rotates pairs)
+         * @param kvHeads          key/value heads, in {@code [1, heads]}
+         * @param vocabSize        vocabulary size, {@code > 0} (the file's sign is in {@code sharedClassifier})
+         * @param seqLen           maximum sequence length, {@code > 0}
+         * @param sharedClassifier true when the classifier is the token embedding table
+         * @throws IllegalArgumentException naming the header field and its value when a check fails
+         */
         public Config {
             positive("dim", dim);
             positive("hidden_dim", hiddenDim);
@@ -93,22 +107,39 @@ public final class Llama2Model {
             }
         }
 
-        /** Values per head: dim / heads. */
+        /**
+         * Values per head: dim / heads.
+         *
+         * @return {@code dim / heads}, even and {@code > 0}
+         */
         public int headSize() {
             return dim / heads;
         }
 
-        /** Key (or value) values per token and layer: kvHeads * headSize. */
+        /**
+         * Key (or value) values per token and layer: kvHeads * headSize.
+         *
+         * @return {@code kvHeads * headSize()}, the floats of one token's K (or V) in one layer
+         */
         public int kvDim() {
             return kvHeads * headSize();
         }
 
-        /** Query heads per KV head. */
+        /**
+         * Query heads per KV head.
+         *
+         * @return {@code heads / kvHeads}, {@code >= 1} (1 without grouped-query attention)
+         */
         public int kvMul() {
             return heads / kvHeads;
         }
 
-        /** Floats the weights take in the file after the header, skipped RoPE tables included. */
+        /**
+         * Floats the weights take in the file after the header, skipped RoPE tables included.
+         *
+         * @return the number of float32 values after the header; the file is
+         *         {@code HEADER_BYTES + 4 * weightFloats()} bytes
+         */
         public long weightFloats() {
             long d = dim;
             long l = layers;
@@ -190,8 +221,15 @@ public final class Llama2Model {
     /**
      * Reads a version-0 llama2.c checkpoint.
      *
-     * @throws IllegalArgumentException when the header is invalid or the file size does not match it
-     * @throws IOException              when the file cannot be read
+     * @param path the checkpoint file; not null
+     * @return the model, its weights copied onto the heap (the file is unmapped before this returns)
+     * @throws NullPointerException     if {@code path} is null
+     * @throws IllegalArgumentException when the header is invalid (a version 1+ "ak42" export
+     *                                  included), the file size does not match it, or a tensor
+     *                                  exceeds the on-heap array limit
+     * @throws IOException              when the file cannot be read; a
+     *                                  {@link java.nio.file.NoSuchFileException} when {@code path} is
+     *                                  not a regular file
      */
     public static Llama2Model load(Path path) throws IOException {
         Objects.requireNonNull(path, "path");
@@ -230,7 +268,11 @@ public final class Llama2Model {
         }
     }
 
-    /** The hyperparameters. */
+    /**
+     * The hyperparameters.
+     *
+     * @return the header's values, as checked by {@link Config}
+     */
     public Config config() {
         return config;
     }

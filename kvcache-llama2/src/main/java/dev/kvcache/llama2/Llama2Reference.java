@@ -27,6 +27,13 @@ public final class Llama2Reference {
     private final float[] att;
     private final Llama2Forward.Attention attention = this::attend;
 
+    /**
+     * A reference decoder for {@code model} with an empty cache, allocated up front for seq_len positions.
+     *
+     * @param model the checkpoint to run; not null
+     * @throws NullPointerException     if {@code model} is null
+     * @throws IllegalArgumentException if {@code seq_len * kvDim} floats exceed the on-heap array limit
+     */
     public Llama2Reference(Llama2Model model) {
         Objects.requireNonNull(model, "model");
         this.c = model.config();
@@ -41,7 +48,17 @@ public final class Llama2Reference {
         att = new float[c.seqLen()];
     }
 
-    /** Logits after {@code token} at {@code pos} (positions must be fed in order 0, 1, 2, ...). */
+    /**
+     * Logits after {@code token} at {@code pos} (positions must be fed in order 0, 1, 2, ...).
+     *
+     * @param token the token id, in {@code [0, vocabSize)}
+     * @param pos   the token's position, in {@code [0, seqLen)}: one more than the last call's
+     *              (0 first); the cache holds positions {@code 0 .. pos} afterwards
+     * @return the {@code vocabSize} logits after {@code token}: the forward pass's buffer,
+     *         overwritten by the next call (clone it to keep it)
+     * @throws IllegalArgumentException if {@code token} is outside the vocabulary or {@code pos}
+     *                                  outside {@code [0, seqLen)}
+     */
     public float[] forward(int token, int pos) {
         return fwd.forward(token, pos, attention);
     }
@@ -84,13 +101,27 @@ public final class Llama2Reference {
      * normally {@code {BOS}}), then the argmax of each step's logits, for at most {@code steps}
      * positions in all (clamped to seq_len), stopping early when BOS comes out.
      *
+     * @param prompt the prompt's token ids: at least one, at most seq_len, each in {@code [0, vocabSize)}
+     * @param steps  positions to run in all, prompt included, {@code >= 0}; 0 or more than seq_len
+     *               means seq_len
      * @return the generated ids (prompt excluded, the stopping BOS excluded)
+     * @throws NullPointerException     if {@code prompt} is null
+     * @throws IllegalArgumentException if {@code steps < 0}, or the prompt is empty, longer than
+     *                                  seq_len or holds a token outside the vocabulary
      */
     public int[] generate(int[] prompt, int steps) {
         return Greedy.generate(c, prompt, steps, this::forward);
     }
 
-    /** Greedy ids from BOS with a fresh reference: what run.c prints at temperature 0, as ids. */
+    /**
+     * Greedy ids from BOS with a fresh reference: what run.c prints at temperature 0, as ids.
+     *
+     * @param model the checkpoint to run; not null
+     * @param steps positions to run in all, BOS included, {@code >= 0}; 0 or more than seq_len means seq_len
+     * @return the generated ids, BOS and the stopping BOS excluded
+     * @throws NullPointerException     if {@code model} is null
+     * @throws IllegalArgumentException if {@code steps < 0}
+     */
     public static int[] greedyFromBos(Llama2Model model, int steps) {
         return new Llama2Reference(model).generate(new int[] {BOS}, steps);
     }
