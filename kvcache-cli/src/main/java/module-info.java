@@ -9,6 +9,10 @@ module dev.kvcache.cli {
     requires dev.kvcache.metrics;
     requires dev.kvcache.quant;
     requires info.picocli;
+    requires com.fasterxml.jackson.jr.ob; // workload JSONL, --json, config.json
+    requires com.fasterxml.jackson.core;
+    requires org.knowm.xchart;            // simulate charts
+    requires java.desktop;                // XChart draws with java.awt
     requires jdk.jfr; // simulate --jfr records to a file
 
     exports dev.kvcache.cli;

@@ -1,12 +1,8 @@
 package dev.kvcache.cli;
 
-import dev.kvcache.CapacityPlanner;
-import dev.kvcache.KvCacheLedger;
 import dev.kvcache.KvCacheManager;
-import dev.kvcache.TierStats;
-import dev.kvcache.metrics.KvCacheJfr;
-import dev.kvcache.KvFormat;
 import dev.kvcache.KvLayout;
+import dev.kvcache.metrics.KvCacheJfr;
 import jdk.jfr.Recording;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -16,28 +12,30 @@ import picocli.CommandLine.Spec;
 
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.regex.Pattern;
 
 /**
  * {@code kvcache simulate}: replays a serving workload through the real block manager under each
- * configuration and prints, side by side, what each one relieved and what it cost; then the
- * per-route ledger and memory over time. See {@link Simulator} for the model and {@link Workload}
- * for the JSONL schema.
+ * configuration and prints, side by side, what each one relieved and what it cost in memory,
+ * seconds and quality; then the per-route ledger, latencies and memory over time. This class reads
+ * the options and runs the {@link Simulator}; {@link SimulationReport} prints the tables,
+ * {@link SimulationExport} writes JSON and CSV, {@link SimulationCharts} the charts.
  */
 @Command(name = "simulate", mixinStandardHelpOptions = true,
         description = {"Replay a serving workload through the real KvCacheManager, configurations side by side.",
-                "Contiguous preallocation (the baseline), paged, + prefix sharing, + host tier,",
-                "+ FP8 / Q4_0 / KIVI-2, + sliding window, + idle release: what each relieved",
-                "and what it cost, per route and over time."})
+                "Contiguous preallocation (the baseline), paged, + prefix sharing, + host tier, + FP8 / Q4_0 / KIVI-2,",
+                "+ sliding window, + idle release, + long-context pool, + swap: what each relieved and what it cost",
+                "in memory, seconds (a roofline time model of --gpu) and quality, per route and over time.",
+                "Levers compose with --configs, e.g. \"paged+prefix+fp8+idle,paged+prefix+longpool\"; lever names:",
+                "contiguous, paged, prefix, tier, fp8|fp8e5|q8|q4|kivi4|kivi2, window, idle, longpool, swap."})
 final class SimulateCommand implements Callable<Integer> {
 
     @Spec
@@ -47,30 +45,38 @@ final class SimulateCommand implements Callable<Integer> {
     LayoutOptions layoutOptions;
 
     @Option(names = "--budget", paramLabel = "SIZE", defaultValue = "80GiB", converter = LayoutOptions.SizeConverter.class,
-            description = "KV memory of the GPU (default: ${DEFAULT-VALUE})")
+            description = "KV memory of the GPUs (default: ${DEFAULT-VALUE})")
     long budget;
 
     @Option(names = "--workload", paramLabel = "FILE.jsonl",
             description = "routes, one JSON object per line (default: the built-in workload)")
     Path workload;
 
+    @Option(names = "--configs", paramLabel = "LIST",
+            description = "comma-separated configurations of '+'-joined levers (default: the seed's comparison)")
+    String configs;
+
     @Option(names = "--steps", defaultValue = "120", description = "scheduler steps to replay (default: ${DEFAULT-VALUE})")
     int steps;
 
     @Option(names = "--decode-chunk", paramLabel = "TOKENS", defaultValue = "64",
-            description = "decode tokens each running request appends per step (default: ${DEFAULT-VALUE})")
+            description = "engine iterations per step: decode tokens each running request appends per step (default: ${DEFAULT-VALUE})")
     int decodeChunk;
 
     @Option(names = "--prefill-chunk", paramLabel = "TOKENS", defaultValue = "8192",
-            description = "tokens per prefill append (chunked prefill) (default: ${DEFAULT-VALUE})")
+            description = "tokens per prefill append and per iteration's prefill budget (chunked prefill) (default: ${DEFAULT-VALUE})")
     int prefillChunk;
 
     @Option(names = "--max-model-len", paramLabel = "TOKENS",
-            description = "what the contiguous baseline preallocates per request (default: the longest route's activeTokens)")
+            description = "the engine's max model length, what contiguous preallocates (default: the longest route, at most the model's max context)")
     Integer maxModelLen;
 
+    @Option(names = "--over-context", paramLabel = "refuse|truncate", defaultValue = "refuse",
+            description = "a request over the max model length is refused (a fixed-length route is an error) or truncated (default: ${DEFAULT-VALUE})")
+    String overContext;
+
     @Option(names = "--window", paramLabel = "TOKENS", defaultValue = "4096",
-            description = "sliding window of the '+ sliding window' row (default: ${DEFAULT-VALUE})")
+            description = "sliding window of the 'window' lever (default: ${DEFAULT-VALUE})")
     int window;
 
     @Option(names = "--sinks", paramLabel = "TOKENS", defaultValue = "4",
@@ -78,23 +84,69 @@ final class SimulateCommand implements Callable<Integer> {
     int sinks;
 
     @Option(names = "--idle-deadline", paramLabel = "STEPS", defaultValue = "10",
-            description = "steps without an append before '+ idle release' frees a stalled stream (default: ${DEFAULT-VALUE})")
+            description = "steps without an append before 'idle' frees a stalled stream (default: ${DEFAULT-VALUE})")
     int idleDeadline;
 
     @Option(names = "--watermark", defaultValue = "0",
             description = "fraction of the pool kept free when admitting; 0 fills the pool and lets decode growth preempt (default: ${DEFAULT-VALUE})")
     double watermark;
 
+    @Option(names = "--policy", paramLabel = "lru|priority", defaultValue = "lru",
+            description = "eviction policy of the prefix cache (default: ${DEFAULT-VALUE})")
+    String policy;
+
+    @Option(names = "--long-threshold", paramLabel = "TOKENS", defaultValue = "8192",
+            description = "'longpool': a route whose typical prompt has this many tokens is long-context (default: ${DEFAULT-VALUE})")
+    int longThreshold;
+
+    @Option(names = "--long-share", paramLabel = "FRACTION", defaultValue = "0.75",
+            description = "'longpool': the share of the pool long-context routes may hold (tenant quota) (default: ${DEFAULT-VALUE})")
+    double longShare;
+
     @Option(names = "--host-budget", paramLabel = "SIZE",
-            description = "host memory of the '+ host tier' row's tier, which keeps evicted prefix blocks (default: 2x --budget)")
+            description = "host memory of the host tier and of the swap space (default: 2x --budget)")
     String hostBudget;
 
-    @Option(names = "--host-link", paramLabel = "GB/s", defaultValue = "64",
-            description = "host-link bandwidth per direction in GB/s (10^9 bytes/s), which prices the host tier's copies (default: ${DEFAULT-VALUE}, PCIe Gen5 x16)")
+    @Option(names = "--gpu", paramLabel = "NAME", defaultValue = "H100-SXM",
+            description = "hardware preset: A100-80GB, H100-SXM, H200, L40S (default: ${DEFAULT-VALUE})")
+    String gpu;
+
+    @Option(names = "--tp", paramLabel = "N", defaultValue = "2",
+            description = "tensor-parallel GPUs serving the model (default: ${DEFAULT-VALUE})")
+    int tp;
+
+    @Option(names = "--weights", paramLabel = "bf16|fp8", defaultValue = "bf16",
+            description = "weight precision: bytes read per parameter and the tensor rate (default: ${DEFAULT-VALUE})")
+    String weights;
+
+    @Option(names = "--hbm", paramLabel = "GB/s", description = "override the preset's memory bandwidth")
+    String hbm;
+
+    @Option(names = "--tflops-bf16", paramLabel = "TFLOPS", description = "override the preset's dense BF16 throughput")
+    String tflopsBf16;
+
+    @Option(names = "--tflops-fp8", paramLabel = "TFLOPS", description = "override the preset's dense FP8 throughput")
+    String tflopsFp8;
+
+    @Option(names = "--host-link", paramLabel = "GB/s",
+            description = "host-link bandwidth per direction in GB/s (10^9 bytes/s), which prices swap and tier copies (default: the preset's, 64 = PCIe Gen5 x16)")
     String hostLink;
 
-    @Option(names = "--chart", paramLabel = "FILE.svg", description = "write memory in use over time as an SVG chart")
+    @Option(names = "--network", paramLabel = "GB/s", description = "override the preset's network bandwidth (shown; no shipped row crosses the network yet)")
+    String network;
+
+    @Option(names = "--chart", paramLabel = "FILE.svg|png", description = "write memory in use over simulated time (XChart)")
     Path chart;
+
+    @Option(names = "--ttft-chart", paramLabel = "FILE.svg|png",
+            description = "write a TTFT CDF per route, one file each: FILE-<route>.svg (XChart)")
+    Path ttftChart;
+
+    @Option(names = "--json", paramLabel = "FILE.json", description = "write every figure as JSON")
+    Path json;
+
+    @Option(names = "--csv", paramLabel = "FILE.csv", description = "write every figure per configuration and route as CSV")
+    Path csv;
 
     @Option(names = "--jfr", paramLabel = "FILE.jfr",
             description = "record JFR events into this file: a dev.kvcache.Ledger per step and configuration, and every refusal, preemption and idle release")
@@ -105,24 +157,56 @@ final class SimulateCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         // output paths are checked before the run, not found unwritable after it
         checkWritable("--chart", chart);
+        checkWritable("--ttft-chart", ttftChart);
+        checkWritable("--json", json);
+        checkWritable("--csv", csv);
         checkWritable("--jfr", jfr);
+        SimulationCharts.checkFormat("--chart", chart);
+        SimulationCharts.checkFormat("--ttft-chart", ttftChart);
+        boolean truncate = switch (overContext.strip().toLowerCase(Locale.ROOT)) {
+            case "refuse" -> false;
+            case "truncate" -> true;
+            default -> throw new IllegalArgumentException("--over-context must be refuse or truncate, got '" + overContext + "'");
+        };
+        boolean priority = switch (policy.strip().toLowerCase(Locale.ROOT)) {
+            case "lru" -> false;
+            case "priority" -> true;
+            default -> throw new IllegalArgumentException("--policy must be lru or priority, got '" + policy + "'");
+        };
+        boolean fp8 = switch (weights.strip().toLowerCase(Locale.ROOT)) {
+            case "bf16" -> false;
+            case "fp8" -> true;
+            default -> throw new IllegalArgumentException("--weights must be bf16 or fp8, got '" + weights + "'");
+        };
         LayoutOptions.Resolved model = layoutOptions.resolve("Qwen2.5-32B");
         KvLayout base = model.layout();
+        List<SimConfig> rows = configs == null ? ConfigRegistry.defaults(base.format()) : ConfigRegistry.parseList(configs);
         List<Workload.Route> routes = workload == null ? Workload.defaults() : Workload.read(workload);
-        int longest = routes.stream().mapToInt(Workload.Route::activeTokens).max().orElseThrow();
-        int maxLen = maxModelLen != null ? maxModelLen : longest;
+        int longest = routes.stream().mapToInt(Workload.Route::maxActiveTokens).max().orElseThrow();
+        int maxLen = maxModelLen != null ? maxModelLen : Math.min(longest, model.maxContext());
+        if (maxModelLen != null && maxModelLen > model.maxContext()) {
+            throw new IllegalArgumentException("--max-model-len " + maxModelLen + " exceeds " + model.name()
+                    + "'s max context of " + model.maxContext() + " (max_position_embeddings)");
+        }
+        HardwareProfile hw = HardwareProfile.byName(gpu).with(gbps("--hbm", hbm), gbps("--tflops-bf16", tflopsBf16),
+                gbps("--tflops-fp8", tflopsFp8), gbps("--host-link", hostLink), gbps("--network", network));
+        StepTimeModel time = StepTimeModel.of(hw, tp, model.model(), fp8);
         Simulator.Settings settings = new Simulator.Settings(budget, steps, decodeChunk, prefillChunk, maxLen,
-                sinks, window, idleDeadline, watermark, hostBudgetBytes(), hostLinkGBps());
+                sinks, window, idleDeadline, watermark, hostBudgetBytes(), hw.hostLinkGBps(), time, truncate, priority,
+                longThreshold, longShare);
         if (settings.hostBudgetBytes() < base.bytesPerBlock()) {
             throw new IllegalArgumentException("--host-budget of " + Sizes.human(settings.hostBudgetBytes())
                     + " holds less than one block (" + Sizes.human(base.bytesPerBlock()) + ")");
         }
         Simulator sim = new Simulator(base, routes, settings);
+        boolean lossy = rows.stream().anyMatch(c -> c.format() != null);
+        QualityFigures quality = lossy ? QualityFigures.cachedOrMeasured() : null;
 
-        header(out, model, base, routes, settings);
+        SimulationReport report = new SimulationReport(model, base, settings, routes,
+                workload == null ? "built-in" : workload.toString(), quality);
+        report.header(out);
 
-        List<Simulator.Config> configs = Simulator.defaultConfigs(base.format());
-        Map<String, Simulator.Result> results = new LinkedHashMap<>();
+        Map<String, SimResult> results = new LinkedHashMap<>();
         Recording recording = null;
         Simulator.Observer observer = new Simulator.Observer() {
         };
@@ -142,7 +226,7 @@ final class SimulateCommand implements Callable<Integer> {
         }
         long t0 = System.nanoTime();
         try {
-            for (Simulator.Config c : configs) {
+            for (SimConfig c : rows) {
                 results.put(c.name(), sim.run(c, observer));
             }
         } finally {
@@ -154,19 +238,30 @@ final class SimulateCommand implements Callable<Integer> {
         }
         long elapsedMs = (System.nanoTime() - t0) / 1_000_000;
 
-        summary(out, results, settings, routes);
-        perRoute(out, results, settings);
-        overTime(out, results);
-        out.printf(Locale.ROOT, "%n%d configurations replayed in %,d ms (%s, %d CPUs).%n", results.size(), elapsedMs,
-                "Java " + Runtime.version().feature(), Runtime.getRuntime().availableProcessors());
+        report.summary(out, results);
+        report.latency(out, results);
+        report.perRoute(out, results);
+        report.overTime(out, results);
+        out.printf(Locale.ROOT, "%n%d configurations replayed in %,d ms (%s, %d CPUs)%s.%n", results.size(), elapsedMs,
+                "Java " + Runtime.version().feature(), Runtime.getRuntime().availableProcessors(),
+                quality == null ? "" : quality.cached() ? "; accuracy figures from " + QualityFigures.cacheFile()
+                        : "; accuracy harness " + quality.elapsedMillis() + " ms");
         if (chart != null) {
-            List<SvgChart.Series> series = new ArrayList<>();
-            for (Simulator.Result r : results.values()) {
-                series.add(new SvgChart.Series(r.config().name().strip(), r.usedBytes()));
-            }
-            String title = "KV memory in use: " + model.name() + ", " + Sizes.human(budget) + " budget";
-            Files.writeString(chart, SvgChart.render(title, budget, series), StandardCharsets.UTF_8);
+            SimulationCharts.memory(chart, model.name() + ", " + Sizes.human(budget) + " of KV", budget, results);
             out.println("chart written to " + chart);
+        }
+        if (ttftChart != null) {
+            for (Path p : SimulationCharts.ttftCdf(ttftChart, routes, results)) {
+                out.println("TTFT CDF written to " + p);
+            }
+        }
+        if (json != null) {
+            SimulationExport.json(json, report, results);
+            out.println("JSON written to " + json);
+        }
+        if (csv != null) {
+            SimulationExport.csv(csv, results);
+            out.println("CSV written to " + csv);
         }
         if (jfr != null) {
             out.println("JFR recording written to " + jfr + " (jfr print --events dev.kvcache.Ledger " + jfr + ")");
@@ -212,33 +307,36 @@ final class SimulateCommand implements Callable<Integer> {
         return b;
     }
 
-    private static final java.util.regex.Pattern DECIMAL = java.util.regex.Pattern.compile("-?\\d+(\\.\\d+)?");
+    private static final Pattern DECIMAL = Pattern.compile("-?\\d+(\\.\\d+)?");
 
-    /** {@code --host-link} in GB/s; one line naming the flag when it is not a number > 0. */
-    private double hostLinkGBps() {
-        String v = hostLink.strip();
+    /** A bandwidth or throughput flag: null when not given; one line naming the flag when it is not a number > 0. */
+    static Double gbps(String flag, String value) {
+        if (value == null) {
+            return null;
+        }
+        String v = value.strip();
         if (!DECIMAL.matcher(v).matches()) {
-            throw new IllegalArgumentException("--host-link: '" + hostLink
-                    + "' is not a bandwidth; give GB/s per direction, e.g. 64 (PCIe Gen5 x16) or 32 (Gen4)");
+            throw new IllegalArgumentException(flag + ": '" + value + "' is not a number"
+                    + (flag.equals("--host-link") ? "; give GB/s per direction, e.g. 64 (PCIe Gen5 x16) or 32 (Gen4)" : ""));
         }
         double g = Double.parseDouble(v);
         if (!(g > 0) || !Double.isFinite(g)) {
-            throw new IllegalArgumentException("--host-link must be a finite number > 0 (GB/s), got " + hostLink);
+            throw new IllegalArgumentException(flag + " must be a finite number > 0, got " + value);
         }
         return g;
     }
 
     /** Attaches a JFR bridge to each manager and commits one ledger event per step. */
     private static final class JfrObserver implements Simulator.Observer {
-        private final Map<Simulator.Config, KvCacheJfr> bridges = new HashMap<>();
+        private final Map<SimConfig, KvCacheJfr> bridges = new HashMap<>();
 
         @Override
-        public void managerCreated(Simulator.Config config, KvCacheManager manager) {
+        public void managerCreated(SimConfig config, KvCacheManager manager) {
             bridges.put(config, KvCacheJfr.attach(manager, config.name().strip()));
         }
 
         @Override
-        public void stepDone(Simulator.Config config, int step) {
+        public void stepDone(SimConfig config, int step) {
             KvCacheJfr b = bridges.get(config);
             if (b != null) {
                 b.emit();
@@ -246,217 +344,11 @@ final class SimulateCommand implements Callable<Integer> {
         }
 
         @Override
-        public void managerClosing(Simulator.Config config, KvCacheManager manager) {
+        public void managerClosing(SimConfig config, KvCacheManager manager) {
             KvCacheJfr b = bridges.remove(config);
             if (b != null) {
                 b.close();
             }
         }
-    }
-
-    private void header(PrintWriter out, LayoutOptions.Resolved model, KvLayout base, List<Workload.Route> routes,
-                        Simulator.Settings s) {
-        out.printf(Locale.ROOT, "model     %s: %d layers x %d KV heads x %d head dim, %s = %s bytes/token (%s)%n",
-                model.name(), base.layers(), base.kvHeads(), base.headDim(), base.format().name(),
-                Sizes.count(base.bytesPerToken()), Sizes.human(base.bytesPerToken()));
-        out.printf(Locale.ROOT, "budget    %s of KV memory; blocks of %d tokens (%s each)%n",
-                Sizes.human(s.budgetBytes()), base.blockTokens(), Sizes.human(base.bytesPerBlock()));
-        out.printf(Locale.ROOT, "host      %s of host memory for '+ host tier' (%s blocks); host link %s GB/s per direction%n",
-                Sizes.human(s.hostBudgetBytes()), Sizes.count(s.hostBudgetBytes() / base.bytesPerBlock()),
-                gbps(s.hostLinkGBps()));
-        out.printf(Locale.ROOT, "time      %d steps; a step = each running request appends %d decode tokens; "
-                        + "prefill in appends of %s tokens%n", s.steps(), s.decodeChunk(), Sizes.count(s.prefillChunk()));
-        out.printf(Locale.ROOT, "workload  %s%n", workload == null ? "built-in" : workload.toString());
-        Table t = new Table("route", "sessions", "active tokens", "shared prefix", "decode", "<idle", "priority",
-                "KV at full concurrency");
-        long sessions = 0;
-        List<CapacityPlanner.Route> planned = new ArrayList<>();
-        for (Workload.Route r : routes) {
-            CapacityPlanner.Route pr = new CapacityPlanner.Route(r.name(), r.sessions(), r.activeTokens());
-            planned.add(pr);
-            sessions += r.sessions();
-            t.row(r.name(), r.sessions(), Sizes.count(r.activeTokens()), Sizes.count(r.sharedPrefix()),
-                    Sizes.count(r.decode()), r.idle() ? "yes (never finishes)" : "no", r.priority(),
-                    Sizes.human(pr.kvBytes(base)));
-        }
-        t.print(out, "  ");
-        out.printf(Locale.ROOT, "  all routes at once: %s sessions, %s of KV at %s (CapacityPlanner.kvBytes) against a %s budget%n",
-                Sizes.count(sessions), Sizes.human(CapacityPlanner.kvBytes(base, planned)), base.format().name(),
-                Sizes.human(s.budgetBytes()));
-        out.println();
-    }
-
-    private void summary(PrintWriter out, Map<String, Simulator.Result> results, Simulator.Settings s,
-                         List<Workload.Route> routes) {
-        int sessions = routes.stream().mapToInt(Workload.Route::sessions).sum();
-        out.println("Configurations (side by side):");
-        Table t = new Table("config", "<format", "bytes/token", "peak sessions", "completed", "queued at end",
-                "alloc failures", "preemptions", "recomputed tok", "evicted blocks", "idle held (end)",
-                "peak used", "min headroom");
-        for (Simulator.Result r : results.values()) {
-            t.row(r.config().name(), r.layout().format().name(), Sizes.count(r.layout().bytesPerToken()),
-                    r.peakRunning() + "/" + sessions, Sizes.count(r.completions()), r.waitingAtEnd(),
-                    Sizes.count(r.allocationFailures()), Sizes.count(r.preemptions()), Sizes.count(r.recomputedTokens()),
-                    r.config().paged() ? Sizes.count(r.evictedBlocks()) : "-", Sizes.human(r.idleHeldBytesEnd()),
-                    Sizes.human(r.peakUsedBytes()), Sizes.human(r.minHeadroomBytes()));
-        }
-        t.print(out, "  ");
-        out.println();
-        out.println("What each row relieved and what it cost (against the row named):");
-        Table rc = new Table("config", "<against", "<relieved", "<cost");
-        for (Simulator.Result r : results.values()) {
-            Simulator.Result b = r.config().comparedTo() == null ? null : results.get(r.config().comparedTo());
-            rc.row(r.config().name(), b == null ? "-" : b.config().name().strip(), relieved(r, b, s), cost(r, b, s));
-        }
-        rc.print(out, "  ");
-        out.println();
-    }
-
-    private static String relieved(Simulator.Result r, Simulator.Result b, Simulator.Settings s) {
-        Simulator.Config c = r.config();
-        if (b == null) {
-            return "- (baseline)";
-        }
-        String deltas = deltas(r, b);
-        if (c.hostTier()) {
-            KvCacheLedger l = r.finalLedger();
-            return String.format(Locale.ROOT, "%s prompt tokens served from the host tier, not recomputed; recomputed tok %s -> %s; %s",
-                    Sizes.count(l.tierHitTokens()), Sizes.count(b.recomputedTokens()), Sizes.count(r.recomputedTokens()),
-                    deltas);
-        }
-        if (!c.prefixCaching() && c.paged()) {
-            return "blocks only for written tokens; " + deltas;
-        }
-        if (c.prefixCaching() && !b.config().prefixCaching()) {
-            long hits = r.routes().stream().mapToLong(l -> l.prefixHitTokens).sum();
-            return Sizes.count(hits) + " prompt tokens of admitted requests served from cache; " + deltas;
-        }
-        if (c.format() != null) {
-            return String.format(Locale.ROOT, "bytes/token %s -> %s; %s", Sizes.human(b.layout().bytesPerToken()),
-                    Sizes.human(r.layout().bytesPerToken()), deltas);
-        }
-        if (c.window()) {
-            return Sizes.count(r.windowReleasedBlocks()) + " blocks released from live sequences; " + deltas;
-        }
-        if (c.idleRelease()) {
-            return String.format(Locale.ROOT, "freed %d stalled streams holding %s after %d idle steps; %s",
-                    r.idleReleased(), Sizes.human(r.idleReleasedBytes()), s.idleDeadlineSteps(), deltas);
-        }
-        return deltas;
-    }
-
-    private static String cost(Simulator.Result r, Simulator.Result b, Simulator.Settings s) {
-        Simulator.Config c = r.config();
-        if (c.hostTier()) {
-            KvCacheLedger l = r.finalLedger();
-            TierStats t = l.tiers().getFirst();
-            long up = t.loads() * r.layout().bytesPerBlock();
-            long down = t.bytesMoved() - up;
-            return String.format(Locale.ROOT, "%s blocks demoted, %s promoted: %s over the host link (%s down, %s up) "
-                            + "= %.2f s of copies at %s GB/s; %s of %s host tier held at the end, %s evicted from it",
-                    Sizes.count(l.demotedBlocks()), Sizes.count(l.promotedBlocks()), Sizes.human(t.bytesMoved()),
-                    Sizes.human(down), Sizes.human(up), s.copySeconds(t.bytesMoved()), gbps(s.hostLinkGBps()),
-                    Sizes.human(t.bytes()), Sizes.human(t.capacityBytes()), Sizes.count(t.evictions()));
-        }
-        if (!c.paged()) {
-            return "reserves " + Sizes.count(s.maxModelLen()) + " tokens ("
-                    + Sizes.human(CapacityPlanner.contiguousBytes(r.layout(), 1, s.maxModelLen()))
-                    + ") per request up front";
-        }
-        if (!c.prefixCaching()) {
-            return String.format(Locale.ROOT, "%.2f%% of held slots empty on average (partial last blocks); "
-                    + "%s preemptions recompute %s tokens", r.avgSlotWaste() * 100, Sizes.count(r.preemptions()),
-                    Sizes.count(r.recomputedTokens()));
-        }
-        if (c.format() != null) {
-            KvFormat f = c.format();
-            return String.format(Locale.ROOT, "lossy: %.2f bits/element with scales (base %.2f)",
-                    f.bitsPerElement(r.layout().headDim(), r.layout().blockTokens()),
-                    b.layout().format().bitsPerElement(b.layout().headDim(), b.layout().blockTokens()));
-        }
-        if (c.window()) {
-            return String.format(Locale.ROOT, "attention sees only %d sinks + the last %s tokens: %s tokens dropped",
-                    s.sinkTokens(), Sizes.count(s.windowTokens()),
-                    Sizes.count(r.windowReleasedBlocks() * r.layout().blockTokens()));
-        }
-        if (c.idleRelease()) {
-            long tokens = r.routes().stream().mapToLong(l -> l.idleReleased * l.route.activeTokens()).sum();
-            return "a stream that was only slow loses its KV: " + Sizes.count(tokens) + " tokens to re-prefill";
-        }
-        return String.format(Locale.ROOT, "%s cached blocks evicted for reuse; a hash per full block",
-                Sizes.count(r.evictedBlocks()));
-    }
-
-    /** "64", "12.5": a bandwidth as typed, without a trailing ".0". */
-    private static String gbps(double g) {
-        return g == Math.rint(g) && g < 1e15 ? String.format(Locale.ROOT, "%.0f", g) : String.valueOf(g);
-    }
-
-    private static String deltas(Simulator.Result r, Simulator.Result b) {
-        List<String> parts = new ArrayList<>();
-        delta(parts, "peak sessions", r.peakRunning(), b.peakRunning());
-        delta(parts, "completed", r.completions(), b.completions());
-        delta(parts, "preemptions", r.preemptions(), b.preemptions());
-        delta(parts, "alloc failures", r.allocationFailures(), b.allocationFailures());
-        return parts.isEmpty() ? "no change in sessions, completions or failures" : String.join(", ", parts);
-    }
-
-    private static void delta(List<String> parts, String what, long now, long before) {
-        if (now != before) {
-            parts.add(String.format(Locale.ROOT, "%s %,d -> %,d", what, before, now));
-        }
-    }
-
-    private void perRoute(PrintWriter out, Map<String, Simulator.Result> results, Simulator.Settings s) {
-        out.println("Ledger per route (KV: distinct blocks the route's running requests hold, averaged over steps):");
-        Table t = new Table("config", "<route", "sessions", "peak running", "avg active tok", "KV avg", "KV peak",
-                "admitted", "completed", "alloc fail", "preempted", "recomputed", "rolled back", "prefix hits", "evicted",
-                "idle held avg");
-        for (Simulator.Result r : results.values()) {
-            boolean first = true;
-            for (Simulator.RouteLedger l : r.routes()) {
-                t.row(first ? r.config().name() : "", l.route.name(), l.route.sessions(), l.peakRunning,
-                        Sizes.count(Math.round(l.avgActiveTokens())), Sizes.human(l.avgHeldBytes(s.steps())),
-                        Sizes.human(l.peakHeldBytes), Sizes.count(l.admissions), Sizes.count(l.completions),
-                        Sizes.count(l.allocationFailures), Sizes.count(l.preemptions), Sizes.count(l.recomputedTokens),
-                        Sizes.count(l.rolledBackTokens), Sizes.count(l.prefixHitTokens), r.config().paged() ? Sizes.count(l.evictedBlocks) : "-",
-                        l.route.idle() ? Sizes.human(l.idleHeldByteSteps / s.steps()) : "-");
-                first = false;
-            }
-        }
-        t.print(out, "  ");
-        out.println();
-    }
-
-    private static final String RAMP = " .:-=+*#%@";
-
-    private void overTime(PrintWriter out, Map<String, Simulator.Result> results) {
-        int cols = Math.min(60, steps);
-        out.printf(Locale.ROOT, "Memory in use over time (%d steps in %d columns, each the column's peak; ' ' empty .. '@' full pool):%n",
-                steps, cols);
-        Table t = new Table("config", "<used", "min headroom", "<at step");
-        for (Simulator.Result r : results.values()) {
-            long[] used = r.usedBytes();
-            StringBuilder sb = new StringBuilder("|");
-            for (int c = 0; c < cols; c++) {
-                int from = (int) ((long) c * used.length / cols);
-                int to = (int) ((long) (c + 1) * used.length / cols);
-                long peak = 0;
-                for (int i = from; i < Math.max(to, from + 1); i++) {
-                    peak = Math.max(peak, used[i]);
-                }
-                int level = (int) Math.min(RAMP.length() - 1, Math.round((double) peak / r.poolBytes() * (RAMP.length() - 1)));
-                sb.append(RAMP.charAt(level));
-            }
-            sb.append('|');
-            int at = 0;
-            for (int i = 1; i < used.length; i++) {
-                if (used[i] > used[at]) {
-                    at = i;
-                }
-            }
-            t.row(r.config().name(), sb, Sizes.human(r.minHeadroomBytes()), at);
-        }
-        t.print(out, "  ");
     }
 }

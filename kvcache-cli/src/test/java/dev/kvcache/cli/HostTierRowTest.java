@@ -28,25 +28,25 @@ class HostTierRowTest {
     private static final String PREFIX = "paged + prefix sharing";
     private static final String TIER = "  + host tier";
 
-    private static Map<String, Simulator.Result> run(Simulator sim, String... names) {
+    private static Map<String, SimResult> run(Simulator sim, String... names) {
         List<String> want = List.of(names);
-        return Simulator.defaultConfigs(KvFormats.F16).stream().filter(c -> want.contains(c.name()))
-                .collect(Collectors.toMap(Simulator.Config::name, c -> sim.run(c, new Simulator.Observer() { }),
+        return ConfigRegistry.defaults(KvFormats.F16).stream().filter(c -> want.contains(c.name()))
+                .collect(Collectors.toMap(SimConfig::name, c -> sim.run(c, new Simulator.Observer() { }),
                         (a, b) -> a, java.util.LinkedHashMap::new));
     }
 
     @Test
     void the_row_follows_prefix_sharing_with_its_settings_plus_the_tier() {
-        List<Simulator.Config> cs = Simulator.defaultConfigs(KvFormats.F16);
-        List<String> names = cs.stream().map(Simulator.Config::name).toList();
+        List<SimConfig> cs = ConfigRegistry.defaults(KvFormats.F16);
+        List<String> names = cs.stream().map(SimConfig::name).toList();
         assertEquals(names.indexOf(PREFIX) + 1, names.indexOf(TIER), names.toString());
-        Simulator.Config p = cs.get(names.indexOf(PREFIX));
-        Simulator.Config t = cs.get(names.indexOf(TIER));
-        assertEquals(new Simulator.Config(TIER, p.paged(), p.format(), p.prefixCaching(), p.window(), p.idleRelease(),
+        SimConfig p = cs.get(names.indexOf(PREFIX));
+        SimConfig t = cs.get(names.indexOf(TIER));
+        assertEquals(new SimConfig(TIER, p.paged(), p.format(), p.prefixCaching(), p.window(), p.idleRelease(),
                 PREFIX, true), t);
-        assertEquals(1, cs.stream().filter(Simulator.Config::hostTier).count());
+        assertEquals(1, cs.stream().filter(SimConfig::hostTier).count());
         assertThrows(IllegalArgumentException.class,
-                () -> new Simulator.Config("x", true, null, false, false, false, null, true));
+                () -> new SimConfig("x", true, null, false, false, false, null, true));
     }
 
     @Test
@@ -55,9 +55,9 @@ class HostTierRowTest {
         var s = new Simulator.Settings(80L << 30, 120, 64, 8192, 40_960, 4, 4096, 10, 0.0);
         assertEquals(160L << 30, s.hostBudgetBytes()); // default: twice the GPU budget
         assertEquals(64.0, s.hostLinkGBps());
-        Map<String, Simulator.Result> rs = run(new Simulator(base, Workload.defaults(), s), PREFIX, TIER);
-        Simulator.Result prefix = rs.get(PREFIX);
-        Simulator.Result tier = rs.get(TIER);
+        Map<String, SimResult> rs = run(new Simulator(base, Workload.defaults(), s), PREFIX, TIER);
+        SimResult prefix = rs.get(PREFIX);
+        SimResult tier = rs.get(TIER);
         KvCacheLedger l = tier.finalLedger();
 
         assertTrue(l.demotedBlocks() > 0, "evicted published blocks go to the tier");
@@ -108,7 +108,7 @@ class HostTierRowTest {
                 r.line("host "));
         KvLayout base = ModelCatalog.byName("Qwen2.5-32B").layout(16, KvFormats.F16);
         var same = new Simulator.Settings(80L << 30, 40, 64, 8192, 40_960, 4, 4096, 10, 0.0, 100L << 30, 32);
-        Simulator.Result tier = run(new Simulator(base, Workload.defaults(), same), TIER).get(TIER);
+        SimResult tier = run(new Simulator(base, Workload.defaults(), same), TIER).get(TIER);
         TierStats t = tier.finalLedger().tiers().getFirst();
         assertTrue(t.bytesMoved() > 0);
         String cost = r.out().lines().filter(x -> x.strip().startsWith("+ host tier ") && x.contains("over the host link"))

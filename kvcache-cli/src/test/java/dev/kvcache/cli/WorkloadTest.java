@@ -48,7 +48,7 @@ class WorkloadTest {
                 {"name":"ok2","sessions":1,"activeTokens":400}
                 {"name":"broken","sessions":1 "activeTokens":400}
                 """);
-        assertTrue(msg.startsWith("w.jsonl line 3: column 31: expected ',' or '}'"), msg);
+        assertTrue(msg.startsWith("w.jsonl line 3: column 31: ") && msg.contains("comma"), msg);
     }
 
     @Test
@@ -63,10 +63,11 @@ class WorkloadTest {
                 .contains("decode must be in 1..399 (activeTokens - 1), got 400"));
         assertTrue(error("{\"name\":\"a\",\"sessions\":1,\"activeTokens\":400,\"sharedPrefix\":300}")
                 .contains("sharedPrefix must be in 0..299"));
-        assertTrue(error("{\"name\":\"a\",\"sessions\":1.5,\"activeTokens\":400}").contains("expected an integer"));
+        assertTrue(error("{\"name\":\"a\",\"sessions\":1.5,\"activeTokens\":400}").contains("'sessions' must be an integer, got 1.5"));
         assertTrue(error("{\"name\":\"a\",\"sessions\":1,\"activeTokens\":400} x").contains("unexpected text after the object"));
-        assertTrue(error("[1,2]").contains("column 1: expected '{'"));
-        assertTrue(error("{\"name\":\"a\",\"name\":\"b\"}").contains("duplicate key 'name'"));
+        assertTrue(error("[1,2]").contains("column 1: expected a JSON object"));
+        String dup = error("{\"name\":\"a\",\"name\":\"b\"}");
+        assertTrue(dup.toLowerCase(java.util.Locale.ROOT).contains("duplicate") && dup.contains("name"), dup);
         assertTrue(error("\n\n").contains("no routes"));
     }
 
