@@ -62,7 +62,14 @@ public final class BatchDecoder {
     private float[][] partNorm = new float[0][];
     private float[][] partAcc = new float[0][];
 
-    /** A decoder using up to {@code pool.getParallelism()} threads of {@code pool}. */
+    /**
+     * A decoder using up to {@code pool.getParallelism()} threads of {@code pool}.
+     *
+     * @param pool the pool whose threads run the sequences (or a sequence's block ranges); not
+     *             owned: the decoder never shuts it down. Its parallelism when this is called fixes
+     *             the number of reusable tasks (at least 1)
+     * @throws NullPointerException if {@code pool} is null
+     */
     public BatchDecoder(ForkJoinPool pool) {
         this.pool = Objects.requireNonNull(pool, "pool");
         this.workers = new Worker[Math.max(1, pool.getParallelism())];
@@ -75,6 +82,28 @@ public final class BatchDecoder {
      * {@link PagedAttention#decode} for sequences {@code 0..count-1}: sequence i uses {@code q[i]},
      * {@code blockTables[i]}, {@code lengths[i]} and writes {@code out[i]}. Every sequence is
      * checked before any output is written.
+     *
+     * @param store       the KV memory every sequence reads; open
+     * @param layer       the layer to attend over, in {@code [0, layers)}
+     * @param q           per sequence, its query: {@code queryHeads * headDim} values at least, each
+     *                    finite with {@code |x| <= KvStore.MAX_ABS_VALUE}
+     * @param queryHeads  the number of query heads, a positive multiple of {@code kvHeads}, the same
+     *                    for every sequence
+     * @param blockTables per sequence, the physical block of each logical block, -1 for released
+     *                    ones; at least {@code ceil(lengths[i] / blockTokens)} entries, each in
+     *                    {@code [-1, store.blocks())}
+     * @param lengths     per sequence, the positions to attend over, {@code >= 0}
+     * @param out         per sequence, receives {@code queryHeads * headDim} values; none is
+     *                    written if a check fails
+     * @param count       the number of sequences, in {@code [0, min(q.length, blockTables.length,
+     *                    lengths.length, out.length)]}; 0 does nothing (after the store check)
+     * @throws NullPointerException     if {@code store}, {@code q}, {@code blockTables},
+     *                                  {@code lengths} or {@code out} is null
+     * @throws IllegalArgumentException if {@code count} is out of range, or a sequence's arguments are
+     *                                  bad (a null or short array, a layer, head count, length or
+     *                                  table entry out of range, a query value out of bounds): the
+     *                                  message names the sequence
+     * @throws IllegalStateException    if the store is closed
      */
     public synchronized void decode(KvStore store, int layer, float[][] q, int queryHeads,
                                     int[][] blockTables, int[] lengths, float[][] out, int count) {
@@ -113,6 +142,20 @@ public final class BatchDecoder {
      * {@link PagedAttention#decode} for one sequence, its blocks split across the pool's threads
      * (see the class comment). Stores other than {@link OffHeapKvStore} and sequences of one block
      * run on the calling thread.
+     *
+     * @param store      the KV memory; open
+     * @param layer      the layer to attend over, in {@code [0, layers)}
+     * @param q          the query, {@code queryHeads * headDim} values at least, each finite with
+     *                   {@code |x| <= KvStore.MAX_ABS_VALUE}
+     * @param queryHeads the number of query heads, a positive multiple of {@code kvHeads}
+     * @param blockTable the physical block of each logical block, -1 for released ones; at least
+     *                   {@code ceil(length / blockTokens)} entries, each in {@code [-1, store.blocks())}
+     * @param length     the positions to attend over, {@code >= 0}
+     * @param out        receives {@code queryHeads * headDim} values; untouched if a check fails
+     * @throws NullPointerException     if {@code store}, {@code q}, {@code blockTable} or {@code out} is null
+     * @throws IllegalArgumentException if the layer, head count, length or a table entry is out of
+     *                                  range, an array is too short, or a query value is out of bounds
+     * @throws IllegalStateException    if the store is closed
      */
     public synchronized void decodeSplit(KvStore store, int layer, float[] q, int queryHeads,
                                          int[] blockTable, int length, float[] out) {

@@ -123,7 +123,9 @@ import java.util.zip.CRC32C;
  * A budget below one block: IllegalArgumentException naming it. A directory that cannot be
  * created or read: UncheckedIOException; one another tier holds: IllegalStateException. A store
  * or entry of another layout (wiring, not data): IllegalArgumentException. Every call but
- * {@link #name()}, {@link #stats()} and {@link #close()} after {@code close()}:
+ * {@link #name()}, {@link #stats()}, {@link #close()} and the getters above
+ * ({@link #directory()}, {@link #layout()}, {@link #capacityBlocks()}, {@link #skippedFiles()},
+ * {@link #ioErrors()}, {@link #failedLoads()}, {@link #fileOf}) after {@code close()}:
  * IllegalStateException. {@link #close()} releases the lock; the files stay.
  */
 public final class DiskTier implements KvTier {
@@ -190,6 +192,14 @@ public final class DiskTier implements KvTier {
      * most {@code budgetBytes / layout.bytesPerBlock()} blocks; it indexes the blocks a previous
      * tier of the same layout left there.
      *
+     * @param dir         the directory the tier owns while open; created with its parents if missing; not null
+     * @param layout      the layout of the blocks it holds (files of another layout are skipped,
+     *                    a store or entry of another layout is refused); not null
+     * @param budgetBytes the most payload bytes it may hold, at least {@code layout.bytesPerBlock()};
+     *                    file headers and checksums come on top
+     * @return a new open tier indexing the valid blocks already in {@code dir} (least recently used
+     *         ones beyond the budget deleted); the caller closes it to release the directory
+     * @throws NullPointerException     if {@code dir} or {@code layout} is null
      * @throws IllegalArgumentException the budget holds less than one block, or more than 2^31-1
      *                                  blocks, or a block's payload is over 2 GiB
      * @throws IllegalStateException    another tier holds the directory
@@ -256,41 +266,73 @@ public final class DiskTier implements KvTier {
         return "disk";
     }
 
-    /** The directory it owns. */
+    /**
+     * The directory it owns.
+     *
+     * @return the directory's real path ({@link Path#toRealPath}), resolved at open
+     */
     public Path directory() {
         return dir;
     }
 
-    /** The layout of the blocks it holds. */
+    /**
+     * The layout of the blocks it holds.
+     *
+     * @return the layout given to {@link #open}; every payload is its {@code bytesPerBlock()} long
+     */
     public KvLayout layout() {
         return layout;
     }
 
-    /** The most blocks it holds. */
+    /**
+     * The most blocks it holds.
+     *
+     * @return {@code floor(budgetBytes / layout.bytesPerBlock())}, in {@code [1, Integer.MAX_VALUE]}
+     */
     public int capacityBlocks() {
         return capacity;
     }
 
-    /** Entries found in the directory at open that are not this tier's blocks, left alone. */
+    /**
+     * Entries found in the directory at open that are not this tier's blocks, left alone.
+     *
+     * @return the entries the open's scan left alone (files of another layout or version, foreign
+     *         files, directories); fixed once open returns
+     */
     public long skippedFiles() {
         return skippedFiles;
     }
 
-    /** IO errors: puts refused by one, loads missed by one, files it could not delete. */
+    /**
+     * IO errors: puts refused by one, loads missed by one, files it could not delete.
+     *
+     * @return the IO errors since open, each counted once, none of which was thrown
+     */
     public long ioErrors() {
         synchronized (lock) {
             return ioErrors;
         }
     }
 
-    /** Loads that failed because the store threw on import (the file stays). */
+    /**
+     * Loads that failed because the store threw on import (the file stays).
+     *
+     * @return the loads since open that were misses because the store's {@code importBlock} threw
+     *         (verification misses and IO errors are not counted here)
+     */
     public long failedLoads() {
         synchronized (lock) {
             return failedLoads;
         }
     }
 
-    /** The file that holds (or would hold) the block of {@code key}. */
+    /**
+     * The file that holds (or would hold) the block of {@code key}.
+     *
+     * @param key the block's prefix key; not null
+     * @return {@code directory().resolve(key.toHex() + ".kvb")}, whether or not the file exists
+     * @throws NullPointerException if {@code key} is null
+     */
     public Path fileOf(PrefixKey key) {
         return dir.resolve(key.toHex() + SUFFIX);
     }

@@ -56,7 +56,18 @@ public final class HostSwapSpace implements AutoCloseable {
         this.freeTop = hostBlocks;
     }
 
-    /** A host pool of {@code hostBlocks} blocks of {@code layout}. */
+    /**
+     * A host pool of {@code hostBlocks} blocks of {@code layout}.
+     *
+     * @param layout     the layout of the stores this space swaps for (a store of another layout is refused); not null
+     * @param hostBlocks the number of host blocks, {@code > 0}; each takes {@code layout.bytesPerBlock()}
+     *                   native bytes (plus staging rows of a block format while it holds a partial block)
+     * @return a new space with every host block free; the caller closes it
+     * @throws NullPointerException     if {@code layout} is null
+     * @throws IllegalArgumentException if {@code hostBlocks <= 0} or its token slots exceed
+     *                                  {@code Integer.MAX_VALUE}
+     * @throws OutOfMemoryError         if the OS refuses the memory
+     */
     public static HostSwapSpace allocate(KvLayout layout, int hostBlocks) {
         Objects.requireNonNull(layout, "layout");
         if (hostBlocks <= 0) {
@@ -70,6 +81,17 @@ public final class HostSwapSpace implements AutoCloseable {
      * host ids in the same order ({@code -1} entries stay {@code -1}). Returns {@code null}, moving
      * nothing, when fewer host blocks are free than needed. The device blocks are left as they
      * were; the caller frees them.
+     *
+     * @param store        an open store of this space's layout
+     * @param deviceBlocks the store's blocks to copy, each in {@code [0, store.blocks())} or -1 (moves nothing)
+     * @return the host block holding each entry's copy, index for index ({@code -1} where the entry
+     *         was -1), to pass to {@link #swapIn} or {@link #free}; null, with nothing moved, when
+     *         fewer host blocks are free than non-(-1) entries
+     * @throws NullPointerException     if {@code store} or {@code deviceBlocks} is null
+     * @throws IllegalArgumentException if the store's layout differs from this space's, or an entry
+     *                                  other than -1 is out of range (nothing moved)
+     * @throws IllegalStateException    if this space is closed or the store is (also when it is closed
+     *                                  during the copy: no host block is kept then)
      */
     public synchronized int[] swapOut(OffHeapKvStore store, int[] deviceBlocks) {
         checkStore(store);
@@ -125,6 +147,18 @@ public final class HostSwapSpace implements AutoCloseable {
      * Copies host blocks {@code hostBlocks} (from {@link #swapOut}) onto blocks {@code deviceBlocks}
      * of {@code store} and frees the host blocks. Entries that are {@code -1} in either array are
      * skipped (and must be {@code -1} in both). Everything is checked before anything moves.
+     *
+     * @param hostBlocks   the host blocks to copy back, as {@link #swapOut} returned them: each
+     *                     holding a swapped-out block and listed once, or -1
+     * @param store        an open store of this space's layout
+     * @param deviceBlocks the store's blocks to overwrite, at least as many as {@code hostBlocks}
+     *                     (entries past its length are ignored), each in {@code [0, store.blocks())},
+     *                     -1 exactly where {@code hostBlocks} has -1
+     * @throws NullPointerException     if an argument is null
+     * @throws IllegalArgumentException if the store's layout differs, {@code deviceBlocks} is
+     *                                  shorter, the -1 entries do not line up, an id is out of range,
+     *                                  or a host block holds nothing or is listed twice
+     * @throws IllegalStateException    if this space is closed or the store is
      */
     public synchronized void swapIn(int[] hostBlocks, OffHeapKvStore store, int[] deviceBlocks) {
         checkStore(store);
@@ -173,6 +207,14 @@ public final class HostSwapSpace implements AutoCloseable {
      * to {@link dev.kvcache.KvCacheManager.Builder#swapSpace} and
      * {@link dev.kvcache.KvCacheManager#preempt preempt(s, SWAP)} moves a sequence's blocks here and
      * {@link dev.kvcache.KvCacheManager#resume resume} brings them back. Handles are host block ids.
+     *
+     * @param store the open store whose blocks the manager swaps, of this space's layout
+     * @return a view of this space bound to {@code store}; its {@code swapOut} returns -1 when no
+     *         host block is free, and {@code swapIn} or {@code discard} of a handle it did not issue
+     *         (or already used) throws IllegalArgumentException
+     * @throws NullPointerException     if {@code store} is null
+     * @throws IllegalArgumentException if the store's layout differs from this space's
+     * @throws IllegalStateException    if this space is closed or the store is
      */
     public dev.kvcache.SwapSpace forStore(OffHeapKvStore store) {
         checkStore(store);
@@ -230,7 +272,16 @@ public final class HostSwapSpace implements AutoCloseable {
         return h;
     }
 
-    /** Gives host blocks back without copying them anywhere (a preempted sequence was aborted). */
+    /**
+     * Gives host blocks back without copying them anywhere (a preempted sequence was aborted).
+     *
+     * @param hostBlocks the host blocks to free, as {@link #swapOut} returned them: each holding a
+     *                   swapped-out block and listed once, or -1 (ignored)
+     * @throws NullPointerException     if {@code hostBlocks} is null
+     * @throws IllegalArgumentException if an id is out of range, holds nothing or is listed twice
+     *                                  (nothing freed)
+     * @throws IllegalStateException    if this space is closed
+     */
     public synchronized void free(int[] hostBlocks) {
         pool.checkOpen();
         Objects.requireNonNull(hostBlocks, "hostBlocks");
@@ -266,38 +317,69 @@ public final class HostSwapSpace implements AutoCloseable {
         return n;
     }
 
-    /** Host blocks not holding a swapped-out block. */
+    /**
+     * Host blocks not holding a swapped-out block.
+     *
+     * @return the free host blocks now, in {@code [0, totalBlocks()]}
+     * @throws IllegalStateException if this space is closed
+     */
     public synchronized int freeBlocks() {
         pool.checkOpen();
         return freeTop;
     }
 
-    /** All host blocks. */
+    /**
+     * All host blocks.
+     *
+     * @return the {@code hostBlocks} this space was allocated with
+     * @throws IllegalStateException if this space is closed
+     */
     public int totalBlocks() {
         return pool.blocks();
     }
 
-    /** Bytes copied store to host so far. */
+    /**
+     * Bytes copied store to host so far.
+     *
+     * @return the bytes of every successful swap-out since allocation: blocks plus staged rows
+     */
     public synchronized long bytesSwappedOut() {
         return bytesOut;
     }
 
-    /** Bytes copied host to store so far. */
+    /**
+     * Bytes copied host to store so far.
+     *
+     * @return the bytes of every successful swap-in since allocation: blocks plus staged rows
+     */
     public synchronized long bytesSwappedIn() {
         return bytesIn;
     }
 
-    /** Blocks copied store to host so far. */
+    /**
+     * Blocks copied store to host so far.
+     *
+     * @return the blocks moved by every successful swap-out since allocation (-1 entries not counted)
+     */
     public synchronized long blocksSwappedOut() {
         return blocksOut;
     }
 
-    /** Blocks copied host to store so far. */
+    /**
+     * Blocks copied host to store so far.
+     *
+     * @return the blocks moved by every successful swap-in since allocation (-1 entries not counted)
+     */
     public synchronized long blocksSwappedIn() {
         return blocksIn;
     }
 
-    /** Native bytes of the host pool (blocks plus staging chunks). */
+    /**
+     * Native bytes of the host pool (blocks plus staging chunks).
+     *
+     * @return {@code totalBlocks() * bytesPerBlock} plus the staging chunks allocated so far
+     * @throws IllegalStateException if this space is closed
+     */
     public long allocatedBytes() {
         return pool.allocatedBytes();
     }

@@ -124,7 +124,9 @@ import java.util.zip.CRC32C;
  * <h2>Errors</h2>
  * A budget below one block: IllegalArgumentException naming it. A store or entry of another
  * layout (wiring, not data): IllegalArgumentException. Every call but {@link #name()},
- * {@link #stats()} and {@link #close()} after {@code close()}: IllegalStateException.
+ * {@link #stats()}, {@link #close()} and the getters above ({@link #layout()},
+ * {@link #capacityBlocks()}, {@link #checksumMode()}, {@link #pendingChecksums()},
+ * {@link #failedLoads()}) after {@code close()}: IllegalStateException.
  */
 public final class HostTier implements KvTier {
 
@@ -236,8 +238,14 @@ public final class HostTier implements KvTier {
      * A host tier for blocks of {@code layout} holding at most {@code budgetBytes} bytes:
      * {@code budgetBytes / layout.bytesPerBlock()} slots, allocated now, off-heap.
      *
+     * @param layout      the layout of the blocks it holds (a store or entry of another layout is refused); not null
+     * @param budgetBytes the most bytes it may hold, at least {@code layout.bytesPerBlock()}; the
+     *                    remainder below a whole block is not allocated
+     * @return a new open {@link Checksum#SYNC} tier with every slot free; the caller closes it
+     * @throws NullPointerException     if {@code layout} is null
      * @throws IllegalArgumentException the budget holds less than one block, or more slots than
      *                                  this tier indexes (2^28)
+     * @throws OutOfMemoryError         if the OS refuses the memory
      */
     public static HostTier allocate(KvLayout layout, long budgetBytes) {
         return allocate(layout, budgetBytes, Checksum.SYNC);
@@ -248,8 +256,16 @@ public final class HostTier implements KvTier {
      * says; an {@link Checksum#ASYNC} tier starts its checksum thread now and {@link #close()}
      * joins it.
      *
+     * @param layout      the layout of the blocks it holds (a store or entry of another layout is refused); not null
+     * @param budgetBytes the most bytes it may hold, at least {@code layout.bytesPerBlock()}; the
+     *                    remainder below a whole block is not allocated
+     * @param checksum    when a put's CRC32C is taken: by the put ({@link Checksum#SYNC}) or by the
+     *                    tier's own thread afterwards ({@link Checksum#ASYNC}); not null
+     * @return a new open tier with every slot free; the caller closes it
+     * @throws NullPointerException     if {@code layout} or {@code checksum} is null
      * @throws IllegalArgumentException the budget holds less than one block, or more slots than
      *                                  this tier indexes (2^28)
+     * @throws OutOfMemoryError         if the OS refuses the memory
      */
     public static HostTier allocate(KvLayout layout, long budgetBytes, Checksum checksum) {
         Objects.requireNonNull(layout, "layout");
@@ -272,29 +288,50 @@ public final class HostTier implements KvTier {
         return "host";
     }
 
-    /** The layout of the blocks it holds. */
+    /**
+     * The layout of the blocks it holds.
+     *
+     * @return the layout given to {@code allocate}; every slot is its {@code bytesPerBlock()} long
+     */
     public KvLayout layout() {
         return layout;
     }
 
-    /** Slots: the most blocks it holds. */
+    /**
+     * Slots: the most blocks it holds.
+     *
+     * @return {@code floor(budgetBytes / layout.bytesPerBlock())}, in {@code [1, 2^28]}
+     */
     public int capacityBlocks() {
         return capacity;
     }
 
-    /** When this tier takes a put's checksum. */
+    /**
+     * When this tier takes a put's checksum.
+     *
+     * @return the mode given to {@code allocate} ({@link Checksum#SYNC} for the two-argument one)
+     */
     public Checksum checksumMode() {
         return mode;
     }
 
-    /** Held slots whose checksum is not taken yet (always 0 for {@link Checksum#SYNC}). */
+    /**
+     * Held slots whose checksum is not taken yet (always 0 for {@link Checksum#SYNC}).
+     *
+     * @return the held slots waiting for the checksum thread now, in {@code [0, capacityBlocks()]}
+     */
     public int pendingChecksums() {
         synchronized (lock) {
             return pendingCount;
         }
     }
 
-    /** Loads that failed because the store threw on import (the copy stays held). */
+    /**
+     * Loads that failed because the store threw on import (the copy stays held).
+     *
+     * @return the loads since allocation that were misses because the store's {@code importBlock}
+     *         threw (verification misses are not counted here)
+     */
     public long failedLoads() {
         synchronized (lock) {
             return failedLoads;

@@ -54,7 +54,15 @@ public final class StoreLayout {
     private final long blockBytes;
     private final long stageSliceBytes;
 
-    /** The byte layout of blocks of {@code layout}. */
+    /**
+     * The byte layout of blocks of {@code layout}.
+     *
+     * @param layout the model shape and format whose blocks this lays out; not null
+     * @throws NullPointerException  if {@code layout} is null
+     * @throws IllegalStateException if the format's slice sizes do not add up to
+     *                               {@link KvLayout#bytesPerBlock()} (this class is out of date with
+     *                               {@code KvFormats})
+     */
     public StoreLayout(KvLayout layout) {
         this.layout = Objects.requireNonNull(layout, "layout");
         KvFormat f = layout.format();
@@ -70,63 +78,122 @@ public final class StoreLayout {
         this.stageSliceBytes = (long) layout.blockTokens() * layout.headDim() * Float.BYTES;
     }
 
-    /** The model shape and format this describes. */
+    /**
+     * The model shape and format this describes.
+     *
+     * @return the layout given to the constructor
+     */
     public KvLayout kvLayout() {
         return layout;
     }
 
-    /** Bytes of one head's keys of one layer of one block. */
+    /**
+     * Bytes of one head's keys of one layer of one block.
+     *
+     * @return {@code format.keyBytes(blockTokens, headDim)}, {@code > 0}
+     */
     public long keySliceBytes() {
         return keySliceBytes;
     }
 
-    /** Bytes of one head's values of one layer of one block. */
+    /**
+     * Bytes of one head's values of one layer of one block.
+     *
+     * @return {@code format.valueBytes(blockTokens, headDim)}, {@code > 0}
+     */
     public long valueSliceBytes() {
         return valueSliceBytes;
     }
 
-    /** Bytes of one layer of one block: K slices of all heads, then V slices of all heads. */
+    /**
+     * Bytes of one layer of one block: K slices of all heads, then V slices of all heads.
+     *
+     * @return {@code kvHeads * (keySliceBytes() + valueSliceBytes())}
+     */
     public long layerBytes() {
         return layerBytes;
     }
 
-    /** Bytes of one block, all layers ({@link KvLayout#bytesPerBlock()}). */
+    /**
+     * Bytes of one block, all layers ({@link KvLayout#bytesPerBlock()}).
+     *
+     * @return {@code layers * layerBytes()}, equal to {@link KvLayout#bytesPerBlock()}
+     */
     public long blockBytes() {
         return blockBytes;
     }
 
-    /** Offset of block {@code block} in the main allocation. */
+    /**
+     * Offset of block {@code block} in the main allocation.
+     *
+     * @param block the block id, in {@code [0, blocks)} of the store (no range check: the caller keeps it in range)
+     * @return the byte offset {@code block * blockBytes()} of the block's first byte
+     */
     public long blockOffset(int block) {
         return block * blockBytes;
     }
 
-    /** Offset of the K slice of {@code head} in {@code layer} of {@code block}. */
+    /**
+     * Offset of the K slice of {@code head} in {@code layer} of {@code block}.
+     *
+     * @param block the block id, in {@code [0, blocks)} of the store
+     * @param layer the layer, in {@code [0, layers)}
+     * @param head  the KV head, in {@code [0, kvHeads)} (no argument is range-checked: the caller keeps them in range)
+     * @return the byte offset, in the main allocation, of the first of {@link #keySliceBytes()} bytes
+     */
     public long keyOffset(int block, int layer, int head) {
         return block * blockBytes + layer * layerBytes + head * keySliceBytes;
     }
 
-    /** Offset of the V slice of {@code head} in {@code layer} of {@code block}. */
+    /**
+     * Offset of the V slice of {@code head} in {@code layer} of {@code block}.
+     *
+     * @param block the block id, in {@code [0, blocks)} of the store
+     * @param layer the layer, in {@code [0, layers)}
+     * @param head  the KV head, in {@code [0, kvHeads)} (no argument is range-checked: the caller keeps them in range)
+     * @return the byte offset, in the main allocation, of the first of {@link #valueSliceBytes()}
+     *         bytes; the V slices of a layer follow all its K slices
+     */
     public long valueOffset(int block, int layer, int head) {
         return block * blockBytes + layer * layerBytes
                 + layout.kvHeads() * keySliceBytes + head * valueSliceBytes;
     }
 
-    /** Bytes of one staging slot: one layer of one block in F32, K then V. */
+    /**
+     * Bytes of one staging slot: one layer of one block in F32, K then V.
+     *
+     * @return {@code 2 * kvHeads * stageSliceBytes()}
+     */
     public long stageBytes() {
         return 2 * layout.kvHeads() * stageSliceBytes;
     }
 
-    /** Bytes of one head's rows in a staging slot ({@code blockTokens * headDim * 4}). */
+    /**
+     * Bytes of one head's rows in a staging slot ({@code blockTokens * headDim * 4}).
+     *
+     * @return {@code blockTokens * headDim * Float.BYTES}
+     */
     public long stageSliceBytes() {
         return stageSliceBytes;
     }
 
-    /** Offset of the key rows of {@code head} within a staging slot. */
+    /**
+     * Offset of the key rows of {@code head} within a staging slot.
+     *
+     * @param head the KV head, in {@code [0, kvHeads)} (not range-checked)
+     * @return the byte offset from the slot's start of the head's {@link #stageSliceBytes()} key bytes
+     */
     public long stageKeyOffset(int head) {
         return head * stageSliceBytes;
     }
 
-    /** Offset of the value rows of {@code head} within a staging slot. */
+    /**
+     * Offset of the value rows of {@code head} within a staging slot.
+     *
+     * @param head the KV head, in {@code [0, kvHeads)} (not range-checked)
+     * @return the byte offset from the slot's start of the head's {@link #stageSliceBytes()} value
+     *         bytes; the value rows follow every head's key rows
+     */
     public long stageValueOffset(int head) {
         return (layout.kvHeads() + head) * stageSliceBytes;
     }
