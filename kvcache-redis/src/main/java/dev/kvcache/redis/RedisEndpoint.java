@@ -153,6 +153,27 @@ public final class RedisEndpoint implements AutoCloseable {
                 .build();
     }
 
+    /**
+     * Checks that the server (a cluster: its seeds) answers, within {@link #CONNECT_TIMEOUT}.
+     *
+     * @throws IllegalStateException it cannot be reached, with the reason
+     */
+    public void checkReachable() {
+        Link l;
+        try {
+            l = open();
+        } catch (RuntimeException e) {
+            throw new IllegalStateException("cannot reach Redis at " + description + ": " + e.getMessage(), e);
+        }
+        try {
+            l.commands().ping().get(CONNECT_TIMEOUT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (Exception e) {
+            throw new IllegalStateException("Redis at " + description + " does not answer PING: " + e, e);
+        } finally {
+            release(l.connection());
+        }
+    }
+
     /** Whether this is a Redis Cluster. */
     public boolean isCluster() {
         return cluster;
