@@ -6,6 +6,8 @@ import dev.kvcache.KvLayout;
 import dev.kvcache.offheap.BatchDecoder;
 import dev.kvcache.offheap.OffHeapKvStore;
 import dev.kvcache.offheap.PagedAttention;
+import dev.kvcache.quant.Quantizers;
+import dev.kvcache.quant.SliceKernels;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -38,10 +40,21 @@ import java.util.concurrent.TimeUnit;
  *       Q8_0 (blocks of 16 tokens, physical blocks in shuffled order, as after allocation churn);</li>
  *   <li>{@code pagedSplit2}: the same with {@link BatchDecoder#decodeSplit} on 2 threads;</li>
  *   <li>{@code contiguous}: the same attention over llama3.java-style {@code float[]} caches laid
- *       out {@code [position][kvDim]}, with llama3.java's loop structure (per head: scores for every
- *       position, softmax, weighted sum) - the baseline the paged layout must stay within 1.10x of;</li>
- *   <li>{@code contiguousVector}: that loop with Vector API FMA dot products and weighted sums
- *       (HEAD_DIM is a multiple of every species length), so layout and arithmetic can be told apart;</li>
+ *       out {@code [position][kvDim]}, with llama3.java's scalar loop (per head: scores for every
+ *       position, softmax, weighted sum): a <em>floor</em> only, no engine that cares runs this;</li>
+ *   <li>{@code contiguousVector}: the per-head Vector API loop in the style of llama3.java /
+ *       Jlama: one query head at a time over the {@code [position][kvDim]} F32 caches, FMA dot
+ *       products and weighted sums, so K and V are read once per <em>query</em> head;</li>
+ *   <li>{@code contiguousGrouped}: the grouped contiguous Vector API loop a reader would write for
+ *       grouped-query attention: per KV head, each K row read once for the group's four query
+ *       heads, a two-pass softmax per head, each V row read once for the four heads (F32,
+ *       {@code [position][kvDim]});</li>
+ *   <li>{@code contiguousKernels}: the same grouped loop over a <em>contiguous</em> cache in the
+ *       benchmark's format, each KV head's K and V one slice of {@code tokens} rows, through
+ *       kvcache-quant's own {@code dotRowsGroup} / {@code accumulateRowsGroup} over the whole
+ *       slice and a two-pass softmax: what {@code paged} costs over a contiguous layout in the
+ *       same format (row formats only: block formats - FP8, KIVI - have no contiguous slice of
+ *       more than one block, and are skipped);</li>
  *   <li>{@code copy}: {@code MemorySegment.copy} of as many bytes as the F32 cache holds, for the
  *       machine's effective bandwidth ({@code bytes / time}) at that size;</li>
  *   <li>{@code copySplit2}: the same copy split in two halves on the {@link #SPLIT_THREADS} pool
@@ -49,7 +62,8 @@ import java.util.concurrent.TimeUnit;
  *       system).</li>
  * </ul>
  * Effective decode bandwidth = bytes of K and V read ({@code tokens * kvDim * 2 * bytesPerElement},
- * metadata included) / time. Quote results only as ratios within one run.
+ * metadata included) / time. Quote results only as ratios within one run. The grouped loops assume
+ * four query heads per KV head (Llama-3-8B) and a head dimension of a multiple of two vectors.
  *
  * <p>Run: {@code java -jar benchmarks/target/benchmarks.jar PagedAttentionBenchmark -wi 2 -i 3}
  */
@@ -144,6 +158,58 @@ public class PagedAttentionBenchmark {
             fill(r, q);
             att = new float[QUERY_HEADS * tokens];
             out = new float[QUERY_HEADS * HEAD_DIM];
+        }
+    }
+
+    /** A contiguous cache in the benchmark's format: per KV head one K and one V slice of {@code tokens} rows. */
+    @State(Scope.Thread)
+    public static class ContiguousFormat {
+        @Param({"1024", "8192", "32768"})
+        public int tokens;
+
+        @Param({"F32", "F16", "Q8_0"})
+        public String format;
+
+        Arena arena;
+        MemorySegment keys;
+        MemorySegment values;
+        long sliceBytes;
+        SliceKernels kk;
+        SliceKernels vk;
+        float[] q;
+        float[] att;
+        float[] out;
+
+        @Setup(Level.Trial)
+        public void setup() {
+            KvFormat f = KvFormats.byName(format);
+            kk = Quantizers.keyKernels(f);
+            vk = Quantizers.valueKernels(f);
+            if (!kk.rowIndependent() || !vk.rowIndependent()) {
+                throw new IllegalArgumentException(format + " is a block format: no contiguous slice of "
+                        + tokens + " rows (contiguousKernels runs row formats only)");
+            }
+            sliceBytes = kk.sliceBytes(tokens, HEAD_DIM);
+            arena = Arena.ofShared();
+            keys = arena.allocate(sliceBytes * KV_HEADS, 64);
+            values = arena.allocate(sliceBytes * KV_HEADS, 64);
+            SplittableRandom r = new SplittableRandom(42);
+            float[] rows = new float[tokens * HEAD_DIM];
+            for (int g = 0; g < KV_HEADS; g++) {
+                fill(r, rows);
+                kk.encode(rows, 0, tokens, HEAD_DIM, keys, g * sliceBytes);
+                fill(r, rows);
+                vk.encode(rows, 0, tokens, HEAD_DIM, values, g * sliceBytes);
+            }
+            q = new float[QUERY_HEADS * HEAD_DIM];
+            fill(r, q);
+            att = new float[QUERY_HEADS / KV_HEADS * tokens];
+            out = new float[QUERY_HEADS * HEAD_DIM];
+        }
+
+        @TearDown(Level.Trial)
+        public void tearDown() {
+            arena.close();
         }
     }
 
@@ -301,6 +367,113 @@ public class PagedAttentionBenchmark {
                             .intoArray(s.out, oOff + i);
                 }
             }
+        }
+        bh.consume(s.out);
+    }
+
+    /** Two-pass softmax of {@code att[off .. off+n)} in place, scaled by {@code 1/sum} (the loops llama3.java uses). */
+    static void softmax(float[] att, int off, int n) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int t = 0; t < n; t++) {
+            max = Math.max(max, att[off + t]);
+        }
+        float sum = 0f;
+        for (int t = 0; t < n; t++) {
+            float e = (float) Math.exp(att[off + t] - max);
+            att[off + t] = e;
+            sum += e;
+        }
+        float inv = 1f / sum;
+        for (int t = 0; t < n; t++) {
+            att[off + t] *= inv;
+        }
+    }
+
+    /**
+     * The grouped contiguous Vector API loop (see the class comment): per KV head, K row t is loaded
+     * once per chunk and FMA'd into the four query heads' accumulators; V row t once per chunk for
+     * the four heads' outputs, held in registers across the rows (two chunks at a time).
+     */
+    @Benchmark
+    public void contiguousGrouped(Contiguous s, Blackhole bh) {
+        final int group = QUERY_HEADS / KV_HEADS;
+        final int n = s.tokens;
+        final float scale = (float) (1.0 / Math.sqrt(HEAD_DIM));
+        final int lanes = SPECIES.length();
+        float[] q = s.q;
+        float[] kc = s.keyCache;
+        float[] vc = s.valueCache;
+        float[] att = s.att;
+        float[] out = s.out;
+        for (int g = 0; g < KV_HEADS; g++) {
+            int kvOff = g * HEAD_DIM;
+            int q0 = g * group * HEAD_DIM, q1 = q0 + HEAD_DIM, q2 = q1 + HEAD_DIM, q3 = q2 + HEAD_DIM;
+            int a0 = 0, a1 = n, a2 = 2 * n, a3 = 3 * n;
+            for (int t = 0; t < n; t++) {
+                int kOff = t * KV_DIM + kvOff;
+                FloatVector x0 = FloatVector.zero(SPECIES), x1 = x0, x2 = x0, x3 = x0;
+                for (int i = 0; i < HEAD_DIM; i += lanes) {
+                    FloatVector k = FloatVector.fromArray(SPECIES, kc, kOff + i);
+                    x0 = k.fma(FloatVector.fromArray(SPECIES, q, q0 + i), x0);
+                    x1 = k.fma(FloatVector.fromArray(SPECIES, q, q1 + i), x1);
+                    x2 = k.fma(FloatVector.fromArray(SPECIES, q, q2 + i), x2);
+                    x3 = k.fma(FloatVector.fromArray(SPECIES, q, q3 + i), x3);
+                }
+                att[a0 + t] = x0.reduceLanes(VectorOperators.ADD) * scale;
+                att[a1 + t] = x1.reduceLanes(VectorOperators.ADD) * scale;
+                att[a2 + t] = x2.reduceLanes(VectorOperators.ADD) * scale;
+                att[a3 + t] = x3.reduceLanes(VectorOperators.ADD) * scale;
+            }
+            for (int j = 0; j < group; j++) {
+                softmax(att, j * n, n);
+            }
+            for (int i = 0; i < HEAD_DIM; i += 2 * lanes) {
+                FloatVector y0 = FloatVector.zero(SPECIES), y1 = y0, y2 = y0, y3 = y0;
+                FloatVector z0 = y0, z1 = y0, z2 = y0, z3 = y0;
+                for (int t = 0; t < n; t++) {
+                    int vOff = t * KV_DIM + kvOff + i;
+                    FloatVector va = FloatVector.fromArray(SPECIES, vc, vOff);
+                    FloatVector vb = FloatVector.fromArray(SPECIES, vc, vOff + lanes);
+                    FloatVector w = FloatVector.broadcast(SPECIES, att[a0 + t]);
+                    y0 = va.fma(w, y0);
+                    z0 = vb.fma(w, z0);
+                    w = FloatVector.broadcast(SPECIES, att[a1 + t]);
+                    y1 = va.fma(w, y1);
+                    z1 = vb.fma(w, z1);
+                    w = FloatVector.broadcast(SPECIES, att[a2 + t]);
+                    y2 = va.fma(w, y2);
+                    z2 = vb.fma(w, z2);
+                    w = FloatVector.broadcast(SPECIES, att[a3 + t]);
+                    y3 = va.fma(w, y3);
+                    z3 = vb.fma(w, z3);
+                }
+                y0.intoArray(out, q0 + i);
+                z0.intoArray(out, q0 + i + lanes);
+                y1.intoArray(out, q1 + i);
+                z1.intoArray(out, q1 + i + lanes);
+                y2.intoArray(out, q2 + i);
+                z2.intoArray(out, q2 + i + lanes);
+                y3.intoArray(out, q3 + i);
+                z3.intoArray(out, q3 + i + lanes);
+            }
+        }
+        bh.consume(out);
+    }
+
+    /** The grouped loop over a contiguous cache in the benchmark's format, through kvcache-quant's kernels. */
+    @Benchmark
+    public void contiguousKernels(ContiguousFormat s, Blackhole bh) {
+        final int group = QUERY_HEADS / KV_HEADS;
+        final int n = s.tokens;
+        final float scale = (float) (1.0 / Math.sqrt(HEAD_DIM));
+        java.util.Arrays.fill(s.out, 0f);
+        for (int g = 0; g < KV_HEADS; g++) {
+            long off = g * s.sliceBytes;
+            s.kk.dotRowsGroup(s.keys, off, n, n, HEAD_DIM, s.q, g * group * HEAD_DIM, group, scale, s.att, 0);
+            for (int j = 0; j < group; j++) {
+                softmax(s.att, j * n, n);
+            }
+            s.vk.accumulateRowsGroup(s.values, off, n, n, HEAD_DIM, s.att, 0, group, s.out, g * group * HEAD_DIM);
         }
         bh.consume(s.out);
     }

@@ -64,7 +64,7 @@ public class QuantizerBenchmark {
     static final int HEAD_DIM = 128;
     static final int BLOCK_TOKENS = 16;
 
-    @Param({"F32", "F16", "BF16", "Q8_0", "Q4_0", "FP8_E4M3", "FP8_E5M2", "KIVI_4", "KIVI_2"})
+    @Param({"F32", "F16", "BF16", "Q8_0", "Q5_0", "Q4_0", "FP8_E4M3", "FP8_E5M2", "KIVI_4", "KIVI_2"})
     public String format;
 
     /** {@code vector}: the active provider (Vector API when available); {@code scalar}: plain Java. */
@@ -188,5 +188,211 @@ public class QuantizerBenchmark {
     public float[] copyFp32() {
         MemorySegment.copy(fp32Source, 0, decodedSegment, 0, 4L * decoded.length);
         return decoded;
+    }
+
+    /**
+     * Integer-domain decode dot products against the float kernels, same slices, same run (issue
+     * #17): llama.cpp's CPU path quantizes the query to 8 bits per 32-value block once per decode
+     * step and takes one integer dot product per block against Q8_0 / Q4_0 keys, scaling once per
+     * block. One operation = one decode step of one KV head and its four query heads (Llama-3-8B
+     * grouping) over {@code tokens} keys in 16-token slices:
+     * <ul>
+     *   <li>{@code groupDotFloat}: {@code Quantizers.keyKernels(f).dotRowsGroup} per slice (the
+     *       kernel paged decode calls: codes widened to floats once per row, scaled, FMA'd into the
+     *       four heads);</li>
+     *   <li>{@code groupDotInt}: the query quantized once per operation (per head and 32-value
+     *       block: d = amax / 127, codes roundf(x / d), kept as shorts), then per slice, row, block
+     *       and head the Vector API integer dot the way Lucene's int8 dot product widens: codes
+     *       widened B2S, one short multiply (Q8_0: |product| <= 16129; Q4_0: low and high nibble
+     *       products added, <= 2032), S2I and add into ints, I2F, one FMA by d_k * d_q. No argument
+     *       checks (the float path pays Codec's), so the comparison favours the integer kernel.</li>
+     * </ul>
+     * Written for 512-bit vectors (ByteVector.SPECIES_256 widened to 32 shorts); the setup refuses
+     * narrower machines. The Vector API has no pmaddwd / vpdpbusd, so every block pays two S2I
+     * widenings and one I2F per head where the float kernel pays one B2F widening per row shared
+     * by the four heads.
+     */
+    @BenchmarkMode(Mode.AverageTime)
+    @OutputTimeUnit(TimeUnit.MICROSECONDS)
+    @Warmup(iterations = 2, time = 1)
+    @Measurement(iterations = 3, time = 1)
+    @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector",
+            "--enable-native-access=ALL-UNNAMED", "-Xmx2g"})
+    @State(Scope.Thread)
+    public static class IntegerDot {
+        static final int HEADS = 4;
+        static final jdk.incubator.vector.VectorSpecies<Byte> B256 = jdk.incubator.vector.ByteVector.SPECIES_256;
+        static final jdk.incubator.vector.VectorSpecies<Byte> B128 = jdk.incubator.vector.ByteVector.SPECIES_128;
+        static final jdk.incubator.vector.VectorSpecies<Short> S512 = jdk.incubator.vector.ShortVector.SPECIES_512;
+        static final jdk.incubator.vector.VectorSpecies<Short> S256 = jdk.incubator.vector.ShortVector.SPECIES_256;
+        static final jdk.incubator.vector.VectorSpecies<Integer> I512 = jdk.incubator.vector.IntVector.SPECIES_512;
+        static final jdk.incubator.vector.VectorSpecies<Float> F512 = jdk.incubator.vector.FloatVector.SPECIES_512;
+        static final java.nio.ByteOrder LE = java.nio.ByteOrder.LITTLE_ENDIAN;
+
+        @Param({"Q8_0", "Q4_0"})
+        public String format;
+
+        @Param({"32768"})
+        public int tokens;
+
+        SliceKernels k;
+        Arena arena;
+        MemorySegment keys;
+        long sliceBytes;
+        int blocks;
+        float[] q;
+        short[] qq;
+        float[] qd;
+        float[] scores;
+        boolean q8;
+
+        @Setup(Level.Trial)
+        public void setup() {
+            if (jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.vectorBitSize() < 512) {
+                throw new IllegalStateException("IntegerDot is written for 512-bit vectors");
+            }
+            KvFormat f = KvFormats.byName(format);
+            if (f != KvFormats.Q8_0 && f != KvFormats.Q4_0) {
+                throw new IllegalArgumentException("IntegerDot runs Q8_0 and Q4_0, got " + format);
+            }
+            q8 = f == KvFormats.Q8_0;
+            k = Quantizers.keyKernels(f);
+            blocks = tokens / BLOCK_TOKENS;
+            sliceBytes = k.sliceBytes(BLOCK_TOKENS, HEAD_DIM);
+            arena = Arena.ofShared();
+            keys = arena.allocate(sliceBytes * blocks, 64);
+            SplittableRandom r = new SplittableRandom(42);
+            float[] rows = new float[BLOCK_TOKENS * HEAD_DIM];
+            for (int b = 0; b < blocks; b++) {
+                for (int i = 0; i < rows.length; i++) {
+                    double g = r.nextGaussian();
+                    rows[i] = (float) (i % HEAD_DIM % 37 == 3 ? 10 * g : g);
+                }
+                k.encode(rows, 0, BLOCK_TOKENS, HEAD_DIM, keys, b * sliceBytes);
+            }
+            q = new float[HEADS * HEAD_DIM];
+            for (int i = 0; i < q.length; i++) {
+                q[i] = (float) r.nextGaussian();
+            }
+            qq = new short[q.length];
+            qd = new float[q.length / 32];
+            scores = new float[HEADS * BLOCK_TOKENS * blocks];
+        }
+
+        @TearDown(Level.Trial)
+        public void tearDown() {
+            arena.close();
+        }
+
+        @Benchmark
+        public float[] groupDotFloat() {
+            float scale = 0.0883883f;
+            for (int b = 0; b < blocks; b++) {
+                k.dotRowsGroup(keys, b * sliceBytes, BLOCK_TOKENS, BLOCK_TOKENS, HEAD_DIM, q, 0, HEADS, scale,
+                        scores, b * HEADS * BLOCK_TOKENS);
+            }
+            return scores;
+        }
+
+        /** q8 quantization of the query, once per step: d = amax/127 per 32 values, codes roundf(x/d). */
+        static void quantizeQuery(float[] q, short[] qq, float[] qd) {
+            for (int b = 0; b < qd.length; b++) {
+                float amax = 0f;
+                for (int j = 0; j < 32; j++) {
+                    amax = Math.max(amax, Math.abs(q[b * 32 + j]));
+                }
+                float d = amax / 127f;
+                float id = d != 0f ? 1f / d : 0f;
+                qd[b] = d;
+                for (int j = 0; j < 32; j++) {
+                    qq[b * 32 + j] = (short) Math.round(q[b * 32 + j] * id);
+                }
+            }
+        }
+
+        @Benchmark
+        public float[] groupDotInt() {
+            float scale = 0.0883883f;
+            quantizeQuery(q, qq, qd);
+            for (int b = 0; b < blocks; b++) {
+                long off = b * sliceBytes;
+                int so = b * HEADS * BLOCK_TOKENS;
+                if (q8) {
+                    q8Slice(keys, off, qq, qd, scale, scores, so);
+                } else {
+                    q4Slice(keys, off, qq, qd, scale, scores, so);
+                }
+            }
+            return scores;
+        }
+
+        static void q8Slice(MemorySegment s, long off, short[] qq, float[] qd, float scale, float[] scores, int so) {
+            for (int r = 0; r < BLOCK_TOKENS; r++) {
+                long o = off + r * 4L * 34;
+                jdk.incubator.vector.FloatVector a0 = jdk.incubator.vector.FloatVector.zero(F512), a1 = a0, a2 = a0, a3 = a0;
+                for (int b = 0; b < HEAD_DIM / 32; b++) {
+                    long g = o + b * 34L;
+                    float d = Float.float16ToFloat(s.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, g));
+                    jdk.incubator.vector.ShortVector kv = (jdk.incubator.vector.ShortVector) jdk.incubator.vector.ByteVector
+                            .fromMemorySegment(B256, s, g + 2, LE).convertShape(jdk.incubator.vector.VectorOperators.B2S, S512, 0);
+                    jdk.incubator.vector.ShortVector p = kv.mul(jdk.incubator.vector.ShortVector.fromArray(S512, qq, b * 32));
+                    jdk.incubator.vector.IntVector t = ((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 0))
+                            .add((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 1));
+                    a0 = ((jdk.incubator.vector.FloatVector) t.convert(jdk.incubator.vector.VectorOperators.I2F, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[b]), a0);
+                    p = kv.mul(jdk.incubator.vector.ShortVector.fromArray(S512, qq, HEAD_DIM + b * 32));
+                    t = ((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 0))
+                            .add((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 1));
+                    a1 = ((jdk.incubator.vector.FloatVector) t.convert(jdk.incubator.vector.VectorOperators.I2F, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[4 + b]), a1);
+                    p = kv.mul(jdk.incubator.vector.ShortVector.fromArray(S512, qq, 2 * HEAD_DIM + b * 32));
+                    t = ((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 0))
+                            .add((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 1));
+                    a2 = ((jdk.incubator.vector.FloatVector) t.convert(jdk.incubator.vector.VectorOperators.I2F, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[8 + b]), a2);
+                    p = kv.mul(jdk.incubator.vector.ShortVector.fromArray(S512, qq, 3 * HEAD_DIM + b * 32));
+                    t = ((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 0))
+                            .add((jdk.incubator.vector.IntVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2I, I512, 1));
+                    a3 = ((jdk.incubator.vector.FloatVector) t.convert(jdk.incubator.vector.VectorOperators.I2F, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[12 + b]), a3);
+                }
+                scores[so + r] = scale * a0.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+                scores[so + BLOCK_TOKENS + r] = scale * a1.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+                scores[so + 2 * BLOCK_TOKENS + r] = scale * a2.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+                scores[so + 3 * BLOCK_TOKENS + r] = scale * a3.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            }
+        }
+
+        static void q4Slice(MemorySegment s, long off, short[] qq, float[] qd, float scale, float[] scores, int so) {
+            for (int r = 0; r < BLOCK_TOKENS; r++) {
+                long o = off + r * 4L * 18;
+                jdk.incubator.vector.FloatVector a0 = jdk.incubator.vector.FloatVector.zero(F512), a1 = a0, a2 = a0, a3 = a0;
+                for (int b = 0; b < HEAD_DIM / 32; b++) {
+                    long g = o + b * 18L;
+                    float d = Float.float16ToFloat(s.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, g));
+                    jdk.incubator.vector.ByteVector v = jdk.incubator.vector.ByteVector.fromMemorySegment(B128, s, g + 2, LE);
+                    jdk.incubator.vector.ShortVector lo = (jdk.incubator.vector.ShortVector) v.and((byte) 0x0F).sub((byte) 8)
+                            .convertShape(jdk.incubator.vector.VectorOperators.B2S, S256, 0);
+                    jdk.incubator.vector.ShortVector hi = (jdk.incubator.vector.ShortVector) v.lanewise(jdk.incubator.vector.VectorOperators.LSHR, 4)
+                            .and((byte) 0x0F).sub((byte) 8).convertShape(jdk.incubator.vector.VectorOperators.B2S, S256, 0);
+                    int e = b * 32;
+                    jdk.incubator.vector.ShortVector p = lo.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e))
+                            .add(hi.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e + 16)));
+                    a0 = ((jdk.incubator.vector.FloatVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2F, F512, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[b]), a0);
+                    e += HEAD_DIM;
+                    p = lo.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e))
+                            .add(hi.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e + 16)));
+                    a1 = ((jdk.incubator.vector.FloatVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2F, F512, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[4 + b]), a1);
+                    e += HEAD_DIM;
+                    p = lo.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e))
+                            .add(hi.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e + 16)));
+                    a2 = ((jdk.incubator.vector.FloatVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2F, F512, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[8 + b]), a2);
+                    e += HEAD_DIM;
+                    p = lo.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e))
+                            .add(hi.mul(jdk.incubator.vector.ShortVector.fromArray(S256, qq, e + 16)));
+                    a3 = ((jdk.incubator.vector.FloatVector) p.convertShape(jdk.incubator.vector.VectorOperators.S2F, F512, 0)).fma(jdk.incubator.vector.FloatVector.broadcast(F512, d * qd[12 + b]), a3);
+                }
+                scores[so + r] = scale * a0.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+                scores[so + BLOCK_TOKENS + r] = scale * a1.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+                scores[so + 2 * BLOCK_TOKENS + r] = scale * a2.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+                scores[so + 3 * BLOCK_TOKENS + r] = scale * a3.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+            }
+        }
     }
 }

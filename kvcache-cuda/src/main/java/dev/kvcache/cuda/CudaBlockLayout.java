@@ -39,7 +39,10 @@ public final class CudaBlockLayout {
      */
     public static final boolean FP8_SCALE_FIRST = true;
 
-    /** The formats the kernels implement (KIVI is not supported on the device). */
+    /**
+     * The formats the kernels implement. KIVI and Q5_0 are not supported on the device: a layout in
+     * either is refused by the constructor, naming the format (Q5_0 has CPU kernels only, issue #17).
+     */
     public static final List<KvFormat> SUPPORTED = List.of(KvFormats.F32, KvFormats.F16, KvFormats.BF16,
             KvFormats.FP8_E4M3, KvFormats.FP8_E5M2, KvFormats.Q8_0, KvFormats.Q4_0);
 
