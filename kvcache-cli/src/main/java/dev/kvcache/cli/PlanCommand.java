@@ -55,6 +55,18 @@ final class PlanCommand implements Callable<Integer> {
             description = "attention-sink tokens kept besides the window (default: ${DEFAULT-VALUE})")
     int sinks;
 
+    @Option(names = "--gpu", paramLabel = "NAME", defaultValue = "H100-SXM",
+            description = "hardware preset for the load-vs-recompute line: A100-80GB, H100-SXM, H200, L40S (default: ${DEFAULT-VALUE})")
+    String gpu;
+
+    @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
+            description = "tensor-parallel GPUs computing the prefill (default: ${DEFAULT-VALUE})")
+    int tp;
+
+    @Option(names = "--host-link", paramLabel = "GB/s",
+            description = "bandwidth a tier loads KV at, GB/s (default: the preset's host link, 64 = PCIe Gen5 x16)")
+    String hostLink;
+
     @Option(names = "--list", description = "list the model catalog and exit")
     boolean list;
 
@@ -141,8 +153,44 @@ final class PlanCommand implements Callable<Integer> {
                 windowed == CapacityPlanner.kvBytes(base, ctx) ? "none: the window covers the whole context"
                         : "attention sees only the sinks and the last " + Sizes.count(window) + " tokens");
         w.print(out, "  ");
+        out.println();
+        loadVsRecompute(out, r, base);
         out.flush();
         return 0;
+    }
+
+    /**
+     * LMCache's argument made concrete: the prefix length from which loading its KV from a tier
+     * beats recomputing it, from the same {@link StepTimeModel} as {@code simulate}.
+     */
+    private void loadVsRecompute(PrintWriter out, LayoutOptions.Resolved r, KvLayout base) {
+        HardwareProfile hw = HardwareProfile.byName(gpu).with(null, null, null,
+                SimulateCommand.gbps("--host-link", hostLink), null);
+        StepTimeModel time = StepTimeModel.of(hw, tp, r.model(), false);
+        long bpt = base.bytesPerToken();
+        out.printf(Locale.ROOT, "Load vs recompute (LMCache's argument; %s KV = %s bytes/token, %s%s params%s, prefill on %s%s at "
+                        + "%,.0f TFLOPS BF16 x %.0f%%):%n", base.format().name(), Sizes.count(bpt),
+                StepTimeModel.billions(time.activeParams()), r.model().experts() > 1 ? " active" : "",
+                r.estimated() ? " estimated from the shape" : "", tp > 1 ? tp + " x " : "", hw.name(), hw.bf16Tflops(),
+                time.flopEfficiency() * 100);
+        Table t = new Table("link", "GB/s", "load 1,024 tokens", "recompute 1,024 tokens", "<loading wins from");
+        for (Object[] link : new Object[][] {{"host link (PCIe)", hw.hostLinkGBps()}, {"network", hw.networkGBps()},
+                {"10 GbE", 1.25}}) {
+            double gbps = (double) link[1];
+            long from = time.loadBeatsRecomputeFrom(bpt, gbps, Simulator.MAX_TOKENS);
+            String wins = from < 0 ? "never within " + Sizes.count(Simulator.MAX_TOKENS) + " tokens"
+                    : from <= 1 ? "the first token"
+                    : Sizes.count(from) + " tokens" + (from > r.maxContext()
+                    ? " (beyond the model's max context of " + Sizes.count(r.maxContext()) + ")" : "");
+            t.row(link[0], HardwareProfile.num(gbps), SimulationReport.millis(1024.0 * bpt / (gbps * 1e9)),
+                    SimulationReport.millis(time.recomputeSeconds(0, 1024)), wins);
+        }
+        t.print(out, "  ");
+        // linear terms only: load bytes/token / link against 2 x active params / FLOP rate
+        double flopRate = time.prefillFlops(0, 1024) / time.recomputeSeconds(0, 1024);
+        out.printf(Locale.ROOT, "  loading wins at every length over a link above %.1f GB/s (bytes/token x FLOP rate / (2 x active params)); "
+                        + "attention's quadratic FLOPs only widen the gap for longer prefixes%n",
+                bpt * flopRate / (2.0 * time.activeParams()) / 1e9);
     }
 
     private static String ratio(long a, long b) {
