@@ -8,6 +8,8 @@ module dev.kvcache.cli {
     requires dev.kvcache.llama2;
     requires dev.kvcache.metrics;
     requires dev.kvcache.quant;
+    requires dev.kvcache.offheap; // share: the demo's stores
+    requires dev.kvcache.redis;   // share: the Redis tier
     requires info.picocli;
     requires com.fasterxml.jackson.jr.ob; // workload JSONL, --json, config.json
     requires com.fasterxml.jackson.core;

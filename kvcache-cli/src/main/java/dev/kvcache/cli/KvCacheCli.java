@@ -21,7 +21,7 @@ import java.io.PrintWriter;
 @Command(name = "kvcache", mixinStandardHelpOptions = true, versionProvider = KvCacheCli.Version.class,
         description = "Paged, quantized, accounted KV-cache management for JVM LLM inference engines.",
         subcommands = {PlanCommand.class, SimulateCommand.class, BenchCommand.class, GenerateCommand.class,
-                AccuracyCommand.class,
+                AccuracyCommand.class, ShareCommand.class,
                 CommandLine.HelpCommand.class})
 public final class KvCacheCli implements java.util.concurrent.Callable<Integer> {
 

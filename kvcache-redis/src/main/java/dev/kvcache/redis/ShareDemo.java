@@ -7,7 +7,7 @@ import dev.kvcache.KvStore;
 import dev.kvcache.Sequence;
 import dev.kvcache.SequenceOptions;
 
-import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -76,7 +76,7 @@ public final class ShareDemo {
      * @throws IllegalArgumentException bad options
      * @throws IllegalStateException    Redis cannot be reached
      */
-    public static int run(Options o, BiFunction<KvLayout, Integer, KvStore> stores, PrintStream out) {
+    public static int run(Options o, BiFunction<KvLayout, Integer, KvStore> stores, PrintWriter out) {
         KvLayout layout = new KvLayout(LAYERS, KV_HEADS, HEAD_DIM, BLOCK, KvFormats.byName(o.format()));
         int[] prompt = prompt(o.tokens(), o.seed());
         int full = prompt.length / BLOCK;
@@ -91,7 +91,7 @@ public final class ShareDemo {
         }
     }
 
-    private static int write(Options o, KvStore store, RedisTier tier, KvCacheManager m, int[] prompt, PrintStream out) {
+    private static int write(Options o, KvStore store, RedisTier tier, KvCacheManager m, int[] prompt, PrintWriter out) {
         m.addListener(tier.writeOnPublish(store));
         Sequence s = m.open("writer", SequenceOptions.DEFAULT.withCacheSalt(o.salt()));
         if (m.append(s, prompt) < 0) {
@@ -105,11 +105,12 @@ public final class ShareDemo {
                 prompt.length, prompt.length / BLOCK, BLOCK, store.layout().format().name(), store.layout().bytesPerBlock(), o.redis());
         out.printf("writer: %d blocks written to Redis (namespace %s), %d dropped, %d failed%n", st.writesDone(),
                 tier.keys().namespace(), st.writesDropped(), st.writesFailed());
+        out.flush();
         return drained && st.writesDone() == prompt.length / BLOCK ? 0 : 1;
     }
 
     private static int read(Options o, KvLayout layout, BiFunction<KvLayout, Integer, KvStore> stores, KvStore store,
-                            RedisTier tier, KvCacheManager m, int[] prompt, PrintStream out) {
+                            RedisTier tier, KvCacheManager m, int[] prompt, PrintWriter out) {
         int full = prompt.length / BLOCK;
         Sequence s = m.open("reader", SequenceOptions.DEFAULT.withCacheSalt(o.salt()));
         int served = m.append(s, prompt);
@@ -156,6 +157,7 @@ public final class ShareDemo {
         int expected = (prompt.length - 1) / BLOCK * BLOCK; // a prompt's last token is always computed
         boolean ok = served == expected && identical == expected / BLOCK && maxDiff == 0 && otherServed == 0;
         out.println(ok ? "reader: OK, the writer's KV was shared" : "reader: FAILED");
+        out.flush();
         return ok ? 0 : 1;
     }
 

@@ -22,7 +22,7 @@ public final class ShareDemoMain {
             }
         }
         int code = ShareDemo.run(new ShareDemo.Options(redis, role, tokens, "share-demo", 0, 1, "F16"),
-                OffHeapKvStore::allocate, System.out);
+                OffHeapKvStore::allocate, new java.io.PrintWriter(System.out, true));
         System.exit(code);
     }
 }
