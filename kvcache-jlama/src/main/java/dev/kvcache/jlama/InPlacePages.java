@@ -12,7 +12,7 @@ import com.github.tjake.jlama.tensor.AbstractTensor;
  * {@code batchDotProduct} and one {@code saxpy} per page, and each call builds a kernel object and
  * its tiling afresh: a fixed cost per page. With blocks of 16 a 1.5k-token context is 94 pages per
  * head, layer and token, where Jlama's own cache has a few pages of hundreds of tokens; that cost
- * made Jlama 9-21% slower on kvcache (issue #17). So the pages handed to Jlama span
+ * made Jlama 9-21% slower on kvcache (issue #17; kvcache-jlama/bench-results). So the pages handed to Jlama span
  * {@code 2^k} blocks, k as large as allowed, where:
  * <ul>
  *   <li>every aligned group of {@code 2^k} logical blocks sits in consecutive physical blocks (the

@@ -82,11 +82,13 @@ public final class PagedKvBufferCache extends KvBufferCache {
     }
 
     /**
-     * Longest page Jlama's attention is given by default, in tokens. Jlama pays a fixed cost per page
-     * and zeroes a score buffer of (pages * page length) floats per head, so a few pages of hundreds
-     * of tokens are best; its own cache uses pages of 8 MiB (512 tokens of a 4-layer, 512-wide model).
+     * Longest page Jlama's attention is given by default, in tokens (the longest run
+     * {@link JlamaBlockMemory} makes views of). Jlama pays a fixed cost per page and zeroes a score
+     * buffer of (pages * page length) floats per head and step, so a few pages of hundreds of tokens
+     * are best; its own cache uses pages of 8 MiB (512 tokens of a 4-layer, 512-wide model, 32 of a
+     * 32-layer, 1024-wide one).
      */
-    public static final int DEFAULT_MAX_PAGE_TOKENS = 512;
+    public static final int DEFAULT_MAX_PAGE_TOKENS = JlamaBlockMemory.MAX_RUN_TOKENS;
 
     /** Serves {@code model} from {@code memory} in place (F32, zero copy), pages of up to {@link #DEFAULT_MAX_PAGE_TOKENS}. */
     public static PagedKvBufferCache inPlace(AbstractModel model, KvCacheManager manager, JlamaBlockMemory memory) {
