@@ -144,9 +144,11 @@ public final class ManagerModel extends ModelSteps implements AutoCloseable {
     }
 
     /**
-     * Optional checks: {@code windowBound} (heldBlocks within the sliding-window bound; only for
-     * single-token workloads) and {@code cachedTokens} ({@link Sequence#cachedTokens()} keeps the
-     * hits of the sequence's first append).
+     * Optional checks.
+     *
+     * @param windowBound  heldBlocks stays within the sliding-window bound (only for single-token
+     *                     workloads, see {@link Ops#decodeOp()})
+     * @param cachedTokens {@link Sequence#cachedTokens()} keeps the hits of the sequence's first append
      */
     public record Checks(boolean windowBound, boolean cachedTokens) {
     }
@@ -164,15 +166,37 @@ public final class ManagerModel extends ModelSteps implements AutoCloseable {
         super(c, checks);
     }
 
-    /** What a run exercised, so properties can require that their workloads reach every mechanism. */
+    /**
+     * What a run exercised, so properties can require that their workloads reach every mechanism
+     * (jqwik's {@code Statistics.label(...).coverage(...)}).
+     *
+     * @param prefixHits     appends that got prefix hits
+     * @param failedAppends  appends refused for want of blocks
+     * @param evictions      cached blocks evicted for reuse
+     * @param copyOnWrites   copy-on-write copies
+     * @param windowReleases blocks a sliding window released
+     * @param resets         successful {@code resetPrefixCache()} calls
+     * @param failedCopies   appends whose copier threw (and changed nothing)
+     * @param doubleResumes  preemption records resumed a second time (and refused)
+     * @param aborts         appends aborted before their KV was written
+     * @param promotions     blocks loaded back from the tier
+     */
     public record Coverage(int prefixHits, int failedAppends, int evictions, int copyOnWrites,
                            int windowReleases, int resets, int failedCopies, int doubleResumes, int aborts,
                            int promotions) {
     }
 
     /**
-     * Runs {@code ops}, checking everything after each, then frees all, resets the prefix cache and
-     * closes the manager.
+     * Runs {@code ops} on a fresh manager (and a fresh store under test), checking everything after
+     * each step, then frees all, discards what is still preempted, resets the prefix cache and
+     * closes the manager and the store (also when a check fails).
+     *
+     * @param c      the configuration
+     * @param ops    the workload
+     * @param checks the optional checks
+     * @return what the run exercised
+     * @throws AssertionError the manager (or the store under test) broke the contract: the
+     *                        message names the step, the configuration and what differs
      */
     public static Coverage run(Config c, List<Op> ops, Checks checks) {
         try (ManagerModel model = new ManagerModel(c, checks)) {

@@ -11,7 +11,12 @@ import java.util.List;
  */
 public sealed interface Op {
 
-    /** {@code open} a new sequence with this priority and cache salt. */
+    /**
+     * {@code open} a new sequence with this priority and cache salt.
+     *
+     * @param priority the sequence's priority ({@code SequenceOptions.withPriority})
+     * @param salt     its cache salt ({@code SequenceOptions.withCacheSalt})
+     */
     record Open(int priority, int salt) implements Op {
         @Override
         public String toString() {
@@ -19,8 +24,14 @@ public sealed interface Op {
         }
     }
 
-    /** {@code append} these token ids to live sequence {@code pick}. */
+    /**
+     * {@code append} these token ids to live sequence {@code pick}.
+     *
+     * @param pick   which live sequence, counted from the newest (modulo their number)
+     * @param tokens the token ids (copied)
+     */
     record Append(int pick, List<Integer> tokens) implements Op {
+        /** Copies the token list. */
         public Append {
             tokens = List.copyOf(tokens);
         }
@@ -34,8 +45,12 @@ public sealed interface Op {
     /**
      * {@code append} token ids of which at least one is negative to live sequence {@code pick}:
      * must throw IllegalArgumentException naming the value and change nothing.
+     *
+     * @param pick   which live sequence, counted from the newest
+     * @param tokens the token ids, at least one negative (copied)
      */
     record BadAppend(int pick, List<Integer> tokens) implements Op {
+        /** Copies the token list. */
         public BadAppend {
             tokens = List.copyOf(tokens);
         }
@@ -46,7 +61,11 @@ public sealed interface Op {
         }
     }
 
-    /** {@code fork} live sequence {@code pick}. */
+    /**
+     * {@code fork} live sequence {@code pick}.
+     *
+     * @param pick which live sequence, counted from the newest
+     */
     record Fork(int pick) implements Op {
         @Override
         public String toString() {
@@ -54,7 +73,11 @@ public sealed interface Op {
         }
     }
 
-    /** {@code free} live sequence {@code pick}. */
+    /**
+     * {@code free} live sequence {@code pick}.
+     *
+     * @param pick which live sequence, counted from the newest
+     */
     record Free(int pick) implements Op {
         @Override
         public String toString() {
@@ -70,7 +93,11 @@ public sealed interface Op {
         }
     }
 
-    /** {@code commit} live sequence {@code pick}: its KV is written, its pending blocks become hit-able. */
+    /**
+     * {@code commit} live sequence {@code pick}: its KV is written, its pending blocks become hit-able.
+     *
+     * @param pick which live sequence, counted from the newest
+     */
     record Commit(int pick) implements Op {
         @Override
         public String toString() {
@@ -81,8 +108,12 @@ public sealed interface Op {
     /**
      * {@code append} these tokens to {@code pick}, then the engine fails before writing their KV and
      * calls {@code abort}: nothing it did not write may ever be served.
+     *
+     * @param pick   which live sequence, counted from the newest
+     * @param tokens the token ids (copied)
      */
     record AbortedAppend(int pick, List<Integer> tokens) implements Op {
+        /** Copies the token list. */
         public AbortedAppend {
             tokens = List.copyOf(tokens);
         }
@@ -96,8 +127,12 @@ public sealed interface Op {
     /**
      * {@code append} these tokens to {@code pick} while the block copier throws: if the append needs
      * a copy-on-write it must throw and change nothing (else it succeeds as usual).
+     *
+     * @param pick   which live sequence, counted from the newest
+     * @param tokens the token ids (copied)
      */
     record FailingCopyAppend(int pick, List<Integer> tokens) implements Op {
+        /** Copies the token list. */
         public FailingCopyAppend {
             tokens = List.copyOf(tokens);
         }
@@ -108,7 +143,12 @@ public sealed interface Op {
         }
     }
 
-    /** {@code preempt} live sequence {@code pick} by recompute or swap; the record is kept. */
+    /**
+     * {@code preempt} live sequence {@code pick} by recompute or swap; the record is kept.
+     *
+     * @param pick which live sequence, counted from the newest
+     * @param swap SWAP (when the swap space has room) instead of RECOMPUTE
+     */
     record Preempt(int pick, boolean swap) implements Op {
         @Override
         public String toString() {
@@ -119,6 +159,8 @@ public sealed interface Op {
     /**
      * {@code resume} kept record {@code pick} (counted from the newest); a record already resumed is
      * tried again on purpose: it must throw and change nothing.
+     *
+     * @param pick which kept record, counted from the newest
      */
     record Resume(int pick) implements Op {
         @Override

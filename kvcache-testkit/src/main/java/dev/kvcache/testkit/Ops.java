@@ -33,17 +33,29 @@ public final class Ops {
     private Ops() {
     }
 
-    /** One token. */
+    /**
+     * One token.
+     *
+     * @return a one-element list of a token id in [0, {@link #ALPHABET})
+     */
     public static Arbitrary<List<Integer>> singleToken() {
         return Arbitraries.integers().between(0, ALPHABET - 1).map(List::of);
     }
 
-    /** 0 to 5 tokens (an empty append included: it must be a no-op). */
+    /**
+     * 0 to 5 tokens (an empty append included: it must be a no-op).
+     *
+     * @return token lists of 0 to 5 ids
+     */
     public static Arbitrary<List<Integer>> fewTokens() {
         return Arbitraries.integers().between(0, ALPHABET - 1).list().ofMinSize(0).ofMaxSize(5);
     }
 
-    /** A prefix (1..32 tokens) of a base prompt, then 0..2 tokens of its own. */
+    /**
+     * A prefix (1..32 tokens) of a base prompt, then 0..2 tokens of its own.
+     *
+     * @return prompts that share prefixes
+     */
     public static Arbitrary<List<Integer>> prompt() {
         Arbitrary<Integer> base = Arbitraries.integers().between(0, BASE.length - 1);
         Arbitrary<Integer> len = Arbitraries.integers().between(1, 32);
@@ -67,7 +79,10 @@ public final class Ops {
 
     /**
      * A general workload step: open, append (one token, a few, or a multi-block prompt), fork,
-     * free, reset. {@code maxPriority} bounds the priorities sequences are opened with.
+     * free, reset.
+     *
+     * @param maxPriority bounds the priorities sequences are opened with
+     * @return single steps
      */
     public static Arbitrary<Op> op(int maxPriority) {
         Arbitrary<Op> open = Combinators.combine(
@@ -104,6 +119,9 @@ public final class Ops {
      * {@link #op} plus the faults an engine and a flaky device bring: appends aborted before their
      * KV is written, copy-on-write copies that throw halfway, preemption by recompute or swap, and
      * resumes (a record already resumed is resumed again on purpose).
+     *
+     * @param maxPriority bounds the priorities sequences are opened with
+     * @return single steps
      */
     public static Arbitrary<Op> faultOp(int maxPriority) {
         Arbitrary<Op> aborted = Combinators.combine(pick(), Arbitraries.oneOf(fewTokens(), prompt()))
@@ -122,7 +140,13 @@ public final class Ops {
                 Tuple.of(3, resume));
     }
 
-    /** A workload of {@link #faultOp}s and requests. */
+    /**
+     * A workload of {@link #faultOp}s and requests (some committed right after their prompt).
+     *
+     * @param maxPriority bounds the priorities sequences are opened with
+     * @param maxSteps    about how many steps at most
+     * @return workloads
+     */
     public static Arbitrary<List<Op>> faultWorkload(int maxPriority, int maxSteps) {
         return chunks(Arbitraries.frequencyOf(Tuple.of(3, faultOp(maxPriority).map(List::of)),
                 Tuple.of(1, committedRequest(maxPriority))), maxSteps);
@@ -132,6 +156,10 @@ public final class Ops {
      * A general workload of up to {@code maxSteps} steps: single {@link #op}s mixed with requests,
      * an open followed by a prompt (so that prompts often meet the prefix cache on a fresh
      * sequence, the only time it is looked up).
+     *
+     * @param maxPriority bounds the priorities sequences are opened with
+     * @param maxSteps    about how many steps at most
+     * @return workloads
      */
     public static Arbitrary<List<Op>> workload(int maxPriority, int maxSteps) {
         return chunks(Arbitraries.frequencyOf(Tuple.of(6, op(maxPriority).map(List::of)),
@@ -142,6 +170,10 @@ public final class Ops {
      * A serving workload: mostly requests (open at a random priority, then a prompt), frees and
      * decode steps, so that prompts of different priorities share cached prefixes and the
      * priority policy has to choose among them.
+     *
+     * @param maxPriority bounds the priorities sequences are opened with
+     * @param maxSteps    about how many steps at most
+     * @return workloads
      */
     public static Arbitrary<List<Op>> servingWorkload(int maxPriority, int maxSteps) {
         return chunks(Arbitraries.frequencyOf(
@@ -183,6 +215,8 @@ public final class Ops {
     /**
      * A long-decode workload for a sliding window: mostly single-token appends, some opens, forks
      * and frees, and no multi-token appends (which legitimately hold more than the window).
+     *
+     * @return single steps; {@code decodeOp().list()} makes a workload
      */
     public static Arbitrary<Op> decodeOp() {
         Arbitrary<Op> open = Arbitraries.just(new Op.Open(0, 0));
