@@ -62,20 +62,7 @@ final class Scheduler {
     private long idleReleased;
     private long idleReleasedBytes;
     private double slotWasteSum;
-    private double transferSeconds;
-    private double recomputeSeconds;
-
-    // the step's work, priced by time() and stamped by stamp()
-    private final List<Request> decoded = new ArrayList<>();
-    private final List<Integer> decodedTokens = new ArrayList<>();
-    private final List<Request> admitted = new ArrayList<>();
-    private final List<Double> admittedFlops = new ArrayList<>();
-    private final List<Request> finished = new ArrayList<>();
-    private long stepKvBytes;
-    private long stepContextTokens;
-    private long stepPrefillTokens;
-    private double stepPrefillFlops;
-    private long transferredBefore;
+    private final StepWork work;
 
     Scheduler(Simulator.Settings settings, SimConfig config, KvLayout layout, MemoryModel mem, KvCacheManager manager,
               List<Workload.Route> routes, Simulator.Observer observer) {
@@ -87,6 +74,7 @@ final class Scheduler {
         this.routes = routes;
         this.observer = observer;
         this.time = settings.time();
+        this.work = new StepWork(settings);
         int steps = settings.steps();
         int longest = settings.decodeChunk();
         nextArrival = new int[routes.size()][];
@@ -142,16 +130,7 @@ final class Scheduler {
     }
 
     private void begin() {
-        decoded.clear();
-        decodedTokens.clear();
-        admitted.clear();
-        admittedFlops.clear();
-        finished.clear();
-        stepKvBytes = 0;
-        stepContextTokens = 0;
-        stepPrefillTokens = 0;
-        stepPrefillFlops = 0;
-        transferredBefore = mem.transferredBytes();
+        work.begin(mem.transferredBytes());
     }
 
     /** (1) Idle release by the manager's lease; the client is gone, its session sends nothing more. */
@@ -239,10 +218,7 @@ final class Scheduler {
                 if (rc >= 0) {
                     q.length += n;
                     q.lastAppendStep = step;
-                    decoded.add(q);
-                    decodedTokens.add(n);
-                    stepKvBytes += kv;
-                    stepContextTokens += kv / layout.bytesPerToken();
+                    work.decoded(q, n, kv, kv / layout.bytesPerToken());
                     break;
                 }
                 ledgers.get(q.route).allocationFailures++;
@@ -250,9 +226,6 @@ final class Scheduler {
                     throw new IllegalStateException(config.name() + ": an append failed in a memory model without preemption");
                 }
                 Request victim = p.victim(q, runningById);
-                if (victim.seq != null && config.window()) {
-                    ledgers.get(victim.route).tokensLost += victim.seq.droppedTokens();
-                }
                 PreemptionMode mode = p.preempt(victim);
                 running.remove(victim);
                 runningById.remove(victim.id());
@@ -267,10 +240,10 @@ final class Scheduler {
                 }
             }
             if (q.live() && q.length >= q.activeTokens) {
-                finished.add(q);
+                work.finished(q);
                 if (!q.spec.idle()) {
                     if (q.seq != null && config.window()) {
-                        ledgers.get(q.route).tokensLost += q.seq.droppedTokens();
+                        ledgers.get(q.route).tokensLost += windowLost(q);
                     }
                     mem.release(q);
                     running.remove(q);
@@ -338,8 +311,7 @@ final class Scheduler {
                 // refused one; the refused append changed nothing)
                 rl.allocationFailures++;
                 rl.rolledBackTokens += q.seq != null ? q.seq.length() : 0;
-                stepPrefillFlops += time.prefillFlops(hits, Math.max(0, from - hits));
-                stepPrefillTokens += Math.max(0, from - hits);
+                work.wasted(hits, Math.max(0, from - hits));
                 mem.release(q);
                 return;
             }
@@ -355,15 +327,7 @@ final class Scheduler {
     }
 
     private void prefill(Request q, int hits, int target, boolean recompute) {
-        long computed = target - hits;
-        double flops = time.prefillFlops(hits, computed);
-        stepPrefillFlops += flops;
-        stepPrefillTokens += computed;
-        if (recompute) {
-            recomputeSeconds += time.recomputeSeconds(hits, computed);
-        }
-        admitted.add(q);
-        admittedFlops.add(flops);
+        work.prefilled(q, hits, target, recompute);
     }
 
     private void start(Request q, int step, RouteLedger rl) {
@@ -374,57 +338,14 @@ final class Scheduler {
         rl.admissions++;
     }
 
-    /**
-     * (5) The step's simulated seconds: {@code decodeChunk} iterations (more when the prefills
-     * need more {@code prefillChunk}-token iterations), each priced by the {@link StepTimeModel}
-     * with the step's prefill spread evenly over them, plus the host-link transfers the step made.
-     */
+    /** (5) The step's simulated seconds ({@link StepWork#seconds}). */
     private double time() {
-        int batch = decoded.size();
-        long prefillIters = (stepPrefillTokens + settings.prefillChunk() - 1) / settings.prefillChunk();
-        long iterations = batch > 0 ? Math.max(settings.decodeChunk(), prefillIters)
-                : stepPrefillTokens > 0 ? Math.max(1, prefillIters) : settings.decodeChunk();
-        double perIteration = time.iterationSeconds(batch, stepKvBytes, stepContextTokens,
-                stepPrefillFlops / iterations);
-        double transfer = settings.copySeconds(mem.transferredBytes() - transferredBefore);
-        transferSeconds += transfer;
-        return iterations * perIteration + transfer;
+        return work.seconds(mem.transferredBytes());
     }
 
-    /** (6) First tokens (a prefill ends at its share of the step's prefill work), gaps, completions. */
+    /** (6) First tokens, inter-token gaps and completions ({@link StepWork#stamp}). */
     private void stamp(double seconds) {
-        double end = now + seconds;
-        double total = 0;
-        for (double f : admittedFlops) {
-            total += f;
-        }
-        double cum = 0;
-        for (int i = 0; i < admitted.size(); i++) {
-            Request q = admitted.get(i);
-            cum += admittedFlops.get(i);
-            double at = now + seconds * (total > 0 ? cum / total : (i + 1.0) / admitted.size());
-            if (Double.isNaN(q.firstToken)) {
-                q.firstToken = at;
-                q.lastToken = at;
-                ledgers.get(q.route).ttft.add(at - q.arrival);
-            }
-        }
-        for (int i = 0; i < decoded.size(); i++) {
-            Request q = decoded.get(i);
-            int n = decodedTokens.get(i);
-            RouteLedger rl = ledgers.get(q.route);
-            rl.itl.add((end - q.lastToken) / n, n);
-            rl.generatedTokens += n;
-            q.lastToken = end;
-        }
-        for (Request q : finished) {
-            RouteLedger rl = ledgers.get(q.route);
-            double meanItl = (end - q.firstToken) / Math.max(1, q.decodeTokens);
-            rl.sloDecided++;
-            if (q.firstToken - q.arrival <= q.spec.ttftSlo() && meanItl <= q.spec.itlSlo()) {
-                rl.sloMet++;
-            }
-        }
+        work.stamp(now, seconds, ledgers);
     }
 
     /** (7) Memory and occupancy per route. */
@@ -477,7 +398,7 @@ final class Scheduler {
             RouteLedger rl = ledgers.get(q.route);
             rl.runningAtEnd++;
             if (q.seq != null && config.window()) {
-                rl.tokensLost += q.seq.droppedTokens();
+                rl.tokensLost += windowLost(q);
             }
             if (!q.stalled()) {
                 undecided(q, rl);
@@ -503,7 +424,7 @@ final class Scheduler {
         return new SimResult(config, layout, mem.capacityBytes(), mem.totalBlocks(), ledgers, used, cached,
                 runningCount, stepSeconds, allocationFailures, evicted, hitTokens, windowReleased, cow, idleReleased,
                 idleReleasedBytes, slotWasteSum / settings.steps(), finalLedger, mem.transferredBytes(),
-                transferSeconds, recomputeSeconds, System.nanoTime() - t0);
+                work.transferSeconds, work.recomputeSeconds, System.nanoTime() - t0);
     }
 
     /** A request still out at the end counts against the SLO once it is already past its TTFT target. */
@@ -512,6 +433,17 @@ final class Scheduler {
         if (ttft > q.spec.ttftSlo()) {
             rl.sloDecided++;
         }
+    }
+
+    /** Tokens attention no longer sees: the blocks the window released (-1 in the table) and any dropped token. */
+    private long windowLost(Request q) {
+        long released = 0;
+        for (int b : q.seq.blockTable()) {
+            if (b < 0) {
+                released++;
+            }
+        }
+        return released * layout.blockTokens() + q.seq.droppedTokens();
     }
 
     private static void fill(Request q, int from, int n, int[] buf) {

@@ -80,11 +80,19 @@ final class SimulationCharts {
         return written;
     }
 
+    /** Twelve distinct colours (Tableau 10 and two more), so that the default rows never share one. */
+    private static final java.awt.Color[] PALETTE = {
+            new java.awt.Color(0x4e79a7), new java.awt.Color(0xf28e2b), new java.awt.Color(0xe15759),
+            new java.awt.Color(0x76b7b2), new java.awt.Color(0x59a14f), new java.awt.Color(0xedc948),
+            new java.awt.Color(0xb07aa1), new java.awt.Color(0xff9da7), new java.awt.Color(0x9c755f),
+            new java.awt.Color(0xbab0ac), new java.awt.Color(0x17becf), new java.awt.Color(0x000000)};
+
     private static XYChart chart(String title, String x, String y) {
         System.setProperty("java.awt.headless", "true");
         XYChart chart = new XYChartBuilder().width(960).height(520).title(title).xAxisTitle(x).yAxisTitle(y).build();
         chart.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.OutsideE);
         chart.getStyler().setDefaultSeriesRenderStyle(XYSeries.XYSeriesRenderStyle.Line);
+        chart.getStyler().setSeriesColors(PALETTE);
         return chart;
     }
 
