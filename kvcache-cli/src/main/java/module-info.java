@@ -11,6 +11,7 @@ module dev.kvcache.cli {
     requires dev.kvcache.offheap; // share: the demo's stores
     requires dev.kvcache.redis;   // share: the Redis tier
     requires info.picocli;
+    requires jmh.core;                    // bench --*-report: JMH's Runner API
     requires com.fasterxml.jackson.jr.ob; // workload JSONL, --json, config.json
     requires com.fasterxml.jackson.core;
     requires org.knowm.xchart;            // simulate charts

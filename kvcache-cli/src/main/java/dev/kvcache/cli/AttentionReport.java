@@ -11,7 +11,7 @@ import java.util.Map;
 import java.util.TreeSet;
 
 /**
- * Turns a {@code PagedAttentionBenchmark} run's JMH CSV results ({@code -rf csv}) into the table
+ * Turns a {@code PagedAttentionBenchmark} run's JMH results ({@link BenchCommand#scores}) into the table
  * the issue asks for: for each size and format, the paged decode's effective bandwidth as a share
  * of the memory copy measured in the same run, the two-thread split against both copies, and
  * paged time against the contiguous baselines.
@@ -37,9 +37,9 @@ final class AttentionReport {
     }
 
     /** Scores in microseconds keyed by "method|format|tokens" (format "N/A" for the baselines). */
-    static Map<String, Double> parse(List<String> csv) {
+    static Map<String, Double> micros(List<BenchCommand.Score> scores) {
         Map<String, Double> out = new LinkedHashMap<>();
-        for (JmhCsv.Row r : JmhCsv.parse(csv, "PagedAttentionBenchmark")) {
+        for (BenchCommand.Score r : scores) {
             if (r.param("tokens").isEmpty()) {
                 throw new IllegalArgumentException("row " + r + " has no tokens parameter");
             }

@@ -10,7 +10,7 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * Turns a {@code QuantizerBenchmark} run's JMH CSV results into throughput per format: GB/s of
+ * Turns a {@code QuantizerBenchmark} run's JMH results ({@link BenchCommand#scores}) into throughput per format: GB/s of
  * fp32 values for encode, decode and the fused kernels, decode against {@code copyFp32} (a copy of
  * the same fp32 bytes into the same array, measured in the same run: the issue's "8-bit decode
  * >= 50% of copy bandwidth"), the copy of the encoded bytes, and vector/scalar speedups when both
@@ -36,10 +36,11 @@ final class QuantizerReport {
         return (double) tokens / BLOCK_TOKENS * slice;
     }
 
-    static String table(List<JmhCsv.Row> rows) {
+    /** The report table (and vector/scalar speedups when both providers ran) for {@code rows}. */
+    static String table(List<BenchCommand.Score> rows) {
         // (tokens|format|role|kernels) -> method -> us
         Map<String, Map<String, Double>> cells = new LinkedHashMap<>();
-        for (JmhCsv.Row r : rows) {
+        for (BenchCommand.Score r : rows) {
             String key = r.param("tokens") + "|" + r.param("format") + "|"
                     + (r.param("role").isEmpty() ? "keys" : r.param("role")) + "|" + r.param("kernels");
             cells.computeIfAbsent(key, k -> new LinkedHashMap<>()).put(r.method(), r.micros());

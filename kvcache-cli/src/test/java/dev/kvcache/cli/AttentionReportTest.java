@@ -2,8 +2,11 @@ package dev.kvcache.cli;
 
 import dev.kvcache.KvFormats;
 import org.junit.jupiter.api.Test;
+import org.openjdk.jmh.runner.options.CommandLineOptions;
+import org.openjdk.jmh.runner.options.Options;
+import org.openjdk.jmh.runner.options.TimeValue;
 
-import java.nio.file.Path;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -13,12 +16,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class AttentionReportTest {
 
-    private static final String HEADER =
-            "\"Benchmark\",\"Mode\",\"Threads\",\"Samples\",\"Score\",\"Score Error (99.9%)\",\"Unit\",\"Param: format\",\"Param: tokens\"";
-
-    private static String row(String method, String format, int tokens, double score, String unit) {
-        return "\"dev.kvcache.bench.PagedAttentionBenchmark." + method + "\",\"avgt\",1,3," + score + ",12.5,\""
-                + unit + "\"," + (format == null ? "" : "\"" + format + "\"") + "," + tokens;
+    private static BenchCommand.Score row(String method, String format, int tokens, double micros) {
+        Map<String, String> params = new LinkedHashMap<>();
+        if (format != null) {
+            params.put("format", format);
+        }
+        params.put("tokens", Integer.toString(tokens));
+        return new BenchCommand.Score(method, params, micros);
     }
 
     @Test
@@ -31,15 +35,14 @@ class AttentionReportTest {
 
     @Test
     void sharesAndRatiosFromOneRun() {
-        List<String> csv = List.of(HEADER,
-                row("copy", null, 1024, 200, "us/op"),
-                row("copySplit2", null, 1024, 100, "us/op"),
-                row("contiguous", null, 1024, 3.2, "ms/op"),
-                row("paged", "F32", 1024, 320, "us/op"),
-                row("paged:gc.alloc.rate", "F32", 1024, 99, "MB/sec"),
-                row("pagedSplit2", "F32", 1024, 160, "us/op"),
-                row("paged", "Q8_0", 1024, 281, "us/op"));
-        Map<String, Double> us = AttentionReport.parse(csv);
+        List<BenchCommand.Score> scores = List.of(
+                row("copy", null, 1024, 200),
+                row("copySplit2", null, 1024, 100),
+                row("contiguous", null, 1024, 3.2 * BenchCommand.microsPer("ms/op")),
+                row("paged", "F32", 1024, 320),
+                row("pagedSplit2", "F32", 1024, 160),
+                row("paged", "Q8_0", 1024, 281));
+        Map<String, Double> us = AttentionReport.micros(scores);
         assertEquals(3200.0, us.get("contiguous|N/A|1024"), 1e-9, "ms converted to us");
         String t = AttentionReport.table(us);
         // F32: 200/320 = 62.5% (printed 63%); split: 200/160 = 125% of copy, 100/160 = 62.5% of copySplit2; 320/3200
@@ -50,19 +53,45 @@ class AttentionReportTest {
     }
 
     @Test
-    void otherCsvIsRefused() {
-        assertThrows(IllegalArgumentException.class, () -> AttentionReport.parse(List.of("\"a\",\"b\"")));
-        assertThrows(IllegalArgumentException.class, () -> AttentionReport.parse(
-                List.of(HEADER, row("paged", "F32", 1024, 5, "ops/us"))));
+    void resultsWithoutTokensOrInAThroughputUnitAreRefused() {
+        var e = assertThrows(IllegalArgumentException.class, () -> AttentionReport.micros(
+                List.of(new BenchCommand.Score("paged", Map.of("format", "F32"), 5))));
+        assertTrue(e.getMessage().contains("no tokens parameter"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> BenchCommand.microsPer("ops/us"));
+        assertTrue(e.getMessage().contains("unit ops/us is not a time per operation"), e.getMessage());
+        assertEquals(1e-3, BenchCommand.microsPer("ns/op"));
+        assertEquals(1e6, BenchCommand.microsPer("s/op"));
     }
 
     @Test
-    void reportRunsAddTheBenchmarkAndCsvOutput() {
-        Path csv = Path.of("r.csv");
-        assertEquals(List.of("PagedAttentionBenchmark", "-p", "tokens=32768", "-rf", "csv", "-rff", "r.csv"),
-                BenchCommand.reportArgs("PagedAttentionBenchmark", List.of("-p", "tokens=32768"), csv));
-        assertEquals(List.of("PagedAttentionBenchmark\\.paged$", "-rf", "csv", "-rff", "r.csv"),
-                BenchCommand.reportArgs("PagedAttentionBenchmark", List.of("PagedAttentionBenchmark\\.paged$"), csv));
+    void reportOptionsIncludeTheBenchmarkAndShortDefaultsTheUserDidNotSet() throws Exception {
+        Options o = BenchCommand.reportOptions("PagedAttentionBenchmark",
+                new CommandLineOptions("-p", "tokens=32768", "-i", "5"));
+        assertEquals(List.of("PagedAttentionBenchmark"), o.getIncludes());
+        assertEquals(List.of("32768"), List.copyOf(o.getParameter("tokens").get()));
+        assertEquals(5, o.getMeasurementIterations().get(), "the user's -i wins");
+        assertEquals(1, o.getForkCount().get());
+        assertEquals(2, o.getWarmupIterations().get());
+        assertEquals(TimeValue.seconds(1), o.getWarmupTime().get());
+        assertEquals(TimeValue.seconds(1), o.getMeasurementTime().get());
+        // an include that names the benchmark is the user's choice of its methods
+        o = BenchCommand.reportOptions("PagedAttentionBenchmark",
+                new CommandLineOptions("PagedAttentionBenchmark\\.paged$", "-f", "0", "-r", "200ms"));
+        assertEquals(List.of("PagedAttentionBenchmark\\.paged$"), o.getIncludes());
+        assertEquals(0, o.getForkCount().get());
+        assertEquals(TimeValue.milliseconds(200), o.getMeasurementTime().get());
+    }
+
+    @Test
+    void badJmhArgumentsAreOneLineAndExitTwo() {
+        var err = new java.io.StringWriter();
+        var cl = KvCacheCli.commandLine();
+        cl.setErr(new java.io.PrintWriter(err));
+        assertEquals(2, cl.execute("bench", "--attention-report", "-f", "many"));
+        String e = err.toString();
+        assertTrue(e.startsWith("kvcache bench: "), e);
+        assertEquals(1, e.lines().count(), e);
+        assertTrue(e.contains("many"), e);
     }
 
     @Test
