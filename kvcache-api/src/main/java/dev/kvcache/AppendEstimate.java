@@ -17,7 +17,11 @@ package dev.kvcache;
 public record AppendEstimate(Refusal refusal, int newBlocks, int revivedBlocks, int prefixHitTokens,
                              int windowFreedBlocks, int availableBlocks) {
 
-    /** True when the append would succeed. */
+    /**
+     * True when the append would succeed.
+     *
+     * @return true when the append would succeed
+     */
     public boolean admitted() {
         return refusal == Refusal.NONE;
     }

@@ -18,7 +18,11 @@ public final class CapacityPlanner {
     private CapacityPlanner() {
     }
 
-    /** KV bytes of one sequence of {@code tokens} tokens, rounded up to whole blocks. */
+    /**
+     * KV bytes of one sequence of {@code tokens} tokens, rounded up to whole blocks.
+     *
+     * @return KV bytes of one sequence of {@code tokens} tokens, rounded up to whole blocks
+     */
     public static long kvBytes(KvLayout l, long tokens) {
         Objects.requireNonNull(l, "layout");
         long blocks = l.blocksFor(tokens);
@@ -33,6 +37,8 @@ public final class CapacityPlanner {
      * {@code sinkTokens} attention sinks plus the last {@code windowTokens} tokens: blocks wholly
      * outside both are released, so at most the sink blocks, the window's blocks and one partial
      * block on each side stay.
+     *
+     * @return KV bytes of one sequence of {@code tokens} tokens kept under a sliding window of {@code sinkTokens} attention sinks plus the last {@code windowTokens} tokens: blocks wholly outside both are released, so at most the sink blocks, the window's blocks and one partial block on each side stay
      */
     public static long kvBytesWithWindow(KvLayout l, long tokens, int sinkTokens, int windowTokens) {
         Objects.requireNonNull(l, "layout");
@@ -53,7 +59,11 @@ public final class CapacityPlanner {
         return kept * l.bytesPerBlock();
     }
 
-    /** How many sequences of {@code contextTokens} tokens each, kept under a sliding window, fit {@code budgetBytes}. */
+    /**
+     * How many sequences of {@code contextTokens} tokens each, kept under a sliding window, fit {@code budgetBytes}.
+     *
+     * @return how many sequences of {@code contextTokens} tokens each, kept under a sliding window, fit {@code budgetBytes}
+     */
     public static long maxSequencesWithWindow(KvLayout l, long budgetBytes, long contextTokens,
                                               int sinkTokens, int windowTokens) {
         checkNonNegative("budgetBytes", budgetBytes);
@@ -63,7 +73,11 @@ public final class CapacityPlanner {
         return budgetBytes / kvBytesWithWindow(l, contextTokens, sinkTokens, windowTokens);
     }
 
-    /** How many sequences of {@code contextTokens} tokens each fit {@code budgetBytes}. */
+    /**
+     * How many sequences of {@code contextTokens} tokens each fit {@code budgetBytes}.
+     *
+     * @return how many sequences of {@code contextTokens} tokens each fit {@code budgetBytes}
+     */
     public static long maxSequences(KvLayout l, long budgetBytes, long contextTokens) {
         Objects.requireNonNull(l, "layout");
         checkNonNegative("budgetBytes", budgetBytes);
@@ -73,7 +87,11 @@ public final class CapacityPlanner {
         return budgetBytes / kvBytes(l, contextTokens);
     }
 
-    /** The longest context (whole blocks of tokens) each of {@code sequences} sequences can have within {@code budgetBytes}. */
+    /**
+     * The longest context (whole blocks of tokens) each of {@code sequences} sequences can have within {@code budgetBytes}.
+     *
+     * @return the longest context (whole blocks of tokens) each of {@code sequences} sequences can have within {@code budgetBytes}
+     */
     public static long maxContextTokens(KvLayout l, long budgetBytes, long sequences) {
         Objects.requireNonNull(l, "layout");
         checkNonNegative("budgetBytes", budgetBytes);
@@ -88,7 +106,11 @@ public final class CapacityPlanner {
         return blocksEach * l.blockTokens();
     }
 
-    /** How many whole blocks fit {@code budgetBytes}. */
+    /**
+     * How many whole blocks fit {@code budgetBytes}.
+     *
+     * @return how many whole blocks fit {@code budgetBytes}
+     */
     public static long blocksFor(KvLayout l, long budgetBytes) {
         Objects.requireNonNull(l, "layout");
         checkNonNegative("budgetBytes", budgetBytes);
@@ -99,6 +121,8 @@ public final class CapacityPlanner {
      * KV bytes that {@code sessions} concurrent sessions of {@code activeTokens} live tokens each
      * would keep if every session preallocated a contiguous buffer for {@code maxTokens} tokens,
      * as engines without paging do; the baseline that paging relieves.
+     *
+     * @return KV bytes that {@code sessions} concurrent sessions of {@code activeTokens} live tokens each would keep if every session preallocated a contiguous buffer for {@code maxTokens} tokens, as engines without paging do; the baseline that paging relieves
      */
     public static long contiguousBytes(KvLayout l, long sessions, long maxTokens) {
         Objects.requireNonNull(l, "layout");
@@ -124,7 +148,11 @@ public final class CapacityPlanner {
             checkNonNegative("activeTokens", activeTokens);
         }
 
-        /** KV bytes this route keeps live under layout {@code l}. */
+        /**
+         * KV bytes this route keeps live under layout {@code l}.
+         *
+         * @return KV bytes this route keeps live under layout {@code l}
+         */
         public long kvBytes(KvLayout l) {
             long each = CapacityPlanner.kvBytes(l, activeTokens);
             if (each != 0 && sessions > Long.MAX_VALUE / each) {
@@ -135,7 +163,11 @@ public final class CapacityPlanner {
         }
     }
 
-    /** KV bytes that a mix of routes keeps live at once. */
+    /**
+     * KV bytes that a mix of routes keeps live at once.
+     *
+     * @return KV bytes that a mix of routes keeps live at once
+     */
     public static long kvBytes(KvLayout l, List<Route> routes) {
         Objects.requireNonNull(l, "layout");
         long sum = 0;

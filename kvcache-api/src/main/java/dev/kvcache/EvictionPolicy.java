@@ -18,10 +18,18 @@ import dev.kvcache.policy.PriorityEvictionPolicy;
  */
 public interface EvictionPolicy {
 
-    /** Short name for reports, e.g. {@code "lru"}. */
+    /**
+     * Short name for reports, e.g. {@code "lru"}.
+     *
+     * @return the policy's name
+     */
     String name();
 
-    /** A new, empty queue for a pool of {@code totalBlocks} blocks. */
+    /**
+     * A new, empty queue for a pool of {@code totalBlocks} blocks.
+     *
+     * @return a new, empty queue for a pool of {@code totalBlocks} blocks
+     */
     Queue newQueue(int totalBlocks);
 
     /** The cached blocks of one pool, in the order this policy would reuse them. */
@@ -32,10 +40,18 @@ public interface EvictionPolicy {
         /** Block {@code block}, currently queued, leaves the queue (a prefix hit revived it, or the cache was reset). */
         void remove(int block);
 
-        /** Removes and returns the next block to reuse, or -1 when the queue is empty. */
+        /**
+         * Removes and returns the next block to reuse, or -1 when the queue is empty.
+         *
+         * @return the next block to reuse (removed from the queue), or -1 when the queue is empty
+         */
         int poll();
 
-        /** Number of queued blocks. */
+        /**
+         * Number of queued blocks.
+         *
+         * @return number of queued blocks
+         */
         int size();
     }
 
@@ -43,6 +59,8 @@ public interface EvictionPolicy {
      * Least recently released first. The block manager releases a sequence's blocks tail first,
      * so within one sequence the tail is reused before the head and a shared prefix outlives the
      * suffixes behind it.
+     *
+     * @return the LRU policy
      */
     static EvictionPolicy lru() {
         return LruEvictionPolicy.INSTANCE;
@@ -51,6 +69,8 @@ public interface EvictionPolicy {
     /**
      * Lowest priority first, least recently released first within a priority. Priorities are
      * {@link SequenceOptions#priority()} values, 0 to {@link SequenceOptions#MAX_PRIORITY}.
+     *
+     * @return the priority policy
      */
     static EvictionPolicy priority() {
         return PriorityEvictionPolicy.INSTANCE;

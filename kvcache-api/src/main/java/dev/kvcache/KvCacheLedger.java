@@ -50,42 +50,74 @@ public record KvCacheLedger(KvCacheStats stats, long bytesPerBlock, int blockTok
                             int outstandingRecords, long demotedBlocks, long promotedBlocks, long tierHitTokens,
                             long tierLoadMisses, long tierErrors, java.util.List<TierStats> tiers) {
 
-    /** Bytes held by live sequences. */
+    /**
+     * Bytes held by live sequences.
+     *
+     * @return bytes held by live sequences
+     */
     public long usedBytes() {
         return stats.usedBlocks() * bytesPerBlock;
     }
 
-    /** Bytes held only by the prefix cache. */
+    /**
+     * Bytes held only by the prefix cache.
+     *
+     * @return bytes held only by the prefix cache
+     */
     public long cachedBytes() {
         return stats.cachedBlocks() * bytesPerBlock;
     }
 
-    /** Bytes of the whole pool. */
+    /**
+     * Bytes of the whole pool.
+     *
+     * @return bytes of the whole pool
+     */
     public long totalBytes() {
         return stats.totalBlocks() * bytesPerBlock;
     }
 
-    /** Bytes held now by sequences idle past their lease. */
+    /**
+     * Bytes held now by sequences idle past their lease.
+     *
+     * @return bytes held now by sequences idle past their lease
+     */
     public long idleHeldBytes() {
         return idleHeldBlocks * bytesPerBlock;
     }
 
-    /** Peak bytes in use. */
+    /**
+     * Peak bytes in use.
+     *
+     * @return peak bytes in use
+     */
     public long peakUsedBytes() {
         return peakUsedBlocks * bytesPerBlock;
     }
 
-    /** Used bytes per live sequence (memory per active request), or 0 with none live. */
+    /**
+     * Used bytes per live sequence (memory per active request), or 0 with none live.
+     *
+     * @return used bytes per live sequence (memory per active request), or 0 with none live
+     */
     public long bytesPerLiveSequence() {
         return stats.liveSequences() == 0 ? 0 : usedBytes() / stats.liveSequences();
     }
 
-    /** Bytes the prefix cache saved from recomputation and duplicate storage: hit tokens times bytes per token. */
+    /**
+     * Bytes the prefix cache saved from recomputation and duplicate storage: hit tokens times bytes per token.
+     *
+     * @return bytes the prefix cache saved from recomputation and duplicate storage: hit tokens times bytes per token
+     */
     public long prefixHitBytes() {
         return stats.prefixHitTokens() * bytesPerBlock / blockTokens;
     }
 
-    /** Slots held but not (yet) filled, over slots held: the internal fragmentation of paging. */
+    /**
+     * Slots held but not (yet) filled, over slots held: the internal fragmentation of paging.
+     *
+     * @return slots held but not (yet) filled, over slots held: the internal fragmentation of paging
+     */
     public double slotWaste() {
         long slots = (long) stats.usedBlocks() * blockTokens;
         return slots == 0 ? 0.0 : Math.max(0.0, 1.0 - (double) stats.liveTokens() / slots);

@@ -140,7 +140,11 @@ public final class KvCacheManager implements AutoCloseable {
                 b.thrashLimit, blockTokens);
     }
 
-    /** A builder for a manager of {@code layout}. */
+    /**
+     * A builder for a manager of {@code layout}.
+     *
+     * @return a builder for a manager of {@code layout}
+     */
     public static Builder builder(KvLayout layout) {
         return new Builder(layout);
     }
@@ -171,7 +175,11 @@ public final class KvCacheManager implements AutoCloseable {
             this.layout = Objects.requireNonNull(layout, "layout");
         }
 
-        /** Pool size in blocks (1 to Integer.MAX_VALUE / blockTokens). */
+        /**
+         * Pool size in blocks (1 to Integer.MAX_VALUE / blockTokens).
+         *
+         * @return this builder
+         */
         public Builder blocks(int n) {
             if (n <= 0) {
                 throw new IllegalArgumentException("blocks must be > 0, got " + n);
@@ -181,7 +189,11 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
-        /** Pool size as a memory budget: as many whole blocks as fit {@code bytes}. */
+        /**
+         * Pool size as a memory budget: as many whole blocks as fit {@code bytes}.
+         *
+         * @return this builder
+         */
         public Builder memoryBudget(long bytes) {
             if (bytes < layout.bytesPerBlock()) {
                 throw new IllegalArgumentException("memoryBudget " + bytes
@@ -192,13 +204,21 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
-        /** Prefix caching on (the default) or off; off, no block is ever cached. */
+        /**
+         * Prefix caching on (the default) or off; off, no block is ever cached.
+         *
+         * @return this builder
+         */
         public Builder prefixCaching(boolean on) {
             this.prefixCaching = on;
             return this;
         }
 
-        /** Which cached block is reused first; {@link EvictionPolicy#lru()} by default. */
+        /**
+         * Which cached block is reused first; {@link EvictionPolicy#lru()} by default.
+         *
+         * @return this builder
+         */
         public Builder evictionPolicy(EvictionPolicy p) {
             this.policy = Objects.requireNonNull(p, "evictionPolicy");
             return this;
@@ -207,13 +227,19 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * The store holding the KV: copy-on-write copies happen in it, and its block count sizes the
          * pool unless {@link #blocks} or {@link #memoryBudget} says otherwise (then they must agree).
+         *
+         * @return this builder
          */
         public Builder store(KvStore s) {
             this.store = Objects.requireNonNull(s, "store");
             return this;
         }
 
-        /** Who copies blocks on copy-on-write when there is no store (default: the store, else queued for {@link #takePendingCopies()}). */
+        /**
+         * Who copies blocks on copy-on-write when there is no store (default: the store, else queued for {@link #takePendingCopies()}).
+         *
+         * @return this builder
+         */
         public Builder blockCopier(BlockCopier c) {
             this.copier = Objects.requireNonNull(c, "blockCopier");
             return this;
@@ -223,6 +249,8 @@ public final class KvCacheManager implements AutoCloseable {
          * Keeps the first {@code sinkTokens} tokens (attention sinks) and the last
          * {@code windowTokens} tokens of every sequence; blocks wholly outside both are released
          * at the start of each append. See {@link KvCacheManager#append}.
+         *
+         * @return this builder
          */
         public Builder slidingWindow(int sinkTokens, int windowTokens) {
             if (sinkTokens < 0) {
@@ -241,6 +269,8 @@ public final class KvCacheManager implements AutoCloseable {
          * a fake). Setting one also tracks every sequence's last touch for
          * {@link KvCacheManager#idleSequences}; otherwise only sequences with a lease are tracked,
          * so the decode path reads no clock.
+         *
+         * @return this builder
          */
         public Builder clock(LongSupplier nanoTime) {
             this.clock = Objects.requireNonNull(nanoTime, "clock");
@@ -248,7 +278,11 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
-        /** Default idle lease: {@link KvCacheManager#reapIdle()} releases sequences untouched for longer. */
+        /**
+         * Default idle lease: {@link KvCacheManager#reapIdle()} releases sequences untouched for longer.
+         *
+         * @return this builder
+         */
         public Builder idleLease(Duration lease) {
             if (lease.isNegative() || lease.isZero()) {
                 throw new IllegalArgumentException("idleLease must be > 0, got " + lease);
@@ -260,6 +294,8 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Keeps {@code fraction} of the pool (0 to 1) free for running decodes: a new sequence's first
          * append is refused ({@link Refusal#WATERMARK}) if it would leave fewer free blocks.
+         *
+         * @return this builder
          */
         public Builder admissionWatermark(double fraction) {
             if (!(fraction >= 0 && fraction < 1)) {
@@ -273,13 +309,19 @@ public final class KvCacheManager implements AutoCloseable {
          * No-evict mode: every sequence must be opened with {@link SequenceOptions#maxTokens()} and is
          * admitted only when blocks for all of it can be set aside, so running sequences never need
          * preemption.
+         *
+         * @return this builder
          */
         public Builder requireMaxTokens(boolean on) {
             this.requireMaxTokens = on;
             return this;
         }
 
-        /** Caps the blocks charged to {@code tenant} at once. */
+        /**
+         * Caps the blocks charged to {@code tenant} at once.
+         *
+         * @return this builder
+         */
         public Builder tenantQuota(String tenant, int maxBlocks) {
             Objects.requireNonNull(tenant, "tenant");
             if (maxBlocks < 0) {
@@ -293,6 +335,8 @@ public final class KvCacheManager implements AutoCloseable {
          * Lets sequences of different tenants hit each other's cached prefixes (same salt, same
          * tokens). Off by default: each tenant's prefix cache is its own, since a shared cache tells
          * one tenant, through its hit rate or time to first token, what another has sent.
+         *
+         * @return this builder
          */
         public Builder shareAcrossTenants(boolean on) {
             this.shareAcrossTenants = on;
@@ -305,13 +349,19 @@ public final class KvCacheManager implements AutoCloseable {
          * are looked for in the tiers, in this order, and loaded instead of recomputed. Needs a
          * {@link #store} that can {@linkplain KvStore#exportBlock export} its blocks, and prefix
          * caching. The manager does not close its tiers.
+         *
+         * @return this builder
          */
         public Builder tier(KvTier t) {
             tiers.add(Objects.requireNonNull(t, "tier"));
             return this;
         }
 
-        /** A sequence preempted this many times is no longer chosen as a victim (default 3). */
+        /**
+         * A sequence preempted this many times is no longer chosen as a victim (default 3).
+         *
+         * @return this builder
+         */
         public Builder thrashLimit(int preemptions) {
             if (preemptions <= 0) {
                 throw new IllegalArgumentException("thrashLimit must be > 0, got " + preemptions);
@@ -320,7 +370,11 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
-        /** Where {@link PreemptionMode#SWAP} moves blocks. */
+        /**
+         * Where {@link PreemptionMode#SWAP} moves blocks.
+         *
+         * @return this builder
+         */
         public Builder swapSpace(SwapSpace s) {
             this.swapSpace = Objects.requireNonNull(s, "swapSpace");
             return this;
@@ -363,12 +417,20 @@ public final class KvCacheManager implements AutoCloseable {
 
     // ------------------------------------------------------------------ sequences
 
-    /** The layout this manager sizes blocks with. */
+    /**
+     * The layout this manager sizes blocks with.
+     *
+     * @return the layout this manager sizes blocks with
+     */
     public KvLayout layout() {
         return layout;
     }
 
-    /** A new empty sequence with default options; IllegalArgumentException if {@code id} is live. */
+    /**
+     * A new empty sequence with default options; IllegalArgumentException if {@code id} is live.
+     *
+     * @return a new empty sequence with default options; IllegalArgumentException if {@code id} is live
+     */
     public Sequence open(String id) {
         return open(id, SequenceOptions.DEFAULT);
     }
@@ -379,6 +441,8 @@ public final class KvCacheManager implements AutoCloseable {
      * sliding window, which lets a sequence outgrow the pool, the hint is capped at 2^24 tokens). A
      * {@code maxTokens} beyond what the pool can set aside is refused at the first append
      * ({@link Refusal#RESERVED}).
+     *
+     * @return a new empty sequence; IllegalArgumentException if {@code id} is live, or if {@code expectedTokens} exceeds the pool's token slots (no sequence could ever reach it; with a sliding window, which lets a sequence outgrow the pool, the hint is capped at 2^24 tokens)
      */
     public Sequence open(String id, SequenceOptions options) {
         Objects.requireNonNull(id, "id");
@@ -407,7 +471,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** The live sequence with this id, or null. */
+    /**
+     * The live sequence with this id, or null.
+     *
+     * @return the live sequence with this id, or null
+     */
     public Sequence sequence(String id) {
         long st = lock.readLock();
         try {
@@ -417,7 +485,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Appends one token; see {@link #append(Sequence, int[], int, int)}. */
+    /**
+     * Appends one token; see {@link #append(Sequence, int[], int, int)}.
+     *
+     * @return -1 when refused (nothing changed), else the leading tokens served from the cache (0 for a single token)
+     */
     public int append(Sequence s, int tokenId) {
         long st = lock.writeLock();
         try {
@@ -432,7 +504,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Appends {@code tokenIds}; see {@link #append(Sequence, int[], int, int)}. */
+    /**
+     * Appends {@code tokenIds}; see {@link #append(Sequence, int[], int, int)}.
+     *
+     * @return -1 when refused (nothing changed), else how many leading tokens of this call already have their KV in the cache
+     */
     public int append(Sequence s, int... tokenIds) {
         Objects.requireNonNull(tokenIds, "tokenIds");
         return append(s, tokenIds, 0, tokenIds.length);
@@ -476,6 +552,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * What {@link #append(Sequence, int...) append(s, tokenIds)} would do now, without doing it.
      * Counters, events and {@link #lastRefusal()} are untouched. The same checks as append.
+     *
+     * @return what {@link #append(Sequence, int...) append(s, tokenIds)} would do now, without doing it
      */
     public AppendEstimate estimateAppend(Sequence s, int... tokenIds) {
         Objects.requireNonNull(tokenIds, "tokenIds");
@@ -512,6 +590,8 @@ public final class KvCacheManager implements AutoCloseable {
      * A new sequence sharing every block of {@code parent} (reference counts go up; nothing is
      * copied until one of them writes into the shared partial block). It continues the parent's
      * prefix chain, pending blocks included: whichever of them commits first publishes them.
+     *
+     * @return a new sequence sharing every block of {@code parent} (reference counts go up; nothing is copied until one of them writes into the shared partial block)
      */
     public Sequence fork(Sequence parent, String childId) {
         Objects.requireNonNull(childId, "childId");
@@ -584,7 +664,11 @@ public final class KvCacheManager implements AutoCloseable {
 
     // ------------------------------------------------------------------ lifecycle levers
 
-    /** Why the last append or resume on this manager was refused ({@link Refusal#NONE} after a success). */
+    /**
+     * Why the last append or resume on this manager was refused ({@link Refusal#NONE} after a success).
+     *
+     * @return why the last append or resume on this manager was refused ({@link Refusal#NONE} after a success)
+     */
     public Refusal lastRefusal() {
         long st = lock.readLock();
         try {
@@ -604,7 +688,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Releases every live sequence untouched for longer than its lease; see {@link #reapIdle(boolean)}. */
+    /**
+     * Releases every live sequence untouched for longer than its lease; see {@link #reapIdle(boolean)}.
+     *
+     * @return what each released sequence held
+     */
     public List<IdleRelease> reapIdle() {
         return reapIdle(false);
     }
@@ -615,6 +703,8 @@ public final class KvCacheManager implements AutoCloseable {
      * first). With {@code offload}, each whose blocks fit the {@link Builder#swapSpace swap space}
      * is copied there first and comes back through {@link #resume} ({@link IdleRelease#offloaded()});
      * a swap space that refuses or throws leaves that sequence released without offload.
+     *
+     * @return what each released sequence held (with its offloaded record when {@code offload})
      */
     public List<IdleRelease> reapIdle(boolean offload) {
         long st = lock.writeLock();
@@ -644,7 +734,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** The live sequences untouched for longer than {@code minIdle}, without releasing them. */
+    /**
+     * The live sequences untouched for longer than {@code minIdle}, without releasing them.
+     *
+     * @return the live sequences untouched for longer than {@code minIdle}, without releasing them
+     */
     public List<IdleRelease> idleSequences(Duration minIdle) {
         long st = lock.readLock();
         try {
@@ -659,6 +753,8 @@ public final class KvCacheManager implements AutoCloseable {
      * preempt them: sequences of tenants above their fair share first, then lowest priority, then
      * newest admitted. Never {@code requester}, never a guaranteed sequence, never one already
      * preempted {@code thrashLimit} times. May return fewer than needed.
+     *
+     * @return sequences to preempt so that at least {@code blocksNeeded} blocks come free, in the order to preempt them: sequences of tenants above their fair share first, then lowest priority, then newest admitted
      */
     public List<Sequence> preemptionVictims(int blocksNeeded, Sequence requester) {
         if (blocksNeeded < 0) {
@@ -677,6 +773,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * How many times sequence id {@code id} has been preempted: the count of its live sequence or
      * of its outstanding records (the thrash guard's count). 0 once it was freed for good.
+     *
+     * @return how many times sequence id {@code id} has been preempted
      */
     public int preemptionCount(String id) {
         long st = lock.readLock();
@@ -693,6 +791,8 @@ public final class KvCacheManager implements AutoCloseable {
      * to the {@link Builder#swapSpace swap space}, all or nothing (IllegalStateException, nothing
      * changed, if there is no swap space or it lacks room). Blocks its last append filled are not
      * published: a scheduler may preempt before the engine wrote them.
+     *
+     * @return the record that {@link #resume} takes to bring the sequence back
      */
     public PreemptedSequence preempt(Sequence s, PreemptionMode mode) {
         Objects.requireNonNull(mode, "mode");
@@ -710,6 +810,8 @@ public final class KvCacheManager implements AutoCloseable {
      * RECOMPUTE the engine recomputes KV for positions {@code cachedTokens()} to {@code length()-1};
      * after SWAP nothing. A record resumes at most once: IllegalStateException for one already
      * resumed or discarded, or not issued by this manager; IllegalArgumentException if the id is live.
+     *
+     * @return the live sequence again, or null when its blocks do not fit now (nothing changed)
      */
     public Sequence resume(PreemptedSequence p) {
         Objects.requireNonNull(p, "preempted");
@@ -766,7 +868,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Per-tenant shares and counters, by tenant name. */
+    /**
+     * Per-tenant shares and counters, by tenant name.
+     *
+     * @return per-tenant shares and counters, by tenant name
+     */
     public List<TenantStats> tenantStats() {
         long st = lock.readLock();
         try {
@@ -776,7 +882,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** One tenant's share, or null if no sequence of it was ever opened. */
+    /**
+     * One tenant's share, or null if no sequence of it was ever opened.
+     *
+     * @return one tenant's share, or null if no sequence of it was ever opened
+     */
     public TenantStats tenantStats(String tenant) {
         long st = lock.readLock();
         try {
@@ -793,17 +903,27 @@ public final class KvCacheManager implements AutoCloseable {
      * Leading tokens of {@code tokenIds} whose KV is cached now (in full blocks, cache salt 0, the
      * default tenant), whether held by live sequences or only cached. Read-only; safe from any
      * thread. Unlike {@code append} it does not hold back the last token.
+     *
+     * @return leading tokens of {@code tokenIds} whose KV is cached now (in full blocks, cache salt 0, the default tenant), whether held by live sequences or only cached
      */
     public int cachedPrefixLength(int... tokenIds) {
         return cachedPrefixLength(SequenceOptions.DEFAULT_TENANT, 0L, tokenIds);
     }
 
-    /** {@link #cachedPrefixLength(int...)} for sequences of the default tenant opened with {@code cacheSalt}. */
+    /**
+     * {@link #cachedPrefixLength(int...)} for sequences of the default tenant opened with {@code cacheSalt}.
+     *
+     * @return {@link #cachedPrefixLength(int...)} for sequences of the default tenant opened with {@code cacheSalt}
+     */
     public int cachedPrefixLength(long cacheSalt, int... tokenIds) {
         return cachedPrefixLength(SequenceOptions.DEFAULT_TENANT, cacheSalt, tokenIds);
     }
 
-    /** {@link #cachedPrefixLength(int...)} for sequences of {@code tenant} opened with {@code cacheSalt}. */
+    /**
+     * {@link #cachedPrefixLength(int...)} for sequences of {@code tenant} opened with {@code cacheSalt}.
+     *
+     * @return {@link #cachedPrefixLength(int...)} for sequences of {@code tenant} opened with {@code cacheSalt}
+     */
     public int cachedPrefixLength(String tenant, long cacheSalt, int... tokenIds) {
         Objects.requireNonNull(tenant, "tenant");
         Objects.requireNonNull(tokenIds, "tokenIds");
@@ -850,7 +970,11 @@ public final class KvCacheManager implements AutoCloseable {
 
     // ------------------------------------------------------------------ observation
 
-    /** A consistent snapshot; safe from any thread. */
+    /**
+     * A consistent snapshot; safe from any thread.
+     *
+     * @return a consistent snapshot of the block counts and counters
+     */
     public KvCacheStats stats() {
         long st = lock.tryOptimisticRead();
         KvCacheStats s = snapshot();
@@ -871,7 +995,11 @@ public final class KvCacheManager implements AutoCloseable {
                 c.liveTokens, c.prefixQueryTokens, c.prefixHitTokens, c.allocationFailures, pool.evicted());
     }
 
-    /** The stats plus the costs and reliefs of each mechanism, with bytes; safe from any thread. */
+    /**
+     * The stats plus the costs and reliefs of each mechanism, with bytes; safe from any thread.
+     *
+     * @return the ledger: the stats plus the costs and reliefs of each mechanism
+     */
     public KvCacheLedger ledger() {
         long st = lock.readLock();
         try {
@@ -896,7 +1024,11 @@ public final class KvCacheManager implements AutoCloseable {
         notes.addListener(Objects.requireNonNull(l, "listener"));
     }
 
-    /** Unregisters a listener; false if it was not registered. */
+    /**
+     * Unregisters a listener; false if it was not registered.
+     *
+     * @return false if it was not registered
+     */
     public boolean removeListener(KvCacheListener l) {
         return notes.removeListener(l);
     }
@@ -904,6 +1036,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Copy-on-write copies not yet done, when there is neither a store nor a {@link BlockCopier}:
      * pairs {@code [src0, dst0, src1, dst1, ...]} in the order they must happen. Clears them.
+     *
+     * @return copy-on-write copies not yet done, when there is neither a store nor a {@link BlockCopier}: pairs {@code [src0, dst0, src1, dst1, ...]} in the order they must happen
      */
     public int[] takePendingCopies() {
         long st = lock.writeLock();
@@ -914,7 +1048,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** The ids of the live sequences, in no particular order. */
+    /**
+     * The ids of the live sequences, in no particular order.
+     *
+     * @return the ids of the live sequences, in no particular order
+     */
     public List<String> liveSequenceIds() {
         long st = lock.readLock();
         try {
@@ -924,7 +1062,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Reference count of block {@code block} (for tests and diagnostics). */
+    /**
+     * Reference count of block {@code block} (for tests and diagnostics).
+     *
+     * @return reference count of block {@code block} (for tests and diagnostics)
+     */
     public int refCount(int block) {
         Objects.checkIndex(block, totalBlocks);
         long st = lock.readLock();
@@ -935,7 +1077,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** True when block {@code block} holds published (hit-able) content. */
+    /**
+     * True when block {@code block} holds published (hit-able) content.
+     *
+     * @return true when block {@code block} holds published (hit-able) content
+     */
     public boolean isPublished(int block) {
         Objects.checkIndex(block, totalBlocks);
         long st = lock.readLock();
@@ -946,7 +1092,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** The {@link PrefixKey} block {@code block} is published under; null when unpublished or published while nobody listened. */
+    /**
+     * The {@link PrefixKey} block {@code block} is published under; null when unpublished or published while nobody listened.
+     *
+     * @return the {@link PrefixKey} block {@code block} is published under; null when unpublished or published while nobody listened
+     */
     public PrefixKey prefixKey(int block) {
         Objects.checkIndex(block, totalBlocks);
         long st = lock.readLock();

@@ -20,12 +20,20 @@ public record KvCacheStats(int totalBlocks, int usedBlocks, int cachedBlocks, in
                            long prefixQueryTokens, long prefixHitTokens,
                            long allocationFailures, long evictedBlocks) {
 
-    /** prefixHitTokens / prefixQueryTokens, or 0 before any query. */
+    /**
+     * prefixHitTokens / prefixQueryTokens, or 0 before any query.
+     *
+     * @return prefixHitTokens / prefixQueryTokens, or 0 before any query
+     */
     public double prefixHitRate() {
         return prefixQueryTokens == 0 ? 0.0 : (double) prefixHitTokens / prefixQueryTokens;
     }
 
-    /** Blocks a new append could get: empty plus cached. */
+    /**
+     * Blocks a new append could get: empty plus cached.
+     *
+     * @return blocks a new append could get: empty plus cached
+     */
     public int freeBlocks() {
         return emptyBlocks + cachedBlocks;
     }

@@ -13,13 +13,25 @@ package dev.kvcache;
  */
 public interface KvFormat {
 
-    /** Stable upper-case name, e.g. {@code "Q8_0"}; {@link KvFormats#byName(String)} reverses it. */
+    /**
+     * Stable upper-case name, e.g. {@code "Q8_0"}; {@link KvFormats#byName(String)} reverses it.
+     *
+     * @return the format's stable upper-case name
+     */
     String name();
 
-    /** Bytes of the keys of {@code tokens} tokens of one KV head ({@code headDim} values each). */
+    /**
+     * Bytes of the keys of {@code tokens} tokens of one KV head ({@code headDim} values each).
+     *
+     * @return bytes of the keys of {@code tokens} tokens of one KV head ({@code headDim} values each)
+     */
     long keyBytes(int tokens, int headDim);
 
-    /** Bytes of the values of {@code tokens} tokens of one KV head ({@code headDim} values each). */
+    /**
+     * Bytes of the values of {@code tokens} tokens of one KV head ({@code headDim} values each).
+     *
+     * @return bytes of the values of {@code tokens} tokens of one KV head ({@code headDim} values each)
+     */
     long valueBytes(int tokens, int headDim);
 
     /**
@@ -36,7 +48,11 @@ public interface KvFormat {
         }
     }
 
-    /** Average stored bits per element of a full block, K and V together, metadata included. */
+    /**
+     * Average stored bits per element of a full block, K and V together, metadata included.
+     *
+     * @return average stored bits per element of a full block, K and V together, metadata included
+     */
     default double bitsPerElement(int headDim, int blockTokens) {
         long bytes = keyBytes(blockTokens, headDim) + valueBytes(blockTokens, headDim);
         return bytes * 8.0 / (2.0 * blockTokens * headDim);

@@ -72,29 +72,49 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
         }
     }
 
-    /** The same layout at blockTokens 16 (the common default). */
+    /**
+     * The same layout at blockTokens 16 (the common default).
+     *
+     * @return the same layout at blockTokens 16 (the common default)
+     */
     public static KvLayout of(int layers, int kvHeads, int headDim, KvFormat format) {
         return new KvLayout(layers, kvHeads, headDim, 16, format);
     }
 
-    /** K and V of all layers for one token, metadata included (block size / blockTokens, rounded up). */
+    /**
+     * K and V of all layers for one token, metadata included (block size / blockTokens, rounded up).
+     *
+     * @return K and V of all layers for one token, metadata included (block size / blockTokens, rounded up)
+     */
     public long bytesPerToken() {
         long block = bytesPerBlock();
         return (block + blockTokens - 1) / blockTokens;
     }
 
-    /** K and V of all layers for {@code blockTokens} tokens, metadata included. */
+    /**
+     * K and V of all layers for {@code blockTokens} tokens, metadata included.
+     *
+     * @return K and V of all layers for {@code blockTokens} tokens, metadata included
+     */
     public long bytesPerBlock() {
         // the constructor checked that this product is exact and at most Integer.MAX_VALUE
         return (long) layers * kvHeads * (format.keyBytes(blockTokens, headDim) + format.valueBytes(blockTokens, headDim));
     }
 
-    /** Values in one token's keys (or values) of one layer: {@code kvHeads * headDim} (checked to fit an int). */
+    /**
+     * Values in one token's keys (or values) of one layer: {@code kvHeads * headDim} (checked to fit an int).
+     *
+     * @return values in one token's keys (or values) of one layer: {@code kvHeads * headDim} (checked to fit an int)
+     */
     public int kvDim() {
         return kvHeads * headDim;
     }
 
-    /** Blocks needed to hold {@code tokens} tokens (rounded up). */
+    /**
+     * Blocks needed to hold {@code tokens} tokens (rounded up).
+     *
+     * @return blocks needed to hold {@code tokens} tokens (rounded up)
+     */
     public long blocksFor(long tokens) {
         if (tokens < 0) {
             throw new IllegalArgumentException("tokens must be >= 0, got " + tokens);
@@ -103,12 +123,20 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
         return tokens / blockTokens + (tokens % blockTokens == 0 ? 0 : 1);
     }
 
-    /** This layout with another format. */
+    /**
+     * This layout with another format.
+     *
+     * @return this layout with another format
+     */
     public KvLayout withFormat(KvFormat f) {
         return new KvLayout(layers, kvHeads, headDim, blockTokens, f);
     }
 
-    /** This layout with another block size. */
+    /**
+     * This layout with another block size.
+     *
+     * @return this layout with another block size
+     */
     public KvLayout withBlockTokens(int tokens) {
         return new KvLayout(layers, kvHeads, headDim, tokens, format);
     }

@@ -24,7 +24,11 @@ package dev.kvcache;
  */
 public interface KvTier extends AutoCloseable {
 
-    /** Short name for stats and events, e.g. {@code "host"}. */
+    /**
+     * Short name for stats and events, e.g. {@code "host"}.
+     *
+     * @return the tier's name
+     */
     String name();
 
     /**
@@ -32,6 +36,8 @@ public interface KvTier extends AutoCloseable {
      * first key it lacks. One call for a whole prompt. The manager loads what it found in the same
      * call of its own, after allocations that may demote blocks into this tier, so a tier with an
      * eviction order should refresh what it found (the first key most recent).
+     *
+     * @return how many leading keys of {@code keys[from, from + count)} this tier holds: it stops at the first key it lacks
      */
     int leadingHits(PrefixKey[] keys, int from, int count);
 
@@ -39,6 +45,8 @@ public interface KvTier extends AutoCloseable {
      * Takes a copy of block {@code block} of {@code store}, a published block described by
      * {@code entry}. False when it refuses (no room it may make, or an error): the block is simply
      * not kept.
+     *
+     * @return true when the tier keeps the copy, false when it refuses
      */
     boolean put(TierEntry entry, KvStore store, int block);
 
@@ -48,13 +56,23 @@ public interface KvTier extends AutoCloseable {
      * otherwise (nothing held, a mismatch, a corrupted copy): the manager then computes the block.
      * A load may leave {@code block} partly written when it returns false; the manager never
      * serves it.
+     *
+     * @return true when the block was loaded and verified, false otherwise
      */
     boolean load(TierEntry expected, KvStore store, int block);
 
-    /** Drops the copy held under {@code key}; false when there was none. */
+    /**
+     * Drops the copy held under {@code key}; false when there was none.
+     *
+     * @return false when there was no copy
+     */
     boolean remove(PrefixKey key);
 
-    /** What it holds and what it did. */
+    /**
+     * What it holds and what it did.
+     *
+     * @return what it holds and what it did
+     */
     TierStats stats();
 
     /** Releases its memory or files. */

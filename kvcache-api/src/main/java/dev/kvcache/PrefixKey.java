@@ -29,14 +29,22 @@ import java.util.Objects;
  */
 public record PrefixKey(long hi, long lo) {
 
-    /** The key every chain of {@code salt} in {@code scope} (null: shared across tenants) starts from. */
+    /**
+     * The key every chain of {@code salt} in {@code scope} (null: shared across tenants) starts from.
+     *
+     * @return the key every chain of {@code salt} in {@code scope} (null: shared across tenants) starts from
+     */
     public static PrefixKey root(long salt, String scope) {
         PrefixKeyHasher h = new PrefixKeyHasher();
         h.root(salt, scope);
         return new PrefixKey(h.hi, h.lo);
     }
 
-    /** The key of the block holding {@code tokens[from, from+count)} after the block keyed {@code parent}. */
+    /**
+     * The key of the block holding {@code tokens[from, from+count)} after the block keyed {@code parent}.
+     *
+     * @return the key of the block holding {@code tokens[from, from+count)} after the block keyed {@code parent}
+     */
     public static PrefixKey chain(PrefixKey parent, int[] tokens, int from, int count) {
         Objects.requireNonNull(parent, "parent");
         Objects.checkFromIndexSize(from, count, tokens.length);
@@ -45,7 +53,11 @@ public record PrefixKey(long hi, long lo) {
         return new PrefixKey(h.hi, h.lo);
     }
 
-    /** 32 lowercase hex digits, hi first. */
+    /**
+     * 32 lowercase hex digits, hi first.
+     *
+     * @return 32 lowercase hex digits, hi first
+     */
     public String toHex() {
         return HexFormat.of().toHexDigits(hi) + HexFormat.of().toHexDigits(lo);
     }

@@ -15,7 +15,11 @@ import java.lang.foreign.MemorySegment;
  */
 public interface Quantizer {
 
-    /** The format this quantizer writes. */
+    /**
+     * The format this quantizer writes.
+     *
+     * @return the format this quantizer writes
+     */
     KvFormat format();
 
     /**
@@ -23,6 +27,8 @@ public interface Quantizer {
      * IllegalArgumentException naming the values and the limit for negative counts, a shape the
      * format cannot hold, or {@code tokens * dim} above {@link Integer#MAX_VALUE} (the rows are one
      * {@code float[]}, so no call could encode them).
+     *
+     * @return bytes that {@link #encode} writes for {@code tokens} rows of {@code dim} values; exact
      */
     long encodedBytes(int tokens, int dim);
 

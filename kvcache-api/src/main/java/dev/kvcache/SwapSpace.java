@@ -15,15 +15,25 @@ package dev.kvcache;
  */
 public interface SwapSpace {
 
-    /** Bytes one block takes to move either way. */
+    /**
+     * Bytes one block takes to move either way.
+     *
+     * @return bytes one block takes to move either way
+     */
     long bytesPerBlock();
 
-    /** Host blocks still free. */
+    /**
+     * Host blocks still free.
+     *
+     * @return host blocks still free
+     */
     int freeBlocks();
 
     /**
      * Copies {@code block} out of the store; returns a handle, or -1 when the tier is full. A copy
      * that fails keeps no tier block (IllegalStateException if the store was closed).
+     *
+     * @return a handle for {@link #swapIn} or {@link #discard}, or -1 when the space is full
      */
     long swapOut(int block);
 

@@ -10,16 +10,29 @@ import java.util.Objects;
  * {@link #fingerprint(KvLayout) fingerprint}. The key alone would do if SHA-256 were all that
  * stood between a tier and a wrong block; the entry makes a tier's bookkeeping error, a truncated
  * file or a key reused across models a miss as well.
+ *
+ * @param key               the block's prefix key
+ * @param parentKey         the key of the block before it, or null for a first block
+ * @param salt              the cache salt
+ * @param scope             the tenant whose prefix cache holds it, or null when shared
+ * @param tokens            the block's token ids
+ * @param layoutFingerprint {@link #fingerprint(KvLayout)} of the layout its bytes are in
  */
 public record TierEntry(PrefixKey key, PrefixKey parentKey, long salt, String scope, int[] tokens,
                         long layoutFingerprint) {
 
+    /** Checks that the key and the tokens are present. */
     public TierEntry {
         Objects.requireNonNull(key, "key");
         Objects.requireNonNull(tokens, "tokens");
     }
 
-    /** Whether {@code other} describes the same block. */
+    /**
+     * Whether {@code other} describes the same block.
+     *
+     * @param other another entry, or null
+     * @return true when every field is equal (token ids by content)
+     */
     public boolean matches(TierEntry other) {
         return other != null && key.equals(other.key) && Objects.equals(parentKey, other.parentKey)
                 && salt == other.salt && Objects.equals(scope, other.scope) && Arrays.equals(tokens, other.tokens)

@@ -64,7 +64,11 @@ public final class BlockLists {
         size++;
     }
 
-    /** Unlinks {@code block} from whichever list holds it; returns that list, or NIL if none did. */
+    /**
+     * Unlinks {@code block} from whichever list holds it; returns that list, or NIL if none did.
+     *
+     * @return the list that held it, or NIL if none did
+     */
     public int remove(int block) {
         int l = list[block];
         if (l == NIL) {
@@ -88,7 +92,11 @@ public final class BlockLists {
         return l;
     }
 
-    /** Removes and returns the head of list {@code l}, or NIL when it is empty. */
+    /**
+     * Removes and returns the head of list {@code l}, or NIL when it is empty.
+     *
+     * @return the former head of list {@code l}, or NIL when it was empty
+     */
     public int pollHead(int l) {
         int h = head[l];
         if (h != NIL) {
@@ -97,17 +105,29 @@ public final class BlockLists {
         return h;
     }
 
-    /** The list holding {@code block}, or NIL. */
+    /**
+     * The list holding {@code block}, or NIL.
+     *
+     * @return the list holding {@code block}, or NIL
+     */
     public int listOf(int block) {
         return list[block];
     }
 
-    /** Blocks in list {@code l}. */
+    /**
+     * Blocks in list {@code l}.
+     *
+     * @return blocks in list {@code l}
+     */
     public int size(int l) {
         return sizes[l];
     }
 
-    /** Blocks in all lists. */
+    /**
+     * Blocks in all lists.
+     *
+     * @return blocks in all lists
+     */
     public int size() {
         return size;
     }

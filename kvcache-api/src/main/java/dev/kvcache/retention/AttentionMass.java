@@ -21,7 +21,11 @@ public final class AttentionMass {
         mass = new float[Math.max(16, expectedTokens)];
     }
 
-    /** The backing array, at least {@code length} long, for a kernel to add into; grown (copied) if shorter. */
+    /**
+     * The backing array, at least {@code length} long, for a kernel to add into; grown (copied) if shorter.
+     *
+     * @return the backing array, at least {@code length} long, for a kernel to add into; grown (copied) if shorter
+     */
     public float[] array(int length) {
         if (mass.length < length) {
             mass = Arrays.copyOf(mass, Math.max(length, mass.length * 2));
@@ -29,7 +33,11 @@ public final class AttentionMass {
         return mass;
     }
 
-    /** The backing array as it is. */
+    /**
+     * The backing array as it is.
+     *
+     * @return the backing array as it is
+     */
     public float[] array() {
         return mass;
     }
@@ -39,7 +47,11 @@ public final class AttentionMass {
         array(position + 1)[position] += p;
     }
 
-    /** Mass of {@code position} (0 beyond what was recorded). */
+    /**
+     * Mass of {@code position} (0 beyond what was recorded).
+     *
+     * @return mass of {@code position} (0 beyond what was recorded)
+     */
     public float get(int position) {
         return position < mass.length ? mass[position] : 0f;
     }
