@@ -198,9 +198,11 @@ final class PlanCommand implements Callable<Integer> {
     }
 
     private static void printCatalog(PrintWriter out, int blockTokens) {
-        Table t = new Table("model", "<config.json", "layers", "query heads", "KV heads", "head dim", "max context", "F16 bytes/token");
+        Table t = new Table("model", "<config.json", "layers", "query heads", "KV heads", "head dim", "max context",
+                "params", "active", "F16 bytes/token");
         for (ModelCatalog.Model m : ModelCatalog.MODELS) {
             t.row(m.name(), m.hfId(), m.layers(), m.queryHeads(), m.kvHeads(), m.headDim(), Sizes.count(m.maxContext()),
+                    StepTimeModel.billions(m.totalParams()), StepTimeModel.billions(m.activeParams()),
                     Sizes.count(m.layout(blockTokens, KvFormats.F16).bytesPerToken()));
         }
         t.print(out, "");

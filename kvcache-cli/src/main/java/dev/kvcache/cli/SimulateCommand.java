@@ -244,7 +244,7 @@ final class SimulateCommand implements Callable<Integer> {
         report.overTime(out, results);
         out.printf(Locale.ROOT, "%n%d configurations replayed in %,d ms (%s, %d CPUs)%s.%n", results.size(), elapsedMs,
                 "Java " + Runtime.version().feature(), Runtime.getRuntime().availableProcessors(),
-                quality == null ? "" : quality.cached() ? "; accuracy figures from " + QualityFigures.cacheFile()
+                quality == null ? "" : quality.cached() ? "; accuracy figures from " + KvCacheHome.root().relativize(QualityFigures.cacheFile())
                         : "; accuracy harness " + quality.elapsedMillis() + " ms");
         if (chart != null) {
             SimulationCharts.memory(chart, model.name() + ", " + Sizes.human(budget) + " of KV", budget, results);
