@@ -156,6 +156,7 @@ final class SimulationReport {
         }
         parts.add(deltas);
         parts.add(latencyDeltas(r, b));
+        parts.removeIf(String::isEmpty);
         return String.join("; ", parts);
     }
 
