@@ -8,6 +8,11 @@ package dev.kvcache;
  */
 @FunctionalInterface
 public interface BlockCopier {
-    /** Copy every layer of {@code srcBlock} onto {@code dstBlock}. */
+    /**
+     * Copy every layer of {@code srcBlock} onto {@code dstBlock}.
+     *
+     * @param srcBlock the block to copy from
+     * @param dstBlock the block to copy into
+     */
     void copy(int srcBlock, int dstBlock);
 }

@@ -21,6 +21,8 @@ public final class CapacityPlanner {
     /**
      * KV bytes of one sequence of {@code tokens} tokens, rounded up to whole blocks.
      *
+     * @param l the layout
+     * @param tokens the sequence's tokens
      * @return KV bytes of one sequence of {@code tokens} tokens, rounded up to whole blocks
      */
     public static long kvBytes(KvLayout l, long tokens) {
@@ -38,6 +40,10 @@ public final class CapacityPlanner {
      * outside both are released, so at most the sink blocks, the window's blocks and one partial
      * block on each side stay.
      *
+     * @param l the layout
+     * @param tokens the sequence's tokens
+     * @param sinkTokens leading tokens always kept (attention sinks)
+     * @param windowTokens trailing tokens kept
      * @return KV bytes of one sequence of {@code tokens} tokens kept under a sliding window of {@code sinkTokens} attention sinks plus the last {@code windowTokens} tokens: blocks wholly outside both are released, so at most the sink blocks, the window's blocks and one partial block on each side stay
      */
     public static long kvBytesWithWindow(KvLayout l, long tokens, int sinkTokens, int windowTokens) {
@@ -62,6 +68,11 @@ public final class CapacityPlanner {
     /**
      * How many sequences of {@code contextTokens} tokens each, kept under a sliding window, fit {@code budgetBytes}.
      *
+     * @param l the layout
+     * @param budgetBytes the memory budget in bytes
+     * @param contextTokens tokens per sequence
+     * @param sinkTokens leading tokens always kept (attention sinks)
+     * @param windowTokens trailing tokens kept
      * @return how many sequences of {@code contextTokens} tokens each, kept under a sliding window, fit {@code budgetBytes}
      */
     public static long maxSequencesWithWindow(KvLayout l, long budgetBytes, long contextTokens,
@@ -76,6 +87,9 @@ public final class CapacityPlanner {
     /**
      * How many sequences of {@code contextTokens} tokens each fit {@code budgetBytes}.
      *
+     * @param l the layout
+     * @param budgetBytes the memory budget in bytes
+     * @param contextTokens tokens per sequence
      * @return how many sequences of {@code contextTokens} tokens each fit {@code budgetBytes}
      */
     public static long maxSequences(KvLayout l, long budgetBytes, long contextTokens) {
@@ -90,6 +104,9 @@ public final class CapacityPlanner {
     /**
      * The longest context (whole blocks of tokens) each of {@code sequences} sequences can have within {@code budgetBytes}.
      *
+     * @param l the layout
+     * @param budgetBytes the memory budget in bytes
+     * @param sequences concurrent sequences
      * @return the longest context (whole blocks of tokens) each of {@code sequences} sequences can have within {@code budgetBytes}
      */
     public static long maxContextTokens(KvLayout l, long budgetBytes, long sequences) {
@@ -109,6 +126,8 @@ public final class CapacityPlanner {
     /**
      * How many whole blocks fit {@code budgetBytes}.
      *
+     * @param l the layout
+     * @param budgetBytes the memory budget in bytes
      * @return how many whole blocks fit {@code budgetBytes}
      */
     public static long blocksFor(KvLayout l, long budgetBytes) {
@@ -122,6 +141,9 @@ public final class CapacityPlanner {
      * would keep if every session preallocated a contiguous buffer for {@code maxTokens} tokens,
      * as engines without paging do; the baseline that paging relieves.
      *
+     * @param l the layout
+     * @param sessions concurrent sessions
+     * @param maxTokens the context each session preallocates
      * @return KV bytes that {@code sessions} concurrent sessions of {@code activeTokens} live tokens each would keep if every session preallocated a contiguous buffer for {@code maxTokens} tokens, as engines without paging do; the baseline that paging relieves
      */
     public static long contiguousBytes(KvLayout l, long sessions, long maxTokens) {
@@ -140,8 +162,16 @@ public final class CapacityPlanner {
         return total;
     }
 
-    /** One traffic class of a serving review: {@code sessions} concurrent sessions of {@code activeTokens} live tokens each. */
+    /**
+     * One traffic class of a serving review: {@code sessions} concurrent sessions of
+     * {@code activeTokens} live tokens each.
+     *
+     * @param name         the route's name, for reports
+     * @param sessions     concurrent sessions, >= 0
+     * @param activeTokens live tokens per session, >= 0
+     */
     public record Route(String name, long sessions, long activeTokens) {
+        /** Checks that the name is present and the counts are not negative. */
         public Route {
             Objects.requireNonNull(name, "name");
             checkNonNegative("sessions", sessions);
@@ -151,6 +181,7 @@ public final class CapacityPlanner {
         /**
          * KV bytes this route keeps live under layout {@code l}.
          *
+         * @param l the layout
          * @return KV bytes this route keeps live under layout {@code l}
          */
         public long kvBytes(KvLayout l) {
@@ -166,6 +197,8 @@ public final class CapacityPlanner {
     /**
      * KV bytes that a mix of routes keeps live at once.
      *
+     * @param l the layout
+     * @param routes the routes
      * @return KV bytes that a mix of routes keeps live at once
      */
     public static long kvBytes(KvLayout l, List<Route> routes) {

@@ -28,16 +28,26 @@ public interface EvictionPolicy {
     /**
      * A new, empty queue for a pool of {@code totalBlocks} blocks.
      *
+     * @param totalBlocks the pool's blocks
      * @return a new, empty queue for a pool of {@code totalBlocks} blocks
      */
     Queue newQueue(int totalBlocks);
 
     /** The cached blocks of one pool, in the order this policy would reuse them. */
     interface Queue {
-        /** Block {@code block} just became cached; {@code priority} is the highest priority of the sequences that held it. */
+        /**
+         * Block {@code block} just became cached; {@code priority} is the highest priority of the sequences that held it.
+         *
+         * @param block a cached block
+         * @param priority the highest priority among its holders since it was last free
+         */
         void add(int block, int priority);
 
-        /** Block {@code block}, currently queued, leaves the queue (a prefix hit revived it, or the cache was reset). */
+        /**
+         * Block {@code block}, currently queued, leaves the queue (a prefix hit revived it, or the cache was reset).
+         *
+         * @param block a queued block (a prefix hit revived it)
+         */
         void remove(int block);
 
         /**

@@ -7,5 +7,11 @@ package dev.kvcache;
  */
 @FunctionalInterface
 public interface KvCacheListener {
+    /**
+     * One change, after it is complete. An exception thrown here is counted
+     * ({@code ledger().callbackErrors()}) and changes nothing.
+     *
+     * @param event what changed
+     */
     void onEvent(KvCacheEvent event);
 }

@@ -143,6 +143,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * A builder for a manager of {@code layout}.
      *
+     * @param layout the layout of every block
      * @return a builder for a manager of {@code layout}
      */
     public static Builder builder(KvLayout layout) {
@@ -178,6 +179,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Pool size in blocks (1 to Integer.MAX_VALUE / blockTokens).
          *
+         * @param n the number of blocks
          * @return this builder
          */
         public Builder blocks(int n) {
@@ -192,6 +194,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Pool size as a memory budget: as many whole blocks as fit {@code bytes}.
          *
+         * @param bytes the budget in bytes, at least one block
          * @return this builder
          */
         public Builder memoryBudget(long bytes) {
@@ -207,6 +210,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Prefix caching on (the default) or off; off, no block is ever cached.
          *
+         * @param on false to turn prefix caching off
          * @return this builder
          */
         public Builder prefixCaching(boolean on) {
@@ -217,6 +221,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Which cached block is reused first; {@link EvictionPolicy#lru()} by default.
          *
+         * @param p the policy
          * @return this builder
          */
         public Builder evictionPolicy(EvictionPolicy p) {
@@ -228,6 +233,7 @@ public final class KvCacheManager implements AutoCloseable {
          * The store holding the KV: copy-on-write copies happen in it, and its block count sizes the
          * pool unless {@link #blocks} or {@link #memoryBudget} says otherwise (then they must agree).
          *
+         * @param s the store, of this builder's layout
          * @return this builder
          */
         public Builder store(KvStore s) {
@@ -238,6 +244,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Who copies blocks on copy-on-write when there is no store (default: the store, else queued for {@link #takePendingCopies()}).
          *
+         * @param c the copier
          * @return this builder
          */
         public Builder blockCopier(BlockCopier c) {
@@ -250,6 +257,8 @@ public final class KvCacheManager implements AutoCloseable {
          * {@code windowTokens} tokens of every sequence; blocks wholly outside both are released
          * at the start of each append. See {@link KvCacheManager#append}.
          *
+         * @param sinkTokens leading tokens always kept (attention sinks)
+         * @param windowTokens trailing tokens kept
          * @return this builder
          */
         public Builder slidingWindow(int sinkTokens, int windowTokens) {
@@ -270,6 +279,7 @@ public final class KvCacheManager implements AutoCloseable {
          * {@link KvCacheManager#idleSequences}; otherwise only sequences with a lease are tracked,
          * so the decode path reads no clock.
          *
+         * @param nanoTime a nanosecond clock
          * @return this builder
          */
         public Builder clock(LongSupplier nanoTime) {
@@ -281,6 +291,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Default idle lease: {@link KvCacheManager#reapIdle()} releases sequences untouched for longer.
          *
+         * @param lease the default lease, positive
          * @return this builder
          */
         public Builder idleLease(Duration lease) {
@@ -295,6 +306,7 @@ public final class KvCacheManager implements AutoCloseable {
          * Keeps {@code fraction} of the pool (0 to 1) free for running decodes: a new sequence's first
          * append is refused ({@link Refusal#WATERMARK}) if it would leave fewer free blocks.
          *
+         * @param fraction the fraction of the pool to keep free, 0 to 1
          * @return this builder
          */
         public Builder admissionWatermark(double fraction) {
@@ -310,6 +322,7 @@ public final class KvCacheManager implements AutoCloseable {
          * admitted only when blocks for all of it can be set aside, so running sequences never need
          * preemption.
          *
+         * @param on true to admit only sequences whose maximum fits whole
          * @return this builder
          */
         public Builder requireMaxTokens(boolean on) {
@@ -320,6 +333,8 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Caps the blocks charged to {@code tenant} at once.
          *
+         * @param tenant the tenant's name
+         * @param maxBlocks the most blocks charged to it at once
          * @return this builder
          */
         public Builder tenantQuota(String tenant, int maxBlocks) {
@@ -336,6 +351,7 @@ public final class KvCacheManager implements AutoCloseable {
          * tokens). Off by default: each tenant's prefix cache is its own, since a shared cache tells
          * one tenant, through its hit rate or time to first token, what another has sent.
          *
+         * @param on true to share the prefix cache across tenants
          * @return this builder
          */
         public Builder shareAcrossTenants(boolean on) {
@@ -350,6 +366,7 @@ public final class KvCacheManager implements AutoCloseable {
          * {@link #store} that can {@linkplain KvStore#exportBlock export} its blocks, and prefix
          * caching. The manager does not close its tiers.
          *
+         * @param t the tier, of this builder's layout
          * @return this builder
          */
         public Builder tier(KvTier t) {
@@ -360,6 +377,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * A sequence preempted this many times is no longer chosen as a victim (default 3).
          *
+         * @param preemptions preemptions after which a sequence is no longer a victim
          * @return this builder
          */
         public Builder thrashLimit(int preemptions) {
@@ -373,6 +391,7 @@ public final class KvCacheManager implements AutoCloseable {
         /**
          * Where {@link PreemptionMode#SWAP} moves blocks.
          *
+         * @param s the swap space, blocks of this builder's layout
          * @return this builder
          */
         public Builder swapSpace(SwapSpace s) {
@@ -380,6 +399,12 @@ public final class KvCacheManager implements AutoCloseable {
             return this;
         }
 
+        /**
+         * The manager.
+         *
+         * @return a new manager of this builder's layout and settings
+         * @throws IllegalArgumentException a setting contradicts another (the message names both)
+         */
         public KvCacheManager build() {
             int n;
             if (blocks > 0) {
@@ -429,6 +454,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * A new empty sequence with default options; IllegalArgumentException if {@code id} is live.
      *
+     * @param id the new sequence's id, not live now
      * @return a new empty sequence with default options; IllegalArgumentException if {@code id} is live
      */
     public Sequence open(String id) {
@@ -442,6 +468,8 @@ public final class KvCacheManager implements AutoCloseable {
      * {@code maxTokens} beyond what the pool can set aside is refused at the first append
      * ({@link Refusal#RESERVED}).
      *
+     * @param id the new sequence's id, not live now
+     * @param options priority, salt, tenant, expected and maximum tokens, lease
      * @return a new empty sequence; IllegalArgumentException if {@code id} is live, or if {@code expectedTokens} exceeds the pool's token slots (no sequence could ever reach it; with a sliding window, which lets a sequence outgrow the pool, the hint is capped at 2^24 tokens)
      */
     public Sequence open(String id, SequenceOptions options) {
@@ -474,6 +502,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * The live sequence with this id, or null.
      *
+     * @param id a sequence id
      * @return the live sequence with this id, or null
      */
     public Sequence sequence(String id) {
@@ -488,6 +517,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Appends one token; see {@link #append(Sequence, int[], int, int)}.
      *
+     * @param s a live sequence of this manager
+     * @param tokenId the token id, >= 0
      * @return -1 when refused (nothing changed), else the leading tokens served from the cache (0 for a single token)
      */
     public int append(Sequence s, int tokenId) {
@@ -507,6 +538,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Appends {@code tokenIds}; see {@link #append(Sequence, int[], int, int)}.
      *
+     * @param s a live sequence of this manager
+     * @param tokenIds the token ids, each >= 0
      * @return -1 when refused (nothing changed), else how many leading tokens of this call already have their KV in the cache
      */
     public int append(Sequence s, int... tokenIds) {
@@ -522,6 +555,10 @@ public final class KvCacheManager implements AutoCloseable {
      * length before this call. Copies a shared, partly filled last block (copy-on-write) before
      * writing into it; if that copy throws, the exception propagates and nothing has changed.
      *
+     * @param s a live sequence of this manager
+     * @param tokenIds an array holding the token ids (each >= 0)
+     * @param offset where the tokens start in {@code tokenIds}
+     * @param length how many tokens to append
      * @return -1 when the append is refused ({@link #lastRefusal()} says why; nothing has changed);
      * otherwise how many leading tokens of this call already have their KV in the cache (prefix
      * hits), so the engine computes KV only for the rest
@@ -553,6 +590,8 @@ public final class KvCacheManager implements AutoCloseable {
      * What {@link #append(Sequence, int...) append(s, tokenIds)} would do now, without doing it.
      * Counters, events and {@link #lastRefusal()} are untouched. The same checks as append.
      *
+     * @param s a live sequence of this manager
+     * @param tokenIds the token ids, each >= 0
      * @return what {@link #append(Sequence, int...) append(s, tokenIds)} would do now, without doing it
      */
     public AppendEstimate estimateAppend(Sequence s, int... tokenIds) {
@@ -576,6 +615,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Says that the KV of every token appended to {@code s} so far is written: the full blocks its
      * last append filled become hit-able now rather than at its next append or {@link #free}.
+     *
+     * @param s a live sequence of this manager
      */
     public void commit(Sequence s) {
         long st = lock.writeLock();
@@ -591,6 +632,8 @@ public final class KvCacheManager implements AutoCloseable {
      * copied until one of them writes into the shared partial block). It continues the parent's
      * prefix chain, pending blocks included: whichever of them commits first publishes them.
      *
+     * @param parent the live sequence whose blocks the child shares
+     * @param childId the child's id, not live now
      * @return a new sequence sharing every block of {@code parent} (reference counts go up; nothing is copied until one of them writes into the shared partial block)
      */
     public Sequence fork(Sequence parent, String childId) {
@@ -635,6 +678,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Publishes what {@code s}'s last append filled (its KV is written: the request ran to its
      * end), then releases every block, tail first. IllegalStateException if already freed.
+     *
+     * @param s a live sequence of this manager
      */
     public void free(Sequence s) {
         long st = lock.writeLock();
@@ -650,6 +695,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Releases {@code s} like {@link #free} but publishes nothing it had not committed: for a
      * request that failed or was cancelled before its last append's KV was written.
+     *
+     * @param s a live sequence of this manager
      */
     public void abort(Sequence s) {
         long st = lock.writeLock();
@@ -678,7 +725,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Marks {@code s} as active now (appends do this themselves): its idle lease starts again. */
+    /**
+     * Marks {@code s} as active now (appends do this themselves): its idle lease starts again.
+     *
+     * @param s a live sequence of this manager
+     */
     public void touch(Sequence s) {
         long st = lock.writeLock();
         try {
@@ -704,6 +755,7 @@ public final class KvCacheManager implements AutoCloseable {
      * is copied there first and comes back through {@link #resume} ({@link IdleRelease#offloaded()});
      * a swap space that refuses or throws leaves that sequence released without offload.
      *
+     * @param offload true to keep each released sequence's blocks in the swap space (a record {@link #resume} takes) instead of dropping them
      * @return what each released sequence held (with its offloaded record when {@code offload})
      */
     public List<IdleRelease> reapIdle(boolean offload) {
@@ -737,6 +789,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * The live sequences untouched for longer than {@code minIdle}, without releasing them.
      *
+     * @param minIdle the least idle time to report
      * @return the live sequences untouched for longer than {@code minIdle}, without releasing them
      */
     public List<IdleRelease> idleSequences(Duration minIdle) {
@@ -754,6 +807,8 @@ public final class KvCacheManager implements AutoCloseable {
      * newest admitted. Never {@code requester}, never a guaranteed sequence, never one already
      * preempted {@code thrashLimit} times. May return fewer than needed.
      *
+     * @param blocksNeeded blocks the requester needs
+     * @param requester the sequence that needs them (never chosen), or null
      * @return sequences to preempt so that at least {@code blocksNeeded} blocks come free, in the order to preempt them: sequences of tenants above their fair share first, then lowest priority, then newest admitted
      */
     public List<Sequence> preemptionVictims(int blocksNeeded, Sequence requester) {
@@ -774,6 +829,7 @@ public final class KvCacheManager implements AutoCloseable {
      * How many times sequence id {@code id} has been preempted: the count of its live sequence or
      * of its outstanding records (the thrash guard's count). 0 once it was freed for good.
      *
+     * @param id a sequence id, live or preempted
      * @return how many times sequence id {@code id} has been preempted
      */
     public int preemptionCount(String id) {
@@ -792,6 +848,8 @@ public final class KvCacheManager implements AutoCloseable {
      * changed, if there is no swap space or it lacks room). Blocks its last append filled are not
      * published: a scheduler may preempt before the engine wrote them.
      *
+     * @param s a live sequence of this manager
+     * @param mode RECOMPUTE (drop the KV) or SWAP (move it to the swap space)
      * @return the record that {@link #resume} takes to bring the sequence back
      */
     public PreemptedSequence preempt(Sequence s, PreemptionMode mode) {
@@ -811,6 +869,7 @@ public final class KvCacheManager implements AutoCloseable {
      * after SWAP nothing. A record resumes at most once: IllegalStateException for one already
      * resumed or discarded, or not issued by this manager; IllegalArgumentException if the id is live.
      *
+     * @param p a record this manager issued and that was not resumed or discarded
      * @return the live sequence again, or null when its blocks do not fit now (nothing changed)
      */
     public Sequence resume(PreemptedSequence p) {
@@ -824,7 +883,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Gives up an outstanding preemption record: its swapped blocks are freed and it can no longer resume. */
+    /**
+     * Gives up an outstanding preemption record: its swapped blocks are freed and it can no longer resume.
+     *
+     * @param p a record this manager issued
+     */
     public void discard(PreemptedSequence p) {
         Objects.requireNonNull(p, "preempted");
         long st = lock.writeLock();
@@ -841,6 +904,10 @@ public final class KvCacheManager implements AutoCloseable {
      * block whose tokens are all dropped is released at once. Positions already dropped are ignored.
      * IllegalArgumentException naming a position outside 0..length-1, with nothing dropped.
      *
+     * @param s a live sequence of this manager
+     * @param positions an array holding the positions to drop
+     * @param offset where the positions start in {@code positions}
+     * @param count how many positions
      * @return blocks released by this call
      */
     public int dropTokens(Sequence s, int[] positions, int offset, int count) {
@@ -885,6 +952,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * One tenant's share, or null if no sequence of it was ever opened.
      *
+     * @param tenant the tenant's name
      * @return one tenant's share, or null if no sequence of it was ever opened
      */
     public TenantStats tenantStats(String tenant) {
@@ -904,6 +972,7 @@ public final class KvCacheManager implements AutoCloseable {
      * default tenant), whether held by live sequences or only cached. Read-only; safe from any
      * thread. Unlike {@code append} it does not hold back the last token.
      *
+     * @param tokenIds the token ids, each >= 0
      * @return leading tokens of {@code tokenIds} whose KV is cached now (in full blocks, cache salt 0, the default tenant), whether held by live sequences or only cached
      */
     public int cachedPrefixLength(int... tokenIds) {
@@ -913,6 +982,8 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * {@link #cachedPrefixLength(int...)} for sequences of the default tenant opened with {@code cacheSalt}.
      *
+     * @param cacheSalt the cache salt the sequences were opened with
+     * @param tokenIds the token ids, each >= 0
      * @return {@link #cachedPrefixLength(int...)} for sequences of the default tenant opened with {@code cacheSalt}
      */
     public int cachedPrefixLength(long cacheSalt, int... tokenIds) {
@@ -922,6 +993,9 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * {@link #cachedPrefixLength(int...)} for sequences of {@code tenant} opened with {@code cacheSalt}.
      *
+     * @param tenant the tenant whose prefix cache to look in
+     * @param cacheSalt the cache salt the sequences were opened with
+     * @param tokenIds the token ids, each >= 0
      * @return {@link #cachedPrefixLength(int...)} for sequences of {@code tenant} opened with {@code cacheSalt}
      */
     public int cachedPrefixLength(String tenant, long cacheSalt, int... tokenIds) {
@@ -1019,7 +1093,11 @@ public final class KvCacheManager implements AutoCloseable {
         }
     }
 
-    /** Registers a listener for {@link KvCacheEvent}s; it runs under the manager's lock and must not call back into it. */
+    /**
+     * Registers a listener for {@link KvCacheEvent}s; it runs under the manager's lock and must not call back into it.
+     *
+     * @param l the listener; called under the lock, it must not call back into the manager
+     */
     public void addListener(KvCacheListener l) {
         notes.addListener(Objects.requireNonNull(l, "listener"));
     }
@@ -1027,6 +1105,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Unregisters a listener; false if it was not registered.
      *
+     * @param l a registered listener
      * @return false if it was not registered
      */
     public boolean removeListener(KvCacheListener l) {
@@ -1065,6 +1144,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * Reference count of block {@code block} (for tests and diagnostics).
      *
+     * @param block a block id, 0 to {@code totalBlocks - 1}
      * @return reference count of block {@code block} (for tests and diagnostics)
      */
     public int refCount(int block) {
@@ -1080,6 +1160,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * True when block {@code block} holds published (hit-able) content.
      *
+     * @param block a block id, 0 to {@code totalBlocks - 1}
      * @return true when block {@code block} holds published (hit-able) content
      */
     public boolean isPublished(int block) {
@@ -1095,6 +1176,7 @@ public final class KvCacheManager implements AutoCloseable {
     /**
      * The {@link PrefixKey} block {@code block} is published under; null when unpublished or published while nobody listened.
      *
+     * @param block a block id, 0 to {@code totalBlocks - 1}
      * @return the {@link PrefixKey} block {@code block} is published under; null when unpublished or published while nobody listened
      */
     public PrefixKey prefixKey(int block) {

@@ -23,6 +23,8 @@ public interface KvFormat {
     /**
      * Bytes of the keys of {@code tokens} tokens of one KV head ({@code headDim} values each).
      *
+     * @param tokens tokens of one KV head
+     * @param headDim values per head
      * @return bytes of the keys of {@code tokens} tokens of one KV head ({@code headDim} values each)
      */
     long keyBytes(int tokens, int headDim);
@@ -30,6 +32,8 @@ public interface KvFormat {
     /**
      * Bytes of the values of {@code tokens} tokens of one KV head ({@code headDim} values each).
      *
+     * @param tokens tokens of one KV head
+     * @param headDim values per head
      * @return bytes of the values of {@code tokens} tokens of one KV head ({@code headDim} values each)
      */
     long valueBytes(int tokens, int headDim);
@@ -38,6 +42,9 @@ public interface KvFormat {
      * Throws {@link IllegalArgumentException} naming the value and the limit when this format
      * cannot store heads of {@code headDim} values in blocks of {@code blockTokens} tokens
      * (for example Q8_0 needs {@code headDim % 32 == 0}).
+     *
+     * @param headDim values per head
+     * @param blockTokens tokens per block
      */
     default void checkShape(int headDim, int blockTokens) {
         if (headDim <= 0) {
@@ -51,6 +58,8 @@ public interface KvFormat {
     /**
      * Average stored bits per element of a full block, K and V together, metadata included.
      *
+     * @param headDim values per head
+     * @param blockTokens tokens per block
      * @return average stored bits per element of a full block, K and V together, metadata included
      */
     default double bitsPerElement(int headDim, int blockTokens) {

@@ -27,6 +27,7 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
     /** Block sizes above this are refused: the block manager keeps token ids per block on heap. */
     public static final int MAX_BLOCK_TOKENS = 1 << 16;
 
+    /** Checks every count and that the format accepts the shape; see the class comment. */
     public KvLayout {
         Objects.requireNonNull(format, "format");
         if (layers <= 0) {
@@ -75,6 +76,10 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
     /**
      * The same layout at blockTokens 16 (the common default).
      *
+     * @param layers transformer layers
+     * @param kvHeads KV heads per layer
+     * @param headDim values per head
+     * @param format the element format
      * @return the same layout at blockTokens 16 (the common default)
      */
     public static KvLayout of(int layers, int kvHeads, int headDim, KvFormat format) {
@@ -113,6 +118,7 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
     /**
      * Blocks needed to hold {@code tokens} tokens (rounded up).
      *
+     * @param tokens tokens to hold
      * @return blocks needed to hold {@code tokens} tokens (rounded up)
      */
     public long blocksFor(long tokens) {
@@ -126,6 +132,7 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
     /**
      * This layout with another format.
      *
+     * @param f the other format
      * @return this layout with another format
      */
     public KvLayout withFormat(KvFormat f) {
@@ -135,6 +142,7 @@ public record KvLayout(int layers, int kvHeads, int headDim, int blockTokens, Kv
     /**
      * This layout with another block size.
      *
+     * @param tokens the other block size in tokens
      * @return this layout with another block size
      */
     public KvLayout withBlockTokens(int tokens) {

@@ -49,6 +49,12 @@ public interface KvStore extends AutoCloseable {
      * value and {@link #MAX_ABS_VALUE}, if any of the first {@code n} elements of {@code k} or
      * {@code v} is NaN, infinite or larger in magnitude than {@code MAX_ABS_VALUE}. The arrays must
      * hold at least {@code n} floats (check lengths first). Allocates nothing unless it throws.
+     *
+     * @param layer the layer being written (for the message)
+     * @param slot  the slot being written (for the message)
+     * @param k     the keys
+     * @param v     the values
+     * @param n     how many elements of each to check
      */
     static void checkValues(int layer, long slot, float[] k, float[] v, int n) {
         // one pass over both arrays; Math.max propagates NaN, so a NaN fails the comparison below.
@@ -73,6 +79,9 @@ public interface KvStore extends AutoCloseable {
      * Throws IllegalArgumentException naming the element, its value and {@link #MAX_ABS_VALUE} if
      * any of {@code q[0 .. n)} is NaN, infinite or larger in magnitude than {@code MAX_ABS_VALUE}.
      * Attention calls it once per decode: {@code n} floats against a pass over the whole context.
+     *
+     * @param q the query
+     * @param n how many elements to check
      */
     static void checkQuery(float[] q, int n) {
         float m = 0f;
@@ -97,26 +106,56 @@ public interface KvStore extends AutoCloseable {
         return -1;
     }
 
-    /** The layout every block follows. */
+    /**
+     * The layout every block follows.
+     *
+     * @return the layout
+     */
     KvLayout layout();
 
-    /** Number of blocks, ids 0 to blocks()-1. */
+    /**
+     * Number of blocks, ids 0 to blocks()-1.
+     *
+     * @return the number of blocks
+     */
     int blocks();
 
     /**
      * Stores one token's keys and values ({@code kvHeads*headDim} floats each) at {@code slot} of
      * {@code layer}. A NaN, an infinity or an element beyond {@link #MAX_ABS_VALUE} is refused with
      * IllegalArgumentException (see {@link #checkValues}) and nothing is written.
+     *
+     * @param layer the layer, 0 to {@code layers - 1}
+     * @param slot  the slot, {@code block * blockTokens + offset}
+     * @param k     at least {@code kvHeads*headDim} keys
+     * @param v     at least {@code kvHeads*headDim} values
      */
     void write(int layer, long slot, float[] k, float[] v);
 
-    /** Reads one token's keys, dequantized, into {@code out} ({@code kvHeads*headDim} floats). */
+    /**
+     * Reads one token's keys, dequantized, into {@code out} ({@code kvHeads*headDim} floats).
+     *
+     * @param layer the layer
+     * @param slot  the slot
+     * @param out   at least {@code kvHeads*headDim} floats
+     */
     void readKey(int layer, long slot, float[] out);
 
-    /** Reads one token's values, dequantized, into {@code out} ({@code kvHeads*headDim} floats). */
+    /**
+     * Reads one token's values, dequantized, into {@code out} ({@code kvHeads*headDim} floats).
+     *
+     * @param layer the layer
+     * @param slot  the slot
+     * @param out   at least {@code kvHeads*headDim} floats
+     */
     void readValue(int layer, long slot, float[] out);
 
-    /** Copies every layer of block {@code srcBlock} onto {@code dstBlock} (copy-on-write). */
+    /**
+     * Copies every layer of block {@code srcBlock} onto {@code dstBlock} (copy-on-write).
+     *
+     * @param srcBlock the block to copy from
+     * @param dstBlock the block to copy into
+     */
     void copyBlock(int srcBlock, int dstBlock);
 
     /**
@@ -127,6 +166,8 @@ public interface KvStore extends AutoCloseable {
      * otherwise be held until the block is reused). Called under the manager's lock: it must be
      * cheap and must not call back into the manager. Default: nothing. After {@link #close()} it
      * does nothing.
+     *
+     * @param block the released block
      */
     default void blockReleased(int block) {
     }
@@ -136,6 +177,9 @@ public interface KvStore extends AutoCloseable {
      * scales) into {@code dst[0, layout().bytesPerBlock())}: what a {@link KvTier} keeps of a
      * published (full) block. Stores that keep KV elsewhere (a device) copy it to host memory here.
      * Default: unsupported (such a store cannot have tiers).
+     *
+     * @param block a published block
+     * @param dst   at least {@code layout().bytesPerBlock()} writable bytes
      */
     default void exportBlock(int block, java.lang.foreign.MemorySegment dst) {
         throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot export blocks to a tier");
@@ -149,6 +193,10 @@ public interface KvStore extends AutoCloseable {
      * checksum hides under the copy instead of reading the block a second time. Same refusals as
      * {@code exportBlock}; on a throw the checksum is lost and {@code dst} may hold a partial copy.
      * Default: {@code exportBlock}, then one CRC32C pass over {@code dst}.
+     *
+     * @param block a published block
+     * @param dst   at least {@code layout().bytesPerBlock()} writable bytes
+     * @return the CRC32C of the exported bytes
      */
     default int exportBlockCrc32c(int block, java.lang.foreign.MemorySegment dst) {
         exportBlock(block, dst);
@@ -160,6 +208,9 @@ public interface KvStore extends AutoCloseable {
     /**
      * Overwrites block {@code block} with bytes {@link #exportBlock} produced under the same layout:
      * the block then reads exactly as the exported one did. Default: unsupported.
+     *
+     * @param block the block to overwrite
+     * @param src   {@code layout().bytesPerBlock()} bytes from {@link #exportBlock}
      */
     default void importBlock(int block, java.lang.foreign.MemorySegment src) {
         throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot import blocks from a tier");

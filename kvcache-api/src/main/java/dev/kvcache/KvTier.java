@@ -37,6 +37,9 @@ public interface KvTier extends AutoCloseable {
      * call of its own, after allocations that may demote blocks into this tier, so a tier with an
      * eviction order should refresh what it found (the first key most recent).
      *
+     * @param keys the prompt's block keys
+     * @param from the first key to look up
+     * @param count how many keys to look up
      * @return how many leading keys of {@code keys[from, from + count)} this tier holds: it stops at the first key it lacks
      */
     int leadingHits(PrefixKey[] keys, int from, int count);
@@ -46,6 +49,9 @@ public interface KvTier extends AutoCloseable {
      * {@code entry}. False when it refuses (no room it may make, or an error): the block is simply
      * not kept.
      *
+     * @param entry what the block is
+     * @param store the store holding it
+     * @param block the block in the store
      * @return true when the tier keeps the copy, false when it refuses
      */
     boolean put(TierEntry entry, KvStore store, int block);
@@ -57,6 +63,9 @@ public interface KvTier extends AutoCloseable {
      * A load may leave {@code block} partly written when it returns false; the manager never
      * serves it.
      *
+     * @param expected what the block must be
+     * @param store the store to load into
+     * @param block the block to overwrite
      * @return true when the block was loaded and verified, false otherwise
      */
     boolean load(TierEntry expected, KvStore store, int block);
@@ -64,6 +73,7 @@ public interface KvTier extends AutoCloseable {
     /**
      * Drops the copy held under {@code key}; false when there was none.
      *
+     * @param key the key
      * @return false when there was no copy
      */
     boolean remove(PrefixKey key);

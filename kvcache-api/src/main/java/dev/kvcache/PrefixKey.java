@@ -32,6 +32,8 @@ public record PrefixKey(long hi, long lo) {
     /**
      * The key every chain of {@code salt} in {@code scope} (null: shared across tenants) starts from.
      *
+     * @param salt the cache salt
+     * @param scope the tenant, or null when shared across tenants
      * @return the key every chain of {@code salt} in {@code scope} (null: shared across tenants) starts from
      */
     public static PrefixKey root(long salt, String scope) {
@@ -43,6 +45,10 @@ public record PrefixKey(long hi, long lo) {
     /**
      * The key of the block holding {@code tokens[from, from+count)} after the block keyed {@code parent}.
      *
+     * @param parent the key of the block before, or a root
+     * @param tokens an array holding the block's token ids
+     * @param from where the block's tokens start
+     * @param count the block's tokens
      * @return the key of the block holding {@code tokens[from, from+count)} after the block keyed {@code parent}
      */
     public static PrefixKey chain(PrefixKey parent, int[] tokens, int from, int count) {

@@ -28,13 +28,29 @@ public interface Quantizer {
      * format cannot hold, or {@code tokens * dim} above {@link Integer#MAX_VALUE} (the rows are one
      * {@code float[]}, so no call could encode them).
      *
+     * @param tokens rows
+     * @param dim values per row
      * @return bytes that {@link #encode} writes for {@code tokens} rows of {@code dim} values; exact
      */
     long encodedBytes(int tokens, int dim);
 
-    /** Encodes {@code src[0 .. tokens*dim)} into {@code dst[0 .. encodedBytes(tokens, dim))}. */
+    /**
+     * Encodes {@code src[0 .. tokens*dim)} into {@code dst[0 .. encodedBytes(tokens, dim))}.
+     *
+     * @param src {@code tokens * dim} floats, row-major
+     * @param tokens rows
+     * @param dim values per row
+     * @param dst at least {@link #encodedBytes} bytes
+     */
     void encode(float[] src, int tokens, int dim, MemorySegment dst);
 
-    /** Decodes {@code tokens} rows of {@code dim} values from {@code src} into {@code dst[0 .. tokens*dim)}. */
+    /**
+     * Decodes {@code tokens} rows of {@code dim} values from {@code src} into {@code dst[0 .. tokens*dim)}.
+     *
+     * @param src what {@link #encode} wrote
+     * @param tokens rows
+     * @param dim values per row
+     * @param dst at least {@code tokens * dim} floats
+     */
     void decode(MemorySegment src, int tokens, int dim, float[] dst);
 }

@@ -40,6 +40,7 @@ public interface Sequence {
      * {@code dst} and returns how many. For engines that read the table every decode step.
      * IllegalArgumentException naming both sizes when {@code dst} is shorter.
      *
+     * @param dst at least {@link #blockCount()} entries
      * @return {@link #blockTable()} without allocating: copies the {@link #blockCount()} entries into {@code dst} and returns how many
      */
     int blockTable(int[] dst);
@@ -48,6 +49,7 @@ public interface Sequence {
      * The physical slot of token {@code position}: block * blockTokens + offset, or -1 when a
      * sliding window released its block. IllegalArgumentException outside 0..length-1.
      *
+     * @param position a token position, 0 to {@code length() - 1}
      * @return the physical slot of token {@code position}: block * blockTokens + offset, or -1 when a sliding window released its block
      */
     long slot(int position);
@@ -69,6 +71,7 @@ public interface Sequence {
     /**
      * The token id at {@code position}.
      *
+     * @param position a token position, 0 to {@code length() - 1}
      * @return the token id at {@code position}
      */
     int token(int position);
@@ -90,6 +93,7 @@ public interface Sequence {
     /**
      * True when a retention policy dropped the token at {@code position} ({@link KvCacheManager#dropTokens}).
      *
+     * @param position a token position, 0 to {@code length() - 1}
      * @return true when a retention policy dropped the token at {@code position} ({@link KvCacheManager#dropTokens})
      */
     boolean isDropped(int position);

@@ -32,6 +32,7 @@ public record SequenceOptions(long cacheSalt, int priority, int expectedTokens, 
     /** Salt 0, priority 0, no size hint, the default tenant, no reservation, the default lease. */
     public static final SequenceOptions DEFAULT = new SequenceOptions(0L, 0, 0);
 
+    /** Checks the ranges named above; the tenant must be present. */
     public SequenceOptions {
         Objects.requireNonNull(tenant, "tenant");
         if (priority < 0 || priority > MAX_PRIORITY) {
@@ -48,31 +49,73 @@ public record SequenceOptions(long cacheSalt, int priority, int expectedTokens, 
         }
     }
 
-    /** Salt, priority and size hint; default tenant, no reservation, default lease. */
+    /**
+     * Salt, priority and size hint; default tenant, no reservation, default lease.
+     *
+     * @param cacheSalt the cache salt (0: none)
+     * @param priority the priority (higher is kept longer)
+     * @param expectedTokens tokens reserved up front (0: none)
+     */
     public SequenceOptions(long cacheSalt, int priority, int expectedTokens) {
         this(cacheSalt, priority, expectedTokens, DEFAULT_TENANT, 0, 0L);
     }
 
+    /**
+     * These options with another cache salt.
+     *
+     * @param salt the cache salt
+     * @return a copy with {@code salt}
+     */
     public SequenceOptions withCacheSalt(long salt) {
         return new SequenceOptions(salt, priority, expectedTokens, tenant, maxTokens, leaseNanos);
     }
 
+    /**
+     * These options with another priority.
+     *
+     * @param p the priority, 0 to {@link #MAX_PRIORITY}
+     * @return a copy with {@code p}
+     */
     public SequenceOptions withPriority(int p) {
         return new SequenceOptions(cacheSalt, p, expectedTokens, tenant, maxTokens, leaseNanos);
     }
 
+    /**
+     * These options with another size hint.
+     *
+     * @param n tokens to make room for up front, >= 0
+     * @return a copy with {@code n}
+     */
     public SequenceOptions withExpectedTokens(int n) {
         return new SequenceOptions(cacheSalt, priority, n, tenant, maxTokens, leaseNanos);
     }
 
+    /**
+     * These options with another tenant.
+     *
+     * @param t the tenant charged for the sequence's blocks
+     * @return a copy with {@code t}
+     */
     public SequenceOptions withTenant(String t) {
         return new SequenceOptions(cacheSalt, priority, expectedTokens, t, maxTokens, leaseNanos);
     }
 
+    /**
+     * These options with another maximum.
+     *
+     * @param n the most tokens the sequence will reach, or 0 when unknown
+     * @return a copy with {@code n}
+     */
     public SequenceOptions withMaxTokens(int n) {
         return new SequenceOptions(cacheSalt, priority, expectedTokens, tenant, n, leaseNanos);
     }
 
+    /**
+     * These options with another idle lease.
+     *
+     * @param lease the lease; zero takes the manager's default
+     * @return a copy with {@code lease} in nanoseconds
+     */
     public SequenceOptions withLease(java.time.Duration lease) {
         return new SequenceOptions(cacheSalt, priority, expectedTokens, tenant, maxTokens, lease.toNanos());
     }

@@ -33,6 +33,7 @@ public interface SwapSpace {
      * Copies {@code block} out of the store; returns a handle, or -1 when the tier is full. A copy
      * that fails keeps no tier block (IllegalStateException if the store was closed).
      *
+     * @param block a block of the store
      * @return a handle for {@link #swapIn} or {@link #discard}, or -1 when the space is full
      */
     long swapOut(int block);
@@ -40,9 +41,16 @@ public interface SwapSpace {
     /**
      * Copies the block behind {@code handle} into store block {@code block} and frees the handle;
      * IllegalArgumentException naming the handle if it is not one this space issued and still holds.
+     *
+     * @param handle a handle {@link #swapOut} returned, not used since
+     * @param block the block to copy into
      */
     void swapIn(long handle, int block);
 
-    /** Frees {@code handle} without copying it back; refuses unknown or used handles like {@link #swapIn}. */
+    /**
+     * Frees {@code handle} without copying it back; refuses unknown or used handles like {@link #swapIn}.
+     *
+     * @param handle a handle {@link #swapOut} returned, not used since
+     */
     void discard(long handle);
 }

@@ -42,6 +42,9 @@ public record TierEntry(PrefixKey key, PrefixKey parentKey, long salt, String sc
     /**
      * A stable 64-bit fingerprint of a layout (layers, KV heads, head size, block tokens, format
      * name): bytes kept under one layout are never loaded under another.
+     *
+     * @param l a layout
+     * @return its fingerprint (FNV-1a over the fields and the format's name)
      */
     public static long fingerprint(KvLayout l) {
         long h = 0xcbf29ce484222325L;

@@ -27,6 +27,12 @@ public final class BlockLists {
     private final int[] sizes;
     private int size;
 
+    /**
+     * Empty lists over block ids 0 to {@code blocks - 1}.
+     *
+     * @param blocks how many block ids, >= 0
+     * @param lists  how many lists, >= 0
+     */
     public BlockLists(int blocks, int lists) {
         if (blocks < 0) {
             throw new IllegalArgumentException("blocks must be >= 0, got " + blocks);
@@ -45,7 +51,12 @@ public final class BlockLists {
         java.util.Arrays.fill(tail, NIL);
     }
 
-    /** Appends {@code block} at the tail of list {@code l}. */
+    /**
+     * Appends {@code block} at the tail of list {@code l}.
+     *
+     * @param l a list
+     * @param block a block in no list
+     */
     public void append(int l, int block) {
         if (list[block] != NIL) {
             throw new IllegalStateException("block " + block + " is already in list " + list[block]);
@@ -67,6 +78,7 @@ public final class BlockLists {
     /**
      * Unlinks {@code block} from whichever list holds it; returns that list, or NIL if none did.
      *
+     * @param block a block id
      * @return the list that held it, or NIL if none did
      */
     public int remove(int block) {
@@ -95,6 +107,7 @@ public final class BlockLists {
     /**
      * Removes and returns the head of list {@code l}, or NIL when it is empty.
      *
+     * @param l a list
      * @return the former head of list {@code l}, or NIL when it was empty
      */
     public int pollHead(int l) {
@@ -108,6 +121,7 @@ public final class BlockLists {
     /**
      * The list holding {@code block}, or NIL.
      *
+     * @param block a block id
      * @return the list holding {@code block}, or NIL
      */
     public int listOf(int block) {
@@ -117,6 +131,7 @@ public final class BlockLists {
     /**
      * Blocks in list {@code l}.
      *
+     * @param l a list
      * @return blocks in list {@code l}
      */
     public int size(int l) {

@@ -14,6 +14,11 @@ public final class AttentionMass {
 
     private float[] mass;
 
+    /**
+     * An empty record of attention mass.
+     *
+     * @param expectedTokens positions to make room for up front (it grows past them), >= 0
+     */
     public AttentionMass(int expectedTokens) {
         if (expectedTokens < 0) {
             throw new IllegalArgumentException("expectedTokens must be >= 0, got " + expectedTokens);
@@ -24,6 +29,7 @@ public final class AttentionMass {
     /**
      * The backing array, at least {@code length} long, for a kernel to add into; grown (copied) if shorter.
      *
+     * @param length the positions the kernel will add into
      * @return the backing array, at least {@code length} long, for a kernel to add into; grown (copied) if shorter
      */
     public float[] array(int length) {
@@ -42,7 +48,12 @@ public final class AttentionMass {
         return mass;
     }
 
-    /** Adds {@code p} to position {@code position}. */
+    /**
+     * Adds {@code p} to position {@code position}.
+     *
+     * @param position a token position, >= 0
+     * @param p the attention probability to add
+     */
     public void add(int position, float p) {
         array(position + 1)[position] += p;
     }
@@ -50,6 +61,7 @@ public final class AttentionMass {
     /**
      * Mass of {@code position} (0 beyond what was recorded).
      *
+     * @param position a token position, >= 0
      * @return mass of {@code position} (0 beyond what was recorded)
      */
     public float get(int position) {

@@ -26,6 +26,14 @@ public final class HeavyHitterRetention implements RetentionPolicy {
     private final int heavyTokens;
     private final boolean blockGranular;
 
+    /**
+     * The policy; every count must be >= 0.
+     *
+     * @param sinkTokens    leading positions never chosen (attention sinks)
+     * @param recentTokens  trailing positions never chosen
+     * @param heavyTokens   older positions kept, those with the most attention mass
+     * @param blockGranular choose whole blocks (ranked by total mass), so that memory shrinks
+     */
     public HeavyHitterRetention(int sinkTokens, int recentTokens, int heavyTokens, boolean blockGranular) {
         if (sinkTokens < 0) {
             throw new IllegalArgumentException("sinkTokens must be >= 0, got " + sinkTokens);
@@ -42,10 +50,20 @@ public final class HeavyHitterRetention implements RetentionPolicy {
         this.blockGranular = blockGranular;
     }
 
+    /**
+     * Leading positions never chosen.
+     *
+     * @return the attention sinks
+     */
     public int sinkTokens() {
         return sinkTokens;
     }
 
+    /**
+     * Trailing positions never chosen.
+     *
+     * @return the recent window
+     */
     public int recentTokens() {
         return recentTokens;
     }

@@ -18,6 +18,7 @@ public interface RetentionPolicy {
      * @param scores      attention each position received (policies that do not rank by attention
      *                    ignore it; null is allowed for them)
      * @param blockTokens the manager's block size (for block-granular choices)
+     * @param s the sequence
      * @return positions of {@code s} to drop, ascending, never one already dropped; calling again on the result of the drop chooses nothing more
      */
     int[] select(Sequence s, AttentionMass scores, int blockTokens);

@@ -18,6 +18,12 @@ public final class SlidingWindowRetention implements RetentionPolicy {
     private final int sinkTokens;
     private final int windowTokens;
 
+    /**
+     * The policy.
+     *
+     * @param sinkTokens   leading positions kept, >= 0
+     * @param windowTokens trailing positions kept, >= 0
+     */
     public SlidingWindowRetention(int sinkTokens, int windowTokens) {
         if (sinkTokens < 0) {
             throw new IllegalArgumentException("sinkTokens must be >= 0, got " + sinkTokens);

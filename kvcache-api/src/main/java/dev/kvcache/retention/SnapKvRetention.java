@@ -18,6 +18,15 @@ public final class SnapKvRetention implements RetentionPolicy {
     private final int poolKernel;
     private final HeavyHitterRetention selector;
 
+    /**
+     * The policy.
+     *
+     * @param sinkTokens        leading prompt positions never chosen
+     * @param observationTokens the prompt's last positions, whose attention votes (never chosen)
+     * @param keepTokens        older prompt positions kept, those with the most pooled votes
+     * @param poolKernel        width of the pooling over neighbouring positions, odd and > 0
+     * @param blockGranular     choose whole blocks, so that memory shrinks
+     */
     public SnapKvRetention(int sinkTokens, int observationTokens, int keepTokens, int poolKernel,
                            boolean blockGranular) {
         if (poolKernel <= 0 || poolKernel % 2 == 0) {
