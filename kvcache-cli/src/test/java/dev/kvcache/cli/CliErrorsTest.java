@@ -132,4 +132,27 @@ class CliErrorsTest {
         assertTrue(r.err().startsWith("Usage: kvcache"), r.err());
         assertTrue(r.err().contains("simulate"), r.err());
     }
+
+    @Test
+    void the_time_model_and_lever_flags_are_checked_up_front() throws IOException {
+        refused(new String[] {"--over-context", "chop"}, "simulate", "--over-context", "chop");
+        refused(new String[] {"--policy", "mru"}, "simulate", "--policy", "mru");
+        refused(new String[] {"--weights", "int4"}, "simulate", "--weights", "int4");
+        refused(new String[] {"--tp", "0"}, "simulate", "--tp", "0");
+        refused(new String[] {"--long-share", "1.5"}, "simulate", "--long-share", "1.5");
+        refused(new String[] {"--tflops-fp8", "fast"}, "simulate", "--tflops-fp8", "fast");
+        refused(new String[] {"--network", "0"}, "simulate", "--network", "0");
+        refused(new String[] {"--chart", ".svg or .png"}, "simulate", "--chart", dir.resolve("m.gif").toString());
+        refused(new String[] {"--json", "does not exist"}, "simulate", "--json", dir.resolve("no/x.json").toString());
+        refused(new String[] {"--csv", "directory"}, "simulate", "--csv", dir.toString());
+        refused(new String[] {"--max-model-len 40000", "32768"}, "simulate", "--max-model-len", "40000");
+        refused(new String[] {"--configs", "two formats"}, "simulate", "--configs", "paged+fp8+q4");
+        Path w = workload("ctx.jsonl", "{\"name\":\"big\",\"sessions\":1,\"activeTokens\":50000}");
+        refused(new String[] {"'big' needs 50000 tokens", "32768", "--over-context truncate"},
+                "simulate", "--workload", w.toString());
+        Path d = workload("dist.jsonl", "{\"name\":\"d\",\"sessions\":1,\"activeTokens\":{\"dist\":\"uniform\",\"min\":9,\"max\":3}}");
+        refused(new String[] {"line 1", "min <= max"}, "simulate", "--workload", d.toString());
+        Path p = workload("rate.jsonl", "{\"name\":\"p\",\"arrival\":\"poisson\",\"activeTokens\":100}");
+        refused(new String[] {"line 1", "'rate'"}, "simulate", "--workload", p.toString());
+    }
 }
