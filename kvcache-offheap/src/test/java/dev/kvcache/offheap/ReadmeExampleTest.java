@@ -1,16 +1,11 @@
 package dev.kvcache.offheap;
 
+import dev.kvcache.testkit.ReadmeSnippets;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
-import java.io.PrintWriter;
-import java.io.StringWriter;
-import java.lang.reflect.InvocationTargetException;
-import java.lang.reflect.Method;
-import java.net.URL;
-import java.net.URLClassLoader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -21,57 +16,40 @@ import java.util.regex.Pattern;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * The README's engine example as it stands in README.md: its ```java block under
  * "## An engine using the block manager" is read out of the file, compiled in-process against
- * this module's test class path and run. If the text stops compiling or running, this test fails,
- * so the README and the code cannot drift apart.
+ * this module's test class path and run, through kvcache-testkit's {@link ReadmeSnippets} (the
+ * block's {@code out}, the attention output of its last decode step, comes back as the result
+ * expression). If the text stops compiling or running, this test fails, so the README and the
+ * code cannot drift apart.
  */
 class ReadmeExampleTest {
 
     static final String SECTION = "## An engine using the block manager";
 
-    /** What the README leaves out: the imports and a method around the block. */
-    static final List<String> PRELUDE = List.of(
-            "package readme;",
-            "import dev.kvcache.*;",
-            "import dev.kvcache.offheap.*;",
-            "import java.util.*;",
-            "import java.util.function.*;",
-            "public final class ReadmeExample {",
-            "public static float[] run() throws Exception {");
-    /** The block's {@code out}, the attention output of its last decode step, comes back to the test. */
-    static final List<String> EPILOGUE = List.of("return out;", "}", "}");
+    /** What the README leaves out: the imports (the block itself is compiled as written). */
+    static final List<String> IMPORTS = List.of("dev.kvcache.*", "dev.kvcache.offheap.*", "java.util.*",
+            "java.util.function.*");
 
     @Test
     void theReadmeExampleCompilesAndRunsAsWritten(@TempDir Path tmp) throws Exception {
         Path readme = findReadme();
-        List<String> lines = Files.readAllLines(readme, StandardCharsets.UTF_8);
-        int[] range = javaBlock(lines, readme);
-        List<String> block = lines.subList(range[0], range[1]);
-
-        StringBuilder src = new StringBuilder();
-        PRELUDE.forEach(l -> src.append(l).append('\n'));
-        block.forEach(l -> src.append(l).append('\n'));
-        EPILOGUE.forEach(l -> src.append(l).append('\n'));
-        Path srcDir = Files.createDirectories(tmp.resolve("src/readme"));
-        Path file = Files.writeString(srcDir.resolve("ReadmeExample.java"), src);
-        Path classes = Files.createDirectories(tmp.resolve("classes"));
-        compile(file, classes, range[0] - PRELUDE.size(), readme);
+        ReadmeSnippets.Snippet block = ReadmeSnippets.javaBlocks(readme).stream()
+                .filter(s -> s.section().equals(SECTION))
+                .findFirst()
+                .orElseThrow(() -> new AssertionError(readme + ": no ```java block under '" + SECTION + "'"));
 
         ByteArrayOutputStream captured = new ByteArrayOutputStream();
         PrintStream realOut = System.out;
         float[] out;
-        try (URLClassLoader loader = new URLClassLoader(new URL[] {classes.toUri().toURL()},
-                getClass().getClassLoader())) {
-            Method run = loader.loadClass("readme.ReadmeExample").getMethod("run");
+        try (ReadmeSnippets.Compiled c = ReadmeSnippets.compile(block, IMPORTS, "out", tmp)) {
             System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
             try {
-                out = (float[]) run.invoke(null);
-            } catch (InvocationTargetException e) {
-                throw new AssertionError("the README example threw", e.getCause());
+                out = (float[]) c.call();
+            } catch (Exception e) {
+                throw new AssertionError("the README example threw", e);
             } finally {
                 System.setOut(realOut);
             }
@@ -107,58 +85,6 @@ class ReadmeExampleTest {
             }
         }
         throw new AssertionError("no README.md at the repository root above " + start);
-    }
-
-    /** [first line, end line) of the ```java block under {@link #SECTION}, 0-based. */
-    static int[] javaBlock(List<String> lines, Path readme) {
-        int i = lines.indexOf(SECTION);
-        if (i < 0) {
-            fail(readme + " has no section '" + SECTION + "'");
-        }
-        for (i++; i < lines.size() && !lines.get(i).startsWith("## "); i++) {
-            if (lines.get(i).strip().equals("```java")) {
-                for (int j = i + 1; j < lines.size(); j++) {
-                    if (lines.get(j).strip().equals("```")) {
-                        return new int[] {i + 1, j};
-                    }
-                }
-                fail(readme + ": the ```java block under '" + SECTION + "' is not closed");
-            }
-        }
-        return fail(readme + ": no ```java block under '" + SECTION + "'");
-    }
-
-    /**
-     * Compiles {@code file} in-process with the JDK's javac against this test's class path; on
-     * errors fails with javac's diagnostics, each line number also given as a README line. (javac
-     * through {@link java.util.spi.ToolProvider}: the tests compile as part of the module
-     * dev.kvcache.offheap, which does not read java.compiler, so javax.tools is out of reach.)
-     */
-    static void compile(Path file, Path classes, int readmeLineOffset, Path readme) {
-        java.util.spi.ToolProvider javac = java.util.spi.ToolProvider.findFirst("javac")
-                .orElseThrow(() -> new AssertionError("no javac in this runtime (a JRE, not a JDK?)"));
-        StringWriter diagnostics = new StringWriter();
-        int rc;
-        try (PrintWriter w = new PrintWriter(diagnostics)) {
-            rc = javac.run(w, w,
-                    "-classpath", System.getProperty("java.class.path"),
-                    "-d", classes.toString(),
-                    "--add-modules", "jdk.incubator.vector",
-                    "-proc:none", "-implicit:none", "-encoding", "UTF-8",
-                    file.toString());
-        }
-        if (rc != 0) {
-            String name = Pattern.quote(file.toString());
-            Matcher m = Pattern.compile(name + ":(\\d+):").matcher(diagnostics.toString());
-            StringBuilder msg = new StringBuilder();
-            while (m.find()) {
-                int line = Integer.parseInt(m.group(1));
-                m.appendReplacement(msg, Matcher.quoteReplacement(
-                        readme + ":" + (line + readmeLineOffset) + " (generated line " + line + "):"));
-            }
-            m.appendTail(msg);
-            fail("the README's Java block does not compile (javac exit " + rc + "):\n" + msg);
-        }
     }
 
     static long field(String printed, String name) {

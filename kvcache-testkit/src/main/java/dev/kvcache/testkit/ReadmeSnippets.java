@@ -26,7 +26,9 @@ import java.util.regex.Pattern;
  *
  * <p>A block is either a <b>compilation unit</b> (it declares a top-level class, record, interface
  * or enum at column 0; its imports may be its own) or <b>statements</b>, which are wrapped in
- * {@code public static void run() throws Exception} of a generated class. Both get
+ * {@code public static void run() throws Exception} of a generated class (or, given a result
+ * expression, {@code public static Object call() throws Exception} that ends with
+ * {@code return <expression>;}, so a test can check a value the block computed). Both get
  * {@code package readme;} and the imports the test passes (what a README leaves out, e.g.
  * {@code "dev.kvcache.*"}) in front; nothing else is added or changed. javac is reached through
  * {@link java.util.spi.ToolProvider}, which needs no {@code java.compiler} module: a test compiled
@@ -139,20 +141,37 @@ public final class ReadmeSnippets {
     public record Compiled(URLClassLoader loader, Class<?> mainClass, Snippet snippet) implements AutoCloseable {
 
         /**
-         * Runs a statements block (its generated {@code run()}); what it prints goes where
-         * {@code System.out} goes.
+         * Runs a statements block (its generated {@code run()} or {@code call()}); what it prints
+         * goes where {@code System.out} goes.
          *
          * @throws Exception             whatever the block threw
          * @throws IllegalStateException the block is a compilation unit (run its types yourself,
          *                               through {@link #mainClass()})
          */
         public void run() throws Exception {
+            call();
+        }
+
+        /**
+         * Runs a statements block and returns the value of the result expression it was compiled
+         * with (null without one).
+         *
+         * @return the value of the result expression, boxed
+         * @throws Exception             whatever the block threw
+         * @throws IllegalStateException the block is a compilation unit
+         */
+        public Object call() throws Exception {
             if (snippet.isCompilationUnit()) {
                 throw new IllegalStateException(snippet + " is a compilation unit; it has no generated run()");
             }
-            Method run = mainClass.getMethod("run");
+            Method m;
             try {
-                run.invoke(null);
+                m = mainClass.getMethod("call");
+            } catch (NoSuchMethodException e) {
+                m = mainClass.getMethod("run");
+            }
+            try {
+                return m.invoke(null);
             } catch (InvocationTargetException e) {
                 if (e.getCause() instanceof Exception x) {
                     throw x;
@@ -184,7 +203,28 @@ public final class ReadmeSnippets {
      * @throws IOException    the scratch directory cannot be written
      */
     public static Compiled compile(Snippet snippet, List<String> imports, Path workDir) throws IOException {
+        return compile(snippet, imports, null, workDir);
+    }
+
+    /**
+     * {@link #compile(Snippet, List, Path)} for a statements block whose generated method returns
+     * {@code resultExpression} (evaluated after the block, in its scope), for {@link Compiled#call()}.
+     *
+     * @param snippet          the block (statements)
+     * @param imports          what to import
+     * @param resultExpression a Java expression over the block's variables, e.g. {@code "out"}; null
+     *                         for none
+     * @param workDir          a scratch directory
+     * @return the compiled snippet, loaded
+     * @throws AssertionError the block does not compile (README lines in the message)
+     * @throws IOException    the scratch directory cannot be written
+     */
+    public static Compiled compile(Snippet snippet, List<String> imports, String resultExpression, Path workDir)
+            throws IOException {
         Objects.requireNonNull(snippet, "snippet");
+        if (resultExpression != null && snippet.isCompilationUnit()) {
+            throw new IllegalArgumentException(snippet + " is a compilation unit; a result expression needs statements");
+        }
         StringBuilder src = new StringBuilder("package readme;\n");
         for (String imp : imports) {
             src.append("import ").append(imp).append(";\n");
@@ -201,9 +241,14 @@ public final class ReadmeSnippets {
         } else {
             mainName = GENERATED;
             src.append("public final class ").append(GENERATED).append(" {\n")
-                    .append("public static void run() throws Exception {\n");
+                    .append(resultExpression == null ? "public static void run() throws Exception {\n"
+                            : "public static Object call() throws Exception {\n");
             offset = snippet.line() - 1 - (imports.size() + 3);
-            src.append(snippet.code()).append("\n}\n}\n");
+            src.append(snippet.code()).append('\n');
+            if (resultExpression != null) {
+                src.append("return ").append(resultExpression).append(";\n");
+            }
+            src.append("}\n}\n");
         }
         Path dir = Files.createTempDirectory(workDir, "snippet-" + snippet.line() + "-");
         Path srcDir = Files.createDirectories(dir.resolve("src/readme"));

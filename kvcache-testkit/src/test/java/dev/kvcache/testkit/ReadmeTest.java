@@ -73,6 +73,18 @@ class ReadmeTest {
     }
 
     @Test
+    void aResultExpressionHandsTheBlocksValueBack(@TempDir Path tmp) throws Exception {
+        Path md = Files.writeString(tmp.resolve("VALUE.md"), "```java\nint[] out = {1, 2};\nout[1] += 40;\n```\n");
+        ReadmeSnippets.Snippet s = ReadmeSnippets.javaBlocks(md).getFirst();
+        try (ReadmeSnippets.Compiled c = ReadmeSnippets.compile(s, List.of(), "out", tmp)) {
+            assertEquals(42, ((int[]) c.call())[1]);
+        }
+        try (ReadmeSnippets.Compiled c = ReadmeSnippets.compile(s, List.of(), tmp)) {
+            assertEquals(null, c.call(), "without a result expression the block returns nothing");
+        }
+    }
+
+    @Test
     void anUnclosedBlockIsRefusedNamingItsLine(@TempDir Path tmp) throws Exception {
         Path md = Files.writeString(tmp.resolve("OPEN.md"), "text\n```java\nint x;\n");
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> ReadmeSnippets.javaBlocks(md));
