@@ -1,7 +1,6 @@
 package dev.kvcache.cli;
 
 import dev.kvcache.EvictionPolicy;
-import dev.kvcache.KvCacheLedger;
 import dev.kvcache.KvCacheManager;
 import dev.kvcache.KvLayout;
 
@@ -262,10 +261,5 @@ final class Simulator {
                 tier.close();
             }
         }
-    }
-
-    /** The manager's final ledger of a paged result (null for contiguous). */
-    static KvCacheLedger ledger(SimResult r) {
-        return r.finalLedger();
     }
 }
