@@ -306,6 +306,15 @@ final class SimulationReport {
             }
         }
         t.print(out, "  ");
+        // the requests over the max model length, named once per route (the counts are the same in every row)
+        SimResult any = results.values().iterator().next();
+        for (RouteLedger l : any.routes()) {
+            if (l.refused > 0 || l.truncated > 0) {
+                out.printf(Locale.ROOT, "  note: route '%s': %s of %s arrivals over the max model length of %s were %s%n",
+                        l.route.name(), Sizes.count(l.refused + l.truncated), Sizes.count(l.arrivals),
+                        Sizes.count(settings.maxModelLen()), settings.truncate() ? "truncated to it" : "refused");
+            }
+        }
         out.println();
     }
 

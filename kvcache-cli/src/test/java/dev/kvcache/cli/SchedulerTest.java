@@ -202,4 +202,38 @@ class SchedulerTest {
             assertTrue(png.length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
         }
     }
+
+    @Test
+    void priority_eviction_keeps_the_higher_priority_route_s_prefix() {
+        // a 30-block pool. step 0: "high" (priority 5, a 48-token shared prefix in a 64-token prompt)
+        // and four "low" requests (priority 0, 80-token prompts) are admitted; step 1: all finish and
+        // release, high first; step 2: four new low requests need 20 blocks from the cache. LRU takes
+        // the oldest released blocks, high's; priority() takes low's. At step 6 high's next request
+        // finds its prefix again only under priority().
+        var high = new Workload.Route("high", 1, 80, 48, 16, false, 5, 0, 4);
+        var low = new Workload.Route("low", 4, 96, 0, 16, false, 0, 0, 0);
+        Simulator.Settings lru = settings(30 * TINY.bytesPerBlock(), 8, 16, 256, false, 8192, 0.75);
+        Simulator.Settings prio = new Simulator.Settings(lru.budgetBytes(), lru.steps(), lru.decodeChunk(),
+                lru.prefillChunk(), lru.maxModelLen(), 0, 64, 10, 0.0, 1L << 30, 64, Simulator.DEFAULT_TIME, false, true,
+                8192, 0.75);
+        SimConfig c = ConfigRegistry.parse("paged+prefix");
+        SimResult a = new Simulator(TINY, List.of(high, low), lru).run(c, new Simulator.Observer() { });
+        SimResult b = new Simulator(TINY, List.of(high, low), prio).run(c, new Simulator.Observer() { });
+        assertEquals(2, b.route("high").admissions);
+        assertEquals(0, a.route("high").prefixHitTokens);
+        assertEquals(48, b.route("high").prefixHitTokens);
+        CliRun r = CliRun.of("simulate", "--steps", "5", "--policy", "priority", "--configs", "paged+prefix");
+        assertEquals(0, r.exitCode(), r.err());
+    }
+
+    @Test
+    void the_poisson_example_parses_and_replays() throws Exception {
+        List<Workload.Route> rs = Workload.read(Path.of("workloads/poisson-mix.jsonl"));
+        assertEquals(List.of("chat api", "code completion", "document qa"), rs.stream().map(Workload.Route::name).toList());
+        assertTrue(rs.stream().allMatch(Workload.Route::poisson));
+        CliRun r = CliRun.of("simulate", "--workload", "workloads/poisson-mix.jsonl", "--model", "Qwen2.5-7B", "--steps", "20",
+                "--configs", "paged+prefix");
+        assertEquals(0, r.exitCode(), r.err());
+        assertTrue(r.out().contains("Poisson 1.50/s"), r.out());
+    }
 }
