@@ -105,6 +105,8 @@ class OffHeapKvStoreAllocationTest {
         assumeTrue(Runtime.getRuntime().maxMemory() < 7L * blocks, "the heap must be too small for the state arrays");
         long before = NativeMemory.mappedBytes();
         OutOfMemoryError e = assertThrows(OutOfMemoryError.class, () -> OffHeapKvStore.allocate(tiny, blocks));
+        // a host with little RAM refuses the mapping itself (nothing then to give back)
+        assumeTrue(!String.valueOf(e.getMessage()).startsWith("mmap of"), "the kernel refused the mapping: " + e);
         assertTrue(String.valueOf(e.getMessage()).contains("heap"), "failed on the state arrays: " + e);
         assertEquals(before, NativeMemory.mappedBytes(), "the failed constructor unmapped its memory");
     }
