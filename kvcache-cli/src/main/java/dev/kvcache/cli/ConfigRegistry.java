@@ -15,7 +15,8 @@ import java.util.Map;
  *
  * <p>Lever names: {@code contiguous} (alone: preallocation of the max model length, no manager),
  * {@code paged} (the block manager; implied by every lever below), {@code prefix} (prefix
- * sharing), {@code tier} (a host tier below the pool; needs {@code prefix}), a KV format
+ * sharing), {@code tier} (a host tier below the pool; needs {@code prefix}), {@code shared} (a
+ * remote shared tier instead, priced at the network bandwidth), a KV format
  * ({@code fp8} = FP8_E4M3, {@code fp8e5}, {@code q8}, {@code q4}, {@code kivi4}, {@code kivi2}, or
  * any {@code KvFormats} name), {@code window} (sliding window), {@code idle} (idle release),
  * {@code longpool} (long-context separation) and {@code swap} (swap-vs-recompute preemption).
@@ -36,6 +37,7 @@ final class ConfigRegistry {
         m.put("paged", "the block manager (implied by the others)");
         m.put("prefix", "prefix sharing");
         m.put("tier", "a host tier below the pool (needs prefix)");
+        m.put("shared", "a remote shared tier below the pool, copies at the network bandwidth (needs prefix; not with tier)");
         m.put("fp8", "KV in FP8_E4M3 (also fp8e5, q8, q4, kivi4, kivi2, or a KvFormats name)");
         m.put("window", "sliding window of --sinks + --window tokens");
         m.put("idle", "idle release after --idle-deadline steps");
@@ -61,6 +63,7 @@ final class ConfigRegistry {
         boolean tier = false;
         boolean longPool = false;
         boolean swap = false;
+        boolean shared = false;
         KvFormat format = null;
         int levers = 0;
         for (String raw : s.split("\\+")) {
@@ -75,6 +78,7 @@ final class ConfigRegistry {
                 case "tier", "hosttier" -> tier = true;
                 case "longpool" -> longPool = true;
                 case "swap" -> swap = true;
+                case "shared", "sharedtier" -> shared = true;
                 default -> {
                     KvFormat f = FORMAT_ALIASES.get(l);
                     if (f == null) {
@@ -99,7 +103,13 @@ final class ConfigRegistry {
         if (tier && !prefix) {
             throw new IllegalArgumentException("--configs: '" + s + "': tier needs prefix (the tier keeps evicted prefix blocks)");
         }
-        return new SimConfig(s, !contiguous, format, prefix, window, idle, null, tier, longPool, swap);
+        if (shared && !prefix) {
+            throw new IllegalArgumentException("--configs: '" + s + "': shared needs prefix (the tier keeps evicted prefix blocks)");
+        }
+        if (shared && tier) {
+            throw new IllegalArgumentException("--configs: '" + s + "': give tier or shared, not both (the manager demotes to its first tier only)");
+        }
+        return new SimConfig(s, !contiguous, format, prefix, window, idle, null, tier, longPool, swap, shared);
     }
 
     /**
@@ -130,7 +140,7 @@ final class ConfigRegistry {
 
     /**
      * The default rows, the seed's comparison: contiguous, paged, paged + prefix sharing, then on
-     * top of that the host tier, each lossy format, the sliding window, idle release, the
+     * top of that the host tier, the shared tier, each lossy format, the sliding window, idle release, the
      * long-context pool and swap.
      */
     static List<SimConfig> defaults(KvFormat base) {
@@ -139,6 +149,7 @@ final class ConfigRegistry {
         c.add(new SimConfig("paged", true, null, false, false, false, "contiguous"));
         c.add(new SimConfig(PREFIX_ROW, true, null, true, false, false, "paged"));
         c.add(new SimConfig("  + host tier", true, null, true, false, false, PREFIX_ROW, true));
+        c.add(new SimConfig("  + shared tier", true, null, true, false, false, PREFIX_ROW, false, false, false, true));
         for (KvFormat f : List.of(KvFormats.FP8_E4M3, KvFormats.Q4_0, KvFormats.KIVI_2)) {
             if (f != base) {
                 c.add(new SimConfig("  + " + f.name(), true, f, true, false, false, PREFIX_ROW));
@@ -146,8 +157,8 @@ final class ConfigRegistry {
         }
         c.add(new SimConfig("  + sliding window", true, null, true, true, false, PREFIX_ROW));
         c.add(new SimConfig("  + idle release", true, null, true, false, true, PREFIX_ROW));
-        c.add(new SimConfig("  + long-context pool", true, null, true, false, false, PREFIX_ROW, false, true, false));
-        c.add(new SimConfig("  + swap", true, null, true, false, false, PREFIX_ROW, false, false, true));
+        c.add(new SimConfig("  + long-context pool", true, null, true, false, false, PREFIX_ROW, false, true, false, false));
+        c.add(new SimConfig("  + swap", true, null, true, false, false, PREFIX_ROW, false, false, true, false));
         return c;
     }
 }

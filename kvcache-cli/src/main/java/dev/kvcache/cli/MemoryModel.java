@@ -53,8 +53,13 @@ interface MemoryModel {
     /** Bytes held by running requests untouched for more than {@code deadline} steps, per route. */
     long[] idleHeld(List<Request> running, int step, int deadline, int routes);
 
-    /** Bytes moved over the host link so far (swap and tier copies). */
+    /** Bytes moved over the host link so far (swap and host-tier copies). */
     default long transferredBytes() {
+        return 0;
+    }
+
+    /** Bytes moved over the network so far (shared-tier copies). */
+    default long networkBytes() {
         return 0;
     }
 

@@ -40,15 +40,17 @@ final class PagedMemory implements MemoryModel, MemoryModel.Preempting, MemoryMo
     private final boolean window;
     private final SimulatedSwapSpace swap;
     private final SimulatedTier tier;
+    private final SimulatedTier shared;
     private final Map<String, Integer> quotas;
 
     PagedMemory(KvCacheManager m, Simulator.Settings settings, boolean window, SimulatedSwapSpace swap,
-                SimulatedTier tier, Map<String, Integer> quotas) {
+                SimulatedTier tier, SimulatedTier shared, Map<String, Integer> quotas) {
         this.m = m;
         this.settings = settings;
         this.window = window;
         this.swap = swap;
         this.tier = tier;
+        this.shared = shared;
         this.quotas = Map.copyOf(quotas);
         this.layout = m.layout();
         int total = m.stats().totalBlocks();
@@ -155,6 +157,11 @@ final class PagedMemory implements MemoryModel, MemoryModel.Preempting, MemoryMo
     @Override
     public long transferredBytes() {
         return (swap == null ? 0 : swap.bytesMoved()) + (tier == null ? 0 : tier.stats().bytesMoved());
+    }
+
+    @Override
+    public long networkBytes() {
+        return shared == null ? 0 : shared.stats().bytesMoved();
     }
 
     @Override

@@ -130,7 +130,7 @@ final class Scheduler {
     }
 
     private void begin() {
-        work.begin(mem.transferredBytes());
+        work.begin(mem.transferredBytes(), mem.networkBytes());
     }
 
     /** (1) Idle release by the manager's lease; the client is gone, its session sends nothing more. */
@@ -340,7 +340,7 @@ final class Scheduler {
 
     /** (5) The step's simulated seconds ({@link StepWork#seconds}). */
     private double time() {
-        return work.seconds(mem.transferredBytes());
+        return work.seconds(mem.transferredBytes(), mem.networkBytes());
     }
 
     /** (6) First tokens, inter-token gaps and completions ({@link StepWork#stamp}). */
@@ -423,7 +423,7 @@ final class Scheduler {
         }
         return new SimResult(config, layout, mem.capacityBytes(), mem.totalBlocks(), ledgers, used, cached,
                 runningCount, stepSeconds, allocationFailures, evicted, hitTokens, windowReleased, cow, idleReleased,
-                idleReleasedBytes, slotWasteSum / settings.steps(), finalLedger, mem.transferredBytes(),
+                idleReleasedBytes, slotWasteSum / settings.steps(), finalLedger, mem.transferredBytes() + mem.networkBytes(),
                 work.transferSeconds, work.recomputeSeconds, System.nanoTime() - t0);
     }
 

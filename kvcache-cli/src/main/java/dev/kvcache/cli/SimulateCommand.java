@@ -31,11 +31,11 @@ import java.util.regex.Pattern;
  */
 @Command(name = "simulate", mixinStandardHelpOptions = true,
         description = {"Replay a serving workload through the real KvCacheManager, configurations side by side.",
-                "Contiguous preallocation (the baseline), paged, + prefix sharing, + host tier, + FP8 / Q4_0 / KIVI-2,",
+                "Contiguous preallocation (the baseline), paged, + prefix sharing, + host / shared tier, + FP8 / Q4_0 / KIVI-2,",
                 "+ sliding window, + idle release, + long-context pool, + swap: what each relieved and what it cost",
                 "in memory, seconds (a roofline time model of --gpu) and quality, per route and over time.",
                 "Levers compose with --configs, e.g. \"paged+prefix+fp8+idle,paged+prefix+longpool\"; lever names:",
-                "contiguous, paged, prefix, tier, fp8|fp8e5|q8|q4|kivi4|kivi2, window, idle, longpool, swap."})
+                "contiguous, paged, prefix, tier, shared, fp8|fp8e5|q8|q4|kivi4|kivi2, window, idle, longpool, swap."})
 final class SimulateCommand implements Callable<Integer> {
 
     @Spec
@@ -107,6 +107,10 @@ final class SimulateCommand implements Callable<Integer> {
             description = "host memory of the host tier and of the swap space (default: 2x --budget)")
     String hostBudget;
 
+    @Option(names = "--shared-budget", paramLabel = "SIZE",
+            description = "capacity of the 'shared' tier across the network (default: 4x --budget)")
+    String sharedBudget;
+
     @Option(names = "--gpu", paramLabel = "NAME", defaultValue = "H100-SXM",
             description = "hardware preset: A100-80GB, H100-SXM, H200, L40S (default: ${DEFAULT-VALUE})")
     String gpu;
@@ -132,7 +136,7 @@ final class SimulateCommand implements Callable<Integer> {
             description = "host-link bandwidth per direction in GB/s (10^9 bytes/s), which prices swap and tier copies (default: the preset's, 64 = PCIe Gen5 x16)")
     String hostLink;
 
-    @Option(names = "--network", paramLabel = "GB/s", description = "override the preset's network bandwidth (shown; no shipped row crosses the network yet)")
+    @Option(names = "--network", paramLabel = "GB/s", description = "override the preset's network bandwidth, which prices the shared tier's copies")
     String network;
 
     @Option(names = "--chart", paramLabel = "FILE.svg|png", description = "write memory in use over simulated time (XChart)")
@@ -193,7 +197,11 @@ final class SimulateCommand implements Callable<Integer> {
         StepTimeModel time = StepTimeModel.of(hw, tp, model.model(), fp8);
         Simulator.Settings settings = new Simulator.Settings(budget, steps, decodeChunk, prefillChunk, maxLen,
                 sinks, window, idleDeadline, watermark, hostBudgetBytes(), hw.hostLinkGBps(), time, truncate, priority,
-                longThreshold, longShare);
+                longThreshold, longShare, sharedBudgetBytes());
+        if (settings.sharedBudgetBytes() < base.bytesPerBlock()) {
+            throw new IllegalArgumentException("--shared-budget of " + Sizes.human(settings.sharedBudgetBytes())
+                    + " holds less than one block (" + Sizes.human(base.bytesPerBlock()) + ")");
+        }
         if (settings.hostBudgetBytes() < base.bytesPerBlock()) {
             throw new IllegalArgumentException("--host-budget of " + Sizes.human(settings.hostBudgetBytes())
                     + " holds less than one block (" + Sizes.human(base.bytesPerBlock()) + ")");
@@ -303,6 +311,23 @@ final class SimulateCommand implements Callable<Integer> {
         }
         if (b <= 0) {
             throw new IllegalArgumentException("--host-budget must be > 0 bytes, got " + hostBudget);
+        }
+        return b;
+    }
+
+    /** {@code --shared-budget}, or four times {@code --budget}; one line naming the flag when it is not a size > 0. */
+    private long sharedBudgetBytes() {
+        if (sharedBudget == null) {
+            return budget > Long.MAX_VALUE / 4 ? Long.MAX_VALUE : 4 * budget;
+        }
+        long b;
+        try {
+            b = Sizes.parse(sharedBudget);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--shared-budget: " + e.getMessage());
+        }
+        if (b <= 0) {
+            throw new IllegalArgumentException("--shared-budget must be > 0 bytes, got " + sharedBudget);
         }
         return b;
     }

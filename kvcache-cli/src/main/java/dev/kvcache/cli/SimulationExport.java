@@ -64,6 +64,7 @@ final class SimulationExport {
         st.put("idleDeadlineSteps", s.idleDeadlineSteps());
         st.put("watermark", s.watermark());
         st.put("hostBudgetBytes", s.hostBudgetBytes());
+        st.put("sharedBudgetBytes", s.sharedBudgetBytes());
         st.put("evictionPolicy", s.priorityEviction() ? "priority" : "lru");
         st.put("longThreshold", s.longThreshold());
         st.put("longShare", s.longShare());

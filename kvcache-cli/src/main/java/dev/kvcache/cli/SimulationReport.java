@@ -48,6 +48,9 @@ final class SimulationReport {
         out.printf(Locale.ROOT, "host      %s of host memory for '+ host tier' (%s blocks); host link %s GB/s per direction%n",
                 Sizes.human(s.hostBudgetBytes()), Sizes.count(s.hostBudgetBytes() / base.bytesPerBlock()),
                 HardwareProfile.num(s.hostLinkGBps()));
+        out.printf(Locale.ROOT, "shared    %s for '+ shared tier' (%s blocks) across the network at %s GB/s%n",
+                Sizes.human(s.sharedBudgetBytes()), Sizes.count(s.sharedBudgetBytes() / base.bytesPerBlock()),
+                HardwareProfile.num(t.hardware().networkGBps()));
         out.printf(Locale.ROOT, "hardware  %s%n", t.hardware().describe());
         out.printf(Locale.ROOT, "time      %s%s%n", t.describe(), model.estimated() ? " (parameters estimated from the shape)" : "");
         double gpuBytes = t.hardware().memoryGB() * 1e9 * t.gpus();
@@ -122,10 +125,12 @@ final class SimulationReport {
         }
         String deltas = deltas(r, b);
         List<String> parts = new ArrayList<>();
-        if (c.hostTier() && !b.config().hostTier()) {
+        boolean newTier = c.hostTier() && !b.config().hostTier() || c.sharedTier() && !b.config().sharedTier();
+        if (newTier) {
             KvCacheLedger l = r.finalLedger();
-            parts.add(String.format(Locale.ROOT, "%s prompt tokens served from the host tier, not recomputed; recomputed tok %s -> %s",
-                    Sizes.count(l.tierHitTokens()), Sizes.count(b.recomputedTokens()), Sizes.count(r.recomputedTokens())));
+            parts.add(String.format(Locale.ROOT, "%s prompt tokens served from the %s tier, not recomputed; recomputed tok %s -> %s",
+                    Sizes.count(l.tierHitTokens()), c.hostTier() ? "host" : "shared", Sizes.count(b.recomputedTokens()),
+                    Sizes.count(r.recomputedTokens())));
         }
         if (c.paged() && !b.config().paged()) {
             parts.add("blocks only for written tokens");
@@ -168,16 +173,19 @@ final class SimulationReport {
                     + Sizes.human(CapacityPlanner.contiguousBytes(r.layout(), 1, settings.maxModelLen()))
                     + ") per request up front";
         }
-        if (c.hostTier() && (b == null || !b.config().hostTier())) {
+        if (c.hostTier() && (b == null || !b.config().hostTier()) || c.sharedTier() && (b == null || !b.config().sharedTier())) {
             KvCacheLedger l = r.finalLedger();
             TierStats t = l.tiers().getFirst();
             long up = t.loads() * r.layout().bytesPerBlock();
             long down = t.bytesMoved() - up;
-            parts.add(String.format(Locale.ROOT, "%s blocks demoted, %s promoted: %s over the host link (%s down, %s up) "
-                            + "= %.2f s of copies at %s GB/s; %s of %s host tier held at the end, %s evicted from it",
+            boolean host = c.hostTier();
+            parts.add(String.format(Locale.ROOT, "%s blocks demoted, %s promoted: %s over the %s (%s down, %s up) "
+                            + "= %.2f s of copies at %s GB/s; %s of %s %s tier held at the end, %s evicted from it",
                     Sizes.count(l.demotedBlocks()), Sizes.count(l.promotedBlocks()), Sizes.human(t.bytesMoved()),
-                    Sizes.human(down), Sizes.human(up), settings.copySeconds(t.bytesMoved()),
-                    HardwareProfile.num(settings.hostLinkGBps()), Sizes.human(t.bytes()), Sizes.human(t.capacityBytes()),
+                    host ? "host link" : "network", Sizes.human(down), Sizes.human(up),
+                    host ? settings.copySeconds(t.bytesMoved()) : settings.networkSeconds(t.bytesMoved()),
+                    HardwareProfile.num(host ? settings.hostLinkGBps() : settings.time().hardware().networkGBps()),
+                    Sizes.human(t.bytes()), Sizes.human(t.capacityBytes()), host ? "host" : "shared",
                     Sizes.count(t.evictions())));
         }
         if (b != null && !b.config().paged()) {

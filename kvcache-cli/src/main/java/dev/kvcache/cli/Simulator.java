@@ -38,7 +38,9 @@ import java.util.Objects;
  * The {@code + host tier} row is {@code paged + prefix sharing} with a {@link SimulatedTier} of
  * {@link Settings#hostBudgetBytes} below the pool, through a {@link BytelessStore}: the manager
  * demotes every published block it evicts for reuse to the tier and promotes a prompt's blocks
- * the pool no longer holds from it. The {@code swap} lever gives the manager a
+ * the pool no longer holds from it. The {@code + shared tier} row is the same with a tier of
+ * {@link Settings#sharedBudgetBytes} across the network (a shared cache such as the Redis tier of
+ * issue #14), its copies priced at the hardware's network bandwidth. The {@code swap} lever gives the manager a
  * {@link SimulatedSwapSpace} of the same host budget. Both move no bytes; their counted bytes are
  * priced at {@link Settings#hostLinkGBps} into the step that moved them.
  */
@@ -62,7 +64,17 @@ final class Simulator {
     record Settings(long budgetBytes, int steps, int decodeChunk, int prefillChunk, int maxModelLen,
                     int sinkTokens, int windowTokens, int idleDeadlineSteps, double watermark,
                     long hostBudgetBytes, double hostLinkGBps, StepTimeModel time, boolean truncate,
-                    boolean priorityEviction, int longThreshold, double longShare) {
+                    boolean priorityEviction, int longThreshold, double longShare, long sharedBudgetBytes) {
+
+        /** A shared tier of four times the GPU budget. */
+        Settings(long budgetBytes, int steps, int decodeChunk, int prefillChunk, int maxModelLen,
+                 int sinkTokens, int windowTokens, int idleDeadlineSteps, double watermark,
+                 long hostBudgetBytes, double hostLinkGBps, StepTimeModel time, boolean truncate,
+                 boolean priorityEviction, int longThreshold, double longShare) {
+            this(budgetBytes, steps, decodeChunk, prefillChunk, maxModelLen, sinkTokens, windowTokens,
+                    idleDeadlineSteps, watermark, hostBudgetBytes, hostLinkGBps, time, truncate, priorityEviction,
+                    longThreshold, longShare, budgetBytes > Long.MAX_VALUE / 4 ? Long.MAX_VALUE : 4 * budgetBytes);
+        }
 
         /** Host tier of twice the GPU budget, on a PCIe Gen5 x16 link. */
         Settings(long budgetBytes, int steps, int decodeChunk, int prefillChunk, int maxModelLen,
@@ -103,6 +115,9 @@ final class Simulator {
             if (!(longShare > 0 && longShare <= 1)) {
                 throw new IllegalArgumentException("--long-share must be in (0, 1], got " + longShare);
             }
+            if (sharedBudgetBytes <= 0) {
+                throw new IllegalArgumentException("shared budget must be > 0 bytes, got " + sharedBudgetBytes);
+            }
             if (hostBudgetBytes <= 0) {
                 throw new IllegalArgumentException("host budget must be > 0 bytes, got " + hostBudgetBytes);
             }
@@ -114,6 +129,11 @@ final class Simulator {
         /** Seconds the host link takes to move {@code bytes} at {@link #hostLinkGBps}. */
         double copySeconds(long bytes) {
             return bytes / (hostLinkGBps * 1e9);
+        }
+
+        /** Seconds the network takes to move {@code bytes} at the hardware's network bandwidth. */
+        double networkSeconds(long bytes) {
+            return bytes / (time.hardware().networkGBps() * 1e9);
         }
 
         /** Whether {@code r} is long-context traffic for the {@code longpool} lever. */
@@ -208,6 +228,7 @@ final class Simulator {
         KvLayout layout = c.format() == null ? baseLayout : baseLayout.withFormat(c.format());
         KvCacheManager manager = null;
         SimulatedTier tier = null;
+        SimulatedTier shared = null;
         MemoryModel mem;
         long[] clock = {0};
         if (c.paged()) {
@@ -230,6 +251,10 @@ final class Simulator {
                 tier = new SimulatedTier(layout, settings.hostBudgetBytes());
                 b.store(new BytelessStore(layout, blocks)).tier(tier);
             }
+            if (c.sharedTier()) {
+                shared = new SimulatedTier(layout, settings.sharedBudgetBytes());
+                b.store(new BytelessStore(layout, blocks)).tier(shared);
+            }
             SimulatedSwapSpace swap = null;
             if (c.swap()) {
                 swap = new SimulatedSwapSpace(layout.bytesPerBlock(), Math.max(1, hostBlocks));
@@ -243,7 +268,7 @@ final class Simulator {
             }
             manager = b.build();
             observer.managerCreated(c, manager);
-            mem = new PagedMemory(manager, settings, c.window(), swap, tier, quotas);
+            mem = new PagedMemory(manager, settings, c.window(), swap, tier, shared, quotas);
         } else {
             mem = new ContiguousMemory(layout, settings.budgetBytes(), settings.maxModelLen());
         }
@@ -259,6 +284,9 @@ final class Simulator {
             }
             if (tier != null) {
                 tier.close();
+            }
+            if (shared != null) {
+                shared.close();
             }
         }
     }

@@ -23,6 +23,7 @@ final class StepWork {
     private long prefillTokens;
     private double prefillFlops;
     private long transferredBefore;
+    private long networkBefore;
     double transferSeconds;   // over the run
     double recomputeSeconds;  // over the run
 
@@ -31,7 +32,8 @@ final class StepWork {
         this.time = settings.time();
     }
 
-    void begin(long transferred) {
+    void begin(long transferred, long network) {
+        networkBefore = network;
         decoded.clear();
         decodedTokens.clear();
         admitted.clear();
@@ -79,15 +81,16 @@ final class StepWork {
     /**
      * The step's simulated seconds: {@code decodeChunk} iterations (more when the prefills need
      * more {@code prefillChunk}-token iterations; a prefill alone takes only its own), each priced
-     * with the step's prefill spread evenly over them, plus the host-link transfers the step made.
+     * with the step's prefill spread evenly over them, plus the host-link and network transfers the step made.
      */
-    double seconds(long transferred) {
+    double seconds(long transferred, long network) {
         int batch = decoded.size();
         long prefillIters = (prefillTokens + settings.prefillChunk() - 1) / settings.prefillChunk();
         long iterations = batch > 0 ? Math.max(settings.decodeChunk(), prefillIters)
                 : prefillTokens > 0 ? Math.max(1, prefillIters) : settings.decodeChunk();
         double perIteration = time.iterationSeconds(batch, kvBytes, contextTokens, prefillFlops / iterations);
-        double transfer = settings.copySeconds(transferred - transferredBefore);
+        double transfer = settings.copySeconds(transferred - transferredBefore)
+                + settings.networkSeconds(network - networkBefore);
         transferSeconds += transfer;
         return iterations * perIteration + transfer;
     }

@@ -236,4 +236,22 @@ class SchedulerTest {
         assertEquals(0, r.exitCode(), r.err());
         assertTrue(r.out().contains("Poisson 1.50/s"), r.out());
     }
+
+    @Test
+    void the_shared_tier_serves_evicted_prefixes_over_the_network() {
+        KvLayout base = ModelCatalog.byName("Qwen2.5-32B").layout(16, KvFormats.F16);
+        var s = new Simulator.Settings(80L << 30, 120, 64, 8192, 32_000, 4, 4096, 10, 0.0);
+        assertEquals(320L << 30, s.sharedBudgetBytes()); // default: four times the GPU budget
+        var sim = new Simulator(base, Workload.defaults(), s);
+        SimResult prefix = sim.run(ConfigRegistry.parse("paged+prefix"), new Simulator.Observer() { });
+        SimResult shared = sim.run(ConfigRegistry.parse("paged+prefix+shared"), new Simulator.Observer() { });
+        var t = shared.finalLedger().tiers().getFirst();
+        assertTrue(shared.finalLedger().tierHitTokens() > 0);
+        assertTrue(shared.recomputedTokens() <= prefix.recomputedTokens());
+        assertEquals(t.bytesMoved(), shared.transferBytes());
+        // every copy over the network at the H100 preset's 50 GB/s, none over the host link
+        assertEquals(t.bytesMoved() / 50e9, shared.transferSeconds(), 1e-9);
+        assertTrue(shared.simulatedSeconds() > prefix.simulatedSeconds());
+        assertEquals(prefix.completions(), shared.completions());
+    }
 }

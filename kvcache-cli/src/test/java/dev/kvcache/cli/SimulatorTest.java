@@ -149,8 +149,8 @@ class SimulatorTest {
 
         var events = jdk.jfr.consumer.RecordingFile.readAllEvents(jfr);
         var ledgers = events.stream().filter(e -> e.getEventType().getName().equals("dev.kvcache.Ledger")).toList();
-        // one per step for each of the 10 paged configurations
-        assertEquals(10 * 120, ledgers.size());
+        // one per step for each of the 11 paged configurations
+        assertEquals(11 * 120, ledgers.size());
         long maxFailures = ledgers.stream().mapToLong(e -> e.getLong("allocationFailures")).max().orElse(0);
         assertTrue(maxFailures > 0, "the default run has allocation failures; JFR shows them");
         // the levers' own events: refusals, preemptions (their count matches the ledger), idle releases
