@@ -39,8 +39,10 @@ import java.util.concurrent.TimeUnit;
  *       tierFetch32 at least 0.7x rawGets32's throughput, i.e. at most 1.43x its time.</li>
  *   <li>{@code missLookup64}: {@code leadingHits} of a 64-block prompt that no one holds (the tier
  *       asks the first batch of 32 and stops). Baseline {@code rawGet1}: one GET of a missing key,
- *       one round trip. "Adds at most one round trip" reads as missLookup64 close to rawGet1 (the
- *       exact count is {@link RedisRoundTrips}'s).</li>
+ *       one round trip of one command, and {@code rawMissGets32}: the same 32 missing keys the tier asks,
+ *       pipelined, one round trip of 32 commands. "Adds at most one round trip" reads as
+ *       missLookup64 close to rawMissGets32 (the exact count of flushes and server-side commands is
+ *       {@link RedisRoundTrips}'s).</li>
  * </ul>
  * Layout: 8 layers, 8 KV heads, head size 128, 16-token blocks, F16: 512 KiB a block, 16 MiB a
  * 32-block fetch. The tier runs with a 1 s lookup deadline at an assumed 200 MB/s so that a slow
@@ -72,6 +74,7 @@ public class RedisTierBenchmark {
         PrefixKey[] missing;
         byte[][] rawKeys;
         byte[] missingKey;
+        byte[][] missingKeys;
         RedisClient rawClient;
         StatefulRedisConnection<byte[], byte[]> raw;
 
@@ -120,6 +123,10 @@ public class RedisTierBenchmark {
                 missing[i] = new PrefixKey(0x5eed, i);
             }
             missingKey = tier.keys().block(missing[0]);
+            missingKeys = new byte[BLOCKS][];
+            for (int i = 0; i < BLOCKS; i++) {
+                missingKeys[i] = tier.keys().block(missing[i]);
+            }
             rawClient = RedisClient.create(server.uri());
             raw = rawClient.connect(ByteArrayCodec.INSTANCE);
             raw.setAutoFlushCommands(false);
@@ -174,6 +181,19 @@ public class RedisTierBenchmark {
             throw new IllegalStateException("found " + n);
         }
         return n;
+    }
+
+    @Benchmark
+    @SuppressWarnings("unchecked")
+    public void rawMissGets32(Fleet f, Blackhole bh) throws Exception {
+        RedisFuture<byte[]>[] fs = new RedisFuture[BLOCKS];
+        for (int b = 0; b < BLOCKS; b++) {
+            fs[b] = f.raw.async().get(f.missingKeys[b]);
+        }
+        f.raw.flushCommands();
+        for (RedisFuture<byte[]> x : fs) {
+            bh.consume(x.get(1, TimeUnit.SECONDS));
+        }
     }
 
     @Benchmark
