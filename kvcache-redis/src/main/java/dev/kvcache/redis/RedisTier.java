@@ -43,8 +43,8 @@ import java.util.concurrent.atomic.LongAdder;
  * which refreshes it) for at most {@link Builder#batchKeys} keys, flushes once and waits for the
  * answers up to a deadline of {@link Builder#lookupTimeout} plus the batch's bytes at
  * {@link Builder#assumedBandwidth}. It keeps the values it got (bounded by
- * {@link Builder#prefetchBytes}), so the manager's {@link #load}s right after cost no further
- * round trip. Another batch is sent only if every key of the last one hit; a prompt that misses
+ * {@link Builder#prefetchBytes}, which also caps how many keys one call asks), so the manager's
+ * {@link #load}s right after cost no further round trip. Another batch is sent only if every key of the last one hit; a prompt that misses
  * costs exactly one round trip. A timeout or an error ends the lookup with the hits already
  * verified to exist: a miss, never a stall.
  *
@@ -328,8 +328,15 @@ public final class RedisTier implements KvTier {
         lookups.increment();
         synchronized (lookupLock) {
             int found = 0;
+            long kept = 0; // value bytes this call keeps for the loads: never more than prefetchBytes
             while (found < count) {
-                int b = Math.min(batchKeys, count - found);
+                int b = (int) Math.min(Math.min(batchKeys, count - found), (prefetchBytes - kept) / valueBytes());
+                if (b <= 0) {
+                    if (found > 0) {
+                        break; // what was found is served; the manager computes the rest
+                    }
+                    b = 1;     // a value larger than the budget: still one at a time
+                }
                 makeRoom((long) b * valueBytes());
                 @SuppressWarnings("unchecked")
                 RedisFuture<byte[]>[] fs = new RedisFuture[b];
@@ -367,6 +374,7 @@ public final class RedisTier implements KvTier {
                     }
                     bytesRead.add(v.length);
                     keep(k, v);
+                    kept += v.length;
                     hits++;
                 }
                 if (failed) {
