@@ -21,7 +21,8 @@ import java.util.Map;
  * The quality side of the ledger: each lossy format's error as the project's accuracy harness
  * ({@code bin/kvcache accuracy}, {@link AccuracyReport#measure}) measures it on synthetic KV
  * (head_dim 128, keys with outlier channels). The harness takes seconds (more on a busy machine),
- * so its rows are cached in {@link #cacheFile()} ({@code kvcache-cli/target/}, written by the
+ * so its rows are cached in {@link #cacheFile()} ({@code kvcache-cli/target/} of the checkout, else
+ * {@code ~/.cache/kvcache/}), written by the
  * first run that needs them, keyed by the harness's parameters and kernel provider) and read back
  * by later runs; delete the file to measure again. Nothing here is typed in.
  */
@@ -53,8 +54,11 @@ final class QualityFigures {
 
     /** The cache of the harness's rows. */
     static Path cacheFile() {
-        return KvCacheHome.root().resolve("kvcache-cli").resolve("target")
-                .resolve("accuracy-" + TOKENS + "-" + BLOCK_TOKENS + "-" + SEED + ".json");
+        Path cli = KvCacheHome.root().resolve("kvcache-cli");
+        // outside a checkout (a copied jar) the user's cache directory, never a new folder in the working directory
+        Path dir = Files.isDirectory(cli) ? cli.resolve("target")
+                : Path.of(System.getProperty("user.home"), ".cache", "kvcache");
+        return dir.resolve("accuracy-" + TOKENS + "-" + BLOCK_TOKENS + "-" + SEED + ".json");
     }
 
     /** The cached rows when the cache matches this build's kernel provider, else a fresh measurement (cached). */

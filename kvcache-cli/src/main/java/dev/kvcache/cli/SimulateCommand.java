@@ -252,7 +252,7 @@ final class SimulateCommand implements Callable<Integer> {
         report.overTime(out, results);
         out.printf(Locale.ROOT, "%n%d configurations replayed in %,d ms (%s, %d CPUs)%s.%n", results.size(), elapsedMs,
                 "Java " + Runtime.version().feature(), Runtime.getRuntime().availableProcessors(),
-                quality == null ? "" : quality.cached() ? "; accuracy figures from " + KvCacheHome.root().relativize(QualityFigures.cacheFile())
+                quality == null ? "" : quality.cached() ? "; accuracy figures from " + shown(QualityFigures.cacheFile())
                         : "; accuracy harness " + quality.elapsedMillis() + " ms");
         if (chart != null) {
             SimulationCharts.memory(chart, model.name() + ", " + Sizes.human(budget) + " of KV", budget, results);
@@ -296,6 +296,12 @@ final class SimulateCommand implements Callable<Integer> {
         if (Files.exists(file) ? !Files.isWritable(file) : !Files.isWritable(dir)) {
             throw new IllegalArgumentException(flag + " " + file + " is not writable");
         }
+    }
+
+    /** {@code file} relative to the checkout when it is inside it. */
+    private static Path shown(Path file) {
+        Path root = KvCacheHome.root();
+        return file.startsWith(root) ? root.relativize(file) : file;
     }
 
     /** {@code --host-budget}, or twice {@code --budget}; one line naming the flag when it is not a size > 0. */
