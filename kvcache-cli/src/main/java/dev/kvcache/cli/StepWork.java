@@ -1,7 +1,9 @@
 package dev.kvcache.cli;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * What one {@link Scheduler} step did, to be priced and stamped after it: the requests that
@@ -117,13 +119,22 @@ final class StepWork {
                 ledgers.get(q.route).ttft.add(at - q.arrival);
             }
         }
+        // requests that decoded in the last step too share their gap: one weighted sample per
+        // (route, gap), so the samples grow with the distinct gaps, not with requests x steps
+        List<Map<Double, Long>> gaps = new ArrayList<>(ledgers.size());
+        for (int r = 0; r < ledgers.size(); r++) {
+            gaps.add(new HashMap<>());
+        }
         for (int i = 0; i < decoded.size(); i++) {
             Request q = decoded.get(i);
             int n = decodedTokens.get(i);
-            RouteLedger rl = ledgers.get(q.route);
-            rl.itl.add((end - q.lastToken) / n, n);
-            rl.generatedTokens += n;
+            gaps.get(q.route).merge((end - q.lastToken) / n, (long) n, Long::sum);
+            ledgers.get(q.route).generatedTokens += n;
             q.lastToken = end;
+        }
+        for (int r = 0; r < ledgers.size(); r++) {
+            Samples itl = ledgers.get(r).itl;
+            gaps.get(r).forEach(itl::add);
         }
         for (Request q : finished) {
             RouteLedger rl = ledgers.get(q.route);
