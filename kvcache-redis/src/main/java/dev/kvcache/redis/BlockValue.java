@@ -74,14 +74,57 @@ final class BlockValue {
      * length), else -1. Never throws on garbage.
      */
     static int verify(byte[] v, TierEntry expected, long payloadBytes) {
-        int h = headerLength(expected);
-        if (v == null || h < 0 || v.length != h + payloadBytes) {
+        int h = intact(v, expected.key(), expected.layoutFingerprint(), payloadBytes);
+        return h >= 0 && matches(v, expected) ? h : -1;
+    }
+
+    /**
+     * The offset of the payload if {@code v} is a whole, undamaged value of block {@code key}
+     * under layout {@code fingerprint}: magic, version, fingerprint and key, a header length that
+     * its own scope and token counts give, exact total length, payload length, and both CRC32C
+     * right; else -1. Checks nothing about the entry a caller expects (see {@link #matches}).
+     * Never throws on garbage.
+     */
+    static int intact(byte[] v, PrefixKey key, long fingerprint, long payloadBytes) {
+        if (!claims(v, key, fingerprint)) {
             return -1;
         }
         ByteBuffer b = ByteBuffer.wrap(v);
-        if (b.getInt() != MAGIC || b.getShort() != VERSION) {
+        int s = b.getInt(56);
+        if (s < 0 || s > MAX_HEADER || 64L + s > v.length) {
             return -1;
         }
+        int t = b.getInt(60 + s);
+        long h = FIXED + (long) s + 4L * t;
+        if (t < 0 || h > MAX_HEADER || h + payloadBytes != v.length) {
+            return -1;
+        }
+        int at = (int) h - 16;
+        if (b.getLong(at) != payloadBytes) {
+            return -1;
+        }
+        int payloadCrc = b.getInt(at + 8);
+        CRC32C crc = new CRC32C();
+        crc.update(v, 0, at + 12);
+        if (b.getInt(at + 12) != (int) crc.getValue()) {
+            return -1;
+        }
+        crc.reset();
+        crc.update(v, (int) h, (int) payloadBytes);
+        return (int) crc.getValue() == payloadCrc ? (int) h : -1;
+    }
+
+    /**
+     * Whether the header of {@code v}, an {@link #intact} value, names exactly {@code expected}:
+     * flags, layout fingerprint, key, parent key, salt, scope and token ids.
+     */
+    static boolean matches(byte[] v, TierEntry expected) {
+        int h = headerLength(expected);
+        if (h < 0 || v.length < h) {
+            return false;
+        }
+        ByteBuffer b = ByteBuffer.wrap(v);
+        b.position(6);
         int flags = b.getShort();
         PrefixKey p = expected.parentKey();
         String s = expected.scope();
@@ -90,38 +133,27 @@ final class BlockValue {
                 || b.getLong() != expected.key().hi() || b.getLong() != expected.key().lo()
                 || b.getLong() != (p == null ? 0 : p.hi()) || b.getLong() != (p == null ? 0 : p.lo())
                 || b.getLong() != expected.salt()) {
-            return -1;
+            return false;
         }
         byte[] scope = s == null ? new byte[0] : s.getBytes(StandardCharsets.UTF_8);
         if (b.getInt() != scope.length) {
-            return -1;
+            return false;
         }
         for (byte c : scope) {
             if (b.get() != c) {
-                return -1;
+                return false;
             }
         }
         int[] tokens = expected.tokens();
         if (b.getInt() != tokens.length) {
-            return -1;
+            return false;
         }
         for (int t : tokens) {
             if (b.getInt() != t) {
-                return -1;
+                return false;
             }
         }
-        if (b.getLong() != payloadBytes) {
-            return -1;
-        }
-        int payloadCrc = b.getInt();
-        CRC32C crc = new CRC32C();
-        crc.update(v, 0, b.position());
-        if (b.getInt() != (int) crc.getValue()) {
-            return -1;
-        }
-        crc.reset();
-        crc.update(v, h, (int) payloadBytes);
-        return (int) crc.getValue() == payloadCrc ? h : -1;
+        return true;
     }
 
     /** Whether {@code v} looks like a value of {@code key} (magic, version, key): a cheap lookup filter. */

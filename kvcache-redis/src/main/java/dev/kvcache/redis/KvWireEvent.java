@@ -47,6 +47,7 @@ public record KvWireEvent(Type type, long epoch, long seq, long timeMillis, List
     /** The medium of the clear that starts an epoch: everything. */
     public static final String ALL = "ALL";
 
+    /** Checks the fields and copies the hash list. */
     public KvWireEvent {
         Objects.requireNonNull(type, "type");
         blockHashes = List.copyOf(blockHashes);

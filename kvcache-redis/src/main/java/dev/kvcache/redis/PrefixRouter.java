@@ -102,7 +102,14 @@ public final class PrefixRouter implements AutoCloseable {
         java.util.Arrays.fill(lastSeq, -1);
     }
 
-    /** Where {@link #route} sends a prompt. */
+    /**
+     * Where {@link #route} sends a prompt.
+     *
+     * @param instance     the instance
+     * @param cachedBlocks how many leading full blocks of the prompt it holds (GPU or tier)
+     * @param cachedTokens the same in tokens
+     * @param load         its load as last reported
+     */
     public record Route(String instance, int cachedBlocks, int cachedTokens, long load) {
     }
 

@@ -49,9 +49,12 @@ import java.util.concurrent.atomic.LongAdder;
  * verified to exist: a miss, never a stall.
  *
  * <h2>Load: Redis is trusted with nothing</h2>
- * {@link #load} verifies the value against the {@link TierEntry} the manager expects (every header
- * field, exact length, the header's and the payload's CRC32C) before the store imports a byte; a
- * mismatch is a miss counted in {@code verificationMisses}.
+ * Before the store imports a byte, a value is checked whole (exact length, the header's and the
+ * payload's CRC32C: by the lookup as each value arrives, so the checksums overlap the transfer of
+ * the rest of the batch, or by the load for a value the lookup did not keep) and against the
+ * {@link TierEntry} the manager expects (every header field: key, parent key, salt, scope, token
+ * ids, layout fingerprint). A damaged value ends a lookup's hits there; a mismatch is a miss. Both
+ * are counted in {@code verificationMisses}.
  *
  * <h2>Writes: behind, bounded, never blocking</h2>
  * {@link #put} (a demotion) and {@link #writeOnPublish} (every block the moment it is published,
@@ -104,7 +107,7 @@ public final class RedisTier implements KvTier {
     private volatile RedisEndpoint.Link lookupLink;
     private volatile RedisEndpoint.Link writeLink;
     /** Values the last lookups fetched, oldest first; consumed by load. */
-    private final LinkedHashMap<PrefixKey, byte[]> prefetched = new LinkedHashMap<>();
+    private final LinkedHashMap<PrefixKey, Fetched> prefetched = new LinkedHashMap<>();
     private long prefetchedBytes;
     /** Keys written or loaded recently, oldest first (nanoTime). */
     private final LinkedHashMap<PrefixKey, Long> recent = new LinkedHashMap<>(16, 0.75f, false);
@@ -135,6 +138,10 @@ public final class RedisTier implements KvTier {
     private final LongAdder copyNanos = new LongAdder();
     private boolean warnedDown;
     private volatile String lastError;
+
+    /** A value a lookup fetched, already found {@code BlockValue.intact} (payload at {@code at}). */
+    private record Fetched(byte[] value, int at) {
+    }
 
     /** One queued write: a value, or a delete when {@code value} is null. */
     private record Write(PrefixKey key, byte[] redisKey, byte[] value) {
@@ -369,11 +376,17 @@ public final class RedisTier implements KvTier {
                         failed = true;
                         break;
                     }
-                    if (v == null || !BlockValue.claims(v, k, fingerprint)) {
+                    if (v == null) {
                         break;
                     }
                     bytesRead.add(v.length);
-                    keep(k, v);
+                    // checksums taken here, while the batch's later values are still arriving
+                    int at = BlockValue.intact(v, k, fingerprint, payloadBytes);
+                    if (at < 0) {
+                        verificationMisses.increment();
+                        break;
+                    }
+                    keep(k, new Fetched(v, at));
                     kept += v.length;
                     hits++;
                 }
@@ -404,19 +417,19 @@ public final class RedisTier implements KvTier {
         return payloadBytes + 256;
     }
 
-    private void keep(PrefixKey k, byte[] v) {
-        byte[] old = prefetched.put(k, v);
+    private void keep(PrefixKey k, Fetched f) {
+        Fetched old = prefetched.put(k, f);
         if (old != null) {
-            prefetchedBytes -= old.length;
+            prefetchedBytes -= old.value().length;
         }
-        prefetchedBytes += v.length;
+        prefetchedBytes += f.value().length;
     }
 
     /** Drops the oldest prefetched values until {@code need} more bytes fit. */
     private void makeRoom(long need) {
-        Iterator<Map.Entry<PrefixKey, byte[]>> it = prefetched.entrySet().iterator();
+        Iterator<Map.Entry<PrefixKey, Fetched>> it = prefetched.entrySet().iterator();
         while (prefetchedBytes + need > prefetchBytes && it.hasNext()) {
-            prefetchedBytes -= it.next().getValue().length;
+            prefetchedBytes -= it.next().getValue().value().length;
             it.remove();
         }
     }
@@ -429,20 +442,25 @@ public final class RedisTier implements KvTier {
         checkLayout(store, expected);
         byte[] v;
         boolean pre;
+        int off;
+        long t0;
         synchronized (lookupLock) {
-            v = prefetched.remove(expected.key());
-            pre = v != null;
+            Fetched f = prefetched.remove(expected.key());
+            pre = f != null;
             if (pre) {
-                prefetchedBytes -= v.length;
+                prefetchedBytes -= f.value().length;
+                v = f.value();
+                t0 = System.nanoTime();
+                off = BlockValue.matches(v, expected) ? f.at() : -1; // its checksums were taken on arrival
             } else {
                 v = fetch(expected);
                 if (v == null) {
                     return false;
                 }
+                t0 = System.nanoTime();
+                off = BlockValue.verify(v, expected, payloadBytes);
             }
         }
-        long t0 = System.nanoTime();
-        int off = BlockValue.verify(v, expected, payloadBytes);
         if (off < 0) {
             verificationMisses.increment();
             return false;
@@ -552,9 +570,9 @@ public final class RedisTier implements KvTier {
             recent.remove(key);
         }
         synchronized (lookupLock) {
-            byte[] v = prefetched.remove(key);
-            if (v != null) {
-                prefetchedBytes -= v.length;
+            Fetched f = prefetched.remove(key);
+            if (f != null) {
+                prefetchedBytes -= f.value().length;
             }
         }
         return queue.offer(new Write(key, keys.block(key), null));

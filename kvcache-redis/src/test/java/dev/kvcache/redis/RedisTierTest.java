@@ -165,6 +165,11 @@ class RedisTierTest {
                     c.sync().set(k1, d);
                     assertFalse(t.load(e[1], b, 0), "served a damaged value");
                     assertEquals(++misses, t.redisStats().verificationMisses());
+                    // a lookup checks each value as it arrives: the damaged one ends the hits
+                    assertEquals(1, t.leadingHits(Kv.keys(e), 0, 2));
+                    assertEquals(++misses, t.redisStats().verificationMisses(), "the lookup counted it");
+                    assertFalse(t.load(e[1], b, 0), "served a damaged value after a lookup");
+                    assertEquals(++misses, t.redisStats().verificationMisses());
                 }
                 c.sync().set(k1, good);
                 assertTrue(t.load(e[1], b, 1), "the intact value loads");
