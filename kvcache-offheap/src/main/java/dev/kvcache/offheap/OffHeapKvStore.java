@@ -159,7 +159,11 @@ public final class OffHeapKvStore implements KvStore {
         return layout;
     }
 
-    /** The byte layout of this store's blocks. */
+    /**
+     * The byte layout of this store's blocks.
+     *
+     * @return where each block, layer, K/V slice and head lies
+     */
     public StoreLayout storeLayout() {
         checkOpen();
         return bytes;
@@ -171,19 +175,32 @@ public final class OffHeapKvStore implements KvStore {
         return blocks;
     }
 
-    /** Native bytes this store holds: the blocks plus staging chunks allocated so far. */
+    /**
+     * Native bytes this store holds: the blocks plus staging chunks allocated so far (address
+     * space: the blocks' pages are committed on first touch, see the class comment).
+     *
+     * @return the bytes allocated
+     */
     public long allocatedBytes() {
         checkOpen();
         return memory.byteSize() + staging.allocatedBytes();
     }
 
-    /** Staging slots held now (partially written (block, layer) pairs of a block format). */
+    /**
+     * Staging slots held now (partially written (block, layer) pairs of a block format).
+     *
+     * @return the slots in use
+     */
     public int stagedSlices() {
         checkOpen();
         return staging.inUse();
     }
 
-    /** True after {@link #close()}. */
+    /**
+     * True after {@link #close()}.
+     *
+     * @return whether the store is closed
+     */
     public boolean isClosed() {
         return closed;
     }
@@ -319,6 +336,9 @@ public final class OffHeapKvStore implements KvStore {
      * reopens it, so nothing is lost except that its rows are now quantized. Engines call this
      * between steps, e.g. after freeing sequences; it must not run concurrently with other calls on
      * this store (it changes other blocks' state). Row formats never stage: returns 0.
+     *
+     * @param maxSlices staging slots that may stay held, >= 0
+     * @return how many (block, layer) slots it sealed
      */
     public int trimStaging(int maxSlices) {
         checkOpen();
