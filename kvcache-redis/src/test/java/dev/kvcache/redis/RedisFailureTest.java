@@ -124,6 +124,7 @@ class RedisFailureTest {
 
         server.kill();
         long worst = run(60);
+        System.out.printf("killed server: slowest append %.2f ms over 60 requests; %s%n", worst / 1e6, tier.redisStats());
         assertTrue(worst < BOUND_NANOS, "an append waited " + worst / 1_000_000 + " ms on a dead server");
         assertTrue(failures() > 0, "the failures were counted: " + tier.redisStats());
         assertTrue(tier.redisStats().breakerOpens() >= 1, "the breaker opened");
@@ -148,6 +149,7 @@ class RedisFailureTest {
             server.resume();
         }
         RedisTierStats s = tier.redisStats();
+        System.out.printf("paused server: slowest append %.2f ms over 80 requests; %s%n", worst / 1e6, s);
         assertTrue(worst < BOUND_NANOS, "an append waited " + worst / 1_000_000 + " ms on a paused server");
         assertTrue(s.timeouts() > 0, "lookups and writes timed out and were counted: " + s);
         assertTrue(s.breakerOpens() >= 1, "the breaker opened: " + s);
