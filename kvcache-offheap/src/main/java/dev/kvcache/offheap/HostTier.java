@@ -213,7 +213,7 @@ public final class HostTier implements KvTier {
         this.mask = t - 1;
         this.arena = Arena.ofShared();
         try {
-            this.memory = arena.allocate(slotBytes * capacity, OffHeapKvStore.ALIGNMENT);
+            this.memory = NativeMemory.allocateZeroed(arena, slotBytes * capacity, OffHeapKvStore.ALIGNMENT); // committed on first touch
         } catch (RuntimeException | Error e) {
             arena.close();
             throw e;
