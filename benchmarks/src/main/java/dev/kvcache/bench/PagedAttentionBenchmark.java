@@ -8,6 +8,7 @@ import dev.kvcache.offheap.OffHeapKvStore;
 import dev.kvcache.offheap.PagedAttention;
 import dev.kvcache.quant.Quantizers;
 import dev.kvcache.quant.SliceKernels;
+import dev.kvcache.quant.SoftmaxKernels;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -45,6 +46,9 @@ import java.util.concurrent.TimeUnit;
  *   <li>{@code contiguousVector}: the per-head Vector API loop in the style of llama3.java /
  *       Jlama: one query head at a time over the {@code [position][kvDim]} F32 caches, FMA dot
  *       products and weighted sums, so K and V are read once per <em>query</em> head;</li>
+ *   <li>the three Vector API baselines below and above compute the softmax in two passes with
+ *       kvcache-quant's vectorized exponentials (see {@link #softmax}), so they differ from
+ *       {@code paged} in layout and loop structure, not in the exp;</li>
  *   <li>{@code contiguousGrouped}: the grouped contiguous Vector API loop a reader would write for
  *       grouped-query attention: per KV head, each K row read once for the group's four query
  *       heads, a two-pass softmax per head, each V row read once for the four heads (F32,
@@ -346,21 +350,11 @@ public class PagedAttentionBenchmark {
                 }
                 s.att[attOff + t] = acc.reduceLanes(VectorOperators.ADD) * scale;
             }
-            float max = Float.NEGATIVE_INFINITY;
-            for (int t = 0; t < n; t++) {
-                max = Math.max(max, s.att[attOff + t]);
-            }
-            float sum = 0f;
-            for (int t = 0; t < n; t++) {
-                float e = (float) Math.exp(s.att[attOff + t] - max);
-                s.att[attOff + t] = e;
-                sum += e;
-            }
-            float inv = 1f / sum;
+            softmax(s.att, attOff, n);
             int oOff = h * HEAD_DIM;
             java.util.Arrays.fill(s.out, oOff, oOff + HEAD_DIM, 0f);
             for (int t = 0; t < n; t++) {
-                FloatVector a = FloatVector.broadcast(SPECIES, s.att[attOff + t] * inv);
+                FloatVector a = FloatVector.broadcast(SPECIES, s.att[attOff + t]);
                 int vOff = t * KV_DIM + kvOff;
                 for (int i = 0; i < HEAD_DIM; i += lanes) {
                     a.fma(FloatVector.fromArray(SPECIES, vc, vOff + i), FloatVector.fromArray(SPECIES, s.out, oOff + i))
@@ -371,23 +365,19 @@ public class PagedAttentionBenchmark {
         bh.consume(s.out);
     }
 
-    /** Two-pass softmax of {@code att[off .. off+n)} in place, scaled by {@code 1/sum} (the loops llama3.java uses). */
+    /**
+     * The contiguous Vector API baselines' softmax: two passes over {@code att[off .. off+n)} with
+     * kvcache-quant's vectorized exponentials ({@link Quantizers#softmaxKernels()}, the arithmetic
+     * paged decode uses), so those loops differ from {@code paged} in layout and loop structure
+     * only, not in how exp is computed.
+     */
     static void softmax(float[] att, int off, int n) {
-        float max = Float.NEGATIVE_INFINITY;
-        for (int t = 0; t < n; t++) {
-            max = Math.max(max, att[off + t]);
-        }
-        float sum = 0f;
-        for (int t = 0; t < n; t++) {
-            float e = (float) Math.exp(att[off + t] - max);
-            att[off + t] = e;
-            sum += e;
-        }
-        float inv = 1f / sum;
-        for (int t = 0; t < n; t++) {
-            att[off + t] *= inv;
-        }
+        float max = SOFTMAX.max(att, off, n);
+        float sum = SOFTMAX.expSum(att, off, n, max);
+        SOFTMAX.scale(att, off, n, 1f / sum);
     }
+
+    static final SoftmaxKernels SOFTMAX = Quantizers.softmaxKernels();
 
     /**
      * The grouped contiguous Vector API loop (see the class comment): per KV head, K row t is loaded
