@@ -64,10 +64,14 @@ final class RedisServers {
         return false;
     }
 
-    /** A port p with p and p + 10000 (the cluster bus) free on loopback. */
+    /**
+     * A port p with p and p + 10000 (the cluster bus) free on loopback, both below Linux's default
+     * ephemeral range (32768 and up), so an outgoing connection does not take one between the
+     * check and the bind.
+     */
     static int freePort() {
         for (int i = 0; i < 200; i++) {
-            int p = ThreadLocalRandom.current().nextInt(20_000, 50_000);
+            int p = ThreadLocalRandom.current().nextInt(12_000, 22_700);
             if (free(p) && free(p + 10_000)) {
                 return p;
             }
@@ -101,15 +105,32 @@ final class RedisServers {
         /** A single server on a free port in a fresh temp directory. */
         static Server start() throws IOException {
             requireRedis();
-            Server s = new Server(freePort(), Files.createTempDirectory("kvcache-redis-"), false);
-            s.launch();
-            return s;
+            Path dir = Files.createTempDirectory("kvcache-redis-");
+            try {
+                return startOn(dir, false);
+            } catch (IOException | RuntimeException e) {
+                deleteTree(dir);
+                throw e;
+            }
         }
 
         static Server startClusterNode(Path dir) throws IOException {
-            Server s = new Server(freePort(), dir, true);
-            s.launch();
-            return s;
+            return startOn(dir, true);
+        }
+
+        /** Starts on a free port, another one if the port was taken between the check and the bind. */
+        private static Server startOn(Path dir, boolean cluster) throws IOException {
+            IOException last = null;
+            for (int attempt = 0; attempt < 5; attempt++) {
+                Server s = new Server(freePort(), dir, cluster);
+                try {
+                    s.launch();
+                    return s;
+                } catch (IOException e) {
+                    last = e;
+                }
+            }
+            throw last;
         }
 
         String uri() {
@@ -137,8 +158,10 @@ final class RedisServers {
                     return;
                 }
                 if (!process.isAlive() || System.nanoTime() > end) {
-                    close();
-                    throw new IOException("redis-server on port " + port + " did not start; log: " + log());
+                    String log = log();
+                    process.destroyForcibly();
+                    LIVE.remove(process);
+                    throw new IOException("redis-server on port " + port + " did not start; log: " + log);
                 }
                 sleep(10);
             }
