@@ -145,11 +145,18 @@ record LengthDist(String kind, int min, int max, double median, double sigma) {
 
     /** As written in JSONL. */
     Object toJson() {
-        return switch (kind) {
-            case "fixed" -> min;
-            case "uniform" -> Map.of("dist", kind, "min", min, "max", max);
-            default -> Map.of("dist", kind, "median", median, "sigma", sigma, "min", min, "max", max);
-        };
+        if (kind.equals("fixed")) {
+            return min;
+        }
+        Map<String, Object> m = new java.util.LinkedHashMap<>(); // written in the order the docs show
+        m.put("dist", kind);
+        if (kind.equals("lognormal")) {
+            m.put("median", median);
+            m.put("sigma", sigma);
+        }
+        m.put("min", min);
+        m.put("max", max);
+        return m;
     }
 
     @Override
