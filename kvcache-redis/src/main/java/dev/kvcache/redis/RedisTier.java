@@ -10,22 +10,16 @@ import dev.kvcache.TierEntry;
 import dev.kvcache.TierStats;
 import io.lettuce.core.GetExArgs;
 import io.lettuce.core.RedisFuture;
-import io.lettuce.core.SetArgs;
 
 import java.lang.foreign.MemorySegment;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.LongAdder;
 
 /**
  * A {@link KvTier} in a Redis (or Valkey, or Redis Cluster) that a fleet of engines shares:
@@ -79,14 +73,16 @@ import java.util.concurrent.atomic.LongAdder;
  * thread keeps trying to connect. Every skip, timeout and error is counted in {@link #redisStats}.
  *
  * <h2>Threads</h2>
- * Lookups and loads take one lock (they share a pipelined connection); the writer thread has its
- * own connection. A tier may be shared by several managers.
+ * Lookups and loads take one lock (they share a pipelined connection); the writer thread
+ * ({@code WriteBehind}) has its own connection. A tier may be shared by several managers.
+ *
+ * <p>The class is the SPI's lookup and load path and its builder (about a fifth of it); the write
+ * path is {@code WriteBehind}, the value format {@code BlockValue}, the counters
+ * {@code TierCounters}.
  */
 public final class RedisTier implements KvTier {
 
     private static final System.Logger LOG = System.getLogger(RedisTier.class.getName());
-    private static final int WRITE_BATCH = 64;
-    private static final int RECENT_KEYS = 1 << 16;
 
     private final RedisEndpoint endpoint;
     private final KvLayout layout;
@@ -96,12 +92,10 @@ public final class RedisTier implements KvTier {
     private final long ttlMillis;
     private final long lookupTimeoutNanos;
     private final double nanosPerByte;
-    private final long writeTimeoutNanos;
     private final int batchKeys;
     private final long prefetchBytes;
-    private final long queueBytes;
-    private final long recentNanos;
     private final CircuitBreaker breaker;
+    private final TierCounters c = new TierCounters();
 
     private final Object lookupLock = new Object();
     private volatile RedisEndpoint.Link lookupLink;
@@ -109,42 +103,12 @@ public final class RedisTier implements KvTier {
     /** Values the last lookups fetched, oldest first; consumed by load. */
     private final LinkedHashMap<PrefixKey, Fetched> prefetched = new LinkedHashMap<>();
     private long prefetchedBytes;
-    /** Keys written or loaded recently, oldest first (nanoTime). */
-    private final LinkedHashMap<PrefixKey, Long> recent = new LinkedHashMap<>(16, 0.75f, false);
-
-    private final ArrayBlockingQueue<Write> queue;
-    private final AtomicLong queuedBytes = new AtomicLong();
-    private final AtomicLong inFlight = new AtomicLong();
-    private final Thread writer;
+    private final WriteBehind writes;
     private volatile boolean closed;
-
-    private final LongAdder lookups = new LongAdder();
-    private final LongAdder lookupKeys = new LongAdder();
-    private final LongAdder lookupHits = new LongAdder();
-    private final LongAdder roundTrips = new LongAdder();
-    private final LongAdder skipped = new LongAdder();
-    private final LongAdder timeouts = new LongAdder();
-    private final LongAdder errors = new LongAdder();
-    private final LongAdder loads = new LongAdder();
-    private final LongAdder prefetchedLoads = new LongAdder();
-    private final LongAdder verificationMisses = new LongAdder();
-    private final LongAdder writesQueued = new LongAdder();
-    private final LongAdder writesDropped = new LongAdder();
-    private final LongAdder writesDeduplicated = new LongAdder();
-    private final LongAdder writesDone = new LongAdder();
-    private final LongAdder writesFailed = new LongAdder();
-    private final LongAdder bytesWritten = new LongAdder();
-    private final LongAdder bytesRead = new LongAdder();
-    private final LongAdder copyNanos = new LongAdder();
-    private boolean warnedDown;
-    private volatile String lastError;
+    private volatile boolean warnedConnect;
 
     /** A value a lookup fetched, already found {@code BlockValue.intact} (payload at {@code at}). */
     private record Fetched(byte[] value, int at) {
-    }
-
-    /** One queued write: a value, or a delete when {@code value} is null. */
-    private record Write(PrefixKey key, byte[] redisKey, byte[] value) {
     }
 
     private RedisTier(Builder b) {
@@ -156,16 +120,12 @@ public final class RedisTier implements KvTier {
         this.ttlMillis = b.ttl.toMillis();
         this.lookupTimeoutNanos = b.lookupTimeout.toNanos();
         this.nanosPerByte = 1e9 / b.bandwidth;
-        this.writeTimeoutNanos = b.writeTimeout.toNanos();
         this.batchKeys = b.batchKeys;
         this.prefetchBytes = b.prefetchBytes;
-        this.queueBytes = b.queueBytes;
-        this.recentNanos = ttlMillis > 0 ? TimeUnit.MILLISECONDS.toNanos(ttlMillis) / 2 : TimeUnit.MINUTES.toNanos(10);
         this.breaker = new CircuitBreaker(b.breakerThreshold, b.breakerOpen.toNanos(), System::nanoTime);
-        this.queue = new ArrayBlockingQueue<>(b.queueBlocks);
         connect(); // one try now, so that a reachable server is used from the first call
-        this.writer = Thread.ofPlatform().daemon().name("kvcache-redis-writer").unstarted(this::writeLoop);
-        writer.start();
+        this.writes = new WriteBehind(endpoint, () -> writeLink, this::connect, breaker, c, ttlMillis,
+                b.writeTimeout.toNanos(), b.queueBlocks, b.queueBytes);
     }
 
     /**
@@ -329,10 +289,10 @@ public final class RedisTier implements KvTier {
         }
         RedisEndpoint.Link link = lookupLink;
         if (link == null || !breaker.allow()) {
-            skipped.increment();
+            c.skipped.increment();
             return 0;
         }
-        lookups.increment();
+        c.lookups.increment();
         synchronized (lookupLock) {
             int found = 0;
             long kept = 0; // value bytes this call keeps for the loads: never more than prefetchBytes
@@ -353,8 +313,8 @@ public final class RedisTier implements KvTier {
                     fs[i] = get(link, keys.block(k), ex);
                 }
                 link.connection().flushCommands();
-                roundTrips.increment();
-                lookupKeys.add(b);
+                c.roundTrips.increment();
+                c.lookupKeys.add(b);
                 long deadline = System.nanoTime() + lookupTimeoutNanos + (long) (b * valueBytes() * nanosPerByte);
                 int hits = 0;
                 boolean failed = false;
@@ -364,11 +324,11 @@ public final class RedisTier implements KvTier {
                     try {
                         v = fs[i].get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
                     } catch (TimeoutException e) {
-                        timeouts.increment();
+                        c.timeouts.increment();
                         failed = true;
                         break;
                     } catch (ExecutionException e) {
-                        error(e);
+                        c.error(e);
                         failed = true;
                         break;
                     } catch (InterruptedException e) {
@@ -379,11 +339,11 @@ public final class RedisTier implements KvTier {
                     if (v == null) {
                         break;
                     }
-                    bytesRead.add(v.length);
+                    c.bytesRead.add(v.length);
                     // checksums taken here, while the batch's later values are still arriving
                     int at = BlockValue.intact(v, k, fingerprint, payloadBytes);
                     if (at < 0) {
-                        verificationMisses.increment();
+                        c.verificationMisses.increment();
                         break;
                     }
                     keep(k, new Fetched(v, at));
@@ -395,7 +355,7 @@ public final class RedisTier implements KvTier {
                         f.cancel(false);
                     }
                     breaker.failure();
-                    lookupHits.add(found + hits);
+                    c.lookupHits.add(found + hits);
                     return found + hits;
                 }
                 breaker.success();
@@ -404,7 +364,7 @@ public final class RedisTier implements KvTier {
                     break;
                 }
             }
-            lookupHits.add(found);
+            c.lookupHits.add(found);
             return found;
         }
     }
@@ -462,16 +422,16 @@ public final class RedisTier implements KvTier {
             }
         }
         if (off < 0) {
-            verificationMisses.increment();
+            c.verificationMisses.increment();
             return false;
         }
         store.importBlock(block, MemorySegment.ofArray(v).asSlice(off, payloadBytes));
-        copyNanos.add(System.nanoTime() - t0);
-        loads.increment();
+        c.copyNanos.add(System.nanoTime() - t0);
+        c.loads.increment();
         if (pre) {
-            prefetchedLoads.increment();
+            c.prefetchedLoads.increment();
         }
-        markRecent(expected.key());
+        writes.markRecent(expected.key());
         return true;
     }
 
@@ -479,23 +439,23 @@ public final class RedisTier implements KvTier {
     private byte[] fetch(TierEntry e) {
         RedisEndpoint.Link link = lookupLink;
         if (link == null || !breaker.allow()) {
-            skipped.increment();
+            c.skipped.increment();
             return null;
         }
         RedisFuture<byte[]> f = link.commands().get(keys.block(e.key()));
         link.connection().flushCommands();
-        roundTrips.increment();
+        c.roundTrips.increment();
         try {
             byte[] v = f.get(lookupTimeoutNanos + (long) (valueBytes() * nanosPerByte), TimeUnit.NANOSECONDS);
             breaker.success();
             if (v != null) {
-                bytesRead.add(v.length);
+                c.bytesRead.add(v.length);
             }
             return v;
         } catch (TimeoutException ex) {
-            timeouts.increment();
+            c.timeouts.increment();
         } catch (ExecutionException ex) {
-            error(ex);
+            c.error(ex);
         } catch (InterruptedException ex) {
             Thread.currentThread().interrupt();
         }
@@ -512,34 +472,27 @@ public final class RedisTier implements KvTier {
         Objects.requireNonNull(store, "store");
         checkOpen();
         checkLayout(store, entry);
-        if (isRecent(entry.key())) {
-            writesDeduplicated.increment();
+        if (writes.isRecent(entry.key())) {
+            c.writesDeduplicated.increment();
             return true;
         }
         int h = BlockValue.headerLength(entry);
-        if (h < 0) {
-            writesDropped.increment();
-            return false;
-        }
         long size = h + payloadBytes;
-        if (queue.remainingCapacity() == 0 || queuedBytes.get() + size > queueBytes || size > Integer.MAX_VALUE - 8) {
-            writesDropped.increment();
+        if (h < 0 || size > Integer.MAX_VALUE - 8 || !writes.hasRoom(size)) {
+            c.writesDropped.increment();
             return false;
         }
         long t0 = System.nanoTime();
         byte[] v = new byte[(int) size];
         int crc = store.exportBlockCrc32c(block, MemorySegment.ofArray(v).asSlice(h, payloadBytes));
         BlockValue.writeHeader(v, entry, payloadBytes, crc);
-        copyNanos.add(System.nanoTime() - t0);
-        Write w = new Write(entry.key(), keys.block(entry.key()), v);
-        queuedBytes.addAndGet(size);
-        if (!queue.offer(w)) {
-            queuedBytes.addAndGet(-size);
-            writesDropped.increment();
+        c.copyNanos.add(System.nanoTime() - t0);
+        if (!writes.offer(entry.key(), keys.block(entry.key()), v)) {
+            c.writesDropped.increment();
             return false;
         }
-        markRecent(entry.key());
-        writesQueued.increment();
+        writes.markRecent(entry.key());
+        c.writesQueued.increment();
         return true;
     }
 
@@ -562,20 +515,19 @@ public final class RedisTier implements KvTier {
         };
     }
 
+    /** Queues a delete of {@code key}'s block: true when queued (whether Redis held it is not known). */
     @Override
     public boolean remove(PrefixKey key) {
         Objects.requireNonNull(key, "key");
         checkOpen();
-        synchronized (recent) {
-            recent.remove(key);
-        }
+        writes.forget(key);
         synchronized (lookupLock) {
             Fetched f = prefetched.remove(key);
             if (f != null) {
                 prefetchedBytes -= f.value().length;
             }
         }
-        return queue.offer(new Write(key, keys.block(key), null));
+        return writes.offer(key, keys.block(key), null);
     }
 
     /**
@@ -583,153 +535,20 @@ public final class RedisTier implements KvTier {
      * {@code timeout}: true when the queue drained in time. For tests, demos and shutdown.
      */
     public boolean awaitWrites(Duration timeout) {
-        long end = System.nanoTime() + timeout.toNanos();
-        while (!queue.isEmpty() || inFlight.get() > 0) {
-            if (System.nanoTime() - end > 0) {
-                return false;
-            }
-            try {
-                Thread.sleep(1);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return false;
-            }
-        }
-        return true;
-    }
-
-    private void writeLoop() {
-        List<Write> batch = new ArrayList<>(WRITE_BATCH);
-        long nextConnect = 0;
-        while (!closed || !queue.isEmpty()) {
-            if (lookupLink == null || writeLink == null) {
-                if (System.nanoTime() - nextConnect >= 0) {
-                    connect();
-                    nextConnect = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
-                }
-            }
-            Write first;
-            try {
-                first = queue.poll(50, TimeUnit.MILLISECONDS);
-            } catch (InterruptedException e) {
-                if (closed) {
-                    break;
-                }
-                continue;
-            }
-            if (first == null) {
-                continue;
-            }
-            batch.clear();
-            batch.add(first);
-            queue.drainTo(batch, WRITE_BATCH - 1);
-            inFlight.set(batch.size());
-            try {
-                send(batch);
-            } catch (RuntimeException e) {
-                errors.increment();
-                fail(batch);
-            } finally {
-                for (Write w : batch) {
-                    if (w.value() != null) {
-                        queuedBytes.addAndGet(-w.value().length);
-                    }
-                }
-                inFlight.set(0);
-            }
-        }
-    }
-
-    private void send(List<Write> batch) {
-        RedisEndpoint.Link link = writeLink;
-        if (link == null || !breaker.allow()) {
-            skipped.add(batch.size());
-            fail(batch);
-            return;
-        }
-        @SuppressWarnings("unchecked")
-        RedisFuture<?>[] fs = new RedisFuture[batch.size()];
-        SetArgs args = ttlMillis > 0 ? SetArgs.Builder.px(ttlMillis) : null;
-        for (int i = 0; i < fs.length; i++) {
-            Write w = batch.get(i);
-            if (w.value() == null) {
-                fs[i] = link.commands().del(w.redisKey());
-            } else {
-                fs[i] = args != null ? link.commands().set(w.redisKey(), w.value(), args) : link.commands().set(w.redisKey(), w.value());
-            }
-        }
-        link.connection().flushCommands();
-        long deadline = System.nanoTime() + writeTimeoutNanos;
-        boolean anyFailed = false;
-        for (int i = 0; i < fs.length; i++) {
-            Write w = batch.get(i);
-            try {
-                fs[i].get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
-                if (w.value() != null) {
-                    writesDone.increment();
-                    bytesWritten.add(w.value().length);
-                }
-            } catch (TimeoutException | ExecutionException e) {
-                if (e instanceof TimeoutException) {
-                    timeouts.increment();
-                } else {
-                    error(e);
-                }
-                anyFailed = true;
-                fs[i].cancel(false);
-                failOne(w);
-            } catch (InterruptedException e) {
-                anyFailed = true;
-                failOne(w);
-            }
-        }
-        if (anyFailed) {
-            breaker.failure();
-            warnDown();
-        } else {
-            breaker.success();
-            warnedDown = false;
-        }
-    }
-
-    private void error(Throwable e) {
-        errors.increment();
-        lastError = e.getCause() != null ? e.getCause().toString() : e.toString();
+        return writes.await(timeout);
     }
 
     /** The last error Redis or the client reported (null if none): for diagnosis. */
     public String lastError() {
-        return lastError;
-    }
-
-    private void fail(List<Write> batch) {
-        for (Write w : batch) {
-            failOne(w);
-        }
-    }
-
-    private void failOne(Write w) {
-        if (w.value() != null) {
-            writesFailed.increment();
-            synchronized (recent) {
-                recent.remove(w.key()); // not written: a later put may try again
-            }
-        }
-    }
-
-    private void warnDown() {
-        if (!warnedDown) {
-            warnedDown = true;
-            LOG.log(System.Logger.Level.WARNING, "Redis tier at {0}: writes failing; blocks are dropped (counted) until it answers",
-                    endpoint);
-        }
+        return c.lastError();
     }
 
     /**
-     * Opens the two connections if they are not open; a failure leaves them for the next try. A
-     * single server's connections flush by hand (one write per batch); a cluster's flush each
-     * command (its node connections open lazily, and commands queued on one still connecting must
-     * go out when it is up), which still pipelines: nothing waits until the whole batch is sent.
+     * Opens the two connections if they are not open; a failure leaves them for the next try (the
+     * writer thread asks again). A single server's connections flush by hand (one write per
+     * batch); a cluster's flush each command (its node connections open lazily, and commands
+     * queued on one still connecting must go out when it is up), which still pipelines: nothing
+     * waits until the whole batch is sent.
      */
     private void connect() {
         try {
@@ -744,30 +563,11 @@ public final class RedisTier implements KvTier {
                 writeLink = l;
             }
         } catch (RuntimeException e) {
-            errors.increment();
-            if (!warnedDown) {
-                warnedDown = true;
+            c.error(e);
+            if (!warnedConnect) {
+                warnedConnect = true;
                 LOG.log(System.Logger.Level.WARNING, "Redis tier cannot connect to {0} ({1}); it is a miss until it can",
                         endpoint, e.getMessage());
-            }
-        }
-    }
-
-    private boolean isRecent(PrefixKey k) {
-        synchronized (recent) {
-            Long t = recent.get(k);
-            return t != null && System.nanoTime() - t < recentNanos;
-        }
-    }
-
-    private void markRecent(PrefixKey k) {
-        synchronized (recent) {
-            recent.remove(k);
-            recent.put(k, System.nanoTime());
-            if (recent.size() > RECENT_KEYS) {
-                Iterator<PrefixKey> it = recent.keySet().iterator();
-                it.next();
-                it.remove();
             }
         }
     }
@@ -798,16 +598,13 @@ public final class RedisTier implements KvTier {
      */
     @Override
     public TierStats stats() {
-        return new TierStats(name(), 0, 0, 0, writesQueued.sum(), writesDropped.sum() + writesFailed.sum(), loads.sum(),
-                verificationMisses.sum(), 0, bytesWritten.sum() + bytesRead.sum(), copyNanos.sum());
+        return new TierStats(name(), 0, 0, 0, c.writesQueued.sum(), c.writesDropped.sum() + c.writesFailed.sum(),
+                c.loads.sum(), c.verificationMisses.sum(), 0, c.bytesWritten.sum() + c.bytesRead.sum(), c.copyNanos.sum());
     }
 
     /** Everything it counted, failures included. */
     public RedisTierStats redisStats() {
-        return new RedisTierStats(lookups.sum(), lookupKeys.sum(), lookupHits.sum(), roundTrips.sum(), skipped.sum(),
-                timeouts.sum(), errors.sum(), breaker.opened(), loads.sum(), prefetchedLoads.sum(),
-                verificationMisses.sum(), writesQueued.sum(), writesDropped.sum(), writesDeduplicated.sum(),
-                writesDone.sum(), writesFailed.sum(), bytesWritten.sum(), bytesRead.sum());
+        return c.snapshot(breaker.opened());
     }
 
     /** Whether the circuit breaker is open now (Redis is being skipped). */
@@ -825,14 +622,7 @@ public final class RedisTier implements KvTier {
             return;
         }
         closed = true;
-        try {
-            writer.join(Math.max(100, TimeUnit.NANOSECONDS.toMillis(2 * writeTimeoutNanos)));
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        if (writer.isAlive()) {
-            writer.interrupt();
-        }
+        writes.close();
         for (RedisEndpoint.Link l : new RedisEndpoint.Link[]{lookupLink, writeLink}) {
             if (l != null) {
                 endpoint.release(l.connection());
