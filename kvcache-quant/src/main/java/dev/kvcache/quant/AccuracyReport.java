@@ -65,7 +65,11 @@ public final class AccuracyReport {
         return v;
     }
 
-    /** Measures every standard format plus Q8_0, Q4_0 and FP8_E4M3 with Hadamard-rotated keys. */
+    /**
+     * Measures every standard format plus Q8_0, Q4_0 and FP8_E4M3 with Hadamard-rotated keys, and
+     * Q8_0 / Q5_0 / Q4_0 with the query quantized to Q8_0 ("q8-query": what an integer-domain dot
+     * product computes).
+     */
     public static List<Row> measure(int tokens, int blockTokens, long seed) {
         if (tokens <= 0 || tokens % blockTokens != 0) {
             throw new IllegalArgumentException("tokens must be a positive multiple of blockTokens="
@@ -108,11 +112,22 @@ public final class AccuracyReport {
         rows.add(measureOne("Q4_0+H", KvFormats.Q4_0, true, k, v, q, refP, refOut, tokens, blockTokens, dim));
         // a float format's error is relative per element, so the rotation should not help it: measured, not assumed
         rows.add(measureOne("FP8_E4M3+H", KvFormats.FP8_E4M3, true, k, v, q, refP, refOut, tokens, blockTokens, dim));
+        // integer-domain dot products (llama.cpp's vec_dot_q4_0_q8_0 style, issue #17) score the keys
+        // against the query quantized to Q8_0 blocks: the same attention as the float kernels with
+        // the query replaced by its Q8_0 round trip, up to summation order
+        for (KvFormat f : List.of(KvFormats.Q8_0, KvFormats.Q5_0, KvFormats.Q4_0)) {
+            rows.add(measureOne(f.name() + " q8-query", f, false, true, k, v, q, refP, refOut, tokens, blockTokens, dim));
+        }
         return rows;
     }
 
     private static Row measureOne(String name, KvFormat f, boolean hadamard, float[] k, float[] v, float[] q,
                                   double[][] refP, double[][] refOut, int tokens, int bt, int dim) {
+        return measureOne(name, f, hadamard, false, k, v, q, refP, refOut, tokens, bt, dim);
+    }
+
+    private static Row measureOne(String name, KvFormat f, boolean hadamard, boolean q8Query, float[] k, float[] v,
+                                  float[] q, double[][] refP, double[][] refOut, int tokens, int bt, int dim) {
         SliceKernels kk = Quantizers.keyKernels(f);
         SliceKernels vk = Quantizers.valueKernels(f);
         long kb = kk.sliceBytes(bt, dim), vb = vk.sliceBytes(bt, dim);
@@ -146,6 +161,12 @@ public final class AccuracyReport {
                 System.arraycopy(q, h * dim, qh, 0, dim);
                 if (hadamard) {
                     HadamardRotation.rotate(qh, 0, dim);
+                }
+                if (q8Query) {
+                    SliceKernels q8 = Quantizers.scalarKernels(KvFormats.Q8_0);
+                    MemorySegment qs = arena.allocate(q8.rowBytes(dim));
+                    q8.encodeRow(qh, 0, dim, qs, 0);
+                    q8.decodeRow(qs, 0, 1, 0, dim, qh, 0);
                 }
                 for (int b = 0; b < blocks; b++) {
                     kk.dotRows(ks, b * kb, bt, bt, dim, qh, 0, scale, scores, b * bt);

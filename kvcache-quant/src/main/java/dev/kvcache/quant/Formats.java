@@ -15,9 +15,10 @@ import java.util.List;
  * (the family's outer class): resolving a method reference links that class, and linking a class
  * with Vector API code in its own methods needs jdk.incubator.vector. The family's nested Vector
  * class is then loaded only when VectorProvider calls the factory, so the scalar path never links
- * against the incubator module (ScalarFallbackWarningTest, NoVectorModuleTest). A null vector factory means "scalar kernels only"; VectorProvider then
- * hands out the scalar codec. splitRoles marks formats whose keys and values are coded
- * differently (KIVI); for every other format one codec serves both roles.
+ * against the incubator module (ScalarFallbackWarningTest, NoVectorModuleTest). A null vector
+ * factory means "scalar kernels only"; Quantizers then hands out the scalar codec. splitRoles
+ * marks formats whose keys and values are coded differently (KIVI); for every other format one
+ * codec serves both roles.
  */
 final class Formats {
 
