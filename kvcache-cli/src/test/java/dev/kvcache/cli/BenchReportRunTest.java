@@ -16,6 +16,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class BenchReportRunTest {
 
+    static {
+        // JMH refuses to start while another JMH process holds /tmp/jmh.lock (a benchmark run on this
+        // machine); these in-process runs measure nothing, so they need not wait for it. Read once,
+        // when JMH's Runner class initializes.
+        System.setProperty("jmh.ignoreLock", "true");
+    }
+
     private static String run(String... args) {
         StringWriter out = new StringWriter(), err = new StringWriter();
         var cl = KvCacheCli.commandLine();
