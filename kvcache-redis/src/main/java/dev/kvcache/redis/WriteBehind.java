@@ -45,7 +45,8 @@ final class WriteBehind {
     private final long recentNanos;
     private final ArrayBlockingQueue<Write> queue;
     private final AtomicLong queuedBytes = new AtomicLong();
-    private final AtomicLong inFlight = new AtomicLong();
+    /** Writes offered and not yet sent and answered (or failed): queued and in flight. */
+    private final AtomicLong pending = new AtomicLong();
     /** Keys written or loaded recently, oldest first (nanoTime). */
     private final LinkedHashMap<PrefixKey, Long> recent = new LinkedHashMap<>();
     private final Thread thread;
@@ -77,7 +78,9 @@ final class WriteBehind {
     boolean offer(PrefixKey key, byte[] redisKey, byte[] value) {
         long size = value == null ? 0 : value.length;
         queuedBytes.addAndGet(size);
+        pending.incrementAndGet();
         if (!queue.offer(new Write(key, redisKey, value))) {
+            pending.decrementAndGet();
             queuedBytes.addAndGet(-size);
             return false;
         }
@@ -113,7 +116,7 @@ final class WriteBehind {
     /** Waits until the queue is drained and nothing is in flight, at most {@code timeout}. */
     boolean await(Duration timeout) {
         long end = System.nanoTime() + timeout.toNanos();
-        while (!queue.isEmpty() || inFlight.get() > 0) {
+        while (pending.get() > 0) {
             if (System.nanoTime() - end > 0) {
                 return false;
             }
@@ -163,7 +166,6 @@ final class WriteBehind {
             batch.clear();
             batch.add(first);
             queue.drainTo(batch, BATCH - 1);
-            inFlight.set(batch.size());
             try {
                 send(batch);
             } catch (RuntimeException e) {
@@ -175,7 +177,7 @@ final class WriteBehind {
                         queuedBytes.addAndGet(-w.value().length);
                     }
                 }
-                inFlight.set(0);
+                pending.addAndGet(-batch.size());
             }
         }
     }
