@@ -66,7 +66,7 @@ class RedisClusterTest {
             assertEquals(blocks, ta.redisStats().writesDone(), ta.redisStats() + " " + ta.lastError());
             long total = 0;
             for (RedisServers.Server n : cluster.nodes) {
-                long keys = n.integer("DBSIZE");
+                long keys = n.integer("EVAL", "return #redis.call('keys', ARGV[1])", "0", ta.keys().blockPattern());
                 assertTrue(keys > 0, "master " + n.port + " holds none of the " + blocks + " blocks");
                 total += keys;
             }
@@ -81,6 +81,31 @@ class RedisClusterTest {
             }
             mb.free(qb);
             ma.free(qa);
+        }
+    }
+
+    @Test
+    void eventStreamsAndTheRouterWorkOnACluster() {
+        RedisKeys keys = RedisKeys.of("cluster-events", LAYOUT);
+        int[] prompt = Kv.tokens(16 * 3 + 1, 500);
+        try (KvCacheManager m0 = KvCacheManager.builder(LAYOUT).blocks(8).build();
+             KvCacheManager m1 = KvCacheManager.builder(LAYOUT).blocks(8).build();
+             KvEventPublisher p0 = KvEventPublisher.builder(endpoint, keys, "c0", 16).build();
+             KvEventPublisher p1 = KvEventPublisher.builder(endpoint, keys, "c1", 16).build();
+             PrefixRouter router = new PrefixRouter(16, java.util.List.of("c0", "c1"))) {
+            m0.addListener(p0);
+            m1.addListener(p1);
+            router.follow(endpoint, keys, Duration.ofMillis(5));
+            Sequence s = m1.open("s");
+            m1.append(s, prompt);
+            m1.free(s);
+            assertTrue(p0.flush(Duration.ofSeconds(5)) && p1.flush(Duration.ofSeconds(5)));
+            long end = System.nanoTime() + 5_000_000_000L;
+            while (router.route(prompt, 0).cachedBlocks() < 3 && System.nanoTime() < end) {
+                RedisServers.sleep(5);
+            }
+            assertEquals(new PrefixRouter.Route("c1", 3, 48, 0), router.route(prompt, 0));
+            assertEquals(PrefixRouterTest.truth(m1, 8), router.held("c1", true));
         }
     }
 }
