@@ -152,6 +152,10 @@ final class SimulateCommand implements Callable<Integer> {
     @Option(names = "--csv", paramLabel = "FILE.csv", description = "write every figure per configuration and route as CSV")
     Path csv;
 
+    @Option(names = "--instances", paramLabel = "N", defaultValue = "2",
+            description = "engine instances of the fleet table (random routing vs the prefix router with a shared tier); 0 leaves it out (default: ${DEFAULT-VALUE})")
+    int instances;
+
     @Option(names = "--jfr", paramLabel = "FILE.jfr",
             description = "record JFR events into this file: a dev.kvcache.Ledger per step and configuration, and every refusal, preemption and idle release")
     Path jfr;
@@ -182,6 +186,9 @@ final class SimulateCommand implements Callable<Integer> {
             case "fp8" -> true;
             default -> throw new IllegalArgumentException("--weights must be bf16 or fp8, got '" + weights + "'");
         };
+        if (instances < 0 || instances > 64) {
+            throw new IllegalArgumentException("--instances must be in [0, 64], got " + instances);
+        }
         LayoutOptions.Resolved model = layoutOptions.resolve("Qwen2.5-32B");
         KvLayout base = model.layout();
         List<SimConfig> rows = configs == null ? ConfigRegistry.defaults(base.format()) : ConfigRegistry.parseList(configs);
@@ -248,6 +255,9 @@ final class SimulateCommand implements Callable<Integer> {
 
         report.summary(out, results);
         report.latency(out, results);
+        if (instances > 0) {
+            report.fleet(out, new FleetSimulation(base, routes, settings).defaultRows(instances));
+        }
         report.perRoute(out, results);
         report.overTime(out, results);
         out.printf(Locale.ROOT, "%n%d configurations replayed in %,d ms (%s, %d CPUs)%s.%n", results.size(), elapsedMs,

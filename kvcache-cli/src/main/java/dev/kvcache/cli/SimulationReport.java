@@ -326,6 +326,31 @@ final class SimulationReport {
         out.println();
     }
 
+    /** The fleet table ({@link FleetSimulation}): N instances behind random routing or the prefix router. */
+    void fleet(PrintWriter out, List<FleetSimulation.Row> rows) {
+        out.println("Fleet (" + rows.get(0).instances() + " instances of the whole budget each, requests in a fixed interleaved order;"
+                + " a shared tier is written on publish (behind) and its loads priced at the network, " + settings.time().hardware().networkGBps()
+                + " GB/s):");
+        Table t = new Table("fleet", "requests", "prompt tokens", "own-pool hits", "shared-tier hits", "hit rate",
+                "refused", "prefill time", "tier loads", "load time", "tier writes");
+        for (FleetSimulation.Row r : rows) {
+            t.row(r.name(), Sizes.count(r.requests()), Sizes.count(r.promptTokens()), Sizes.count(r.localHitTokens()),
+                    Sizes.count(r.tierHitTokens()), percent(r.hitRate()), Sizes.count(r.refused()),
+                    seconds(r.prefillSeconds()), Sizes.human(r.networkReadBytes()), seconds(r.networkReadSeconds()),
+                    Sizes.human(r.networkWrittenBytes()));
+        }
+        t.print(out, "  ");
+        if (rows.size() >= 2) {
+            FleetSimulation.Row a = rows.get(0);
+            FleetSimulation.Row b = rows.get(rows.size() - 1);
+            out.printf(Locale.ROOT, "  %s against %s: %s more prompt tokens served from cache, %s of prefill saved,"
+                            + " %s of network loads spent%n", b.name(), a.name(),
+                    Sizes.count(b.localHitTokens() + b.tierHitTokens() - a.localHitTokens() - a.tierHitTokens()),
+                    seconds(a.prefillSeconds() - b.prefillSeconds()), seconds(b.networkReadSeconds() - a.networkReadSeconds()));
+        }
+        out.println();
+    }
+
     void perRoute(PrintWriter out, Map<String, SimResult> results) {
         out.println("Memory ledger per route (KV: distinct blocks the route's running requests hold, averaged over steps):");
         Table t = new Table("config", "<route", "sessions", "peak running", "avg active tok", "KV avg", "KV peak",
