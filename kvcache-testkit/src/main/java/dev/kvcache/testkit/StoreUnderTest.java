@@ -63,7 +63,10 @@ public record StoreUnderTest(KvFormat format, Factory factory, float tolerance) 
     /**
      * A store under test with a tolerance for its format's rounding: 0.05 for two or more bytes a
      * value (F32, F16, BF16), 0.5 for about one (Q8_0, FP8), 1.0 for about half a byte (Q4_0,
-     * 4-bit KIVI), 2.5 below that (2-bit KIVI: four levels over [-7, 7]).
+     * 4-bit KIVI), 4.7 below that (2-bit KIVI: four levels over [-7, 7], a half step of 2.33, and a
+     * row may be quantized twice: the model's swaps write a block's dequantized rows back, and a
+     * rewritten row of a sealed block re-quantizes the others, so two half steps). A row of
+     * another prefix's KV still misses these bounds in most of its 32 elements.
      *
      * @param format  the format the store is created in
      * @param factory creates the store
@@ -72,7 +75,7 @@ public record StoreUnderTest(KvFormat format, Factory factory, float tolerance) 
     public static StoreUnderTest of(KvFormat format, Factory factory) {
         Objects.requireNonNull(format, "format");
         double bytesPerValue = (format.keyBytes(16, 32) + format.valueBytes(16, 32)) / (2.0 * 16 * 32);
-        float tol = bytesPerValue >= 2 ? 0.05f : bytesPerValue >= 0.9 ? 0.5f : bytesPerValue >= 0.45 ? 1.0f : 2.5f;
+        float tol = bytesPerValue >= 2 ? 0.05f : bytesPerValue >= 0.9 ? 0.5f : bytesPerValue >= 0.45 ? 1.0f : 4.7f;
         return new StoreUnderTest(format, factory, tol);
     }
 
