@@ -73,10 +73,10 @@ final class FleetSimulation {
         this.settings = Objects.requireNonNull(settings, "settings");
     }
 
-    /** The default fleet rows: random routing, the router, the router with a shared tier. */
+    /** The default fleet rows: random routing and the router, each without and with a shared tier. */
     List<Row> defaultRows(int instances) {
-        return List.of(run(instances, Routing.RANDOM, false), run(instances, Routing.ROUTER, false),
-                run(instances, Routing.ROUTER, true));
+        return List.of(run(instances, Routing.RANDOM, false), run(instances, Routing.RANDOM, true),
+                run(instances, Routing.ROUTER, false), run(instances, Routing.ROUTER, true));
     }
 
     /**
