@@ -247,8 +247,19 @@ final class PagedMemory implements MemoryModel, MemoryModel.Preempting, MemoryMo
         for (Request q : running) {
             byId.put(q.id(), q);
         }
+        // distinct blocks per route: idle streams of one route share its system prompt's blocks, which
+        // are held once (summing each stream's own figure counted them once per stream)
+        List<java.util.Set<Integer>> seen = new ArrayList<>();
+        for (int i = 0; i < routes; i++) {
+            seen.add(new java.util.HashSet<>());
+        }
         for (IdleRelease r : m.idleSequences(Duration.ofSeconds(deadline))) {
-            out[byId.get(r.id()).route] += r.bytes();
+            Request q = byId.get(r.id());
+            for (int b : q.seq.blockTable()) {
+                if (b >= 0 && seen.get(q.route).add(b)) {
+                    out[q.route] += layout.bytesPerBlock();
+                }
+            }
         }
         return out;
     }
