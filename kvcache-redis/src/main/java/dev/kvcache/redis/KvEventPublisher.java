@@ -82,6 +82,13 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
     /**
      * A publisher for instance {@code instance} (1 to 64 of [A-Za-z0-9._-]) of the model whose key
      * space is {@code keys}, with blocks of {@code blockSize} tokens.
+     *
+     * @param endpoint  the Redis server or cluster its stream lives on
+     * @param keys      the key space of the model (names the stream)
+     * @param instance  this engine's instance id, 1 to 64 characters of [A-Za-z0-9._-]
+     * @param blockSize the tokens per block of its store, positive
+     * @return a builder with the other settings at their defaults
+     * @throws IllegalArgumentException a bad instance id or a {@code blockSize} below 1
      */
     public static Builder builder(RedisEndpoint endpoint, RedisKeys keys, String instance, int blockSize) {
         return new Builder(endpoint, keys, instance, blockSize);
@@ -108,7 +115,13 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
             this.blockSize = blockSize;
         }
 
-        /** The medium its store's events are reported on (default {@code "GPU"}). */
+        /**
+         * The medium its store's events are reported on (default {@code "GPU"}).
+         *
+         * @param m the medium's name, 1 to 32 characters, not {@code "ALL"}
+         * @return this builder
+         * @throws IllegalArgumentException an empty name, one over 32 characters, or {@code "ALL"}
+         */
         public Builder medium(String m) {
             Objects.requireNonNull(m, "medium");
             if (m.isEmpty() || m.length() > 32 || m.equals(KvWireEvent.ALL)) {
@@ -122,6 +135,10 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
          * The stream's approximate bound in entries (default 100,000, at least 16): XADD trims
          * older entries beyond it ({@code MAXLEN ~}). A router that starts later replays what the
          * bound kept; size it to the instance's cache (an entry holds up to 256 blocks).
+         *
+         * @param n the approximate bound in stream entries, at least 16
+         * @return this builder
+         * @throws IllegalArgumentException {@code n} below 16
          */
         public Builder maxLength(long n) {
             if (n < 16) {
@@ -131,7 +148,13 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
             return this;
         }
 
-        /** The queue's length in events (default 65,536, 1 to 2^22). */
+        /**
+         * The queue's length in events (default 65,536, 1 to 2^22).
+         *
+         * @param n the most events queued for sending, 1 to 2^22
+         * @return this builder
+         * @throws IllegalArgumentException {@code n} outside 1 to 2^22
+         */
         public Builder queueEvents(int n) {
             if (n < 1 || n > 1 << 22) {
                 throw new IllegalArgumentException("queueEvents " + n + " must be 1 to " + (1 << 22));
@@ -140,7 +163,13 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
             return this;
         }
 
-        /** How long the publisher's thread waits for a batch of XADDs (default 500 ms). */
+        /**
+         * How long the publisher's thread waits for a batch of XADDs (default 500 ms).
+         *
+         * @param d the wait for one batch's answers, positive
+         * @return this builder
+         * @throws IllegalArgumentException a zero or negative duration
+         */
         public Builder writeTimeout(Duration d) {
             Objects.requireNonNull(d, "writeTimeout");
             if (d.isNegative() || d.isZero()) {
@@ -150,18 +179,30 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
             return this;
         }
 
-        /** The publisher; its thread connects and publishes the epoch's first entry. */
+        /**
+         * The publisher; its thread connects and publishes the epoch's first entry.
+         *
+         * @return a new publisher with its thread started
+         */
         public KvEventPublisher build() {
             return new KvEventPublisher(this);
         }
     }
 
-    /** The instance it publishes for. */
+    /**
+     * The instance it publishes for.
+     *
+     * @return the instance id given to {@link #builder}
+     */
     public String instance() {
         return instance;
     }
 
-    /** This publisher's epoch (its start, ms since 1970). */
+    /**
+     * This publisher's epoch (its start, ms since 1970).
+     *
+     * @return the epoch in milliseconds since 1970-01-01T00:00Z
+     */
     public long epoch() {
         return epoch;
     }
@@ -183,6 +224,9 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
     /**
      * Waits until every event offered so far was sent (or failed), at most {@code timeout}: true
      * when done in time.
+     *
+     * @param timeout the longest wait
+     * @return true when every offered event was sent or failed in time; false on timeout
      */
     public boolean flush(Duration timeout) {
         long end = System.nanoTime() + timeout.toNanos();
@@ -195,27 +239,47 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
         return true;
     }
 
-    /** Events it was offered (stores, removals, clears). */
+    /**
+     * Events it was offered (stores, removals, clears).
+     *
+     * @return the count since it was built
+     */
     public long events() {
         return events.sum();
     }
 
-    /** Events that carried no key (published while nobody listened): not sent. */
+    /**
+     * Events that carried no key (published while nobody listened): not sent.
+     *
+     * @return the count since it was built
+     */
     public long unkeyedEvents() {
         return unkeyed.sum();
     }
 
-    /** Events dropped because the queue was full. */
+    /**
+     * Events dropped because the queue was full.
+     *
+     * @return the count since it was built
+     */
     public long droppedEvents() {
         return dropped.sum();
     }
 
-    /** Stream entries Redis acknowledged. */
+    /**
+     * Stream entries Redis acknowledged.
+     *
+     * @return the count since it was built
+     */
     public long entriesWritten() {
         return entries.sum();
     }
 
-    /** Stream entries that failed (Redis down, timeout): lost, a gap a router sees. */
+    /**
+     * Stream entries that failed (Redis down, timeout): lost, a gap a router sees.
+     *
+     * @return the count since it was built
+     */
     public long entriesFailed() {
         return failedEntries.sum();
     }

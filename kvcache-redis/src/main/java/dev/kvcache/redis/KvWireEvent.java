@@ -55,7 +55,13 @@ public record KvWireEvent(Type type, long epoch, long seq, long timeMillis, List
         Objects.requireNonNull(medium, "medium");
     }
 
-    /** The stream entry's fields, in order (all values are ASCII text). */
+    /**
+     * The stream entry's fields, in order (all values are ASCII text).
+     *
+     * @return a fresh ordered map of the fields {@code type}, {@code epoch}, {@code seq}, {@code ts},
+     *         {@code block_hashes}, {@code parent_block_hash}, {@code token_ids}, {@code block_size}
+     *         and {@code medium}
+     */
     public Map<String, String> toFields() {
         Map<String, String> m = new LinkedHashMap<>();
         m.put("type", type.name());
@@ -87,6 +93,8 @@ public record KvWireEvent(Type type, long epoch, long seq, long timeMillis, List
     /**
      * Parses a stream entry's fields.
      *
+     * @param f the entry's fields by name, as {@link #toFields} writes them
+     * @return the event they describe
      * @throws IllegalArgumentException a field missing or malformed (named in the message)
      */
     public static KvWireEvent fromFields(Map<String, String> f) {

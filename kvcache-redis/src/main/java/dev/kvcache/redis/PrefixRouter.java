@@ -77,6 +77,12 @@ public final class PrefixRouter implements AutoCloseable {
     /**
      * A router over {@code instances} (1 to 64 distinct ids) whose engines use blocks of
      * {@code blockTokens} tokens.
+     *
+     * @param blockTokens the tokens per block of every engine it routes to, positive; events of
+     *                    another block size are ignored
+     * @param instances   the instance ids, 1 to 64 distinct ids of 1 to 64 characters of [A-Za-z0-9._-]
+     * @throws IllegalArgumentException {@code blockTokens} below 1, no or more than 64 instances, a
+     *                                  malformed instance id or one listed twice
      */
     public PrefixRouter(int blockTokens, List<String> instances) {
         if (blockTokens < 1) {
@@ -113,7 +119,11 @@ public final class PrefixRouter implements AutoCloseable {
     public record Route(String instance, int cachedBlocks, int cachedTokens, long load) {
     }
 
-    /** The instances, in order. */
+    /**
+     * The instances, in order.
+     *
+     * @return an unmodifiable copy of the ids it was built with
+     */
     public List<String> instances() {
         return instances;
     }
@@ -123,6 +133,9 @@ public final class PrefixRouter implements AutoCloseable {
     /**
      * Applies one event of {@code instance}'s stream, in order.
      *
+     * @param instance the instance whose stream carried the event
+     * @param e        the event; a new epoch or a gap in {@code seq} first forgets what the
+     *                 instance held
      * @throws IllegalArgumentException an instance the router does not know
      */
     public synchronized void apply(String instance, KvWireEvent e) {
@@ -165,6 +178,10 @@ public final class PrefixRouter implements AutoCloseable {
     /**
      * A listener that feeds {@code instance}'s manager's events straight into this router, in
      * process (medium {@code "GPU"}); {@code seq} numbers are its own.
+     *
+     * @param instance the instance whose manager the listener is registered with
+     * @return a listener for that manager (it starts a new epoch for the instance now)
+     * @throws IllegalArgumentException an instance the router does not know
      */
     public KvCacheListener listener(String instance) {
         int i = instanceIndex(instance);
@@ -192,6 +209,11 @@ public final class PrefixRouter implements AutoCloseable {
      * Follows the instances' streams in {@code keys}'s namespace over {@code endpoint}, from the
      * oldest entry each stream keeps, polling every {@code pollInterval} when nothing is new. A
      * Redis failure is retried at the next poll. Call once.
+     *
+     * @param endpoint     the Redis server or cluster the streams live on
+     * @param keys         the key space of the model (names the streams)
+     * @param pollInterval the wait between polls that found nothing new (at least 1 ms is used)
+     * @throws IllegalStateException the router already follows streams
      */
     public synchronized void follow(RedisEndpoint endpoint, RedisKeys keys, Duration pollInterval) {
         Objects.requireNonNull(endpoint, "endpoint");
@@ -273,6 +295,10 @@ public final class PrefixRouter implements AutoCloseable {
     /**
      * Tells the router how loaded {@code instance} is (any scale the caller keeps consistent:
      * queued requests, active tokens); ties between equally cached instances go to the least loaded.
+     *
+     * @param instance the instance
+     * @param load     its load, in the caller's units; lower is less loaded
+     * @throws IllegalArgumentException an instance the router does not know
      */
     public synchronized void reportLoad(String instance, long load) {
         loads[instanceIndex(instance)] = load;
@@ -282,6 +308,10 @@ public final class PrefixRouter implements AutoCloseable {
      * {@link #route(int[], long, String)} for the default tenant
      * ({@link dev.kvcache.SequenceOptions#DEFAULT_TENANT}), which is what an engine that never
      * names tenants uses.
+     *
+     * @param tokens the prompt's token ids
+     * @param salt   the cache salt of the request
+     * @return where to send the prompt
      */
     public Route route(int[] tokens, long salt) {
         return route(tokens, salt, dev.kvcache.SequenceOptions.DEFAULT_TENANT);
@@ -291,6 +321,11 @@ public final class PrefixRouter implements AutoCloseable {
      * The instance holding the longest cached prefix of {@code tokens} for cache salt
      * {@code salt} in {@code scope} (the tenant, or null when the engines share their cache across
      * tenants), the least loaded among equals.
+     *
+     * @param tokens the prompt's token ids
+     * @param salt   the cache salt of the request
+     * @param scope  the tenant the prefix keys are scoped to, or null for a cache shared across tenants
+     * @return where to send the prompt (the first instance in order among full equals)
      */
     public synchronized Route route(int[] tokens, long salt, String scope) {
         int[] matched = matchedBlocks(tokens, salt, scope);
@@ -303,7 +338,14 @@ public final class PrefixRouter implements AutoCloseable {
         return new Route(instances.get(best), matched[best], matched[best] * blockTokens, loads[best]);
     }
 
-    /** How many leading full blocks of the prompt each instance holds (store or tier), in instance order. */
+    /**
+     * How many leading full blocks of the prompt each instance holds (store or tier), in instance order.
+     *
+     * @param tokens the prompt's token ids
+     * @param salt   the cache salt of the request
+     * @param scope  the tenant the prefix keys are scoped to, or null for a cache shared across tenants
+     * @return a fresh array, one count per instance, each 0 to {@code tokens.length / blockTokens}
+     */
     public synchronized int[] matchedBlocks(int[] tokens, long salt, String scope) {
         Objects.requireNonNull(tokens, "tokens");
         int n = instances.size();
@@ -328,7 +370,14 @@ public final class PrefixRouter implements AutoCloseable {
         return matched;
     }
 
-    /** The keys {@code instance} holds on GPU ({@code gpu}) or in a tier, as the router knows them. */
+    /**
+     * The keys {@code instance} holds on GPU ({@code gpu}) or in a tier, as the router knows them.
+     *
+     * @param instance the instance
+     * @param gpu      true for the keys on its GPU (its store), false for those in a tier
+     * @return a fresh set of those keys
+     * @throws IllegalArgumentException an instance the router does not know
+     */
     public synchronized Set<PrefixKey> held(String instance, boolean gpu) {
         int i = instanceIndex(instance);
         Set<PrefixKey> out = new HashSet<>();
@@ -341,22 +390,38 @@ public final class PrefixRouter implements AutoCloseable {
         return out;
     }
 
-    /** Events applied so far. */
+    /**
+     * Events applied so far.
+     *
+     * @return the count since the router was built
+     */
     public synchronized long applied() {
         return applied;
     }
 
-    /** Gaps seen (lost events): each dropped what the router knew of one instance. */
+    /**
+     * Gaps seen (lost events): each dropped what the router knew of one instance.
+     *
+     * @return the count since the router was built
+     */
     public synchronized long gaps() {
         return gaps;
     }
 
-    /** Events ignored: another block size, or an entry that did not parse. */
+    /**
+     * Events ignored: another block size, or an entry that did not parse.
+     *
+     * @return the count since the router was built
+     */
     public synchronized long ignored() {
         return ignored;
     }
 
-    /** The id of the last stream entry read per instance ("0-0" before any). */
+    /**
+     * The id of the last stream entry read per instance ("0-0" before any).
+     *
+     * @return an unmodifiable copy: instance id to stream entry id
+     */
     public synchronized Map<String, String> positions() {
         return Map.copyOf(positions);
     }

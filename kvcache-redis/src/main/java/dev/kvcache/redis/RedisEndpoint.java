@@ -68,6 +68,8 @@ public final class RedisEndpoint implements AutoCloseable {
      * {@code "redis://:password@host:6379/0"} or {@code "rediss://host:6380"} (TLS): Lettuce's
      * {@link RedisURI} syntax.
      *
+     * @param uri the server's URI in Lettuce's syntax
+     * @return a new endpoint (it connects when a tier, publisher or check first opens a connection)
      * @throws IllegalArgumentException the URI does not parse
      */
     public static RedisEndpoint standalone(String uri) {
@@ -88,6 +90,8 @@ public final class RedisEndpoint implements AutoCloseable {
      * A Redis Cluster reached through one or more seed nodes, e.g.
      * {@code cluster("redis://10.0.0.1:7000", "redis://10.0.0.2:7000")}.
      *
+     * @param seeds the URIs of one or more of the cluster's nodes, in Lettuce's syntax
+     * @return a new endpoint over the cluster (node connections open lazily)
      * @throws IllegalArgumentException no seed, or one does not parse
      */
     public static RedisEndpoint cluster(String... seeds) {
@@ -115,9 +119,13 @@ public final class RedisEndpoint implements AutoCloseable {
     }
 
     /**
-     * {@link #cluster} when {@code uri} lists several comma-separated hosts or starts with
-     * {@code "redis-cluster://"} (the scheme is rewritten to {@code redis://}), else
+     * {@link #cluster} when {@code uri} starts with {@code "redis-cluster://"} followed by one or
+     * more comma-separated seed hosts (each rewritten to a {@code redis://} seed), else
      * {@link #standalone}: what the command line accepts.
+     *
+     * @param uri a {@code redis-cluster://host:port[,host:port...]} URI, or a single server's URI
+     * @return a new endpoint
+     * @throws IllegalArgumentException the URI, or one of its seeds, does not parse
      */
     public static RedisEndpoint connect(String uri) {
         Objects.requireNonNull(uri, "uri");
@@ -174,7 +182,11 @@ public final class RedisEndpoint implements AutoCloseable {
         }
     }
 
-    /** Whether this is a Redis Cluster. */
+    /**
+     * Whether this is a Redis Cluster.
+     *
+     * @return true for an endpoint made by {@link #cluster}, false for a single server
+     */
     public boolean isCluster() {
         return cluster;
     }

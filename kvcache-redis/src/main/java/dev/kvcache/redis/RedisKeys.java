@@ -42,6 +42,9 @@ public final class RedisKeys {
      * The key space of {@code model} (any id the fleet agrees on, e.g. "Qwen2.5-32B-Instruct@rev")
      * under {@code layout}.
      *
+     * @param model  the model id shared by every engine of the fleet, 1 to 256 characters
+     * @param layout the block layout; its fingerprint is part of the namespace
+     * @return the key space of that model and layout
      * @throws IllegalArgumentException an empty model id or one over 256 characters
      */
     public static RedisKeys of(String model, KvLayout layout) {
@@ -63,12 +66,21 @@ public final class RedisKeys {
         return new RedisKeys(HEX.toHexDigits(h));
     }
 
-    /** The 16 hex digits that name this model and layout. */
+    /**
+     * The 16 hex digits that name this model and layout.
+     *
+     * @return the namespace, 16 lower-case hex digits
+     */
     public String namespace() {
         return namespace;
     }
 
-    /** The key of the block {@code key}, as bytes. */
+    /**
+     * The key of the block {@code key}, as bytes.
+     *
+     * @param key the block's prefix key
+     * @return a fresh array holding {@code kvc:<namespace>:<32 hex digits>} in US-ASCII
+     */
     public byte[] block(PrefixKey key) {
         byte[] out = new byte[blockPrefix.length + 32];
         System.arraycopy(blockPrefix, 0, out, 0, blockPrefix.length);
@@ -78,12 +90,21 @@ public final class RedisKeys {
         return out;
     }
 
-    /** The same key as text. */
+    /**
+     * The same key as text.
+     *
+     * @param key the block's prefix key
+     * @return {@code kvc:<namespace>:<32 hex digits>}
+     */
     public String blockString(PrefixKey key) {
         return new String(block(key), StandardCharsets.US_ASCII);
     }
 
-    /** The glob that matches every block key of this namespace (for SCAN). */
+    /**
+     * The glob that matches every block key of this namespace (for SCAN).
+     *
+     * @return {@code kvc:<namespace>:} followed by 32 {@code ?}
+     */
     public String blockPattern() {
         return "kvc:" + namespace + ":" + "?".repeat(32);
     }
@@ -91,6 +112,8 @@ public final class RedisKeys {
     /**
      * The event stream of instance {@code instance}.
      *
+     * @param instance the engine instance id, 1 to 64 characters of [A-Za-z0-9._-]
+     * @return the stream key {@code kvcev:<namespace>:<instance>}
      * @throws IllegalArgumentException an id that is empty, over 64 characters or not [A-Za-z0-9._-]
      */
     public String stream(String instance) {

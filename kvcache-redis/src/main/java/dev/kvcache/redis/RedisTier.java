@@ -130,6 +130,10 @@ public final class RedisTier implements KvTier {
 
     /**
      * A builder for a tier over {@code endpoint} holding blocks of {@code layout}.
+     *
+     * @param endpoint the Redis server or cluster to use; the tier opens its own connections on it
+     * @param layout   the layout of every block the tier holds (part of its key namespace)
+     * @return a builder with every setting at its default
      */
     public static Builder builder(RedisEndpoint endpoint, KvLayout layout) {
         return new Builder(endpoint, layout);
@@ -156,14 +160,26 @@ public final class RedisTier implements KvTier {
             this.layout = Objects.requireNonNull(layout, "layout");
         }
 
-        /** The model id every engine of the fleet uses for this model (default "default"); part of the namespace. */
+        /**
+         * The model id every engine of the fleet uses for this model (default "default"); part of the namespace.
+         *
+         * @param id the model id, 1 to 256 characters
+         * @return this builder
+         * @throws IllegalArgumentException an empty id or one over 256 characters
+         */
         public Builder model(String id) {
             RedisKeys.of(id, layout); // checks it
             this.model = id;
             return this;
         }
 
-        /** How long a block lives after its last write or hit (default 1 hour); zero: no expiry (rely on maxmemory LRU). */
+        /**
+         * How long a block lives after its last write or hit (default 1 hour); zero: no expiry (rely on maxmemory LRU).
+         *
+         * @param d the time to live, zero or at least 1 ms
+         * @return this builder
+         * @throws IllegalArgumentException a negative duration or one between zero and 1 ms
+         */
         public Builder ttl(Duration d) {
             Objects.requireNonNull(d, "ttl");
             if (d.isNegative() || (!d.isZero() && d.toMillis() < 1)) {
@@ -173,7 +189,13 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
-        /** The wait for a lookup's answers beyond their transfer time (default 5 ms). */
+        /**
+         * The wait for a lookup's answers beyond their transfer time (default 5 ms).
+         *
+         * @param d the extra wait, positive
+         * @return this builder
+         * @throws IllegalArgumentException a zero or negative duration
+         */
         public Builder lookupTimeout(Duration d) {
             this.lookupTimeout = positive("lookupTimeout", d);
             return this;
@@ -182,6 +204,10 @@ public final class RedisTier implements KvTier {
         /**
          * The bandwidth assumed to Redis, in bytes per second (default 1e9): a lookup's or load's
          * deadline grows by its expected bytes at this rate.
+         *
+         * @param bytesPerSecond the assumed bandwidth in bytes per second, finite and at least 1e3
+         * @return this builder
+         * @throws IllegalArgumentException a value below 1e3, NaN or infinite
          */
         public Builder assumedBandwidth(double bytesPerSecond) {
             if (!(bytesPerSecond >= 1e3) || Double.isInfinite(bytesPerSecond)) {
@@ -191,13 +217,25 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
-        /** The writer thread's wait for a batch of writes (default 500 ms; off the decode path). */
+        /**
+         * The writer thread's wait for a batch of writes (default 500 ms; off the decode path).
+         *
+         * @param d the wait for one batch's answers, positive
+         * @return this builder
+         * @throws IllegalArgumentException a zero or negative duration
+         */
         public Builder writeTimeout(Duration d) {
             this.writeTimeout = positive("writeTimeout", d);
             return this;
         }
 
-        /** Keys per pipelined lookup batch (default 32, 1 to 1024). */
+        /**
+         * Keys per pipelined lookup batch (default 32, 1 to 1024).
+         *
+         * @param n the keys sent per batch, 1 to 1024
+         * @return this builder
+         * @throws IllegalArgumentException {@code n} outside 1 to 1024
+         */
         public Builder batchKeys(int n) {
             if (n < 1 || n > 1024) {
                 throw new IllegalArgumentException("batchKeys " + n + " must be 1 to 1024");
@@ -206,7 +244,13 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
-        /** The most bytes of fetched values kept for the loads that follow a lookup (default 64 MiB; at least one value). */
+        /**
+         * The most bytes of fetched values kept for the loads that follow a lookup (default 64 MiB; at least one value).
+         *
+         * @param bytes the bound in value bytes, positive
+         * @return this builder
+         * @throws IllegalArgumentException {@code bytes} below 1
+         */
         public Builder prefetchBytes(long bytes) {
             if (bytes < 1) {
                 throw new IllegalArgumentException("prefetchBytes " + bytes + " must be positive");
@@ -215,7 +259,13 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
-        /** The write-behind queue's length in blocks (default 1024, 1 to 2^20). */
+        /**
+         * The write-behind queue's length in blocks (default 1024, 1 to 2^20).
+         *
+         * @param n the most blocks queued for writing, 1 to 2^20
+         * @return this builder
+         * @throws IllegalArgumentException {@code n} outside 1 to 2^20
+         */
         public Builder queueBlocks(int n) {
             if (n < 1 || n > 1 << 20) {
                 throw new IllegalArgumentException("queueBlocks " + n + " must be 1 to " + (1 << 20));
@@ -224,7 +274,13 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
-        /** The write-behind queue's bound in value bytes (default 256 MiB). */
+        /**
+         * The write-behind queue's bound in value bytes (default 256 MiB).
+         *
+         * @param bytes the most value bytes queued for writing, positive
+         * @return this builder
+         * @throws IllegalArgumentException {@code bytes} below 1
+         */
         public Builder queueBytes(long bytes) {
             if (bytes < 1) {
                 throw new IllegalArgumentException("queueBytes " + bytes + " must be positive");
@@ -233,7 +289,13 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
-        /** Consecutive failures that open the circuit breaker (default 3, 1 to 1000). */
+        /**
+         * Consecutive failures that open the circuit breaker (default 3, 1 to 1000).
+         *
+         * @param n the consecutive failures that open it, 1 to 1000
+         * @return this builder
+         * @throws IllegalArgumentException {@code n} outside 1 to 1000
+         */
         public Builder breakerThreshold(int n) {
             if (n < 1 || n > 1000) {
                 throw new IllegalArgumentException("breakerThreshold " + n + " must be 1 to 1000");
@@ -242,7 +304,13 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
-        /** How long an open breaker skips Redis before one call probes it (default 1 s). */
+        /**
+         * How long an open breaker skips Redis before one call probes it (default 1 s).
+         *
+         * @param d the time the breaker stays open, positive
+         * @return this builder
+         * @throws IllegalArgumentException a zero or negative duration
+         */
         public Builder breakerOpen(Duration d) {
             this.breakerOpen = positive("breakerOpen", d);
             return this;
@@ -256,7 +324,11 @@ public final class RedisTier implements KvTier {
             return d;
         }
 
-        /** The tier; it connects now if it can, else keeps trying in the background. */
+        /**
+         * The tier; it connects now if it can, else keeps trying in the background.
+         *
+         * @return a new open tier with these settings (its writer thread started)
+         */
         public RedisTier build() {
             return new RedisTier(this);
         }
@@ -267,12 +339,20 @@ public final class RedisTier implements KvTier {
         return "redis";
     }
 
-    /** The key space it reads and writes. */
+    /**
+     * The key space it reads and writes.
+     *
+     * @return the keys of its model and layout
+     */
     public RedisKeys keys() {
         return keys;
     }
 
-    /** The layout of the blocks it holds. */
+    /**
+     * The layout of the blocks it holds.
+     *
+     * @return the layout given to {@link #builder}
+     */
     public KvLayout layout() {
         return layout;
     }
@@ -502,6 +582,10 @@ public final class RedisTier implements KvTier {
      * still holds it: register it with {@link dev.kvcache.KvCacheManager#addListener}. It copies the
      * block on the manager's thread and queues it (dropped and counted when the queue is full);
      * it never throws for a Redis failure.
+     *
+     * @param store the store whose manager publishes the blocks; it must have the tier's layout
+     * @return a listener to register with that store's manager
+     * @throws IllegalArgumentException {@code store}'s layout differs from the tier's
      */
     public KvCacheListener writeOnPublish(KvStore store) {
         Objects.requireNonNull(store, "store");
@@ -533,12 +617,19 @@ public final class RedisTier implements KvTier {
     /**
      * Waits until every write queued so far was sent and answered (or failed), at most
      * {@code timeout}: true when the queue drained in time. For tests, demos and shutdown.
+     *
+     * @param timeout the longest wait
+     * @return true when every queued write was answered in time; false on timeout or interrupt
      */
     public boolean awaitWrites(Duration timeout) {
         return writes.await(timeout);
     }
 
-    /** The last error Redis or the client reported (null if none): for diagnosis. */
+    /**
+     * The last error Redis or the client reported (null if none): for diagnosis.
+     *
+     * @return the last error's description (its exception, or that exception's cause, as text), or null
+     */
     public String lastError() {
         return c.lastError();
     }
@@ -602,12 +693,20 @@ public final class RedisTier implements KvTier {
                 c.loads.sum(), c.verificationMisses.sum(), 0, c.bytesWritten.sum() + c.bytesRead.sum(), c.copyNanos.sum());
     }
 
-    /** Everything it counted, failures included. */
+    /**
+     * Everything it counted, failures included.
+     *
+     * @return a snapshot of its counters, taken now
+     */
     public RedisTierStats redisStats() {
         return c.snapshot(breaker.opened());
     }
 
-    /** Whether the circuit breaker is open now (Redis is being skipped). */
+    /**
+     * Whether the circuit breaker is open now (Redis is being skipped).
+     *
+     * @return true while the breaker is open
+     */
     public boolean breakerOpen() {
         return breaker.isOpen();
     }

@@ -73,6 +73,10 @@ public final class ShareDemo {
      * Runs one role against Redis at {@code o.redis()} with stores made by {@code stores}
      * (layout, blocks): 0 when every check held, 1 otherwise.
      *
+     * @param o      the role and what both processes agree on
+     * @param stores makes the store for a layout and a capacity in blocks
+     * @param out    where the role reports what it did and checked
+     * @return the exit status: 0 when every check held, 1 otherwise
      * @throws IllegalArgumentException bad options
      * @throws IllegalStateException    Redis cannot be reached
      */
