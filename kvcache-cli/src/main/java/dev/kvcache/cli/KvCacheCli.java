@@ -31,6 +31,13 @@ public final class KvCacheCli implements java.util.concurrent.Callable<Integer> 
     /** Exit status of every user error: bad option, bad value, unreadable input, unwritable output. */
     static final int EXIT_USAGE = 2;
 
+    /**
+     * Runs {@code bin/kvcache} and exits the JVM with the command's status: 0 on success, 2 for a
+     * user error (one line on stderr; also when the heap is too small for the sizes given), 1 for a
+     * bug (stack trace), or the status a subcommand returns (e.g. {@code share}'s 1 when a check failed).
+     *
+     * @param args the subcommand and its options, as typed after {@code bin/kvcache}
+     */
     public static void main(String[] args) {
         int code;
         try {
