@@ -23,6 +23,10 @@ public final class AccuracyCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
+    /** Creates the command; picocli sets its options and its spec before calling it. */
+    public AccuracyCommand() {
+    }
+
     @Option(names = "--tokens", defaultValue = "1024", description = "Tokens of synthetic KV (default ${DEFAULT-VALUE}).")
     int tokens;
 

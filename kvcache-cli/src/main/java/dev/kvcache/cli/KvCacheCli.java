@@ -28,6 +28,10 @@ public final class KvCacheCli implements java.util.concurrent.Callable<Integer> 
     @Spec
     CommandSpec spec;
 
+    /** Creates the top-level command; picocli sets its spec and runs it, or the subcommand named. */
+    public KvCacheCli() {
+    }
+
     /** Exit status of every user error: bad option, bad value, unreadable input, unwritable output. */
     static final int EXIT_USAGE = 2;
 

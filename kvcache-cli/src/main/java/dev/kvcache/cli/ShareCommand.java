@@ -27,6 +27,10 @@ public final class ShareCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
+    /** Creates the command; picocli sets its options and its spec before calling it. */
+    public ShareCommand() {
+    }
+
     @Option(names = "--redis", required = true,
             description = "Redis URI, e.g. redis://127.0.0.1:6379, or redis-cluster://host:port,host:port for a cluster.")
     String redis;
