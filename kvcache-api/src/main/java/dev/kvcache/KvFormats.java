@@ -64,12 +64,24 @@ public final class KvFormats {
     private static final List<KvFormat> ALL =
             List.of(F32, F16, BF16, FP8_E4M3, FP8_E5M2, Q8_0, Q5_0, Q4_0, KIVI_4, KIVI_2);
 
-    /** Every standard format, widest first. */
+    /**
+     * Every standard format, widest first.
+     *
+     * @return an unmodifiable list of the ten formats of this class, F32 first and KIVI_2 last
+     */
     public static List<KvFormat> all() {
         return ALL;
     }
 
-    /** The standard format with this name, case-insensitive; IllegalArgumentException listing the names otherwise. */
+    /**
+     * The standard format with this name, case-insensitive.
+     *
+     * @param name a format name such as {@code "q8_0"} or {@code "fp8-e4m3"}: surrounding blanks are
+     *             ignored and {@code '-'} reads as {@code '_'}
+     * @return the format of {@link #all()} whose {@link KvFormat#name()} matches
+     * @throws IllegalArgumentException if {@code name} is null or names no standard format; the
+     *                                  message lists the known names
+     */
     public static KvFormat byName(String name) {
         if (name != null) {
             String upper = name.trim().toUpperCase(Locale.ROOT).replace('-', '_');
