@@ -141,6 +141,29 @@ public final class PagedAttention {
      * {@link #decode} that skips the tokens {@code dropped} says were dropped (null: none) and adds
      * every position's attention probability, summed over the query heads, to {@code mass}
      * (null: none). Only {@link OffHeapKvStore} supports it.
+     *
+     * @param store      the KV memory; open, and an {@link OffHeapKvStore} unless {@code dropped}
+     *                   and {@code mass} are both null
+     * @param layer      the layer to attend over, in {@code [0, layers)}
+     * @param q          the query, {@code queryHeads * headDim} values at least, each finite with
+     *                   {@code |x| <= KvStore.MAX_ABS_VALUE}
+     * @param queryHeads the number of query heads, a positive multiple of {@code kvHeads}
+     * @param blockTable the physical block of each logical block, -1 for released ones; at least
+     *                   {@code ceil(length / blockTokens)} entries, each in {@code [-1, store.blocks())}
+     * @param length     the positions to attend over, {@code >= 0}
+     * @param out        receives {@code queryHeads * headDim} values; untouched if a check fails
+     * @param dropped    the sequence whose dropped tokens are skipped, at least {@code length}
+     *                   tokens long; null to attend over every position
+     * @param mass       accumulates, for each of the {@code length} positions, its attention
+     *                   probability summed over the query heads; null to skip that
+     * @throws NullPointerException     if {@code store}, {@code q}, {@code blockTable} or {@code out} is null
+     * @throws IllegalArgumentException if {@code dropped} or {@code mass} is given and the store is
+     *                                  not an {@link OffHeapKvStore}, {@code dropped} is shorter than
+     *                                  {@code length}, {@code queryHeads * length} exceeds one array
+     *                                  (with {@code mass}), or a {@link #decode} check fails (layer,
+     *                                  head count, length or table entry out of range, an array too
+     *                                  short, a query value out of bounds)
+     * @throws IllegalStateException    if the store is closed
      */
     public static void decode(KvStore store, int layer, float[] q, int queryHeads,
                               int[] blockTable, int length, float[] out, Sequence dropped, AttentionMass mass) {
@@ -202,6 +225,29 @@ public final class PagedAttention {
      * Sequence i uses {@code q[i]}, {@code blockTables[i]}, {@code lengths[i]}, {@code out[i]}.
      * Every sequence is checked before any output is written. This convenience creates a
      * {@link BatchDecoder} per call; keep one {@link BatchDecoder} for allocation-free batches.
+     *
+     * @param store       the KV memory; open
+     * @param layer       the layer to attend over, in {@code [0, layers)}
+     * @param q           per sequence, its query: {@code queryHeads * headDim} values at least, each
+     *                    finite with {@code |x| <= KvStore.MAX_ABS_VALUE}
+     * @param queryHeads  the number of query heads, a positive multiple of {@code kvHeads}, the same
+     *                    for every sequence
+     * @param blockTables per sequence, the physical block of each logical block, -1 for released
+     *                    ones; at least {@code ceil(lengths[i] / blockTokens)} entries, each in
+     *                    {@code [-1, store.blocks())}
+     * @param lengths     per sequence, the positions to attend over, {@code >= 0}
+     * @param out         per sequence, receives {@code queryHeads * headDim} values; none is
+     *                    written if a check fails
+     * @param count       the number of sequences, in {@code [0, min(q.length, blockTables.length,
+     *                    lengths.length, out.length)]}; 0 does nothing (after the store check)
+     * @param pool        the threads the sequences are split across
+     * @throws NullPointerException     if {@code pool}, {@code store}, {@code q}, {@code blockTables},
+     *                                  {@code lengths} or {@code out} is null
+     * @throws IllegalArgumentException if {@code count} is out of range, or a sequence's arguments are
+     *                                  bad (a null or short array, a layer, head count, length or
+     *                                  table entry out of range, a query value out of bounds): the
+     *                                  message names the sequence
+     * @throws IllegalStateException    if the store is closed
      */
     public static void decodeBatch(KvStore store, int layer, float[][] q, int queryHeads,
                                    int[][] blockTables, int[] lengths, float[][] out, int count,
