@@ -54,7 +54,17 @@ public final class CudaBlockLayout {
     /** The one layout descriptor both backends share: every offset comes from it. */
     private final StoreLayout bytes;
 
-    /** The byte layout of blocks of {@code layout}; IllegalArgumentException for a format the kernels lack. */
+    /**
+     * The byte layout of blocks of {@code layout}.
+     *
+     * @param layout the model shape and KV format; its format must be one of {@link #SUPPORTED}
+     * @throws NullPointerException     if {@code layout} is null
+     * @throws IllegalArgumentException if the format is not in {@link #SUPPORTED} (KIVI, Q5_0); the
+     *                                  message names it and the supported ones
+     * @throws IllegalStateException    if the format's slice sizes do not add up to
+     *                                  {@link KvLayout#bytesPerBlock()}, or its K and V slices differ
+     *                                  in size (the kernels take one slice stride)
+     */
     public CudaBlockLayout(KvLayout layout) {
         this.layout = Objects.requireNonNull(layout, "layout");
         this.formatCode = SUPPORTED.indexOf(layout.format());
@@ -70,72 +80,144 @@ public final class CudaBlockLayout {
         }
     }
 
-    /** The model shape and format this describes. */
+    /**
+     * The model shape and format this describes.
+     *
+     * @return the layout given to the constructor
+     */
     public KvLayout kvLayout() {
         return layout;
     }
 
-    /** The kernels' format id: the index in {@link #SUPPORTED}. */
+    /**
+     * The kernels' format id: the index in {@link #SUPPORTED}.
+     *
+     * @return the format's index in {@link #SUPPORTED}, in {@code [0, SUPPORTED.size())}
+     */
     public int formatCode() {
         return formatCode;
     }
 
-    /** True for FP8 (encoded a whole slice at a time through a staging slot). */
+    /**
+     * Whether slices are encoded whole through a staging slot.
+     *
+     * @return true for FP8_E4M3 and FP8_E5M2 (encoded a whole slice at a time through a staging
+     *         slot), false for the row formats
+     */
     public boolean blockFormat() {
         return layout.format() == KvFormats.FP8_E4M3 || layout.format() == KvFormats.FP8_E5M2;
     }
 
-    /** Bytes of one head's keys of one layer of one block. */
+    /**
+     * Bytes of one head's keys of one layer of one block.
+     *
+     * @return the K slice size in bytes, {@code format.keyBytes(blockTokens, headDim)}
+     */
     public long keySliceBytes() {
         return bytes.keySliceBytes();
     }
 
-    /** Bytes of one head's values of one layer of one block. */
+    /**
+     * Bytes of one head's values of one layer of one block.
+     *
+     * @return the V slice size in bytes, {@code format.valueBytes(blockTokens, headDim)}; equal to
+     *         {@link #keySliceBytes()} for every supported format
+     */
     public long valueSliceBytes() {
         return bytes.valueSliceBytes();
     }
 
-    /** Bytes of one layer of one block. */
+    /**
+     * Bytes of one layer of one block.
+     *
+     * @return {@code kvHeads * (keySliceBytes() + valueSliceBytes())}
+     */
     public long layerBytes() {
         return bytes.layerBytes();
     }
 
-    /** Bytes of one block ({@link KvLayout#bytesPerBlock()}). */
+    /**
+     * Bytes of one block ({@link KvLayout#bytesPerBlock()}).
+     *
+     * @return {@code layers * layerBytes()}, the block stride of the device allocation
+     */
     public long blockBytes() {
         return bytes.blockBytes();
     }
 
-    /** Offset of block {@code block}. */
+    /**
+     * Offset of block {@code block}.
+     *
+     * @param block the block id, in {@code [0, blocks)} of the store (not range-checked: the caller
+     *              keeps it in range)
+     * @return the byte offset {@code block * blockBytes()} of the block's first byte
+     */
     public long blockOffset(int block) {
         return bytes.blockOffset(block);
     }
 
-    /** Offset of the K slice of {@code head} in {@code layer} of {@code block}. */
+    /**
+     * Offset of the K slice of {@code head} in {@code layer} of {@code block}.
+     *
+     * @param block the block id, in {@code [0, blocks)} of the store
+     * @param layer the layer, in {@code [0, layers)}
+     * @param head  the KV head, in {@code [0, kvHeads)} (no argument is range-checked: the caller
+     *              keeps them in range)
+     * @return the byte offset, in the block allocation, of the first of {@link #keySliceBytes()} bytes
+     */
     public long keyOffset(int block, int layer, int head) {
         return bytes.keyOffset(block, layer, head);
     }
 
-    /** Offset of the V slice of {@code head} in {@code layer} of {@code block}. */
+    /**
+     * Offset of the V slice of {@code head} in {@code layer} of {@code block}.
+     *
+     * @param block the block id, in {@code [0, blocks)} of the store
+     * @param layer the layer, in {@code [0, layers)}
+     * @param head  the KV head, in {@code [0, kvHeads)} (no argument is range-checked: the caller
+     *              keeps them in range)
+     * @return the byte offset, in the block allocation, of the first of {@link #valueSliceBytes()}
+     *         bytes; the V slices of a layer follow all its K slices
+     */
     public long valueOffset(int block, int layer, int head) {
         return bytes.valueOffset(block, layer, head);
     }
 
-    /** Bytes of one staging slot: one layer of one block in float32, K then V. */
+    /**
+     * Bytes of one staging slot: one layer of one block in float32, K then V.
+     *
+     * @return {@code 2 * kvHeads * stageSliceBytes()}
+     */
     public long stageBytes() {
         return bytes.stageBytes();
     }
 
-    /** Bytes of one head's rows in a staging slot. */
+    /**
+     * Bytes of one head's rows in a staging slot.
+     *
+     * @return {@code blockTokens * headDim * Float.BYTES}
+     */
     public long stageSliceBytes() {
         return bytes.stageSliceBytes();
     }
 
-    /** Offset of the key rows of {@code head} in a staging slot. */
+    /**
+     * Offset of the key rows of {@code head} in a staging slot.
+     *
+     * @param head the KV head, in {@code [0, kvHeads)} (not range-checked)
+     * @return the byte offset from the slot's start of the head's {@link #stageSliceBytes()} key bytes
+     */
     public long stageKeyOffset(int head) {
         return bytes.stageKeyOffset(head);
     }
 
-    /** Offset of the value rows of {@code head} in a staging slot. */
+    /**
+     * Offset of the value rows of {@code head} in a staging slot.
+     *
+     * @param head the KV head, in {@code [0, kvHeads)} (not range-checked)
+     * @return the byte offset from the slot's start of the head's {@link #stageSliceBytes()} value
+     *         bytes; the value rows follow every head's key rows
+     */
     public long stageValueOffset(int head) {
         return bytes.stageValueOffset(head);
     }
@@ -143,6 +225,8 @@ public final class CudaBlockLayout {
     /**
      * Bytes of one block in host swap space: the block, plus for FP8 one staging slot per layer so a
      * partially written block comes back bit-identical.
+     *
+     * @return {@code blockBytes()}, plus {@code layers * stageBytes()} for FP8
      */
     public long swapBlockBytes() {
         return blockBytes() + (blockFormat() ? layout.layers() * stageBytes() : 0);
