@@ -13,22 +13,54 @@ import com.github.tjake.jlama.tensor.AbstractTensor;
  */
 public interface KvBufferBridge {
 
-    /** {@code getKeyTensorForPosition}: a writable [1, kvLength] row for one token's keys. */
+    /**
+     * {@code getKeyTensorForPosition}: a writable [1, kvLength] row for one token's keys.
+     *
+     * @param layer the transformer layer
+     * @param position the token position in the context
+     * @return the writable key row for that layer and position
+     */
     AbstractTensor key(int layer, int position);
 
-    /** {@code getValTensorForPosition}: a writable [1, kvLength] row for one token's values. */
+    /**
+     * {@code getValTensorForPosition}: a writable [1, kvLength] row for one token's values.
+     *
+     * @param layer the transformer layer
+     * @param position the token position in the context
+     * @return the writable value row for that layer and position
+     */
     AbstractTensor value(int layer, int position);
 
-    /** {@code getKeyTensorsUptoPosition}: pages of equal length covering positions 0..position, in order. */
+    /**
+     * {@code getKeyTensorsUptoPosition}: pages of equal length covering positions 0..position, in order.
+     *
+     * @param layer the transformer layer
+     * @param position the last token position to cover
+     * @return the key pages covering positions 0..position, in order
+     */
     AbstractTensor[] keysUpTo(int layer, int position);
 
-    /** {@code getValTensorsUptoPosition}: as {@link #keysUpTo}, for values. */
+    /**
+     * {@code getValTensorsUptoPosition}: as {@link #keysUpTo}, for values.
+     *
+     * @param layer the transformer layer
+     * @param position the last token position to cover
+     * @return the value pages covering positions 0..position, in order
+     */
     AbstractTensor[] valuesUpTo(int layer, int position);
 
-    /** {@code getCurrentContextPosition}. */
+    /**
+     * {@code getCurrentContextPosition}.
+     *
+     * @return the current context position
+     */
     int position();
 
-    /** {@code setCurrentContextPosition}. */
+    /**
+     * {@code setCurrentContextPosition}.
+     *
+     * @param position the new current context position
+     */
     void setPosition(int position);
 
     /** {@code incrementContextPosition}. */

@@ -26,8 +26,22 @@ import java.util.Map;
  */
 public final class SafetensorsWriter {
 
-    /** One tensor to write: its shape and its row-major float32 data. */
+    /**
+     * One tensor to write: its shape and its row-major float32 data.
+     *
+     * @param shape the dimensions, each {@code > 0}
+     * @param data the row-major float32 values; its length is the product of {@code shape}
+     */
     public record Tensor(int[] shape, float[] data) {
+        /**
+         * Checks that every dimension is positive and that {@code data} holds exactly as many floats
+         * as {@code shape} describes.
+         *
+         * @param shape the dimensions, each {@code > 0}
+         * @param data the row-major float32 values
+         * @throws IllegalArgumentException if a dimension is {@code <= 0} or the data length does not
+         *         match the product of the shape
+         */
         public Tensor {
             long n = 1;
             for (int d : shape) {
@@ -43,10 +57,22 @@ public final class SafetensorsWriter {
         }
     }
 
+    /** Creates an empty writer with no tensors and no metadata. */
+    public SafetensorsWriter() { }
+
     private final Map<String, Tensor> tensors = new LinkedHashMap<>();
     private final Map<String, String> metadata = new LinkedHashMap<>();
 
-    /** Adds a tensor; names must be unique. */
+    /**
+     * Adds a tensor; names must be unique.
+     *
+     * @param name the tensor name
+     * @param shape the dimensions, each {@code > 0} (copied)
+     * @param data the row-major float32 values; its length is the product of {@code shape}
+     * @return this writer
+     * @throws IllegalArgumentException if {@code name} was already added, a dimension is
+     *         {@code <= 0}, or the data length does not match the shape
+     */
     public SafetensorsWriter add(String name, int[] shape, float[] data) {
         if (tensors.containsKey(name)) {
             throw new IllegalArgumentException("tensor " + name + " added twice");
@@ -55,7 +81,13 @@ public final class SafetensorsWriter {
         return this;
     }
 
-    /** Adds one {@code __metadata__} string entry. */
+    /**
+     * Adds one {@code __metadata__} string entry.
+     *
+     * @param key the metadata key
+     * @param value the metadata value
+     * @return this writer
+     */
     public SafetensorsWriter metadata(String key, String value) {
         metadata.put(key, value);
         return this;
@@ -90,7 +122,12 @@ public final class SafetensorsWriter {
         return sb.append('}').toString();
     }
 
-    /** Writes the file, replacing any existing one. */
+    /**
+     * Writes the file, replacing any existing one.
+     *
+     * @param file the path to write
+     * @throws IOException if the file cannot be opened or written
+     */
     public void write(Path file) throws IOException {
         byte[] json = headerJson().getBytes(StandardCharsets.UTF_8);
         int padded = (json.length + 7) & ~7;
