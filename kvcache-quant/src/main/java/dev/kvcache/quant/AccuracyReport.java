@@ -33,7 +33,18 @@ public final class AccuracyReport {
     private AccuracyReport() {
     }
 
-    /** One table row. */
+    /**
+     * One table row.
+     *
+     * @param name the row's label: the format's name, with "+H" for Hadamard-rotated keys or
+     *             "q8-query" for a Q8_0-quantized query
+     * @param format the format measured
+     * @param bitsPerElement stored bits per element of a full block, K and V averaged, metadata included
+     * @param keyError relative Frobenius error of the decoded keys (0 = exact)
+     * @param valueError relative Frobenius error of the decoded values (0 = exact)
+     * @param outputError relative L2 error of the attention output against float64, averaged over queries
+     * @param kl KL(p || p_quantized) of the attention probabilities in nats, averaged over queries
+     */
     public record Row(String name, KvFormat format, double bitsPerElement, double keyError, double valueError,
                       double outputError, double kl) {
     }
@@ -69,6 +80,12 @@ public final class AccuracyReport {
      * Measures every standard format plus Q8_0, Q4_0 and FP8_E4M3 with Hadamard-rotated keys, and
      * Q8_0 / Q5_0 / Q4_0 with the query quantized to Q8_0 ("q8-query": what an integer-domain dot
      * product computes).
+     *
+     * @param tokens context length in tokens, a positive multiple of {@code blockTokens}
+     * @param blockTokens tokens per block (each block slice is encoded on its own), at least 1
+     * @param seed seed of the synthetic keys, values and queries; equal seeds give equal tables
+     * @return one row per measured configuration, in table order
+     * @throws IllegalArgumentException if {@code tokens} is not a positive multiple of {@code blockTokens}
      */
     public static List<Row> measure(int tokens, int blockTokens, long seed) {
         if (tokens <= 0 || tokens % blockTokens != 0) {
@@ -229,7 +246,12 @@ public final class AccuracyReport {
         return Math.sqrt(num / den);
     }
 
-    /** The table in Markdown. */
+    /**
+     * The table in Markdown.
+     *
+     * @param rows the rows to print, usually from {@link #measure}
+     * @return a Markdown table with a header and one line per row, each line ending in a newline
+     */
     public static String table(List<Row> rows) {
         StringBuilder sb = new StringBuilder();
         sb.append("| format | bits/elem | K rel err | V rel err | attn out rel err | KL(p||p^) |\n");
@@ -241,6 +263,11 @@ public final class AccuracyReport {
         return sb.toString();
     }
 
+    /**
+     * Prints the data description and the table for the arguments to standard output.
+     *
+     * @param args optional {@code [tokens] [blockTokens] [seed]}; defaults 1024, 16 and 1
+     */
     public static void main(String[] args) {
         int tokens = args.length > 0 ? Integer.parseInt(args[0]) : 1024;
         int blockTokens = args.length > 1 ? Integer.parseInt(args[1]) : 16;

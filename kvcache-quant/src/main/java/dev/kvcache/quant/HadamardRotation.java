@@ -23,21 +23,44 @@ public final class HadamardRotation {
     private HadamardRotation() {
     }
 
-    /** Throws IllegalArgumentException unless {@code dim} is a power of two. */
+    /**
+     * Throws IllegalArgumentException unless {@code dim} is a power of two.
+     *
+     * @param dim the head dimension to check
+     * @throws IllegalArgumentException if {@code dim} is not a positive power of two
+     */
     public static void checkDim(int dim) {
         if (dim <= 0 || (dim & (dim - 1)) != 0) {
             throw new IllegalArgumentException("Hadamard rotation needs a power-of-two dim, got " + dim);
         }
     }
 
-    /** Rotates {@code x[off .. off+dim)} in place; applying it twice restores x (up to rounding). */
+    /**
+     * Rotates {@code x[off .. off+dim)} in place; applying it twice restores x (up to rounding).
+     *
+     * @param x the array holding the vector
+     * @param off index in {@code x} of the vector's first value
+     * @param dim values in the vector, a positive power of two
+     * @throws IllegalArgumentException if {@code dim} is not a power of two or the range does not fit {@code x}
+     * @throws NullPointerException if {@code x} is null
+     */
     public static void rotate(float[] x, int off, int dim) {
         checkDim(dim);
         Checks.array("x", x, off, dim);
         rotate0(x, off, dim);
     }
 
-    /** Rotates each of {@code rows} consecutive rows of {@code dim} values in place. */
+    /**
+     * Rotates each of {@code rows} consecutive rows of {@code dim} values in place.
+     *
+     * @param x the array holding the rows, {@code [rows][dim]} row-major
+     * @param off index in {@code x} of row 0's first value
+     * @param rows rows to rotate, at least 0
+     * @param dim values per row, a positive power of two
+     * @throws IllegalArgumentException if {@code dim} is not a power of two, {@code rows < 0}, or the
+     *         {@code rows*dim} values do not fit {@code x}
+     * @throws NullPointerException if {@code x} is null
+     */
     public static void rotateRows(float[] x, int off, int rows, int dim) {
         checkDim(dim);
         Checks.rows("rows", rows, 0);
@@ -68,6 +91,10 @@ public final class HadamardRotation {
      * A quantizer that stores {@code H x} in {@code q}'s format and decodes back to x's space
      * ({@code H} applied again after decoding). Same sizes and format as {@code q}; encode copies the
      * input (the caller's array is not modified). dim must be a power of two.
+     *
+     * @param q the quantizer that stores the rotated values
+     * @return the rotating quantizer; its calls throw IllegalArgumentException when {@code dim} is not
+     *         a power of two
      */
     public static Quantizer rotated(Quantizer q) {
         return new Rotated(q);

@@ -64,17 +64,35 @@ public final class Quantizers {
         ACTIVE_VALUES = vector != null ? table(vector, false, ACTIVE_KEYS) : SCALAR_VALUES;
     }
 
-    /** The codec of {@code f}; for KIVI the key codec (see the class comment). */
+    /**
+     * The codec of {@code f}; for KIVI the key codec (see the class comment).
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the quantizer of {@code f} (shared, stateless, thread-safe)
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static Quantizer of(KvFormat f) {
         return keys(f);
     }
 
-    /** The codec for key slices of {@code f}. */
+    /**
+     * The codec for key slices of {@code f}.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the quantizer for key slices of {@code f} (shared, stateless, thread-safe)
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static Quantizer keys(KvFormat f) {
         return get(ACTIVE_KEYS, f);
     }
 
-    /** The codec for value slices of {@code f}. */
+    /**
+     * The codec for value slices of {@code f}.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the quantizer for value slices of {@code f} (shared, stateless, thread-safe)
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static Quantizer values(KvFormat f) {
         return get(ACTIVE_VALUES, f);
     }
@@ -82,37 +100,78 @@ public final class Quantizers {
     /**
      * The key codec of {@code f} behind a normalized Hadamard rotation: stores {@code H k}, decodes
      * back to k's space; dim must be a power of two. See {@link HadamardRotation}.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return a quantizer with the sizes and format of {@code keys(f)} that stores rotated keys; its
+     *         calls throw IllegalArgumentException when {@code dim} is not a power of two
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
      */
     public static Quantizer rotatedKeys(KvFormat f) {
         return HadamardRotation.rotated(keys(f));
     }
 
-    /** Slice kernels of {@code f} from the active provider; for KIVI the key kernels. */
+    /**
+     * Slice kernels of {@code f} from the active provider; for KIVI the key kernels.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the kernels of {@code f} from the active provider (stateless, thread-safe)
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static SliceKernels kernels(KvFormat f) {
         return keyKernels(f);
     }
 
-    /** Slice kernels for key slices of {@code f} from the active provider. */
+    /**
+     * Slice kernels for key slices of {@code f} from the active provider.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the key-slice kernels of {@code f} from the active provider (stateless, thread-safe)
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static SliceKernels keyKernels(KvFormat f) {
         return get(ACTIVE_KEYS, f);
     }
 
-    /** Slice kernels for value slices of {@code f} from the active provider. */
+    /**
+     * Slice kernels for value slices of {@code f} from the active provider.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the value-slice kernels of {@code f} from the active provider (stateless, thread-safe)
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static SliceKernels valueKernels(KvFormat f) {
         return get(ACTIVE_VALUES, f);
     }
 
-    /** Plain-Java kernels of {@code f} (keys for KIVI), whatever the active provider. */
+    /**
+     * Plain-Java kernels of {@code f} (keys for KIVI), whatever the active provider.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the scalar provider's kernels of {@code f}
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static SliceKernels scalarKernels(KvFormat f) {
         return get(SCALAR_KEYS, f);
     }
 
-    /** Plain-Java kernels for key slices of {@code f}. */
+    /**
+     * Plain-Java kernels for key slices of {@code f}.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the scalar provider's key-slice kernels of {@code f}
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static SliceKernels scalarKeyKernels(KvFormat f) {
         return get(SCALAR_KEYS, f);
     }
 
-    /** Plain-Java kernels for value slices of {@code f}. */
+    /**
+     * Plain-Java kernels for value slices of {@code f}.
+     *
+     * @param f one of the formats of {@code KvFormats}
+     * @return the scalar provider's value-slice kernels of {@code f}
+     * @throws IllegalArgumentException if {@code f} is null or not a known format
+     */
     public static SliceKernels scalarValueKernels(KvFormat f) {
         return get(SCALAR_VALUES, f);
     }
@@ -120,22 +179,36 @@ public final class Quantizers {
     /**
      * The softmax arithmetic of the active provider (Vector API exponentials when available), for
      * attention kernels that fuse it with these slice kernels.
+     *
+     * @return the active provider's softmax kernels (stateless, thread-safe)
      */
     public static SoftmaxKernels softmaxKernels() {
         return ACTIVE.softmax();
     }
 
-    /** The plain-Java softmax arithmetic, whatever the active provider. */
+    /**
+     * The plain-Java softmax arithmetic, whatever the active provider.
+     *
+     * @return the scalar softmax kernels (stateless, thread-safe)
+     */
     public static SoftmaxKernels scalarSoftmaxKernels() {
         return ScalarSoftmax.INSTANCE;
     }
 
-    /** Name of the active provider: {@code "scalar"} or e.g. {@code "vector(512-bit)"}. */
+    /**
+     * Name of the active provider: {@code "scalar"} or e.g. {@code "vector(512-bit)"}.
+     *
+     * @return the active provider's name, fixed for the life of the JVM
+     */
     public static String provider() {
         return ACTIVE.name();
     }
 
-    /** True when the Vector API provider is active. */
+    /**
+     * True when the Vector API provider is active.
+     *
+     * @return true for the Vector API provider, false for the scalar one
+     */
     public static boolean vectorized() {
         return ACTIVE != ScalarProvider.INSTANCE;
     }

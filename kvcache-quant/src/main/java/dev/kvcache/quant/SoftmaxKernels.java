@@ -23,7 +23,14 @@ package dev.kvcache.quant;
  */
 public interface SoftmaxKernels {
 
-    /** The largest of {@code a[off .. off+n)}; {@code -Infinity} when {@code n == 0}. NaN-free input assumed. */
+    /**
+     * The largest of {@code a[off .. off+n)}; {@code -Infinity} when {@code n == 0}. NaN-free input assumed.
+     *
+     * @param a the values (attention scores)
+     * @param off index in {@code a} of the first value
+     * @param n values to scan, at least 0
+     * @return the maximum of the {@code n} values, or {@code -Infinity} when {@code n == 0}
+     */
     float max(float[] a, int off, int n);
 
     /**
@@ -31,9 +38,22 @@ public interface SoftmaxKernels {
      * returns their sum. {@code shift} must be finite and {@code >=} every finite {@code a[i]} (the
      * online softmax passes the running maximum), so no result exceeds 1 and nothing overflows;
      * {@code -Infinity} entries become 0.
+     *
+     * @param a the values, replaced in place by their shifted exponentials
+     * @param off index in {@code a} of the first value
+     * @param n values to transform, at least 0
+     * @param shift subtracted before exponentiation: finite and at least every finite value
+     * @return the sum of the {@code n} exponentials (0 when {@code n == 0})
      */
     float expSum(float[] a, int off, int n, float shift);
 
-    /** {@code a[i] *= c} for {@code i} in {@code [off, off+n)}. */
+    /**
+     * {@code a[i] *= c} for {@code i} in {@code [off, off+n)}.
+     *
+     * @param a the values, scaled in place
+     * @param off index in {@code a} of the first value
+     * @param n values to scale, at least 0
+     * @param c the factor (the online softmax passes {@code exp(oldMax - newMax)})
+     */
     void scale(float[] a, int off, int n, float c);
 }
