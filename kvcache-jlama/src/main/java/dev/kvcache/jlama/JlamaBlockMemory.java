@@ -84,7 +84,14 @@ public final class JlamaBlockMemory implements KvStore {
         this.runs = new AtomicReferenceArray<>(32);
     }
 
-    /** Allocates {@code blocks} blocks of {@code layout}, which must be F32. */
+    /**
+     * Allocates {@code blocks} blocks of {@code layout}, which must be F32.
+     *
+     * @param layout the block layout; its format must be {@code KvFormats.F32}
+     * @param blocks the number of blocks, {@code > 0}
+     * @return the new block memory
+     * @throws IllegalArgumentException if the format is not F32 or {@code blocks <= 0}
+     */
     public static JlamaBlockMemory allocate(KvLayout layout, int blocks) {
         if (layout.format() != KvFormats.F32) {
             throw new IllegalArgumentException("format " + layout.format().name()
@@ -106,12 +113,24 @@ public final class JlamaBlockMemory implements KvStore {
         return blocks;
     }
 
-    /** The [blockTokens, kvDim] key page of {@code block} at {@code layer}, a view of this memory. */
+    /**
+     * The [blockTokens, kvDim] key page of {@code block} at {@code layer}, a view of this memory.
+     *
+     * @param layer the transformer layer
+     * @param block the block index
+     * @return the key page, a view of this memory
+     */
     public AbstractTensor keyPage(int layer, int block) {
         return page(layer, block, 0);
     }
 
-    /** The [blockTokens, kvDim] value page of {@code block} at {@code layer}, a view of this memory. */
+    /**
+     * The [blockTokens, kvDim] value page of {@code block} at {@code layer}, a view of this memory.
+     *
+     * @param layer the transformer layer
+     * @param block the block index
+     * @return the value page, a view of this memory
+     */
     public AbstractTensor valuePage(int layer, int block) {
         return page(layer, block, 1);
     }

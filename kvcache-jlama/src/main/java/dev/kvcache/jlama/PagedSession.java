@@ -97,22 +97,38 @@ public final class PagedSession implements KvBufferBridge {
         this.buffer = KvBufferSubclass.create(cache, id, ephemeral, this, pageBytes);
     }
 
-    /** The session id Jlama knows it by. */
+    /**
+     * The session id Jlama knows it by.
+     *
+     * @return the session id
+     */
     public UUID id() {
         return id;
     }
 
-    /** The kvcache sequence (id = the UUID's string). */
+    /**
+     * The kvcache sequence (id = the UUID's string).
+     *
+     * @return the sequence
+     */
     public Sequence sequence() {
         return sequence;
     }
 
-    /** The Jlama buffer to pass to {@code AbstractModel.forward/batchForward}. */
+    /**
+     * The Jlama buffer to pass to {@code AbstractModel.forward/batchForward}.
+     *
+     * @return the Jlama KV buffer of this session
+     */
     public KvBufferCache.KvBuffer kvBuffer() {
         return buffer;
     }
 
-    /** True for a buffer made by {@code getEphemeralKvBuffer}, freed when Jlama closes it. */
+    /**
+     * True for a buffer made by {@code getEphemeralKvBuffer}, freed when Jlama closes it.
+     *
+     * @return whether this session is ephemeral
+     */
     public boolean isEphemeral() {
         return ephemeral;
     }
@@ -122,6 +138,11 @@ public final class PagedSession implements KvBufferBridge {
      * their K/V in the cache: run Jlama on {@code tokens[hit..]} from position
      * {@code lengthBefore + hit}. IllegalStateException (and nothing changes) when the cache has no
      * room, naming the block counts.
+     *
+     * @param tokens the tokens to append, at least one
+     * @return how many leading tokens already have their K/V in the cache
+     * @throws IllegalArgumentException if {@code tokens} is empty
+     * @throws IllegalStateException if the session was released or failed, or the cache has no room
      */
     public int admit(int... tokens) {
         checkLive();
@@ -188,7 +209,11 @@ public final class PagedSession implements KvBufferBridge {
         cache.forgetSession(this);
     }
 
-    /** True when a forward pass over this session failed part-way: it can only be released (aborted). */
+    /**
+     * True when a forward pass over this session failed part-way: it can only be released (aborted).
+     *
+     * @return whether this session failed
+     */
     public boolean isFailed() {
         return failed;
     }
@@ -209,7 +234,11 @@ public final class PagedSession implements KvBufferBridge {
         }
     }
 
-    /** False once {@link #release()}d. */
+    /**
+     * False once {@link #release()}d.
+     *
+     * @return whether this session is still live
+     */
     public boolean isLive() {
         return !released;
     }
