@@ -52,8 +52,10 @@ class RedisClusterTest {
         int[] prompt = Kv.tokens(16 * blocks, 11);
         TierEntry[] e = Kv.entries(LAYOUT, prompt, 0, null);
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, blocks + 1); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, blocks + 1);
-             RedisTier ta = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2)).build();
-             RedisTier tb = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2)).build();
+             RedisTier ta = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2))
+                     .writeTimeout(Duration.ofSeconds(10)).build(); // placement, not deadlines (RedisFailureTest): a fresh cluster opens node connections slowly
+             RedisTier tb = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2))
+                     .writeTimeout(Duration.ofSeconds(10)).build(); // placement, not deadlines (RedisFailureTest): a fresh cluster opens node connections slowly
              KvCacheManager ma = KvCacheManager.builder(LAYOUT).store(a).tier(ta).build();
              KvCacheManager mb = KvCacheManager.builder(LAYOUT).store(b).tier(tb).build()) {
             assertTrue(endpoint.isCluster());
