@@ -144,7 +144,7 @@ final class FleetSimulation {
         }
         int rounds = Math.max(1, Math.min(8, MAX_REQUESTS / Math.max(1, sessions)));
         SplittableRandom random = new SplittableRandom(0x5EEDL);
-        ArrayDeque<Object[]> inFlight = new ArrayDeque<>(); // {instance, sequence}
+        ArrayDeque<InFlight> inFlight = new ArrayDeque<>();
         int[] load = new int[n];
         long requests = 0;
         long refused = 0;
@@ -199,7 +199,7 @@ final class FleetSimulation {
                         m.free(seq); // its prompt stays published: only the decode did not fit
                         continue;
                     }
-                    inFlight.add(new Object[] {target, seq});
+                    inFlight.add(new InFlight(target, seq));
                     router.reportLoad(ids.get(target), ++load[target]);
                 }
             }
@@ -215,19 +215,22 @@ final class FleetSimulation {
                 settings.networkSeconds(read), written);
     }
 
-    private static void finish(Object[] f, List<KvCacheManager> managers, PrefixRouter router, List<String> ids,
+    /** A request in flight: the instance serving it and its sequence there. */
+    private record InFlight(int instance, Sequence seq) {
+    }
+
+    private static void finish(InFlight f, List<KvCacheManager> managers, PrefixRouter router, List<String> ids,
                                int[] load) {
-        int at = (int) f[0];
-        managers.get(at).free((Sequence) f[1]);
-        router.reportLoad(ids.get(at), --load[at]);
+        managers.get(f.instance()).free(f.seq());
+        router.reportLoad(ids.get(f.instance()), --load[f.instance()]);
     }
 
     /** Finishes the oldest request in flight on {@code instance}; false when it has none. */
-    private static boolean finishOldestOn(int instance, ArrayDeque<Object[]> inFlight, List<KvCacheManager> managers,
+    private static boolean finishOldestOn(int instance, ArrayDeque<InFlight> inFlight, List<KvCacheManager> managers,
                                           PrefixRouter router, List<String> ids, int[] load) {
         for (var it = inFlight.iterator(); it.hasNext(); ) {
-            Object[] f = it.next();
-            if ((int) f[0] == instance) {
+            InFlight f = it.next();
+            if (f.instance() == instance) {
                 it.remove();
                 finish(f, managers, router, ids, load);
                 return true;
