@@ -30,21 +30,30 @@ import java.util.concurrent.ForkJoinPool;
  * element, beyond {@link KvStore#MAX_ABS_VALUE} (IllegalArgumentException naming it).
  *
  * <h2>Memory traffic</h2>
- * Blocks are visited in table order; in each block, for each KV head, one
- * {@link SliceKernels#dotRowsGroup} call scores the K slice against all query heads of the group
- * (the vector kernels load and dequantize each K chunk once and FMA it into every head's
- * accumulator), the online softmax runs per head on its {@code blockTokens}-long slice of the
- * scores, then one {@link SliceKernels#accumulateRowsGroup} call reads the V slice once for all
- * heads of the group. Those kernels dequantize inside the dot product / weighted sum, so quantized
+ * Blocks are visited in table order, in <em>chunks</em> of consecutive table entries spanning at
+ * least {@link #CHUNK_TOKENS} positions (4 blocks of 16). In each chunk, for each KV head: one
+ * {@link SliceKernels#dotRowsGroup} call per block scores its K slice against all query heads of
+ * the group (the vector kernels load and dequantize each K chunk once and FMA it into every
+ * head's accumulator), writing each head's scores into one run per chunk (the strided form, head
+ * {@code j}'s run {@code chunkBlocks * blockTokens} floats after head {@code j-1}'s); the online
+ * softmax runs once per head over the chunk's run; then one
+ * {@link SliceKernels#accumulateRowsGroup} call per block reads its V slice once for all heads of
+ * the group. The chunk is what makes paged decode as fast as one contiguous slice for the small
+ * formats, whose steps are bound by arithmetic rather than memory: with one softmax update per
+ * 16-token block (two lane reductions and three calls per query head), Q4_0 and Q5_0 took 1.12x
+ * the time of the same kernels over one contiguous slice, and 1.00-1.02x with blocks of 64; with
+ * chunks, 0.97-1.06x at blocks of 16 (PagedAttentionBenchmark at 32k tokens, 2026-12-03,
+ * kvcache-quant/bench-results/paged-chunks-2026-12-03.txt). Those kernels dequantize inside the dot product / weighted sum, so quantized
  * formats read their compressed bytes only and no dequantized copy of the sequence exists.
  * Partially written blocks of block formats (FP8, KIVI) are read from the store's full-precision
  * staging slot with the F32 kernels.
  *
  * <p>Prefetch: blocks sit at unrelated addresses (the table's order, not memory order), so the
  * hardware prefetcher restarts at every slice and a single thread waits on DRAM for much of an
- * F32 step. While a block's KV head {@code g} is processed,
- * {@link #touch} loads one byte per cache line of the <em>next</em> table entry's K and V slices of
- * head {@code g}, so those misses overlap this block's arithmetic. Measured at 32k tokens
+ * F32 step. While a chunk's KV head {@code g} is processed, {@link #touch} loads one byte per
+ * cache line of the K and V slices of the <em>next</em> unit of work (the chunk's head
+ * {@code g+1}, or the next chunk's head 0), so those misses overlap this unit's arithmetic. (Before
+ * chunks, the next table entry's head {@code g}:) Measured at 32k tokens
  * (PagedAttentionBenchmark, 2026-11-25, 2-core AVX-512 VM): F32 step time 0.76x, F16 0.80x, Q8_0
  * unchanged (it is compute-bound); touching two entries ahead was no better, every other line worse
  * (bench-results/kernel-steps-2026-11-25.txt).
@@ -87,7 +96,7 @@ public final class PagedAttention {
 
     /** Per-thread scratch, grown on demand. */
     static final class Scratch {
-        /** One block's scores for every query head of a KV group, head j at j * blockTokens. */
+        /** One chunk's scores for every query head of a KV group, head j at j * chunkBlocks * blockTokens. */
         float[] scores = new float[16];
         float[] max = new float[8];
         float[] norm = new float[8];
@@ -98,9 +107,11 @@ public final class PagedAttention {
         float[] raw = new float[0];
 
         void ensure(int blockTokens, int queryHeads, int headDim) {
-            // group <= queryHeads: sized for the largest group the caller can ask for
-            if (scores.length < (long) blockTokens * queryHeads) {
-                scores = new float[blockTokens * queryHeads];
+            // one chunk's scores per head of the group; group <= queryHeads: sized for the largest
+            // group the caller can ask for
+            int span = chunkBlocks(blockTokens) * blockTokens;
+            if (scores.length < (long) span * queryHeads) {
+                scores = new float[span * queryHeads];
             }
             if (max.length < queryHeads) {
                 max = new float[queryHeads];
@@ -110,6 +121,17 @@ public final class PagedAttention {
                 acc = new float[queryHeads * headDim];
             }
         }
+    }
+
+    /**
+     * Positions a chunk spans at least: the online softmax runs once per chunk and query head, so
+     * its fixed cost (two lane reductions, the calls) is paid per 64 positions, not per block.
+     */
+    static final int CHUNK_TOKENS = 64;
+
+    /** Blocks per chunk: enough for {@link #CHUNK_TOKENS} positions, at least one. */
+    static int chunkBlocks(int blockTokens) {
+        return Math.max(1, CHUNK_TOKENS / blockTokens);
     }
 
     /** decodeGeneric scores one position at a time: no vector to fill, so the scalar arithmetic. */
@@ -373,68 +395,87 @@ public final class PagedAttention {
         final MemorySegment memory = store.memory();
         final StagingPool staging = store.staging();
 
+        final int chunk = chunkBlocks(bt);
+        final int span = chunk * bt; // head j's scores of a chunk at j * span
+        final boolean anyDropped = dropped != null && dropped.droppedTokens() > 0;
         int touch = 0;
-        for (int lb = fromBlock; lb < toBlock; lb++) {
-            int pb = table[lb];
-            if (pb < 0) {
-                continue; // released by a sliding window
-            }
-            int count = Math.min(bt, length - lb * bt);
-            int first = lb * bt;
+        for (int c0 = fromBlock; c0 < toBlock; c0 += chunk) {
+            int c1 = Math.min(c0 + chunk, toBlock);
             boolean masked = false;
-            if (dropped != null && dropped.droppedTokens() > 0) {
-                for (int r = 0; r < count && !masked; r++) {
-                    masked = dropped.isDropped(first + r);
+            if (anyDropped) {
+                for (int lb = c0; lb < c1 && !masked; lb++) {
+                    if (table[lb] >= 0) {
+                        for (int r = lb * bt, end = Math.min(r + bt, length); r < end && !masked; r++) {
+                            masked = dropped.isDropped(r);
+                        }
+                    }
                 }
             }
-            int stage = store.stage(pb, layer);
-            int nextPb = lb + 1 < toBlock ? table[lb + 1] : -1; // touched ahead, see touch()
             for (int g = 0; g < kvHeads; g++) {
-                if (nextPb >= 0) {
-                    touch ^= touch(memory, bytes.keyOffset(nextPb, layer, g), bytes.keySliceBytes());
-                    touch ^= touch(memory, bytes.valueOffset(nextPb, layer, g), bytes.valueSliceBytes());
-                }
-                MemorySegment kSeg;
-                MemorySegment vSeg;
-                long kOff;
-                long vOff;
-                SliceKernels kk;
-                SliceKernels vk;
-                if (stage < 0) {
-                    kSeg = memory;
-                    vSeg = memory;
-                    kOff = bytes.keyOffset(pb, layer, g);
-                    vOff = bytes.valueOffset(pb, layer, g);
-                    kk = keyK;
-                    vk = valK;
+                // the next unit of work, touched ahead (see touch()): this chunk's next KV head, or
+                // the next chunk's first
+                if (g + 1 < kvHeads) {
+                    touch ^= touchChunk(memory, bytes, table, layer, c0, c1, g + 1);
                 } else {
-                    kSeg = staging.segment(stage);
-                    vSeg = kSeg;
-                    long base = staging.offset(stage);
-                    kOff = base + bytes.stageKeyOffset(g);
-                    vOff = base + bytes.stageValueOffset(g);
-                    kk = f32;
-                    vk = f32;
+                    touch ^= touchChunk(memory, bytes, table, layer, c1, Math.min(c1 + chunk, toBlock), 0);
                 }
-                // the group's query heads g*group .. g*group+group-1; head j's scores at j*bt
+                // the group's query heads g*group .. g*group+group-1
                 int h0 = g * group;
-                kk.dotRowsGroup(kSeg, kOff, bt, count, dim, q, h0 * dim, group, scale, scores, 0);
-                for (int j = 0; j < group; j++) {
-                    int h = h0 + j;
-                    int so = j * bt;
+                int n = 0; // positions of the chunk scored so far: head j's at scores[j*span .. j*span+n)
+                for (int lb = c0; lb < c1; lb++) {
+                    int pb = table[lb];
+                    if (pb < 0) {
+                        continue; // released by a sliding window
+                    }
+                    int first = lb * bt;
+                    int count = Math.min(bt, length - first);
+                    int stage = store.stage(pb, layer);
+                    if (stage < 0) {
+                        keyK.dotRowsGroup(memory, bytes.keyOffset(pb, layer, g), bt, count, dim, q, h0 * dim, group,
+                                scale, scores, n, span);
+                    } else {
+                        f32.dotRowsGroup(staging.segment(stage), staging.offset(stage) + bytes.stageKeyOffset(g), bt,
+                                count, dim, q, h0 * dim, group, scale, scores, n, span);
+                    }
                     if (masked) {
                         for (int r = 0; r < count; r++) {
                             if (dropped.isDropped(first + r)) {
-                                scores[so + r] = Float.NEGATIVE_INFINITY;
+                                for (int j = 0; j < group; j++) {
+                                    scores[j * span + n + r] = Float.NEGATIVE_INFINITY;
+                                }
                             }
                         }
                     }
                     if (raw != null) {
-                        System.arraycopy(scores, so, raw, h * length + first, count);
+                        for (int j = 0; j < group; j++) {
+                            System.arraycopy(scores, j * span + n, raw, (h0 + j) * length + first, count);
+                        }
                     }
-                    blockSoftmax(sm, scores, so, count, max, norm, acc, h, dim);
+                    n += count;
                 }
-                vk.accumulateRowsGroup(vSeg, vOff, bt, count, dim, scores, 0, group, acc, h0 * dim);
+                if (n == 0) {
+                    continue; // every block of the chunk released
+                }
+                for (int j = 0; j < group; j++) {
+                    blockSoftmax(sm, scores, j * span, n, max, norm, acc, h0 + j, dim);
+                }
+                int p = 0;
+                for (int lb = c0; lb < c1; lb++) {
+                    int pb = table[lb];
+                    if (pb < 0) {
+                        continue;
+                    }
+                    int count = Math.min(bt, length - lb * bt);
+                    int stage = store.stage(pb, layer);
+                    if (stage < 0) {
+                        valK.accumulateRowsGroup(memory, bytes.valueOffset(pb, layer, g), bt, count, dim, scores, p,
+                                span, group, acc, h0 * dim);
+                    } else {
+                        f32.accumulateRowsGroup(staging.segment(stage), staging.offset(stage) + bytes.stageValueOffset(g),
+                                bt, count, dim, scores, p, span, group, acc, h0 * dim);
+                    }
+                    p += count;
+                }
             }
         }
         touchSink = touch; // keeps the touches observable, so the JIT cannot drop them
@@ -454,6 +495,19 @@ public final class PagedAttention {
         int x = 0;
         for (long o = off, end = off + len; o < end; o += 64) {
             x += m.get(ValueLayout.JAVA_BYTE, o);
+        }
+        return x;
+    }
+
+    /** {@link #touch}es the K and V slices of KV head {@code g} of logical blocks {@code [from, to)}. */
+    private static int touchChunk(MemorySegment m, StoreLayout bytes, int[] table, int layer, int from, int to, int g) {
+        int x = 0;
+        for (int lb = from; lb < to; lb++) {
+            int pb = table[lb];
+            if (pb >= 0) {
+                x += touch(m, bytes.keyOffset(pb, layer, g), bytes.keySliceBytes());
+                x += touch(m, bytes.valueOffset(pb, layer, g), bytes.valueSliceBytes());
+            }
         }
         return x;
     }

@@ -32,6 +32,13 @@ final class Checks {
         }
     }
 
+    /** A stride between heads' runs of {@code count} values: at least {@code count}, so the runs never overlap. */
+    static void stride(String what, int stride, int count) {
+        if (stride < count) {
+            throw new IllegalArgumentException(what + " must be >= count=" + count + ", got " + stride);
+        }
+    }
+
     static void row(int row, int rows) {
         if (row < 0 || row >= rows) {
             throw new IllegalArgumentException("row must be in [0, rows=" + rows + "), got " + row);

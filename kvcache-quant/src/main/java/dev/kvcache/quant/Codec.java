@@ -60,19 +60,19 @@ abstract class Codec implements Quantizer, SliceKernels {
     abstract void accumulateRows0(MemorySegment slice, long off, int rows, int count, int dim,
                                   float[] w, int wOff, float[] acc, int aOff);
 
-    /** dotRows0 for {@code heads} query heads (scores {@code rows} apart); arguments checked. Default: one head at a time. */
+    /** dotRows0 for {@code heads} query heads (scores {@code sStride} apart); arguments checked. Default: one head at a time. */
     void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                       float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+                       float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
         for (int j = 0; j < heads; j++) {
-            dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);
         }
     }
 
-    /** accumulateRows0 for {@code heads} query heads (weights {@code rows} apart); arguments checked. Default: one head at a time. */
+    /** accumulateRows0 for {@code heads} query heads (weights {@code wStride} apart); arguments checked. Default: one head at a time. */
     void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                              float[] w, int wOff, int heads, float[] acc, int aOff) {
+                              float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
         for (int j = 0; j < heads; j++) {
-            accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            accumulateRows0(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);
         }
     }
 
@@ -176,28 +176,43 @@ abstract class Codec implements Quantizer, SliceKernels {
     @Override
     public final void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                                    float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+        dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, rows);
+    }
+
+    @Override
+    public final void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                                   float[] q, int qOff, int heads, float scale, float[] scores, int sOff,
+                                   int sStride) {
         checkDims(rows, dim);
         Checks.count(count, rows);
         Checks.rows("heads", heads, 1);
+        Checks.stride("sStride", sStride, count);
         Checks.segment("slice", slice, off, bytesRead(rows, count, dim), false);
         Checks.array("q", q, qOff, (long) heads * dim);
-        Checks.array("scores", scores, sOff, (long) (heads - 1) * rows + count);
+        Checks.array("scores", scores, sOff, (long) (heads - 1) * sStride + count);
         if (count > 0) {
-            dotRowsGroup0(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+            dotRowsGroup0(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, sStride);
         }
     }
 
     @Override
     public final void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                                           float[] w, int wOff, int heads, float[] acc, int aOff) {
+        accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, rows, heads, acc, aOff);
+    }
+
+    @Override
+    public final void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                                          float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
         checkDims(rows, dim);
         Checks.count(count, rows);
         Checks.rows("heads", heads, 1);
+        Checks.stride("wStride", wStride, count);
         Checks.segment("slice", slice, off, bytesRead(rows, count, dim), false);
-        Checks.array("w", w, wOff, (long) (heads - 1) * rows + count);
+        Checks.array("w", w, wOff, (long) (heads - 1) * wStride + count);
         Checks.array("acc", acc, aOff, (long) heads * dim);
         if (count > 0) {
-            accumulateRowsGroup0(slice, off, rows, count, dim, w, wOff, heads, acc, aOff);
+            accumulateRowsGroup0(slice, off, rows, count, dim, w, wOff, wStride, heads, acc, aOff);
         }
     }
 }

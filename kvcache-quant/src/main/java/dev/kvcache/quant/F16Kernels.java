@@ -189,14 +189,14 @@ final class F16Kernels {
      * chunk is loaded once for the rows of the pass.
      */
     static void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
-                float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+                float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
         long base = off;
         long rb = 2L * dim;
         int bound = F.loopBound(dim);
         int j = 0;
         for (; j + 4 <= heads; j += 4) {
             int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
-            int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+            int s0 = sOff + j * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;
             int r = 0;
             if (bound == dim) {
                 for (; r + 4 <= count; r += 4) {
@@ -344,7 +344,7 @@ final class F16Kernels {
             }
         }
         for (; j < heads; j++) {
-            dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);
         }
     }
 
@@ -354,13 +354,13 @@ final class F16Kernels {
      * chunk is widened once per row for the four heads instead of once per head.
      */
     static void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
-                float[] w, int wOff, int heads, float[] acc, int aOff) {
+                float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
         long base = off;
         long rb = 2L * dim;
         long cb = 2L * L;
         int j = 0;
         for (; j + 4 <= heads; j += 4) {
-            int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+            int w0 = wOff + j * wStride, w1 = w0 + wStride, w2 = w1 + wStride, w3 = w2 + wStride;
             int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
             int i = 0;
             for (; i + 2 * L <= dim; i += 2 * L) {
@@ -439,7 +439,7 @@ final class F16Kernels {
             }
         }
         for (; j < heads; j++) {
-            accumulateRows(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            accumulateRows(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);
         }
     }
 }

@@ -137,8 +137,8 @@ final class F32Family {
 
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
-            F32Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
+            F32Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, sStride);
         }
     }
 }

@@ -198,14 +198,14 @@ final class F32Kernels {
      * chunk is loaded once for the rows of the pass.
      */
     static void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
-                float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+                float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
         long base = off;
         long rb = 4L * dim;
         int bound = F.loopBound(dim);
         int j = 0;
         for (; j + 4 <= heads; j += 4) {
             int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
-            int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+            int s0 = sOff + j * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;
             int r = 0;
             if (bound == dim) {
                 for (; r + 4 <= count; r += 4) {
@@ -339,7 +339,7 @@ final class F32Kernels {
             }
         }
         for (; j < heads; j++) {
-            dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);
         }
     }
 }

@@ -347,21 +347,21 @@ class Fp8Codec extends BlockCodec {
 
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
             if (e4m3) {
-                Fp8E4m3Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+                Fp8E4m3Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, sStride);
             } else {
-                Fp8E5m2Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+                Fp8E5m2Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, sStride);
             }
         }
 
         @Override
         void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+                                  float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
             if (e4m3) {
-                Fp8E4m3Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, heads, acc, aOff);
+                Fp8E4m3Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, wStride, heads, acc, aOff);
             } else {
-                Fp8E5m2Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, heads, acc, aOff);
+                Fp8E5m2Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, wStride, heads, acc, aOff);
             }
         }
     }

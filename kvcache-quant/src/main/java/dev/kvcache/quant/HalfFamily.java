@@ -162,14 +162,14 @@ final class HalfFamily {
 
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
-            F16Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
+            F16Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, sStride);
         }
 
         @Override
         void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
-            F16Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, heads, acc, aOff);
+                                  float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
+            F16Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, wStride, heads, acc, aOff);
         }
     }
 
@@ -238,14 +238,14 @@ final class HalfFamily {
 
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
-            BF16Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
+            BF16Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, sStride);
         }
 
         @Override
         void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
-            BF16Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, heads, acc, aOff);
+                                  float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
+            BF16Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, wStride, heads, acc, aOff);
         }
     }
 }

@@ -206,14 +206,14 @@ final class Q5Family {
 
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
-            Q5Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
+            Q5Kernels.dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, sStride);
         }
 
         @Override
         void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
-            Q5Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, heads, acc, aOff);
+                                  float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
+            Q5Kernels.accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, wStride, heads, acc, aOff);
         }
     }
 }

@@ -169,6 +169,43 @@ public interface SliceKernels {
     }
 
     /**
+     * {@link #dotRowsGroup(MemorySegment, long, int, int, int, float[], int, int, float, float[], int)}
+     * with head {@code j}'s scores at {@code sOff + j*sStride} instead of {@code j*rows}: a caller
+     * that gathers several slices' scores per head in one run (paged attention scoring a few blocks
+     * before one softmax) passes the run's length.
+     *
+     * @param slice the segment holding the encoded slice
+     * @param off byte offset of the slice in {@code slice}
+     * @param rows tokens in the slice (its {@code [rows][dim]} shape), at least 1 (row formats: 0)
+     * @param count rows to use, the first {@code count} of the slice, in {@code [0, rows]}
+     * @param dim values per row (the head dimension), at least 1 and of a shape the format accepts
+     *            ({@link KvFormat#checkShape})
+     * @param q the {@code heads} queries, {@code dim} values each, back to back from {@code qOff}
+     * @param qOff index in {@code q} of head 0's first value
+     * @param heads query heads sharing this KV head, at least 1
+     * @param scale factor applied to every dot product (typically {@code 1/sqrt(dim)})
+     * @param scores receives head {@code j}'s {@code count} scores at {@code sOff + j*sStride}
+     * @param sOff index in {@code scores} of head 0's first score
+     * @param sStride distance in {@code scores} from one head's first score to the next's, at least
+     *                {@code count}
+     * @throws IllegalArgumentException if {@code heads < 1}, {@code sStride < count}, or the shape,
+     *         {@code count}, an offset or a size is out of range
+     * @throws NullPointerException if a segment or an array is null
+     */
+    default void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                              float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
+        if (heads < 1) {
+            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
+        }
+        if (sStride < count) {
+            throw new IllegalArgumentException("sStride must be >= count=" + count + ", got " + sStride);
+        }
+        for (int j = 0; j < heads; j++) {
+            dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);
+        }
+    }
+
+    /**
      * {@link #accumulateRows} for {@code heads} query heads that share this slice:
      * {@code acc[aOff + j*dim + i] += sum over r < count of w[wOff + j*rows + r] * row r[i]}.
      * Vector implementations read and dequantize each row once for all heads; this default calls
@@ -196,6 +233,41 @@ public interface SliceKernels {
         }
         for (int j = 0; j < heads; j++) {
             accumulateRows(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+        }
+    }
+
+    /**
+     * {@link #accumulateRowsGroup(MemorySegment, long, int, int, int, float[], int, int, float[], int)}
+     * with head {@code j}'s weights at {@code wOff + j*wStride} instead of {@code j*rows} (see
+     * {@link #dotRowsGroup(MemorySegment, long, int, int, int, float[], int, int, float, float[], int, int)}).
+     *
+     * @param slice the segment holding the encoded slice
+     * @param off byte offset of the slice in {@code slice}
+     * @param rows tokens in the slice (its {@code [rows][dim]} shape), at least 1 (row formats: 0)
+     * @param count rows to use, the first {@code count} of the slice, in {@code [0, rows]}
+     * @param dim values per row (the head dimension), at least 1 and of a shape the format accepts
+     *            ({@link KvFormat#checkShape})
+     * @param w the weights: head {@code j}'s {@code count} weights start at {@code wOff + j*wStride}
+     * @param wOff index in {@code w} of head 0's first weight
+     * @param wStride distance in {@code w} from one head's first weight to the next's, at least
+     *                {@code count}
+     * @param heads query heads sharing this KV head, at least 1
+     * @param acc the {@code heads} accumulators, {@code dim} values each, back to back from {@code aOff}
+     * @param aOff index in {@code acc} of head 0's accumulator
+     * @throws IllegalArgumentException if {@code heads < 1}, {@code wStride < count}, or the shape,
+     *         {@code count}, an offset or a size is out of range
+     * @throws NullPointerException if a segment or an array is null
+     */
+    default void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
+                                     float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
+        if (heads < 1) {
+            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
+        }
+        if (wStride < count) {
+            throw new IllegalArgumentException("wStride must be >= count=" + count + ", got " + wStride);
+        }
+        for (int j = 0; j < heads; j++) {
+            accumulateRows(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);
         }
     }
 

@@ -433,18 +433,18 @@ final class VectorKivi {
         /* Four heads at a time: each channel's token vector is unpacked once and FMA'd by four queries. */
         @Override
         void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+                           float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
             int j = 0;
             for (; j + 4 <= heads; j += 4) {
-                dotRows4(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+                dotRows4(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride, sStride);
             }
             for (; j < heads; j++) {
-                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+                dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);
             }
         }
 
         private void dotRows4(MemorySegment slice, long off, int rows, int count, int dim,
-                              float[] q, int q0, float scale, float[] scores, int s0) {
+                              float[] q, int q0, float scale, float[] scores, int s0, int stride) {
             long cb = codeBytes(rows);
             IntVector sh = shifts(b);
             VectorMask<Integer> hi = high(b);
@@ -465,9 +465,9 @@ final class VectorKivi {
                 }
                 VectorMask<Float> m = F.indexInRange(r0, count);
                 a0.mul(scale).intoArray(scores, s0 + r0, m);
-                a1.mul(scale).intoArray(scores, s0 + rows + r0, m);
-                a2.mul(scale).intoArray(scores, s0 + 2 * rows + r0, m);
-                a3.mul(scale).intoArray(scores, s0 + 3 * rows + r0, m);
+                a1.mul(scale).intoArray(scores, s0 + stride + r0, m);
+                a2.mul(scale).intoArray(scores, s0 + 2 * stride + r0, m);
+                a3.mul(scale).intoArray(scores, s0 + 3 * stride + r0, m);
             }
         }
 
@@ -537,26 +537,26 @@ final class VectorKivi {
         /* Four heads at a time, each channel chunk (or token vector) unpacked once for the four. */
         @Override
         void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                                  float[] w, int wOff, int heads, float[] acc, int aOff) {
+                                  float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
             boolean channels = channelLanes(codeBytes(rows));
             int j = 0;
             for (; j + 4 <= heads; j += 4) {
                 if (channels) {
-                    accumulateChannels4(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+                    accumulateChannels4(slice, off, rows, count, dim, w, wOff + j * wStride, wStride, acc, aOff + j * dim);
                 } else {
-                    accumulateTokens4(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+                    accumulateTokens4(slice, off, rows, count, dim, w, wOff + j * wStride, wStride, acc, aOff + j * dim);
                 }
             }
             for (; j < heads; j++) {
-                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+                accumulateRows0(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);
             }
         }
 
         private void accumulateChannels4(MemorySegment slice, long off, int rows, int count, int dim,
-                                         float[] w, int w0, float[] acc, int c0) {
+                                         float[] w, int w0, int stride, float[] acc, int c0) {
             long cb = codeBytes(rows);
             long codes = off + 4L * dim;
-            int w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+            int w1 = w0 + stride, w2 = w1 + stride, w3 = w2 + stride;
             int c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
             for (int c = 0; c < dim; c += L) {
                 FloatVector s = scales(slice, off, c);
@@ -591,11 +591,11 @@ final class VectorKivi {
         }
 
         private void accumulateTokens4(MemorySegment slice, long off, int rows, int count, int dim,
-                                       float[] w, int w0, float[] acc, int c0) {
+                                       float[] w, int w0, int stride, float[] acc, int c0) {
             long cb = codeBytes(rows);
             IntVector sh = shifts(b);
             VectorMask<Integer> hi = high(b);
-            int w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+            int w1 = w0 + stride, w2 = w1 + stride, w3 = w2 + stride;
             int c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
             for (int c = 0; c < dim; c++) {
                 FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0;

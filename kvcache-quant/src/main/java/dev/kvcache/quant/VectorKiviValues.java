@@ -149,14 +149,14 @@ final class VectorKiviValues extends RowCodec {
     /* Four heads at a time: each chunk of a row is unpacked once and FMA'd by four queries. */
     @Override
     void dotRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                       float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
+                       float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
         long rb = rowBytes0(dim);
         IntVector sh = shifts(b);
         VectorMask<Integer> hi = high(b);
         int j = 0;
         for (; j + 4 <= heads; j += 4) {
             int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;
-            int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;
+            int s0 = sOff + j * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;
             long ro = off;
             for (int r = 0; r < count; r++, ro += rb) {
                 FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
@@ -181,7 +181,7 @@ final class VectorKiviValues extends RowCodec {
             }
         }
         for (; j < heads; j++) {
-            dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
+            dotRows0(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);
         }
     }
 
@@ -231,13 +231,13 @@ final class VectorKiviValues extends RowCodec {
     /* Four heads at a time, chunk outer, rows inner: four acc chunks in registers, one unpack per row. */
     @Override
     void accumulateRowsGroup0(MemorySegment slice, long off, int rows, int count, int dim,
-                              float[] w, int wOff, int heads, float[] acc, int aOff) {
+                              float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
         long rb = rowBytes0(dim);
         IntVector sh = shifts(b);
         VectorMask<Integer> hi = high(b);
         int j = 0;
         for (; j + 4 <= heads; j += 4) {
-            int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;
+            int w0 = wOff + j * wStride, w1 = w0 + wStride, w2 = w1 + wStride, w3 = w2 + wStride;
             int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;
             for (int g = 0; g < dim / G; g++) {
                 for (int k = 0; k < G / L; k++) {
@@ -265,7 +265,7 @@ final class VectorKiviValues extends RowCodec {
             }
         }
         for (; j < heads; j++) {
-            accumulateRows0(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
+            accumulateRows0(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);
         }
     }
 }

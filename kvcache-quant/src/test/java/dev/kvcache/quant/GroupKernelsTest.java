@@ -16,8 +16,10 @@ import static org.junit.jupiter.api.Assertions.fail;
  * The grouped-query kernels (dotRowsGroup, accumulateRowsGroup) of every codec of every provider
  * against float64 on the decoded slice, on fresh random inputs: heads 1..8 (the vector kernels
  * take four heads at a time, so 1..3 and 5..7 hit their head tails), dims with vector tails for
- * the dense formats, counts 0..rows, scores/weights {@code rows} apart per head, and sentinels
- * around every output range. (No bit-for-bit comparison with the single-head kernels: the Vector
+ * the dense formats, counts 0..rows, scores/weights {@code rows} apart per head (the
+ * stride-less overloads) or a random stride of at least {@code count} (the strided ones, which
+ * paged attention uses to gather several blocks' scores per head in one run), and sentinels
+ * around and between every output range. (No bit-for-bit comparison with the single-head kernels: the Vector
  * API's lane reductions may sum in a different order once C2 intrinsifies them, so even two calls
  * of one kernel can differ in the last bit.)
  */
@@ -52,23 +54,30 @@ class GroupKernelsTest {
         where += " count=" + count;
         float scale = (float) (1 / Math.sqrt(dim));
 
-        // dotRowsGroup: scores of head j at sOff + j*rows; everything else keeps its sentinel
+        // half the time the overloads with an explicit head stride, from count (runs back to back) up
+        boolean strided = rnd.nextBoolean();
+        int stride = strided ? count + rnd.nextInt(rows + 20) : rows;
+        where += " stride=" + (strided ? stride : "rows");
+
+        // dotRowsGroup: scores of head j at sOff + j*stride; everything else keeps its sentinel
         int qOff = rnd.nextInt(4);
         float[] q = new float[qOff + heads * dim + 2];
         for (int i = 0; i < q.length; i++) {
             q[i] = (float) KernelsTest.gaussian(rnd);
         }
         int sOff = 1 + rnd.nextInt(3);
-        float[] scores = new float[sOff + heads * rows + 2];
+        float[] scores = new float[sOff + heads * stride + rows + 2];
         java.util.Arrays.fill(scores, 42f);
-        c.dotRowsGroup(seg, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+        if (strided) {
+            c.dotRowsGroup(seg, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, stride);
+        } else {
+            c.dotRowsGroup(seg, off, rows, count, dim, q, qOff, heads, scale, scores, sOff);
+        }
+        boolean[] written = new boolean[scores.length];
         for (int j = 0; j < heads; j++) {
-            for (int r = 0; r < rows; r++) {
-                float got = scores[sOff + j * rows + r];
-                if (r >= count) {
-                    assertEquals(42f, got, where + ": dotRowsGroup wrote head " + j + " row " + r + " >= count");
-                    continue;
-                }
+            for (int r = 0; r < count; r++) {
+                written[sOff + j * stride + r] = true;
+                float got = scores[sOff + j * stride + r];
                 double exact = 0, mag = 0;
                 for (int i = 0; i < dim; i++) {
                     double t = (double) q[qOff + j * dim + i] * dec[r * dim + i];
@@ -84,16 +93,16 @@ class GroupKernelsTest {
                 }
             }
         }
-        for (int i = 0; i < sOff; i++) {
-            assertEquals(42f, scores[i], where + ": dotRowsGroup wrote before sOff");
-        }
-        for (int i = sOff + heads * rows; i < scores.length; i++) {
-            assertEquals(42f, scores[i], where + ": dotRowsGroup wrote past the last head");
+        for (int i = 0; i < scores.length; i++) {
+            if (!written[i]) {
+                assertEquals(42f, scores[i], where + ": dotRowsGroup wrote scores[" + i + "] (sOff " + sOff
+                        + "), outside every head's first count entries");
+            }
         }
 
-        // accumulateRowsGroup: weights of head j at wOff + j*rows, acc of head j at aOff + j*dim
+        // accumulateRowsGroup: weights of head j at wOff + j*stride, acc of head j at aOff + j*dim
         int wOff = rnd.nextInt(3);
-        float[] w = new float[wOff + heads * rows];
+        float[] w = new float[wOff + heads * stride + rows];
         for (int i = 0; i < w.length; i++) {
             w[i] = (float) rnd.nextDouble();
         }
@@ -103,7 +112,11 @@ class GroupKernelsTest {
             acc[i] = (float) KernelsTest.gaussian(rnd);
         }
         float[] before = acc.clone();
-        c.accumulateRowsGroup(seg, off, rows, count, dim, w, wOff, heads, acc, aOff);
+        if (strided) {
+            c.accumulateRowsGroup(seg, off, rows, count, dim, w, wOff, stride, heads, acc, aOff);
+        } else {
+            c.accumulateRowsGroup(seg, off, rows, count, dim, w, wOff, heads, acc, aOff);
+        }
         for (int i = 0; i < aOff; i++) {
             assertEquals(before[i], acc[i], where + ": wrote before aOff");
         }
@@ -115,7 +128,7 @@ class GroupKernelsTest {
                 int a = aOff + j * dim + i;
                 double exact = before[a], mag = Math.abs(before[a]);
                 for (int r = 0; r < count; r++) {
-                    double t = (double) w[wOff + j * rows + r] * dec[r * dim + i];
+                    double t = (double) w[wOff + j * stride + r] * dec[r * dim + i];
                     exact += t;
                     mag += Math.abs(t);
                 }
@@ -155,8 +168,21 @@ class GroupKernelsTest {
                     () -> c.accumulateRowsGroup(seg, 0, rows, rows, dim, w, 0, 4, acc, 1));
             assertThrows(IllegalArgumentException.class,
                     () -> c.accumulateRowsGroup(seg, 0, rows, rows + 1, dim, w, 0, 4, acc, 0));
+            // strides shorter than count would overlap the heads' runs
+            IllegalArgumentException se = assertThrows(IllegalArgumentException.class,
+                    () -> c.dotRowsGroup(seg, 0, rows, rows, dim, q, 0, 4, 1f, scores, 0, rows - 1));
+            assertEquals(true, se.getMessage().contains("sStride") && se.getMessage().contains("15"), se.getMessage());
+            se = assertThrows(IllegalArgumentException.class,
+                    () -> c.accumulateRowsGroup(seg, 0, rows, rows, dim, w, 0, rows - 1, 4, acc, 0));
+            assertEquals(true, se.getMessage().contains("wStride") && se.getMessage().contains("15"), se.getMessage());
+            // (heads-1)*stride + count = 3*20 + 16 weights from 0: w has 64
+            assertThrows(IllegalArgumentException.class,
+                    () -> c.accumulateRowsGroup(seg, 0, rows, rows, dim, w, 0, 20, 4, acc, 0));
             for (float a : acc) {
                 assertEquals(0f, a);
+            }
+            for (float x : scores) {
+                assertEquals(0f, x);
             }
         }
     }

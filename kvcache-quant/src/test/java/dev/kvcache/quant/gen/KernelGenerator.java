@@ -426,14 +426,14 @@ public final class KernelGenerator {
         o.line(" * chunk is loaded once for the rows of the pass.");
         o.line(" */");
         o.open("static void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,");
-        o.line("        float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {");
+        o.line("        float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {");
         sliceStart(o, e, true);
         String k = kScale(e);
         o.line("int bound = F.loopBound(dim);");
         o.line("int j = 0;");
         o.open("for (; j + 4 <= heads; j += 4) {");
         o.line("int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;");
-        o.line("int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;");
+        o.line("int s0 = sOff + j * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;");
         o.line("int r = 0;");
         if (e.group4Rows) {
             o.open("if (bound == dim) {");
@@ -444,7 +444,7 @@ public final class KernelGenerator {
         groupDotPass(o, e, 1, k, true);
         o.close("}");
         o.open("for (; j < heads; j++) {");
-        o.line("dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);");
+        o.line("dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);");
         o.close("}");
         o.close("}");
     }
@@ -514,12 +514,12 @@ public final class KernelGenerator {
         o.line(" * chunk is widened once per row for the four heads instead of once per head.");
         o.line(" */");
         o.open("static void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,");
-        o.line("        float[] w, int wOff, int heads, float[] acc, int aOff) {");
+        o.line("        float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {");
         sliceStart(o, e, false);
         o.line("long cb = " + (e.ebytes == 1 ? "L" : e.ebytes + "L * L") + ";");
         o.line("int j = 0;");
         o.open("for (; j + 4 <= heads; j += 4) {");
-        o.line("int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;");
+        o.line("int w0 = wOff + j * wStride, w1 = w0 + wStride, w2 = w1 + wStride, w3 = w2 + wStride;");
         o.line("int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;");
         o.line("int i = 0;");
         for (int pass = 2; pass >= 1; pass--) {
@@ -566,7 +566,7 @@ public final class KernelGenerator {
         o.close("}");
         o.close("}");
         o.open("for (; j < heads; j++) {");
-        o.line("accumulateRows(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);");
+        o.line("accumulateRows(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);");
         o.close("}");
         o.close("}");
     }
@@ -759,12 +759,12 @@ public final class KernelGenerator {
         o.line(" * rows share every query load. Eight independent chains.");
         o.line(" */");
         o.open("static void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,");
-        o.line("        float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {");
+        o.line("        float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {");
         o.line("long rb = (dim / G) * BLOCK;");
         o.line("int j = 0;");
         o.open("for (; j + 4 <= heads; j += 4) {");
         o.line("int q0 = qOff + j * dim, q1 = q0 + dim, q2 = q1 + dim, q3 = q2 + dim;");
-        o.line("int s0 = sOff + j * rows, s1 = s0 + rows, s2 = s1 + rows, s3 = s2 + rows;");
+        o.line("int s0 = sOff + j * sStride, s1 = s0 + sStride, s2 = s1 + sStride, s3 = s2 + sStride;");
         o.line("int r = 0;");
         for (int rowsPer = 2; rowsPer >= 1; rowsPer--) {
             o.open(rowsPer == 1 ? "for (; r < count; r++) {" : "for (; r + 2 <= count; r += 2) {");
@@ -808,7 +808,7 @@ public final class KernelGenerator {
         }
         o.close("}");
         o.open("for (; j < heads; j++) {");
-        o.line("dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);");
+        o.line("dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);");
         o.close("}");
         o.close("}");
     }
@@ -822,11 +822,11 @@ public final class KernelGenerator {
         o.line(" * times the scale broadcast.");
         o.line(" */");
         o.open("static void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,");
-        o.line("        float[] w, int wOff, int heads, float[] acc, int aOff) {");
+        o.line("        float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {");
         o.line("long rb = (dim / G) * BLOCK;");
         o.line("int j = 0;");
         o.open("for (; j + 4 <= heads; j += 4) {");
-        o.line("int w0 = wOff + j * rows, w1 = w0 + rows, w2 = w1 + rows, w3 = w2 + rows;");
+        o.line("int w0 = wOff + j * wStride, w1 = w0 + wStride, w2 = w1 + wStride, w3 = w2 + wStride;");
         o.line("int c0 = aOff + j * dim, c1 = c0 + dim, c2 = c1 + dim, c3 = c2 + dim;");
         o.open("for (int b = 0; b < dim / G; b++) {");
         o.line("long bo = off + b * BLOCK;");
@@ -858,7 +858,7 @@ public final class KernelGenerator {
         o.close("}");
         o.close("}");
         o.open("for (; j < heads; j++) {");
-        o.line("accumulateRows(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);");
+        o.line("accumulateRows(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);");
         o.close("}");
         o.close("}");
     }
