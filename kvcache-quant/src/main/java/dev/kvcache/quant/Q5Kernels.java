@@ -5,6 +5,7 @@ package dev.kvcache.quant;
 
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 
 import java.lang.foreign.MemorySegment;
@@ -13,15 +14,17 @@ import static dev.kvcache.quant.Bits.I16;
 import static dev.kvcache.quant.Bits.I32;
 import static dev.kvcache.quant.VectorProvider.B;
 import static dev.kvcache.quant.VectorProvider.F;
+import static dev.kvcache.quant.VectorProvider.I;
 import static dev.kvcache.quant.VectorProvider.L;
 import static dev.kvcache.quant.VectorProvider.LE_ORDER;
 import static jdk.incubator.vector.VectorOperators.ADD;
-import static jdk.incubator.vector.VectorOperators.B2F;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHR;
 import static jdk.incubator.vector.VectorOperators.OR;
 
 /*
- * Vector API slice kernels of Q5_0 (block_q5_0: fp16 d, 32 high bits qh, 16 bytes of low nibbles as Q4_0; value j = (nibble | bit j of qh << 4) - 16; the high bits become a lane mask).
+ * Vector API slice kernels of Q5_0 (block_q5_0: fp16 d, 32 high bits qh, 16 bytes of low nibbles as Q4_0; value j = (nibble | bit j of qh << 4) - 16; the bytes widened to int lanes once; the high bits become a lane mask).
  * Block formats: a row is dim/32 blocks of 22 bytes, each an fp16 scale first; a unit of a block
  * yields two chunks of L values; no tails (L divides 16). See KernelGenerator.
  */
@@ -42,9 +45,9 @@ final class Q5Kernels {
             int h = slice.get(I32, g + 2);
             FloatVector blk = FloatVector.zero(F);
             for (int k = 0; k < 16; k += L) {
-                ByteVector v = ByteVector.fromMemorySegment(B, slice, g + 6 + k, LE_ORDER);
-                blk = ((FloatVector) v.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).fma(FloatVector.fromArray(F, q, e + k), blk);
-                blk = ((FloatVector) v.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).fma(FloatVector.fromArray(F, q, e + k + 16), blk);
+                IntVector v = (IntVector) ByteVector.fromMemorySegment(B, slice, g + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                blk = ((FloatVector) v.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> k)).sub(16).convert(I2F, 0)).fma(FloatVector.fromArray(F, q, e + k), blk);
+                blk = ((FloatVector) v.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> (k + 16))).sub(16).convert(I2F, 0)).fma(FloatVector.fromArray(F, q, e + k + 16), blk);
             }
             acc = blk.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, g))), acc);
         }
@@ -59,9 +62,9 @@ final class Q5Kernels {
             FloatVector c = FloatVector.broadcast(F, w * Bits.fromF16(slice.get(I16, g)));
             int h = slice.get(I32, g + 2);
             for (int k = 0; k < 16; k += L) {
-                ByteVector v = ByteVector.fromMemorySegment(B, slice, g + 6 + k, LE_ORDER);
-                ((FloatVector) v.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).fma(c, FloatVector.fromArray(F, acc, e + k)).intoArray(acc, e + k);
-                ((FloatVector) v.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).fma(c, FloatVector.fromArray(F, acc, e + k + 16)).intoArray(acc, e + k + 16);
+                IntVector v = (IntVector) ByteVector.fromMemorySegment(B, slice, g + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                ((FloatVector) v.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> k)).sub(16).convert(I2F, 0)).fma(c, FloatVector.fromArray(F, acc, e + k)).intoArray(acc, e + k);
+                ((FloatVector) v.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> (k + 16))).sub(16).convert(I2F, 0)).fma(c, FloatVector.fromArray(F, acc, e + k + 16)).intoArray(acc, e + k + 16);
             }
         }
     }
@@ -95,14 +98,14 @@ final class Q5Kernels {
                 for (int k = 0; k < 16; k += L) {
                     FloatVector qx = FloatVector.fromArray(F, q, e + k);
                     FloatVector qy = FloatVector.fromArray(F, q, e + k + 16);
-                    ByteVector v0 = ByteVector.fromMemorySegment(B, slice, g0 + 6 + k, LE_ORDER);
-                    b0 = ((FloatVector) v0.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h0 >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).fma(qy, ((FloatVector) v0.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h0 >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).fma(qx, b0));
-                    ByteVector v1 = ByteVector.fromMemorySegment(B, slice, g1 + 6 + k, LE_ORDER);
-                    b1 = ((FloatVector) v1.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h1 >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).fma(qy, ((FloatVector) v1.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h1 >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).fma(qx, b1));
-                    ByteVector v2 = ByteVector.fromMemorySegment(B, slice, g2 + 6 + k, LE_ORDER);
-                    b2 = ((FloatVector) v2.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h2 >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).fma(qy, ((FloatVector) v2.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h2 >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).fma(qx, b2));
-                    ByteVector v3 = ByteVector.fromMemorySegment(B, slice, g3 + 6 + k, LE_ORDER);
-                    b3 = ((FloatVector) v3.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h3 >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).fma(qy, ((FloatVector) v3.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h3 >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).fma(qx, b3));
+                    IntVector v0 = (IntVector) ByteVector.fromMemorySegment(B, slice, g0 + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                    b0 = ((FloatVector) v0.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h0 >>> (k + 16))).sub(16).convert(I2F, 0)).fma(qy, ((FloatVector) v0.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h0 >>> k)).sub(16).convert(I2F, 0)).fma(qx, b0));
+                    IntVector v1 = (IntVector) ByteVector.fromMemorySegment(B, slice, g1 + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                    b1 = ((FloatVector) v1.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h1 >>> (k + 16))).sub(16).convert(I2F, 0)).fma(qy, ((FloatVector) v1.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h1 >>> k)).sub(16).convert(I2F, 0)).fma(qx, b1));
+                    IntVector v2 = (IntVector) ByteVector.fromMemorySegment(B, slice, g2 + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                    b2 = ((FloatVector) v2.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h2 >>> (k + 16))).sub(16).convert(I2F, 0)).fma(qy, ((FloatVector) v2.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h2 >>> k)).sub(16).convert(I2F, 0)).fma(qx, b2));
+                    IntVector v3 = (IntVector) ByteVector.fromMemorySegment(B, slice, g3 + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                    b3 = ((FloatVector) v3.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h3 >>> (k + 16))).sub(16).convert(I2F, 0)).fma(qy, ((FloatVector) v3.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h3 >>> k)).sub(16).convert(I2F, 0)).fma(qx, b3));
                 }
                 a0 = b0.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, g0))), a0);
                 a1 = b1.fma(FloatVector.broadcast(F, Bits.fromF16(slice.get(I16, g1))), a1);
@@ -137,9 +140,9 @@ final class Q5Kernels {
                 for (int r = 0; r < count; r++, o += rb) {
                     FloatVector c = FloatVector.broadcast(F, w[wOff + r] * Bits.fromF16(slice.get(I16, o)));
                     int h = slice.get(I32, o + 2);
-                    ByteVector v = ByteVector.fromMemorySegment(B, slice, o + 6 + k, LE_ORDER);
-                    x = ((FloatVector) v.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).fma(c, x);
-                    y = ((FloatVector) v.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).fma(c, y);
+                    IntVector v = (IntVector) ByteVector.fromMemorySegment(B, slice, o + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                    x = ((FloatVector) v.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> k)).sub(16).convert(I2F, 0)).fma(c, x);
+                    y = ((FloatVector) v.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> (k + 16))).sub(16).convert(I2F, 0)).fma(c, y);
                 }
                 x.intoArray(acc, a);
                 y.intoArray(acc, a + 16);
@@ -174,12 +177,12 @@ final class Q5Kernels {
                     int hb = slice.get(I32, gb + 2);
                     for (int k = 0; k < 16; k += L) {
                         int e = b * G;
-                        ByteVector va = ByteVector.fromMemorySegment(B, slice, ga + 6 + k, LE_ORDER);
-                        FloatVector kax = ((FloatVector) va.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, ha >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).mul(da);
-                        FloatVector kay = ((FloatVector) va.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, ha >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).mul(da);
-                        ByteVector vb = ByteVector.fromMemorySegment(B, slice, gb + 6 + k, LE_ORDER);
-                        FloatVector kbx = ((FloatVector) vb.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, hb >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).mul(db);
-                        FloatVector kby = ((FloatVector) vb.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, hb >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).mul(db);
+                        IntVector va = (IntVector) ByteVector.fromMemorySegment(B, slice, ga + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                        FloatVector kax = ((FloatVector) va.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, ha >>> k)).sub(16).convert(I2F, 0)).mul(da);
+                        FloatVector kay = ((FloatVector) va.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, ha >>> (k + 16))).sub(16).convert(I2F, 0)).mul(da);
+                        IntVector vb = (IntVector) ByteVector.fromMemorySegment(B, slice, gb + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                        FloatVector kbx = ((FloatVector) vb.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, hb >>> k)).sub(16).convert(I2F, 0)).mul(db);
+                        FloatVector kby = ((FloatVector) vb.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, hb >>> (k + 16))).sub(16).convert(I2F, 0)).mul(db);
                         FloatVector qx = FloatVector.fromArray(F, q, q0 + e + k);
                         FloatVector qy = FloatVector.fromArray(F, q, q0 + e + k + 16);
                         a0 = kay.fma(qy, kax.fma(qx, a0));
@@ -216,9 +219,9 @@ final class Q5Kernels {
                     int ha = slice.get(I32, ga + 2);
                     for (int k = 0; k < 16; k += L) {
                         int e = b * G;
-                        ByteVector va = ByteVector.fromMemorySegment(B, slice, ga + 6 + k, LE_ORDER);
-                        FloatVector kax = ((FloatVector) va.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, ha >>> k)).sub((byte) 16).convertShape(B2F, F, 0)).mul(da);
-                        FloatVector kay = ((FloatVector) va.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, ha >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0)).mul(da);
+                        IntVector va = (IntVector) ByteVector.fromMemorySegment(B, slice, ga + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                        FloatVector kax = ((FloatVector) va.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, ha >>> k)).sub(16).convert(I2F, 0)).mul(da);
+                        FloatVector kay = ((FloatVector) va.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, ha >>> (k + 16))).sub(16).convert(I2F, 0)).mul(da);
                         FloatVector qx = FloatVector.fromArray(F, q, q0 + e + k);
                         FloatVector qy = FloatVector.fromArray(F, q, q0 + e + k + 16);
                         a0 = kay.fma(qy, kax.fma(qx, a0));
@@ -247,8 +250,10 @@ final class Q5Kernels {
     /*
      * Grouped-query attention: block and unit outer, rows inner, four heads at a time (the rest
      * through accumulateRows): the 4 heads x 2 chunks of acc stay in registers across all rows; per
-     * row the block scale is read and the unit widened once for the four heads, each head's weight
-     * times the scale broadcast.
+     * row the block scale is read and the unit widened and multiplied by it once for the four heads
+     * (exact: a small integer code times an fp16 scale), and each head's weight is broadcast straight
+     * from memory (a load, not a shuffle: scaling each weight first cost a multiply and a register
+     * broadcast per head and row on the two vector ports).
      */
     static void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                 float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
@@ -270,19 +275,19 @@ final class Q5Kernels {
                     for (int r = 0; r < count; r++, o += rb) {
                         float d = Bits.fromF16(slice.get(I16, o));
                         int h = slice.get(I32, o + 2);
-                        ByteVector v = ByteVector.fromMemorySegment(B, slice, o + 6 + k, LE_ORDER);
-                        FloatVector va = ((FloatVector) v.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> k)).sub((byte) 16).convertShape(B2F, F, 0));
-                        FloatVector vb = ((FloatVector) v.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h >>> (k + 16))).sub((byte) 16).convertShape(B2F, F, 0));
-                        FloatVector c = FloatVector.broadcast(F, w[w0 + r] * d);
+                        IntVector v = (IntVector) ByteVector.fromMemorySegment(B, slice, o + 6 + k, LE_ORDER).convertShape(B2I, I, 0);
+                        FloatVector va = ((FloatVector) v.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> k)).sub(16).convert(I2F, 0)).mul(d);
+                        FloatVector vb = ((FloatVector) v.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h >>> (k + 16))).sub(16).convert(I2F, 0)).mul(d);
+                        FloatVector c = FloatVector.broadcast(F, w[w0 + r]);
                         x0 = va.fma(c, x0);
                         y0 = vb.fma(c, y0);
-                        c = FloatVector.broadcast(F, w[w1 + r] * d);
+                        c = FloatVector.broadcast(F, w[w1 + r]);
                         x1 = va.fma(c, x1);
                         y1 = vb.fma(c, y1);
-                        c = FloatVector.broadcast(F, w[w2 + r] * d);
+                        c = FloatVector.broadcast(F, w[w2 + r]);
                         x2 = va.fma(c, x2);
                         y2 = vb.fma(c, y2);
-                        c = FloatVector.broadcast(F, w[w3 + r] * d);
+                        c = FloatVector.broadcast(F, w[w3 + r]);
                         x3 = va.fma(c, x3);
                         y3 = vb.fma(c, y3);
                     }

@@ -223,8 +223,10 @@ final class Q8Kernels {
     /*
      * Grouped-query attention: block and unit outer, rows inner, four heads at a time (the rest
      * through accumulateRows): the 4 heads x 2 chunks of acc stay in registers across all rows; per
-     * row the block scale is read and the unit widened once for the four heads, each head's weight
-     * times the scale broadcast.
+     * row the block scale is read and the unit widened and multiplied by it once for the four heads
+     * (exact: a small integer code times an fp16 scale), and each head's weight is broadcast straight
+     * from memory (a load, not a shuffle: scaling each weight first cost a multiply and a register
+     * broadcast per head and row on the two vector ports).
      */
     static void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                 float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
@@ -245,18 +247,18 @@ final class Q8Kernels {
                     long o = bo;
                     for (int r = 0; r < count; r++, o += rb) {
                         float d = Bits.fromF16(slice.get(I16, o));
-                        FloatVector va = ((FloatVector) ByteVector.fromMemorySegment(B, slice, o + 2 + k, LE_ORDER).convertShape(B2F, F, 0));
-                        FloatVector vb = ((FloatVector) ByteVector.fromMemorySegment(B, slice, o + 2 + k + L, LE_ORDER).convertShape(B2F, F, 0));
-                        FloatVector c = FloatVector.broadcast(F, w[w0 + r] * d);
+                        FloatVector va = ((FloatVector) ByteVector.fromMemorySegment(B, slice, o + 2 + k, LE_ORDER).convertShape(B2F, F, 0)).mul(d);
+                        FloatVector vb = ((FloatVector) ByteVector.fromMemorySegment(B, slice, o + 2 + k + L, LE_ORDER).convertShape(B2F, F, 0)).mul(d);
+                        FloatVector c = FloatVector.broadcast(F, w[w0 + r]);
                         x0 = va.fma(c, x0);
                         y0 = vb.fma(c, y0);
-                        c = FloatVector.broadcast(F, w[w1 + r] * d);
+                        c = FloatVector.broadcast(F, w[w1 + r]);
                         x1 = va.fma(c, x1);
                         y1 = vb.fma(c, y1);
-                        c = FloatVector.broadcast(F, w[w2 + r] * d);
+                        c = FloatVector.broadcast(F, w[w2 + r]);
                         x2 = va.fma(c, x2);
                         y2 = vb.fma(c, y2);
-                        c = FloatVector.broadcast(F, w[w3 + r] * d);
+                        c = FloatVector.broadcast(F, w[w3 + r]);
                         x3 = va.fma(c, x3);
                         y3 = vb.fma(c, y3);
                     }

@@ -124,19 +124,22 @@ public final class KernelGenerator {
                         null, null,
                         "k", "((FloatVector) ByteVector.fromMemorySegment(B, slice, $g + 2 + k, LE_ORDER).convertShape(B2F, F, 0))",
                         "k + L", "((FloatVector) ByteVector.fromMemorySegment(B, slice, $g + 2 + k + L, LE_ORDER).convertShape(B2F, F, 0))"),
+                // the nibbles are split in int lanes (one B2I widening per unit): x86 has no byte
+                // shift, so a ByteVector LSHR is emulated with several instructions
                 new Block("Q4Kernels", "Q4_0 (block_q4_0: fp16 d, 16 bytes; byte j holds value j (low nibble) and j + 16"
-                        + " (high nibble), minus 8)", 18, "L", 16,
-                        null, "ByteVector v$n = ByteVector.fromMemorySegment(B, slice, $g + 2 + k, LE_ORDER);",
-                        "k", "((FloatVector) v$n.and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0))",
-                        "k + 16", "((FloatVector) v$n.lanewise(LSHR, 4).and((byte) 0x0F).sub((byte) 8).convertShape(B2F, F, 0))"),
+                        + " (high nibble), minus 8; the bytes widened to int lanes once, the nibbles split there)", 18, "L", 16,
+                        null, "IntVector v$n = (IntVector) ByteVector.fromMemorySegment(B, slice, $g + 2 + k, LE_ORDER).convertShape(B2I, I, 0);",
+                        "k", "((FloatVector) v$n.and(0x0F).sub(8).convert(I2F, 0))",
+                        "k + 16", "((FloatVector) v$n.lanewise(LSHR, 4).and(0x0F).sub(8).convert(I2F, 0))"),
                 new Block("Q5Kernels", "Q5_0 (block_q5_0: fp16 d, 32 high bits qh, 16 bytes of low nibbles as Q4_0;"
-                        + " value j = (nibble | bit j of qh << 4) - 16; the high bits become a lane mask)", 22, "L", 16,
+                        + " value j = (nibble | bit j of qh << 4) - 16; the bytes widened to int lanes once; the high bits"
+                        + " become a lane mask)", 22, "L", 16,
                         "int h$n = slice.get(I32, $g + 2);",
-                        "ByteVector v$n = ByteVector.fromMemorySegment(B, slice, $g + 6 + k, LE_ORDER);",
-                        "k", "((FloatVector) v$n.and((byte) 0x0F).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h$n >>> k))"
-                                + ".sub((byte) 16).convertShape(B2F, F, 0))",
-                        "k + 16", "((FloatVector) v$n.lanewise(LSHR, 4).lanewise(OR, (byte) 0x10, VectorMask.fromLong(B, h$n >>> (k + 16)))"
-                                + ".sub((byte) 16).convertShape(B2F, F, 0))"));
+                        "IntVector v$n = (IntVector) ByteVector.fromMemorySegment(B, slice, $g + 6 + k, LE_ORDER).convertShape(B2I, I, 0);",
+                        "k", "((FloatVector) v$n.and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h$n >>> k))"
+                                + ".sub(16).convert(I2F, 0))",
+                        "k + 16", "((FloatVector) v$n.lanewise(LSHR, 4).and(0x0F).lanewise(OR, 0x10, VectorMask.fromLong(I, h$n >>> (k + 16)))"
+                                + ".sub(16).convert(I2F, 0))"));
     }
 
     /** File name to content, in a stable order. */
@@ -579,6 +582,9 @@ public final class KernelGenerator {
         String all = b.part0 + b.part1 + (b.unitPre == null ? "" : b.unitPre) + (b.blockPre == null ? "" : b.blockPre);
         o.line("import jdk.incubator.vector.ByteVector;");
         o.line("import jdk.incubator.vector.FloatVector;");
+        if (all.contains("IntVector")) {
+            o.line("import jdk.incubator.vector.IntVector;");
+        }
         if (all.contains("VectorMask")) {
             o.line("import jdk.incubator.vector.VectorMask;");
         }
@@ -591,10 +597,21 @@ public final class KernelGenerator {
         }
         o.line("import static dev.kvcache.quant.VectorProvider.B;");
         o.line("import static dev.kvcache.quant.VectorProvider.F;");
+        if (all.contains("(I,") || all.contains(", I,")) {
+            o.line("import static dev.kvcache.quant.VectorProvider.I;");
+        }
         o.line("import static dev.kvcache.quant.VectorProvider.L;");
         o.line("import static dev.kvcache.quant.VectorProvider.LE_ORDER;");
         o.line("import static jdk.incubator.vector.VectorOperators.ADD;");
-        o.line("import static jdk.incubator.vector.VectorOperators.B2F;");
+        if (all.contains("B2F")) {
+            o.line("import static jdk.incubator.vector.VectorOperators.B2F;");
+        }
+        if (all.contains("B2I")) {
+            o.line("import static jdk.incubator.vector.VectorOperators.B2I;");
+        }
+        if (all.contains("I2F")) {
+            o.line("import static jdk.incubator.vector.VectorOperators.I2F;");
+        }
         if (all.contains("LSHR")) {
             o.line("import static jdk.incubator.vector.VectorOperators.LSHR;");
         }
@@ -818,8 +835,10 @@ public final class KernelGenerator {
         o.line("/*");
         o.line(" * Grouped-query attention: block and unit outer, rows inner, four heads at a time (the rest");
         o.line(" * through accumulateRows): the 4 heads x 2 chunks of acc stay in registers across all rows; per");
-        o.line(" * row the block scale is read and the unit widened once for the four heads, each head's weight");
-        o.line(" * times the scale broadcast.");
+        o.line(" * row the block scale is read and the unit widened and multiplied by it once for the four heads");
+        o.line(" * (exact: a small integer code times an fp16 scale), and each head's weight is broadcast straight");
+        o.line(" * from memory (a load, not a shuffle: scaling each weight first cost a multiply and a register");
+        o.line(" * broadcast per head and row on the two vector ports).");
         o.line(" */");
         o.open("static void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,");
         o.line("        float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {");
@@ -842,10 +861,10 @@ public final class KernelGenerator {
         o.line("float d = Bits.fromF16(slice.get(I16, o));");
         pre(o, b.blockPre, "o", "");
         pre(o, b.unitPre, "o", "");
-        o.line("FloatVector va = " + sub(b.part0, "o", "") + ";");
-        o.line("FloatVector vb = " + sub(b.part1, "o", "") + ";");
+        o.line("FloatVector va = " + sub(b.part0, "o", "") + ".mul(d);");
+        o.line("FloatVector vb = " + sub(b.part1, "o", "") + ".mul(d);");
         for (String h : H) {
-            o.line((h.equals("0") ? "FloatVector " : "") + "c = FloatVector.broadcast(F, w[w" + h + " + r] * d);");
+            o.line((h.equals("0") ? "FloatVector " : "") + "c = FloatVector.broadcast(F, w[w" + h + " + r]);");
             o.line("x" + h + " = va.fma(c, x" + h + ");");
             o.line("y" + h + " = vb.fma(c, y" + h + ");");
         }
