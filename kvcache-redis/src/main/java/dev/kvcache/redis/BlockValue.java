@@ -73,7 +73,7 @@ final class BlockValue {
      * {@code expected} (every header field equal, header and payload checksums right, exact
      * length), else -1. Never throws on garbage.
      */
-    static int verify(byte[] v, TierEntry expected, long payloadBytes) {
+    static int verify(ByteBuffer v, TierEntry expected, long payloadBytes) {
         int h = intact(v, expected.key(), expected.layoutFingerprint(), payloadBytes);
         return h >= 0 && matches(v, expected) ? h : -1;
     }
@@ -83,20 +83,22 @@ final class BlockValue {
      * under layout {@code fingerprint}: magic, version, fingerprint and key, a header length that
      * its own scope and token counts give, exact total length, payload length, and both CRC32C
      * right; else -1. Checks nothing about the entry a caller expects (see {@link #matches}).
-     * Never throws on garbage.
+     * Never throws on garbage. {@code v}'s bytes are those from its position to its limit (the
+     * offset returned is relative to its position); its position is not moved.
      */
-    static int intact(byte[] v, PrefixKey key, long fingerprint, long payloadBytes) {
+    static int intact(ByteBuffer v, PrefixKey key, long fingerprint, long payloadBytes) {
         if (!claims(v, key, fingerprint)) {
             return -1;
         }
-        ByteBuffer b = ByteBuffer.wrap(v);
+        ByteBuffer b = v.slice();
+        int length = b.remaining();
         int s = b.getInt(56);
-        if (s < 0 || s > MAX_HEADER || 64L + s > v.length) {
+        if (s < 0 || s > MAX_HEADER || 64L + s > length) {
             return -1;
         }
         int t = b.getInt(60 + s);
         long h = FIXED + (long) s + 4L * t;
-        if (t < 0 || h > MAX_HEADER || h + payloadBytes != v.length) {
+        if (t < 0 || h > MAX_HEADER || h + payloadBytes != length) {
             return -1;
         }
         int at = (int) h - 16;
@@ -105,12 +107,12 @@ final class BlockValue {
         }
         int payloadCrc = b.getInt(at + 8);
         CRC32C crc = new CRC32C();
-        crc.update(v, 0, at + 12);
+        crc.update(b.slice(0, at + 12));
         if (b.getInt(at + 12) != (int) crc.getValue()) {
             return -1;
         }
         crc.reset();
-        crc.update(v, (int) h, (int) payloadBytes);
+        crc.update(b.slice((int) h, (int) payloadBytes));
         return (int) crc.getValue() == payloadCrc ? (int) h : -1;
     }
 
@@ -118,12 +120,12 @@ final class BlockValue {
      * Whether the header of {@code v}, an {@link #intact} value, names exactly {@code expected}:
      * flags, layout fingerprint, key, parent key, salt, scope and token ids.
      */
-    static boolean matches(byte[] v, TierEntry expected) {
+    static boolean matches(ByteBuffer v, TierEntry expected) {
         int h = headerLength(expected);
-        if (h < 0 || v.length < h) {
+        if (h < 0 || v.remaining() < h) {
             return false;
         }
-        ByteBuffer b = ByteBuffer.wrap(v);
+        ByteBuffer b = v.slice();
         b.position(6);
         int flags = b.getShort();
         PrefixKey p = expected.parentKey();
@@ -157,11 +159,11 @@ final class BlockValue {
     }
 
     /** Whether {@code v} looks like a value of {@code key} (magic, version, key): a cheap lookup filter. */
-    static boolean claims(byte[] v, PrefixKey key, long fingerprint) {
-        if (v == null || v.length < FIXED) {
+    static boolean claims(ByteBuffer v, PrefixKey key, long fingerprint) {
+        if (v == null || v.remaining() < FIXED) {
             return false;
         }
-        ByteBuffer b = ByteBuffer.wrap(v);
+        ByteBuffer b = v.slice();
         return b.getInt(0) == MAGIC && b.getShort(4) == VERSION && b.getLong(8) == fingerprint
                 && b.getLong(16) == key.hi() && b.getLong(24) == key.lo();
     }

@@ -54,7 +54,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
     private final AtomicLong seq = new AtomicLong();
     private final AtomicLong pending = new AtomicLong();
     private final Thread thread;
-    private volatile RedisEndpoint.Link link;
+    private volatile RedisEndpoint.Link<byte[]> link;
     private volatile boolean closed;
 
     private final LongAdder events = new LongAdder();
@@ -390,7 +390,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
     }
 
     private void send(List<KvWireEvent> entriesToSend) {
-        RedisEndpoint.Link l = link;
+        RedisEndpoint.Link<byte[]> l = link;
         if (l == null || !breaker.allow()) {
             failedEntries.add(entriesToSend.size());
             return;
@@ -441,7 +441,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
         if (thread.isAlive()) {
             thread.interrupt();
         }
-        RedisEndpoint.Link l = link;
+        RedisEndpoint.Link<byte[]> l = link;
         if (l != null) {
             endpoint.release(l.connection());
         }

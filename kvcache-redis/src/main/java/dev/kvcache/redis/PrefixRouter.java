@@ -229,7 +229,7 @@ public final class PrefixRouter implements AutoCloseable {
     }
 
     private void followLoop(RedisEndpoint endpoint, RedisKeys keys, long pollMs) {
-        RedisEndpoint.Link link = null;
+        RedisEndpoint.Link<byte[]> link = null;
         byte[][] streams = new byte[instances.size()][];
         for (int i = 0; i < streams.length; i++) {
             streams[i] = keys.stream(instances.get(i)).getBytes(StandardCharsets.US_ASCII);

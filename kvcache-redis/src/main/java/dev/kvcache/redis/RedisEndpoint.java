@@ -13,6 +13,7 @@ import io.lettuce.core.cluster.RedisClusterClient;
 import io.lettuce.core.cluster.api.StatefulRedisClusterConnection;
 import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import io.lettuce.core.codec.ByteArrayCodec;
+import io.lettuce.core.codec.RedisCodec;
 import io.lettuce.core.resource.ClientResources;
 import io.lettuce.core.resource.Delay;
 
@@ -167,7 +168,7 @@ public final class RedisEndpoint implements AutoCloseable {
      * @throws IllegalStateException it cannot be reached, with the reason
      */
     public void checkReachable() {
-        Link l;
+        Link<byte[]> l;
         try {
             l = open();
         } catch (RuntimeException e) {
@@ -197,18 +198,28 @@ public final class RedisEndpoint implements AutoCloseable {
      *
      * @throws io.lettuce.core.RedisConnectionException the server cannot be reached
      */
-    Link open() {
+    Link<byte[]> open() {
+        return open(ByteArrayCodec.INSTANCE);
+    }
+
+    /**
+     * A new connection of its own whose values {@code codec} decodes (keys are byte arrays). The
+     * endpoint closes it on {@link #close()}.
+     *
+     * @throws io.lettuce.core.RedisConnectionException the server cannot be reached
+     */
+    <V> Link<V> open(RedisCodec<byte[], V> codec) {
         synchronized (connections) {
             if (closed) {
                 throw new IllegalStateException("endpoint " + description + " is closed");
             }
-            Link l;
+            Link<V> l;
             if (cluster) {
-                StatefulRedisClusterConnection<byte[], byte[]> c = ((RedisClusterClient) client).connect(ByteArrayCodec.INSTANCE);
-                l = new Link(c, c.async());
+                StatefulRedisClusterConnection<byte[], V> c = ((RedisClusterClient) client).connect(codec);
+                l = new Link<>(c, c.async());
             } else {
-                StatefulRedisConnection<byte[], byte[]> c = ((RedisClient) client).connect(ByteArrayCodec.INSTANCE);
-                l = new Link(c, c.async());
+                StatefulRedisConnection<byte[], V> c = ((RedisClient) client).connect(codec);
+                l = new Link<>(c, c.async());
             }
             connections.add(l.connection());
             return l;
@@ -230,7 +241,7 @@ public final class RedisEndpoint implements AutoCloseable {
     }
 
     /** One connection and its async commands (the same interface for a server and a cluster). */
-    record Link(StatefulConnection<byte[], byte[]> connection, RedisClusterAsyncCommands<byte[], byte[]> commands) {
+    record Link<V>(StatefulConnection<byte[], V> connection, RedisClusterAsyncCommands<byte[], V> commands) {
     }
 
     @Override

@@ -12,6 +12,7 @@ import io.lettuce.core.GetExArgs;
 import io.lettuce.core.RedisFuture;
 
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -98,8 +99,10 @@ public final class RedisTier implements KvTier {
     private final TierCounters c = new TierCounters();
 
     private final Object lookupLock = new Object();
-    private volatile RedisEndpoint.Link lookupLink;
-    private volatile RedisEndpoint.Link writeLink;
+    private volatile RedisEndpoint.Link<ByteBuffer> lookupLink;
+    private volatile RedisEndpoint.Link<byte[]> writeLink;
+    /** The lookup connection's codec: values land in reused direct buffers (see ValueBuffers). */
+    private final ValueBuffers buffers;
     /** Values the last lookups fetched, oldest first; consumed by load. */
     private final LinkedHashMap<PrefixKey, Fetched> prefetched = new LinkedHashMap<>();
     private long prefetchedBytes;
@@ -108,7 +111,7 @@ public final class RedisTier implements KvTier {
     private volatile boolean warnedConnect;
 
     /** A value a lookup fetched, already found {@code BlockValue.intact} (payload at {@code at}). */
-    private record Fetched(byte[] value, int at) {
+    private record Fetched(ByteBuffer value, int at) {
     }
 
     private RedisTier(Builder b) {
@@ -122,6 +125,9 @@ public final class RedisTier implements KvTier {
         this.nanosPerByte = 1e9 / b.bandwidth;
         this.batchKeys = b.batchKeys;
         this.prefetchBytes = b.prefetchBytes;
+        long valueCapacity = payloadBytes + 4096; // the header of a block with a scope of up to ~3 KiB
+        this.buffers = new ValueBuffers((int) Math.min(Integer.MAX_VALUE - 8, valueCapacity),
+                (int) Math.max(2, Math.min(4096, prefetchBytes / valueCapacity + batchKeys)));
         this.breaker = new CircuitBreaker(b.breakerThreshold, b.breakerOpen.toNanos(), System::nanoTime);
         connect(); // one try now, so that a reachable server is used from the first call
         this.writes = new WriteBehind(endpoint, () -> writeLink, this::connect, breaker, c, ttlMillis,
@@ -367,7 +373,7 @@ public final class RedisTier implements KvTier {
         if (count == 0) {
             return 0;
         }
-        RedisEndpoint.Link link = lookupLink;
+        RedisEndpoint.Link<ByteBuffer> link = lookupLink;
         if (link == null || !breaker.allow()) {
             c.skipped.increment();
             return 0;
@@ -386,7 +392,7 @@ public final class RedisTier implements KvTier {
                 }
                 makeRoom((long) b * valueBytes());
                 @SuppressWarnings("unchecked")
-                RedisFuture<byte[]>[] fs = new RedisFuture[b];
+                RedisFuture<ByteBuffer>[] fs = new RedisFuture[b];
                 GetExArgs ex = ttlMillis > 0 ? GetExArgs.Builder.px(ttlMillis) : null;
                 for (int i = 0; i < b; i++) {
                     PrefixKey k = Objects.requireNonNull(keyArray[from + found + i], "keys[" + (from + found + i) + "]");
@@ -400,7 +406,7 @@ public final class RedisTier implements KvTier {
                 boolean failed = false;
                 for (int i = 0; i < b; i++) {
                     PrefixKey k = keyArray[from + found + i];
-                    byte[] v;
+                    ByteBuffer v;
                     try {
                         v = fs[i].get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
                     } catch (TimeoutException e) {
@@ -419,19 +425,21 @@ public final class RedisTier implements KvTier {
                     if (v == null) {
                         break;
                     }
-                    c.bytesRead.add(v.length);
+                    c.bytesRead.add(v.remaining());
                     // checksums taken here, while the batch's later values are still arriving
                     int at = BlockValue.intact(v, k, fingerprint, payloadBytes);
                     if (at < 0) {
+                        buffers.release(v);
                         c.verificationMisses.increment();
                         break;
                     }
                     keep(k, new Fetched(v, at));
-                    kept += v.length;
+                    kept += v.remaining();
                     hits++;
                 }
                 if (failed) {
-                    for (RedisFuture<byte[]> f : fs) {
+                    // values still to come land in buffers no one gives back (ValueBuffers)
+                    for (RedisFuture<ByteBuffer> f : fs) {
                         f.cancel(false);
                     }
                     breaker.failure();
@@ -449,7 +457,7 @@ public final class RedisTier implements KvTier {
         }
     }
 
-    private RedisFuture<byte[]> get(RedisEndpoint.Link link, byte[] key, GetExArgs ex) {
+    private RedisFuture<ByteBuffer> get(RedisEndpoint.Link<ByteBuffer> link, byte[] key, GetExArgs ex) {
         return ex != null ? link.commands().getex(key, ex) : link.commands().get(key);
     }
 
@@ -460,18 +468,25 @@ public final class RedisTier implements KvTier {
     private void keep(PrefixKey k, Fetched f) {
         Fetched old = prefetched.put(k, f);
         if (old != null) {
-            prefetchedBytes -= old.value().length;
+            drop(old);
         }
-        prefetchedBytes += f.value().length;
+        prefetchedBytes += f.value().remaining();
     }
 
     /** Drops the oldest prefetched values until {@code need} more bytes fit. */
     private void makeRoom(long need) {
         Iterator<Map.Entry<PrefixKey, Fetched>> it = prefetched.entrySet().iterator();
         while (prefetchedBytes + need > prefetchBytes && it.hasNext()) {
-            prefetchedBytes -= it.next().getValue().value().length;
+            Fetched f = it.next().getValue();
             it.remove();
+            drop(f);
         }
+    }
+
+    /** Forgets {@code f}, already out of the map, and gives its buffer back. Under lookupLock. */
+    private void drop(Fetched f) {
+        prefetchedBytes -= f.value().remaining();
+        buffers.release(f.value());
     }
 
     @Override
@@ -480,7 +495,7 @@ public final class RedisTier implements KvTier {
         Objects.requireNonNull(store, "store");
         checkOpen();
         checkLayout(store, expected);
-        byte[] v;
+        ByteBuffer v;
         boolean pre;
         int off;
         long t0;
@@ -488,7 +503,7 @@ public final class RedisTier implements KvTier {
             Fetched f = prefetched.remove(expected.key());
             pre = f != null;
             if (pre) {
-                prefetchedBytes -= f.value().length;
+                prefetchedBytes -= f.value().remaining();
                 v = f.value();
                 t0 = System.nanoTime();
                 off = BlockValue.matches(v, expected) ? f.at() : -1; // its checksums were taken on arrival
@@ -501,11 +516,14 @@ public final class RedisTier implements KvTier {
                 off = BlockValue.verify(v, expected, payloadBytes);
             }
         }
+        // this thread owns v now (out of the map): it goes back to the pool after its last read
         if (off < 0) {
+            buffers.release(v);
             c.verificationMisses.increment();
             return false;
         }
-        store.importBlock(block, MemorySegment.ofArray(v).asSlice(off, payloadBytes));
+        store.importBlock(block, MemorySegment.ofBuffer(v).asSlice(off, payloadBytes));
+        buffers.release(v);
         c.copyNanos.add(System.nanoTime() - t0);
         c.loads.increment();
         if (pre) {
@@ -516,20 +534,20 @@ public final class RedisTier implements KvTier {
     }
 
     /** One GET with a deadline, outside a lookup (the prefetch did not keep it); null: a miss. */
-    private byte[] fetch(TierEntry e) {
-        RedisEndpoint.Link link = lookupLink;
+    private ByteBuffer fetch(TierEntry e) {
+        RedisEndpoint.Link<ByteBuffer> link = lookupLink;
         if (link == null || !breaker.allow()) {
             c.skipped.increment();
             return null;
         }
-        RedisFuture<byte[]> f = link.commands().get(keys.block(e.key()));
+        RedisFuture<ByteBuffer> f = link.commands().get(keys.block(e.key()));
         link.connection().flushCommands();
         c.roundTrips.increment();
         try {
-            byte[] v = f.get(lookupTimeoutNanos + (long) (valueBytes() * nanosPerByte), TimeUnit.NANOSECONDS);
+            ByteBuffer v = f.get(lookupTimeoutNanos + (long) (valueBytes() * nanosPerByte), TimeUnit.NANOSECONDS);
             breaker.success();
             if (v != null) {
-                c.bytesRead.add(v.length);
+                c.bytesRead.add(v.remaining());
             }
             return v;
         } catch (TimeoutException ex) {
@@ -608,7 +626,7 @@ public final class RedisTier implements KvTier {
         synchronized (lookupLock) {
             Fetched f = prefetched.remove(key);
             if (f != null) {
-                prefetchedBytes -= f.value().length;
+                drop(f);
             }
         }
         return writes.offer(key, keys.block(key), null);
@@ -644,12 +662,12 @@ public final class RedisTier implements KvTier {
     private void connect() {
         try {
             if (lookupLink == null) {
-                RedisEndpoint.Link l = endpoint.open();
+                RedisEndpoint.Link<ByteBuffer> l = endpoint.open(buffers);
                 l.connection().setAutoFlushCommands(!endpoint.isCluster());
                 lookupLink = l;
             }
             if (writeLink == null) {
-                RedisEndpoint.Link l = endpoint.open();
+                RedisEndpoint.Link<byte[]> l = endpoint.open();
                 l.connection().setAutoFlushCommands(!endpoint.isCluster());
                 writeLink = l;
             }
@@ -722,14 +740,15 @@ public final class RedisTier implements KvTier {
         }
         closed = true;
         writes.close();
-        for (RedisEndpoint.Link l : new RedisEndpoint.Link[]{lookupLink, writeLink}) {
+        for (RedisEndpoint.Link<?> l : new RedisEndpoint.Link<?>[]{lookupLink, writeLink}) {
             if (l != null) {
                 endpoint.release(l.connection());
             }
         }
         synchronized (lookupLock) {
-            prefetched.clear();
+            prefetched.clear(); // their buffers are left to the garbage collector, like the pool's
             prefetchedBytes = 0;
+            buffers.clear();
         }
     }
 }

@@ -35,7 +35,7 @@ final class WriteBehind {
     }
 
     private final RedisEndpoint endpoint;
-    private final Supplier<RedisEndpoint.Link> link;
+    private final Supplier<RedisEndpoint.Link<byte[]>> link;
     private final Runnable connect;
     private final CircuitBreaker breaker;
     private final TierCounters c;
@@ -53,7 +53,7 @@ final class WriteBehind {
     private volatile boolean closed;
     private boolean warned;
 
-    WriteBehind(RedisEndpoint endpoint, Supplier<RedisEndpoint.Link> link, Runnable connect, CircuitBreaker breaker,
+    WriteBehind(RedisEndpoint endpoint, Supplier<RedisEndpoint.Link<byte[]>> link, Runnable connect, CircuitBreaker breaker,
                 TierCounters counters, long ttlMillis, long timeoutNanos, int queueBlocks, long queueBytes) {
         this.endpoint = endpoint;
         this.link = link;
@@ -183,7 +183,7 @@ final class WriteBehind {
     }
 
     private void send(List<Write> batch) {
-        RedisEndpoint.Link l = link.get();
+        RedisEndpoint.Link<byte[]> l = link.get();
         if (l == null || !breaker.allow()) {
             c.skipped.add(batch.size());
             fail(batch);

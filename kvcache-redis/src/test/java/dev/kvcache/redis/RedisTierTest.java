@@ -109,6 +109,39 @@ class RedisTierTest {
     }
 
     @Test
+    void reusedValueBuffersNeverServeOneBlockTheBytesOfAnother() {
+        // a prefetch budget of 3 values over 8 blocks: every lookup evicts values the last one kept,
+        // loads, removes and misses give buffers back, and the next values are decoded into them
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16 * 8, 501), 0, null);
+        java.util.SplittableRandom r = new java.util.SplittableRandom(System.nanoTime());
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 8); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 8);
+             RedisTier t = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2))
+                     .prefetchBytes(3 * (LAYOUT.bytesPerBlock() + 256)).build()) {
+            for (int i = 0; i < 8; i++) {
+                Kv.fillBlock(a, i, 100 + i);
+                assertTrue(t.put(e[i], a, i));
+            }
+            assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
+            PrefixKey[] keys = Kv.keys(e);
+            for (int round = 0; round < 60; round++) {
+                int from = r.nextInt(8);
+                int hits = t.leadingHits(keys, from, 8 - from);
+                assertTrue(hits >= 1 && hits <= 3, "round " + round + ": " + hits + " hits from " + from);
+                int i = from + r.nextInt(8 - from); // prefetched or not: either way its own bytes
+                int dst = r.nextInt(8);
+                assertTrue(t.load(e[i], b, dst), "round " + round + " block " + i);
+                assertArrayEquals(Kv.export(a, i), Kv.export(b, dst), "round " + round + ": block " + i + " got other bytes");
+                TierEntry o = e[(i + 1) % 8];
+                TierEntry forged = new TierEntry(new PrefixKey(round, 7), o.parentKey(), o.salt(), o.scope(), o.tokens(),
+                        o.layoutFingerprint());
+                assertFalse(t.load(forged, b, dst), "an entry no one put is a miss");
+                assertArrayEquals(Kv.export(a, i), Kv.export(b, dst), "a miss moved no byte");
+            }
+            assertTrue(t.redisStats().prefetchedLoads() > 0, "some loads used prefetched values");
+        }
+    }
+
+    @Test
     void aLoadNotPrefetchedFetchesItsValue() {
         TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 9), 3, "tenant-a");
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
