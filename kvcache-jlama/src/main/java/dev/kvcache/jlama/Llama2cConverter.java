@@ -43,13 +43,36 @@ import java.nio.file.Path;
  */
 public final class Llama2cConverter {
 
-    /** The checkpoint header. */
+    /**
+     * The checkpoint header: the model's shape, as {@link #readConfig} parsed and checked it (or, from
+     * {@link #convert(Path, Path, int)}, the shape written, hidden_dim padded).
+     *
+     * @param dim              model width (embedding and residual size), dim in the header
+     * @param hiddenDim        MLP hidden width, hidden_dim
+     * @param layers           transformer layers, n_layers
+     * @param heads            query heads, n_heads; divides {@code dim}
+     * @param kvHeads          key/value heads, n_kv_heads; divides {@code heads}
+     * @param vocab            vocabulary size, |vocab_size|
+     * @param seqLen           maximum sequence length, seq_len
+     * @param sharedClassifier true when the classifier shares the token embedding's weights (a
+     *                         positive vocab_size in the header), false when it is stored separately
+     */
     public record Config(int dim, int hiddenDim, int layers, int heads, int kvHeads, int vocab, int seqLen,
                          boolean sharedClassifier) {
+        /**
+         * Size of one attention head.
+         *
+         * @return {@code dim / heads}
+         */
         public int headSize() {
             return dim / heads;
         }
 
+        /**
+         * Width of one position's K (or V) row over all KV heads.
+         *
+         * @return {@code kvHeads * headSize()}
+         */
         public int kvDim() {
             return kvHeads * headSize();
         }
@@ -57,7 +80,15 @@ public final class Llama2cConverter {
 
     private Llama2cConverter() {}
 
-    /** Reads just the header of a llama2.c checkpoint. */
+    /**
+     * Reads just the 28-byte header of a llama2.c checkpoint, without loading its weights.
+     *
+     * @param checkpoint a version 0 (legacy) llama2.c checkpoint file
+     * @return the checked header
+     * @throws IOException if the file cannot be read
+     * @throws IllegalArgumentException if the file is shorter than the header, is a versioned export,
+     *         or a header value is out of range or inconsistent (the message names the value and the limit)
+     */
     public static Config readConfig(Path checkpoint) throws IOException {
         byte[] head = new byte[28];
         try (var in = Files.newInputStream(checkpoint)) {
@@ -101,7 +132,13 @@ public final class Llama2cConverter {
 
     /**
      * Converts {@code checkpoint} into {@code outDir} (created if missing): model.safetensors,
-     * config.json and tokenizer.json. Returns the written model's shape (the checkpoint's, as no padding is asked).
+     * config.json and tokenizer.json, with no padding of hidden_dim.
+     *
+     * @param checkpoint a version 0 (legacy) llama2.c checkpoint file
+     * @param outDir     the directory to write into; created if missing, existing files replaced
+     * @return the written model's shape (the checkpoint's, as no padding is asked)
+     * @throws IOException if the checkpoint cannot be read or the output cannot be written
+     * @throws IllegalArgumentException if the header is invalid or the file's size does not match it
      */
     public static Config convert(Path checkpoint, Path outDir) throws IOException {
         return convert(checkpoint, outDir, 1);
@@ -109,7 +146,17 @@ public final class Llama2cConverter {
 
     /**
      * As {@link #convert(Path, Path)}, padding hidden_dim with exact zeros up to a multiple of
-     * {@code hiddenMultiple} (1 = no padding; see the class comment).
+     * {@code hiddenMultiple} (1 = no padding; see the class comment). The padded model computes the
+     * same function.
+     *
+     * @param checkpoint     a version 0 (legacy) llama2.c checkpoint file
+     * @param outDir         the directory to write into; created if missing, existing files replaced
+     * @param hiddenMultiple pad hidden_dim up to a multiple of this, 1..1024 (e.g. 8 for 256-bit vectors)
+     * @return the written model's shape: the checkpoint's, with hidden_dim rounded up to a multiple of
+     *         {@code hiddenMultiple}
+     * @throws IOException if the checkpoint cannot be read or the output cannot be written
+     * @throws IllegalArgumentException if {@code hiddenMultiple} is outside 1..1024, the header is
+     *         invalid, or the file's size does not match the header
      */
     public static Config convert(Path checkpoint, Path outDir, int hiddenMultiple) throws IOException {
         if (hiddenMultiple < 1 || hiddenMultiple > 1024) {

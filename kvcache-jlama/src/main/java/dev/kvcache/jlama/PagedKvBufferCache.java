@@ -90,7 +90,18 @@ public final class PagedKvBufferCache extends KvBufferCache {
      */
     public static final int DEFAULT_MAX_PAGE_TOKENS = JlamaBlockMemory.MAX_RUN_TOKENS;
 
-    /** Serves {@code model} from {@code memory} in place (F32, zero copy), pages of up to {@link #DEFAULT_MAX_PAGE_TOKENS}. */
+    /**
+     * Serves {@code model} from {@code memory} in place (F32, zero copy), in pages of up to
+     * {@link #DEFAULT_MAX_PAGE_TOKENS} tokens.
+     *
+     * @param model   the Jlama model, F32 working memory
+     * @param manager the block manager, built with {@code memory}'s layout and with {@code memory} as its store
+     * @param memory  the block memory Jlama's attention reads and writes directly
+     * @return the cache (not yet installed: call {@link #install()})
+     * @throws IllegalArgumentException if the layouts of {@code manager} and {@code memory} differ, the
+     *         layout does not fit the model, the model's working type is not F32, or the model uses
+     *         distributed KV segments
+     */
     public static PagedKvBufferCache inPlace(AbstractModel model, KvCacheManager manager, JlamaBlockMemory memory) {
         return inPlace(model, manager, memory, DEFAULT_MAX_PAGE_TOKENS);
     }
@@ -107,6 +118,7 @@ public final class PagedKvBufferCache extends KvBufferCache {
      * @param maxPageTokens longest page in tokens, rounded down to a power-of-two number of blocks
      *                      (values below one block count as one block)
      * @return the cache (not yet installed)
+     * @throws IllegalArgumentException as {@link #inPlace(AbstractModel, KvCacheManager, JlamaBlockMemory)}
      */
     public static PagedKvBufferCache inPlace(AbstractModel model, KvCacheManager manager, JlamaBlockMemory memory,
                                              int maxPageTokens) {
@@ -114,7 +126,18 @@ public final class PagedKvBufferCache extends KvBufferCache {
                 new InPlacePages(memory, Math.max(maxPageTokens, memory.layout().blockTokens())));
     }
 
-    /** Serves {@code model} from any {@code store} (any format) through an F32 staging area. */
+    /**
+     * Serves {@code model} from any {@code store} (any format) through an F32 staging area, in pages
+     * of up to {@link #DEFAULT_MAX_PAGE_TOKENS} tokens.
+     *
+     * @param model   the Jlama model, F32 working memory
+     * @param manager the block manager, built with {@code store}'s layout and with {@code store} as its store
+     * @param store   the KV store, any format; written rows are quantized into it
+     * @return the cache (not yet installed: call {@link #install()})
+     * @throws IllegalArgumentException if the layouts of {@code manager} and {@code store} differ, the
+     *         layout does not fit the model, the model's working type is not F32, or the model uses
+     *         distributed KV segments
+     */
     public static PagedKvBufferCache staged(AbstractModel model, KvCacheManager manager, KvStore store) {
         return staged(model, manager, store, DEFAULT_MAX_PAGE_TOKENS);
     }
@@ -128,6 +151,7 @@ public final class PagedKvBufferCache extends KvBufferCache {
      * @param store         the KV store, any format
      * @param maxPageTokens longest page in tokens
      * @return the cache (not yet installed)
+     * @throws IllegalArgumentException as {@link #staged(AbstractModel, KvCacheManager, KvStore)}
      */
     public static PagedKvBufferCache staged(AbstractModel model, KvCacheManager manager, KvStore store,
                                             int maxPageTokens) {
@@ -135,7 +159,16 @@ public final class PagedKvBufferCache extends KvBufferCache {
                 new StagedPages(store, model.getConfig().contextLength, maxPageTokens));
     }
 
-    /** The layout a model needs: its layers, KV heads and head size, at {@code blockTokens} and {@code format}. */
+    /**
+     * The layout a model needs: its layers, KV heads and head size, at {@code blockTokens} and
+     * {@code format}. Build the manager and the store with it.
+     *
+     * @param model       the Jlama model whose configuration gives layers, KV heads and head size
+     * @param blockTokens tokens per block
+     * @param format      the element format the store keeps K/V in
+     * @return the layout for {@code model}
+     * @throws IllegalArgumentException if {@link KvLayout} refuses {@code blockTokens} or the model's dimensions
+     */
     public static KvLayout layoutFor(AbstractModel model, int blockTokens, dev.kvcache.KvFormat format) {
         Config c = model.getConfig();
         return new KvLayout(c.numberOfLayers, c.numberOfKeyValueHeads, c.headSize, blockTokens, format);
@@ -163,7 +196,11 @@ public final class PagedKvBufferCache extends KvBufferCache {
     /**
      * Puts this cache into its model's {@code kvBufferCache} field (closing the one there) and wraps the
      * model's token embedding so forward passes record their token ids for {@link PagedSession}.
-     * Returns this.
+     * Installing again re-wraps the original embedding (never a wrapper of a wrapper).
+     *
+     * @return this cache
+     * @throws IllegalStateException if the model has no input embedding, or Jlama's fields cannot be
+     *         reached by reflection
      */
     public PagedKvBufferCache install() {
         try {
@@ -187,24 +224,51 @@ public final class PagedKvBufferCache extends KvBufferCache {
         }
     }
 
-    /** The model this cache serves. */
+    /**
+     * The model this cache serves.
+     *
+     * @return the Jlama model
+     */
     public AbstractModel model() {
         return model;
     }
 
-    /** The block manager. */
+    /**
+     * The block manager that holds the sessions' sequences.
+     *
+     * @return the manager (owned by the engine, not closed by {@link #close()})
+     */
     public KvCacheManager manager() {
         return manager;
     }
 
-    /** The session for {@code id}, opened (empty) on first use. */
+    /**
+     * The session for {@code id}, opened (empty, as a new manager sequence named {@code id.toString()})
+     * on first use.
+     *
+     * @param id the Jlama session id
+     * @return the live session for {@code id}
+     * @throws IllegalStateException if this cache is closed
+     * @throws IllegalArgumentException if the manager refuses to open the sequence (e.g. a sequence of
+     *         that id is live in it already)
+     */
     public PagedSession session(UUID id) {
         checkOpen();
         return sessions.computeIfAbsent(id, u -> new PagedSession(this, manager, pages, u, manager.open(u.toString()),
                 false, kvDim, pageBytes));
     }
 
-    /** A new session {@code child} sharing every block of {@code parent} (copy-on-write). */
+    /**
+     * A new session {@code child} sharing every block of {@code parent} (copy-on-write, through
+     * {@link KvCacheManager#fork}); nothing is copied until one of them writes into a shared block.
+     *
+     * @param parent the id of a live session whose last admission's K/V has been written
+     * @param child  the new session's id, not a session of this cache yet
+     * @return the new child session
+     * @throws IllegalStateException if this cache is closed, or {@code parent}'s last forward pass has
+     *         not written (or failed to write) the K/V of its last admission
+     * @throws IllegalArgumentException if {@code parent} is not a live session or {@code child} exists
+     */
     public PagedSession fork(UUID parent, UUID child) {
         checkOpen();
         PagedSession p = sessions.get(parent);
@@ -226,7 +290,14 @@ public final class PagedKvBufferCache extends KvBufferCache {
         return s;
     }
 
-    /** Frees session {@code id}'s sequence (aborts it when its last forward pass failed); false when there is none. */
+    /**
+     * Frees session {@code id}'s sequence, its full blocks staying in the prefix cache; aborts it
+     * instead (publishing nothing of its last admission) when its last forward pass failed or did not
+     * write every row. Works on a closed cache too.
+     *
+     * @param id the session id
+     * @return true if there was such a session, false when there is none
+     */
     public boolean release(UUID id) {
         PagedSession s = sessions.get(id);
         if (s == null) return false;
@@ -234,7 +305,11 @@ public final class PagedKvBufferCache extends KvBufferCache {
         return true;
     }
 
-    /** Live session ids. */
+    /**
+     * The ids of the live sessions, ephemeral ones included.
+     *
+     * @return an immutable snapshot of the live session ids
+     */
     public java.util.Set<UUID> sessionIds() {
         return java.util.Set.copyOf(sessions.keySet());
     }
