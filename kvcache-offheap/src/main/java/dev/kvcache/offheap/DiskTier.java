@@ -169,6 +169,7 @@ public final class DiskTier implements KvTier {
     private long verificationMisses;
     private long ioErrors;
     private long evictions;
+    private final TierEvents events = new TierEvents();
     private long bytesMoved;
     private long copyNanos;
     private boolean closed;
@@ -258,6 +259,40 @@ public final class DiskTier implements KvTier {
                 throw er;
             }
             throw new UncheckedIOException("cannot open disk tier directory " + dir, (IOException) e);
+        }
+    }
+
+    /**
+     * Reports the blocks this tier starts and stops holding to {@code l}, as {@link
+     * dev.kvcache.KvCacheEvent.BlockStored} / {@link dev.kvcache.KvCacheEvent.BlockRemoved} with
+     * block -1, and {@link dev.kvcache.KvCacheEvent.AllBlocksCleared} when it closes: what a KV-event
+     * publisher reports under the tier's medium (e.g. {@code KvEventPublisher.tierListener("DISK")}
+     * in kvcache-redis). Setting a listener first reports every block held now. {@code l} is called
+     * under the tier's lock after each change and must not block or call the tier; an exception it
+     * throws is counted ({@link #listenerFailures}) and ignored: the change stands.
+     *
+     * @param l the listener, or null to stop reporting
+     * @return this tier
+     */
+    public DiskTier listener(dev.kvcache.KvCacheListener l) {
+        synchronized (lock) {
+            checkOpen();
+            events.set(l);
+            for (TierEntry e : new java.util.ArrayList<>(index.values())) {
+                events.stored(e);
+            }
+        }
+        return this;
+    }
+
+    /**
+     * Exceptions its listener threw (see {@link #listener}).
+     *
+     * @return the count since it was built
+     */
+    public long listenerFailures() {
+        synchronized (lock) {
+            return events.failures();
         }
     }
 
@@ -382,7 +417,7 @@ public final class DiskTier implements KvTier {
                     puts++;
                     return true;
                 }
-                index.remove(key);
+                unindex(key);
                 delete(fileOf(key));
             }
             byte[] scope = entry.scope() == null ? null : entry.scope().getBytes(StandardCharsets.UTF_8);
@@ -432,8 +467,10 @@ public final class DiskTier implements KvTier {
                 return false;
             }
             copyNanos += System.nanoTime() - t0;
-            index.put(key, new TierEntry(key, entry.parentKey(), entry.salt(), entry.scope(), entry.tokens().clone(),
-                    entry.layoutFingerprint()));
+            TierEntry kept = new TierEntry(key, entry.parentKey(), entry.salt(), entry.scope(), entry.tokens().clone(),
+                    entry.layoutFingerprint());
+            index.put(key, kept);
+            events.stored(kept);
             puts++;
             bytesMoved += payloadBytes;
             return true;
@@ -454,7 +491,7 @@ public final class DiskTier implements KvTier {
             Path file = fileOf(key);
             if (!held.matches(expected)) {
                 verificationMisses++;
-                index.remove(key);
+                unindex(key);
                 delete(file);
                 return false;
             }
@@ -473,7 +510,7 @@ public final class DiskTier implements KvTier {
             } catch (IOException e) {
                 copyNanos += System.nanoTime() - t0;
                 ioErrors++;
-                index.remove(key);
+                unindex(key);
                 if (!(e instanceof NoSuchFileException)) {
                     delete(file);
                 }
@@ -482,7 +519,7 @@ public final class DiskTier implements KvTier {
             if (h < 0) {
                 copyNanos += System.nanoTime() - t0;
                 verificationMisses++;
-                index.remove(key);
+                unindex(key);
                 delete(file);
                 return false;
             }
@@ -509,6 +546,7 @@ public final class DiskTier implements KvTier {
             if (index.remove(key) == null) {
                 return false;
             }
+            events.removed(key);
             delete(fileOf(key));
             return true;
         }
@@ -531,6 +569,8 @@ public final class DiskTier implements KvTier {
                 return;
             }
             closed = true;
+            events.cleared();
+            events.set(null);
             index.clear();
             buffer = new byte[0];
             try {
@@ -799,10 +839,18 @@ public final class DiskTier implements KvTier {
         return true;
     }
 
+    /** Forgets {@code key}'s entry (held) and reports it. */
+    private void unindex(PrefixKey key) {
+        if (index.remove(key) != null) {
+            events.removed(key);
+        }
+    }
+
     private void evictEldest() {
         Iterator<Map.Entry<PrefixKey, TierEntry>> it = index.entrySet().iterator();
         PrefixKey eldest = it.next().getKey();
         it.remove();
+        events.removed(eldest);
         delete(fileOf(eldest));
         evictions++;
     }

@@ -189,6 +189,7 @@ public final class HostTier implements KvTier {
     private long failedLoads;
     private long verificationMisses;
     private long evictions;
+    private final TierEvents events = new TierEvents();
     private long bytesMoved;
     private long copyNanos;
     private boolean closed;
@@ -281,6 +282,42 @@ public final class HostTier implements KvTier {
                     + " blocks of " + per + " bytes; the limit is " + (1 << 28) + " blocks");
         }
         return new HostTier(layout, (int) slots, checksum);
+    }
+
+    /**
+     * Reports the blocks this tier starts and stops holding to {@code l}, as {@link
+     * dev.kvcache.KvCacheEvent.BlockStored} / {@link dev.kvcache.KvCacheEvent.BlockRemoved} with
+     * block -1, and {@link dev.kvcache.KvCacheEvent.AllBlocksCleared} when it closes: what a KV-event
+     * publisher reports under the tier's medium (e.g. {@code KvEventPublisher.tierListener("CPU")}
+     * in kvcache-redis). Setting a listener first reports every block held now. {@code l} is called
+     * under the tier's lock after each change and must not block or call the tier; an exception it
+     * throws is counted ({@link #listenerFailures}) and ignored: the change stands.
+     *
+     * @param l the listener, or null to stop reporting
+     * @return this tier
+     */
+    public HostTier listener(dev.kvcache.KvCacheListener l) {
+        synchronized (lock) {
+            checkOpen();
+            events.set(l);
+            for (TierEntry e : entries) {
+                if (e != null) {
+                    events.stored(e);
+                }
+            }
+        }
+        return this;
+    }
+
+    /**
+     * Exceptions its listener threw (see {@link #listener}).
+     *
+     * @return the count since it was built
+     */
+    public long listenerFailures() {
+        synchronized (lock) {
+            return events.failures();
+        }
     }
 
     @Override
@@ -434,6 +471,7 @@ public final class HostTier implements KvTier {
                     }
                 }
                 ok = true;
+                events.stored(entries[slot]);
             } catch (RuntimeException e) {
                 return false;
             } finally {
@@ -555,6 +593,8 @@ public final class HostTier implements KvTier {
             }
         }
         synchronized (lock) {
+            events.cleared();
+            events.set(null);
             Arrays.fill(entries, null);
             Arrays.fill(table, 0);
             head = tail = freeHead = NONE;
@@ -675,6 +715,7 @@ public final class HostTier implements KvTier {
 
     /** Unlinks a held slot from the LRU list and the key table; counts it out. Does not free it. */
     private void drop(int slot) {
+        events.removed(entries[slot].key());
         unlink(slot);
         delete(slot);
         entries[slot] = null;

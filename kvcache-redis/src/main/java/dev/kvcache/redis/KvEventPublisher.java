@@ -49,7 +49,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
     private final long maxLength;
     private final long writeTimeoutNanos;
     private final long epoch = System.currentTimeMillis();
-    private final ArrayBlockingQueue<KvCacheEvent> queue;
+    private final ArrayBlockingQueue<Queued> queue;
     private final CircuitBreaker breaker;
     private final AtomicLong seq = new AtomicLong();
     private final AtomicLong pending = new AtomicLong();
@@ -73,7 +73,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
         this.writeTimeoutNanos = b.writeTimeout.toNanos();
         this.queue = new ArrayBlockingQueue<>(b.queueEvents);
         this.breaker = new CircuitBreaker(3, TimeUnit.SECONDS.toNanos(1), System::nanoTime);
-        queue.add(new KvCacheEvent.AllBlocksCleared()); // the epoch's first entry (medium ALL)
+        queue.add(new Queued(new KvCacheEvent.AllBlocksCleared(), KvWireEvent.ALL)); // the epoch's first entry
         pending.incrementAndGet();
         this.thread = Thread.ofPlatform().daemon().name("kvcache-redis-events-" + instance).unstarted(this::loop);
         thread.start();
@@ -124,9 +124,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
          */
         public Builder medium(String m) {
             Objects.requireNonNull(m, "medium");
-            if (m.isEmpty() || m.length() > 32 || m.equals(KvWireEvent.ALL)) {
-                throw new IllegalArgumentException("medium '" + m + "' must be 1 to 32 characters and not ALL");
-            }
+            checkMedium(m);
             this.medium = m;
             return this;
         }
@@ -207,15 +205,51 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
         return epoch;
     }
 
+    /** An event and the medium it happened on. */
+    private record Queued(KvCacheEvent event, String medium) {
+    }
+
+    /** The store's events (register it with the manager): published under the builder's medium. */
     @Override
     public void onEvent(KvCacheEvent e) {
+        offer(e, medium);
+    }
+
+    /**
+     * A listener for a tier of this instance (e.g. {@code HostTier.listener} or
+     * {@code DiskTier.listener} in kvcache-offheap): its events go to the same stream, in one order
+     * with the store's, under {@code tierMedium} (vLLM's names are {@code "CPU"} and
+     * {@code "DISK"}), so that a {@link PrefixRouter} knows which prefixes are one load away on
+     * this instance. A block demoted from the store to the tier shows as its {@code BlockRemoved} on
+     * the store's medium, then its {@code BlockStored} on the tier's.
+     *
+     * @param tierMedium the tier's medium, 1 to 32 characters, neither {@code "ALL"} nor the store's
+     * @return a listener that publishes under {@code tierMedium}
+     * @throws IllegalArgumentException a bad medium, or the store's own
+     */
+    public KvCacheListener tierListener(String tierMedium) {
+        Objects.requireNonNull(tierMedium, "tierMedium");
+        checkMedium(tierMedium);
+        if (tierMedium.equals(medium)) {
+            throw new IllegalArgumentException("medium '" + tierMedium + "' is the store's; a tier needs a medium of its own");
+        }
+        return e -> offer(e, tierMedium);
+    }
+
+    private static void checkMedium(String m) {
+        if (m.isEmpty() || m.length() > 32 || KvWireEvent.ALL.equals(m)) {
+            throw new IllegalArgumentException("medium '" + m + "' must be 1 to 32 characters and not ALL");
+        }
+    }
+
+    private void offer(KvCacheEvent e, String m) {
         if (closed || !(e instanceof KvCacheEvent.BlockStored || e instanceof KvCacheEvent.BlockRemoved
                 || e instanceof KvCacheEvent.AllBlocksCleared)) {
             return;
         }
         events.increment();
         pending.incrementAndGet();
-        if (!queue.offer(e)) {
+        if (!queue.offer(new Queued(e, m))) {
             pending.decrementAndGet();
             dropped.increment();
         }
@@ -285,7 +319,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
     }
 
     private void loop() {
-        List<KvCacheEvent> batch = new ArrayList<>(BATCH);
+        List<Queued> batch = new ArrayList<>(BATCH);
         long nextConnect = 0;
         while (!closed || !queue.isEmpty()) {
             if (link == null && System.nanoTime() - nextConnect >= 0) {
@@ -295,7 +329,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
                     nextConnect = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
                 }
             }
-            KvCacheEvent first;
+            Queued first;
             try {
                 first = queue.poll(50, TimeUnit.MILLISECONDS);
             } catch (InterruptedException ex) {
@@ -320,24 +354,27 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
         }
     }
 
-    /** Runs of one chain's stores, and runs of removals, become one entry each. */
-    private List<KvWireEvent> coalesce(List<KvCacheEvent> batch) {
+    /** Runs of one chain's stores, and runs of removals, on one medium, become one entry each. */
+    private List<KvWireEvent> coalesce(List<Queued> batch) {
         List<KvWireEvent> out = new ArrayList<>();
         List<PrefixKey> keys = new ArrayList<>();
         List<int[]> tokens = new ArrayList<>();
         PrefixKey parent = null;
         KvWireEvent.Type run = null;
-        for (KvCacheEvent e : batch) {
+        String runMedium = medium;
+        for (Queued q : batch) {
+            KvCacheEvent e = q.event();
             if (e instanceof KvCacheEvent.BlockStored s) {
                 if (s.key() == null) {
                     unkeyed.increment();
                     continue;
                 }
                 boolean continues = run == KvWireEvent.Type.BlockStored && keys.size() < BATCH
-                        && keys.getLast().equals(s.parentKey());
+                        && runMedium.equals(q.medium()) && keys.getLast().equals(s.parentKey());
                 if (!continues) {
-                    flushRun(out, run, keys, parent, tokens);
+                    flushRun(out, run, keys, parent, tokens, runMedium);
                     run = KvWireEvent.Type.BlockStored;
+                    runMedium = q.medium();
                     parent = s.parentKey();
                 }
                 keys.add(s.key());
@@ -347,24 +384,25 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
                     unkeyed.increment();
                     continue;
                 }
-                if (run != KvWireEvent.Type.BlockRemoved || keys.size() >= BATCH) {
-                    flushRun(out, run, keys, parent, tokens);
+                if (run != KvWireEvent.Type.BlockRemoved || keys.size() >= BATCH || !runMedium.equals(q.medium())) {
+                    flushRun(out, run, keys, parent, tokens, runMedium);
                     run = KvWireEvent.Type.BlockRemoved;
+                    runMedium = q.medium();
                     parent = null;
                 }
                 keys.add(r.key());
             } else {
-                flushRun(out, run, keys, parent, tokens);
+                flushRun(out, run, keys, parent, tokens, runMedium);
                 run = null;
-                boolean start = seq.get() == 0 && out.isEmpty();
-                out.add(wire(KvWireEvent.Type.AllBlocksCleared, List.of(), null, new int[0], start ? KvWireEvent.ALL : medium));
+                out.add(wire(KvWireEvent.Type.AllBlocksCleared, List.of(), null, new int[0], q.medium()));
             }
         }
-        flushRun(out, run, keys, parent, tokens);
+        flushRun(out, run, keys, parent, tokens, runMedium);
         return out;
     }
 
-    private void flushRun(List<KvWireEvent> out, KvWireEvent.Type run, List<PrefixKey> keys, PrefixKey parent, List<int[]> tokens) {
+    private void flushRun(List<KvWireEvent> out, KvWireEvent.Type run, List<PrefixKey> keys, PrefixKey parent, List<int[]> tokens,
+                          String m) {
         if (run == null || keys.isEmpty()) {
             keys.clear();
             tokens.clear();
@@ -380,7 +418,7 @@ public final class KvEventPublisher implements KvCacheListener, AutoCloseable {
             System.arraycopy(t, 0, all, at, t.length);
             at += t.length;
         }
-        out.add(wire(run, List.copyOf(keys), run == KvWireEvent.Type.BlockStored ? parent : null, all, medium));
+        out.add(wire(run, List.copyOf(keys), run == KvWireEvent.Type.BlockStored ? parent : null, all, m));
         keys.clear();
         tokens.clear();
     }
