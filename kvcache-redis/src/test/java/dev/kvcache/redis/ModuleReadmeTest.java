@@ -27,7 +27,7 @@ class ModuleReadmeTest {
         }
     }
 
-    private static final int EXPECTED = 2;
+    private static final int EXPECTED = 3;
     private static final List<String> IMPORTS = List.of("dev.kvcache.*", "dev.kvcache.offheap.*", "dev.kvcache.redis.*",
             "java.time.*", "java.util.*");
 }
