@@ -45,6 +45,23 @@ public interface KvTier extends AutoCloseable {
     int leadingHits(PrefixKey[] keys, int from, int count);
 
     /**
+     * {@link #leadingHits(PrefixKey[], int, int)} for a prompt of the sequence's cache salt
+     * {@code salt}, which is what the manager calls. A tier that files blocks by tenant salt (the
+     * Redis tier spells it in its keys, so that an operator can find or drop one tenant's blocks)
+     * needs it to find them; the salt is also inside every key already (a key's chain starts from
+     * a root made of the salt), so the default, which ignores it, is just as exact.
+     *
+     * @param keys  the prompt's block keys
+     * @param from  the first key to look up
+     * @param count how many keys to look up
+     * @param salt  the cache salt the keys were chained from ({@link TierEntry#salt()} of their entries)
+     * @return how many leading keys of {@code keys[from, from + count)} this tier holds
+     */
+    default int leadingHits(PrefixKey[] keys, int from, int count, long salt) {
+        return leadingHits(keys, from, count);
+    }
+
+    /**
      * Takes a copy of block {@code block} of {@code store}, a published block described by
      * {@code entry}. False when it refuses (no room it may make, or an error): the block is simply
      * not kept.

@@ -122,7 +122,7 @@ final class Tiers {
                 lo = hasher.lo;
                 keys[j] = new PrefixKey(hi, lo);
             }
-            int n = tier < 0 ? firstHolding(from, end - from) : leading(tier, from, end - from);
+            int n = tier < 0 ? firstHolding(from, end - from, q.salt) : leading(tier, from, end - from, q.salt);
             if (tier < 0 && n > 0) {
                 tier = lookupTier;
             }
@@ -137,9 +137,9 @@ final class Tiers {
     }
 
     /** The first tier holding keys[from]: how many it holds from there (lookupTier set), or 0. */
-    private int firstHolding(int from, int count) {
+    private int firstHolding(int from, int count, long salt) {
         for (int t = 0; t < tiers.length; t++) {
-            int n = leading(t, from, count);
+            int n = leading(t, from, count, salt);
             if (n > 0) {
                 lookupTier = t;
                 return n;
@@ -148,9 +148,9 @@ final class Tiers {
         return 0;
     }
 
-    private int leading(int t, int from, int count) {
+    private int leading(int t, int from, int count, long salt) {
         try {
-            return Math.min(count, tiers[t].leadingHits(keys, from, count));
+            return Math.min(count, tiers[t].leadingHits(keys, from, count, salt));
         } catch (VirtualMachineError e) {
             throw e;
         } catch (Throwable e) {

@@ -11,17 +11,19 @@ import java.util.Objects;
 /**
  * The key space of one model and layout in a shared Redis:
  * <pre>
- *   block value   kvc:&lt;namespace&gt;:&lt;prefix key&gt;      (16 + 32 hex digits)
+ *   block value   kvc:&lt;namespace&gt;:&lt;salt&gt;:&lt;prefix key&gt;      (16 + 16 + 32 hex digits)
  *   event stream  kvcev:&lt;namespace&gt;:&lt;instance&gt;
  * </pre>
  * {@code namespace} is 16 hex digits of a 64-bit FNV-1a hash of the model id (UTF-8), the layout
  * fingerprint ({@link TierEntry#fingerprint}: layers, KV heads, head size, block tokens, format)
  * and the value format version, so two models or two layouts never read each other's blocks
- * (and a value that still got there fails verification). {@code prefix key} is the block's
- * {@link PrefixKey}: its chain starts from a root made of the tenant's cache salt and scope, so
- * each salt (and tenant) has keys of its own without the salt being spelled out in the key (the
- * {@link dev.kvcache.KvTier} SPI asks a tier by prefix keys alone); the value records the salt and
- * scope, and a load checks them. No
+ * (and a value that still got there fails verification). {@code salt} is the tenant's cache salt
+ * (16 hex digits, two's complement), spelled out so that an operator can find or drop one
+ * tenant's blocks ({@link #saltPattern}); the manager passes it to lookups
+ * ({@link dev.kvcache.KvTier#leadingHits(PrefixKey[], int, int, long)}). {@code prefix key} is the
+ * block's {@link PrefixKey}, whose chain starts from a root made of the same salt and the scope,
+ * so a key is per tenant even before the salt is prepended; the value records salt and scope as
+ * well, and a load checks them. No
  * key holds a {@code {...}} hash tag: Redis Cluster hashes the whole key, so blocks spread over
  * all 16384 slots and every master.
  */
@@ -76,37 +78,74 @@ public final class RedisKeys {
     }
 
     /**
-     * The key of the block {@code key}, as bytes.
+     * The key of the block {@code key} of a sequence whose cache salt is {@code salt}, as bytes.
      *
-     * @param key the block's prefix key
-     * @return a fresh array holding {@code kvc:<namespace>:<32 hex digits>} in US-ASCII
+     * @param salt the tenant's cache salt ({@link TierEntry#salt()})
+     * @param key  the block's prefix key
+     * @return a fresh array holding {@code kvc:<namespace>:<salt, 16 hex digits>:<key, 32 hex digits>} in US-ASCII
      */
-    public byte[] block(PrefixKey key) {
-        byte[] out = new byte[blockPrefix.length + 32];
+    public byte[] block(long salt, PrefixKey key) {
+        Objects.requireNonNull(key, "key");
+        byte[] out = new byte[blockPrefix.length + 16 + 1 + 32];
         System.arraycopy(blockPrefix, 0, out, 0, blockPrefix.length);
-        int at = blockPrefix.length;
+        int at = hex(salt, out, blockPrefix.length);
+        out[at++] = ':';
         at = hex(key.hi(), out, at);
         hex(key.lo(), out, at);
         return out;
     }
 
     /**
-     * The same key as text.
+     * {@link #block(long, PrefixKey)} under salt 0, the salt of an engine that sets none.
      *
      * @param key the block's prefix key
-     * @return {@code kvc:<namespace>:<32 hex digits>}
+     * @return a fresh array holding {@code kvc:<namespace>:0000000000000000:<32 hex digits>} in US-ASCII
      */
-    public String blockString(PrefixKey key) {
-        return new String(block(key), StandardCharsets.US_ASCII);
+    public byte[] block(PrefixKey key) {
+        return block(0, key);
     }
 
     /**
-     * The glob that matches every block key of this namespace (for SCAN).
+     * The same key as text.
      *
-     * @return {@code kvc:<namespace>:} followed by 32 {@code ?}
+     * @param salt the tenant's cache salt
+     * @param key  the block's prefix key
+     * @return {@code kvc:<namespace>:<16 hex digits>:<32 hex digits>}
+     */
+    public String blockString(long salt, PrefixKey key) {
+        return new String(block(salt, key), StandardCharsets.US_ASCII);
+    }
+
+    /**
+     * {@link #blockString(long, PrefixKey)} under salt 0.
+     *
+     * @param key the block's prefix key
+     * @return {@code kvc:<namespace>:0000000000000000:<32 hex digits>}
+     */
+    public String blockString(PrefixKey key) {
+        return blockString(0, key);
+    }
+
+    /**
+     * The glob that matches every block key of this namespace, any salt (for SCAN).
+     *
+     * @return {@code kvc:<namespace>:} followed by 16 {@code ?}, {@code :} and 32 {@code ?}
      */
     public String blockPattern() {
-        return "kvc:" + namespace + ":" + "?".repeat(32);
+        return "kvc:" + namespace + ":" + "?".repeat(16) + ":" + "?".repeat(32);
+    }
+
+    /**
+     * The glob that matches every block key of one tenant's salt, e.g. to drop that tenant's blocks
+     * with {@code SCAN MATCH} and {@code UNLINK}.
+     *
+     * @param salt the tenant's cache salt
+     * @return {@code kvc:<namespace>:<16 hex digits>:} followed by 32 {@code ?}
+     */
+    public String saltPattern(long salt) {
+        byte[] h = new byte[16];
+        hex(salt, h, 0);
+        return "kvc:" + namespace + ":" + new String(h, StandardCharsets.US_ASCII) + ":" + "?".repeat(32);
     }
 
     /**

@@ -365,8 +365,32 @@ public final class RedisTier implements KvTier {
 
     // ------------------------------------------------------------------ lookup and load
 
+    /**
+     * {@link #leadingHits(PrefixKey[], int, int, long)} under salt 0, the salt of an engine that
+     * sets none (a salted tenant's blocks are misses here).
+     *
+     * @param keyArray the prompt's block keys
+     * @param from     the first key to look up
+     * @param count    how many keys to look up
+     * @return how many leading keys this tier holds under salt 0
+     */
     @Override
     public int leadingHits(PrefixKey[] keyArray, int from, int count) {
+        return leadingHits(keyArray, from, count, 0);
+    }
+
+    /**
+     * Looks the keys up under {@code kvc:<namespace>:<salt>:}, in pipelined batches (see the class
+     * comment); what it finds is kept for the loads that follow.
+     *
+     * @param keyArray the prompt's block keys
+     * @param from     the first key to look up
+     * @param count    how many keys to look up
+     * @param salt     the cache salt of the prompt's sequence
+     * @return how many leading keys this tier holds; 0 on any failure (counted)
+     */
+    @Override
+    public int leadingHits(PrefixKey[] keyArray, int from, int count, long salt) {
         Objects.requireNonNull(keyArray, "keys");
         Objects.checkFromIndexSize(from, count, keyArray.length);
         checkOpen();
@@ -396,7 +420,7 @@ public final class RedisTier implements KvTier {
                 GetExArgs ex = ttlMillis > 0 ? GetExArgs.Builder.px(ttlMillis) : null;
                 for (int i = 0; i < b; i++) {
                     PrefixKey k = Objects.requireNonNull(keyArray[from + found + i], "keys[" + (from + found + i) + "]");
-                    fs[i] = get(link, keys.block(k), ex);
+                    fs[i] = get(link, keys.block(salt, k), ex);
                 }
                 link.connection().flushCommands();
                 c.roundTrips.increment();
@@ -540,7 +564,7 @@ public final class RedisTier implements KvTier {
             c.skipped.increment();
             return null;
         }
-        RedisFuture<ByteBuffer> f = link.commands().get(keys.block(e.key()));
+        RedisFuture<ByteBuffer> f = link.commands().get(keys.block(e.salt(), e.key()));
         link.connection().flushCommands();
         c.roundTrips.increment();
         try {
@@ -585,7 +609,7 @@ public final class RedisTier implements KvTier {
         int crc = store.exportBlockCrc32c(block, MemorySegment.ofArray(v).asSlice(h, payloadBytes));
         BlockValue.writeHeader(v, entry, payloadBytes, crc);
         c.copyNanos.add(System.nanoTime() - t0);
-        if (!writes.offer(entry.key(), keys.block(entry.key()), v)) {
+        if (!writes.offer(entry.key(), keys.block(entry.salt(), entry.key()), v)) {
             c.writesDropped.increment();
             return false;
         }
@@ -617,9 +641,26 @@ public final class RedisTier implements KvTier {
         };
     }
 
-    /** Queues a delete of {@code key}'s block: true when queued (whether Redis held it is not known). */
+    /**
+     * {@link #remove(PrefixKey, long)} under salt 0.
+     *
+     * @param key the block's prefix key
+     * @return true when the delete was queued
+     */
     @Override
     public boolean remove(PrefixKey key) {
+        return remove(key, 0);
+    }
+
+    /**
+     * Queues a delete of the block {@code key} of salt {@code salt}: true when queued (whether
+     * Redis held it is not known).
+     *
+     * @param key  the block's prefix key
+     * @param salt the cache salt its sequence had
+     * @return true when the delete was queued, false when the queue was full
+     */
+    public boolean remove(PrefixKey key, long salt) {
         Objects.requireNonNull(key, "key");
         checkOpen();
         writes.forget(key);
@@ -629,7 +670,7 @@ public final class RedisTier implements KvTier {
                 drop(f);
             }
         }
-        return writes.offer(key, keys.block(key), null);
+        return writes.offer(key, keys.block(salt, key), null);
     }
 
     /**

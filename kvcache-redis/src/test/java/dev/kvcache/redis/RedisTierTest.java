@@ -75,7 +75,9 @@ class RedisTierTest {
             assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
             assertEquals(2, t.redisStats().writesDone());
             long trips = t.redisStats().roundTrips();
-            assertEquals(2, t.leadingHits(Kv.keys(e), 0, 3), "two of three keys held, leading");
+            assertEquals(2, t.leadingHits(Kv.keys(e), 0, 3, 11), "two of three keys held, leading");
+            assertEquals(0, t.leadingHits(Kv.keys(e), 0, 3, 12), "under another salt: nothing");
+            trips += 1;
             assertEquals(trips + 1, t.redisStats().roundTrips(), "one pipelined round trip for the lookup");
             assertTrue(t.load(e[0], b, 2));
             assertTrue(t.load(e[1], b, 3));
@@ -84,7 +86,7 @@ class RedisTierTest {
             assertArrayEquals(Kv.export(a, 0), Kv.export(b, 2));
             assertArrayEquals(Kv.export(a, 1), Kv.export(b, 3));
             assertFalse(t.load(e[2], b, 0), "a key never put is a miss");
-            assertEquals(0, t.leadingHits(Kv.keys(e), 2, 1));
+            assertEquals(0, t.leadingHits(Kv.keys(e), 2, 1, 11));
         }
     }
 
@@ -181,13 +183,17 @@ class RedisTierTest {
             long misses = 0;
             for (TierEntry w : wrong) {
                 assertFalse(t.load(w, b, 0), "served for " + w);
-                assertEquals(++misses, t.redisStats().verificationMisses());
+                if (w.salt() == e[1].salt()) {
+                    assertEquals(++misses, t.redisStats().verificationMisses());
+                } else {
+                    assertEquals(misses, t.redisStats().verificationMisses(), "another salt's key: not found at all");
+                }
             }
             // the value itself damaged in Redis: a flipped payload byte, a flipped header byte, truncated, swapped
             RedisClient raw = RedisClient.create(server.uri());
             try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
-                byte[] k0 = t.keys().block(e[0].key());
-                byte[] k1 = t.keys().block(e[1].key());
+                byte[] k0 = t.keys().block(e[0].salt(), e[0].key());
+                byte[] k1 = t.keys().block(e[1].salt(), e[1].key());
                 byte[] good = c.sync().get(k1);
                 byte[] v0 = c.sync().get(k0);
                 byte[][] damaged = {
@@ -199,7 +205,7 @@ class RedisTierTest {
                     assertFalse(t.load(e[1], b, 0), "served a damaged value");
                     assertEquals(++misses, t.redisStats().verificationMisses());
                     // a lookup checks each value as it arrives: the damaged one ends the hits
-                    assertEquals(1, t.leadingHits(Kv.keys(e), 0, 2));
+                    assertEquals(1, t.leadingHits(Kv.keys(e), 0, 2, 7));
                     assertEquals(++misses, t.redisStats().verificationMisses(), "the lookup counted it");
                     assertFalse(t.load(e[1], b, 0), "served a damaged value after a lookup");
                     assertEquals(++misses, t.redisStats().verificationMisses());
@@ -263,7 +269,12 @@ class RedisTierTest {
         RedisKeys k = RedisKeys.of("m", LAYOUT);
         String key = k.blockString(new PrefixKey(-1, 42));
         assertFalse(key.contains("{") || key.contains("}"), key);
-        assertEquals("kvc:" + k.namespace() + ":ffffffffffffffff000000000000002a", key);
+        assertEquals("kvc:" + k.namespace() + ":0000000000000000:ffffffffffffffff000000000000002a", key);
+        assertEquals("kvc:" + k.namespace() + ":fffffffffffffffe:ffffffffffffffff000000000000002a",
+                k.blockString(-2, new PrefixKey(-1, 42)), "the tenant's salt is spelled out");
+        assertTrue(k.blockString(-2, new PrefixKey(-1, 42)).matches(k.saltPattern(-2).replace("?", ".")));
+        assertFalse(k.blockString(3, new PrefixKey(-1, 42)).matches(k.saltPattern(-2).replace("?", ".")));
+        assertTrue(k.blockString(3, new PrefixKey(-1, 42)).matches(k.blockPattern().replace("?", ".")));
         assertNotEquals(k.namespace(), RedisKeys.of("m2", LAYOUT).namespace());
         assertNotEquals(k.namespace(), RedisKeys.of("m", new KvLayout(2, 2, 32, 16, KvFormats.Q8_0)).namespace());
         assertEquals(k.namespace(), RedisKeys.of("m", new KvLayout(2, 2, 32, 16, KvFormats.F16)).namespace());
