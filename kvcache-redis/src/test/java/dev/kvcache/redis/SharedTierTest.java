@@ -11,6 +11,7 @@ import dev.kvcache.offheap.PagedAttention;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -111,6 +112,42 @@ class SharedTierTest {
             assertEquals(0, b.append(tenant, prompt), "another tenant gets nothing");
             b.free(tenant);
             assertEquals(5, tb.redisStats().loads(), "no load for the other salt or tenant");
+            a.free(qa);
+        }
+    }
+
+    @Test
+    void aSaltedTenantsBlocksLiveUnderItsSaltAndOnlyThatSaltIsServedThem() throws IOException {
+        KvLayout l = new KvLayout(2, 2, 32, 16, KvFormats.F16);
+        int[] prompt = Kv.tokens(16 * 3 + 5, 70);            // 3 full blocks and 5 tokens
+        long salt = -0x1234_5678_9abcL;
+        try (OffHeapKvStore sa = OffHeapKvStore.allocate(l, 8); OffHeapKvStore sb = OffHeapKvStore.allocate(l, 8);
+             RedisTier ta = RedisTier.builder(endpointA, l).model("salted").lookupTimeout(Duration.ofSeconds(2)).build();
+             RedisTier tb = RedisTier.builder(endpointB, l).model("salted").lookupTimeout(Duration.ofSeconds(2)).build();
+             KvCacheManager a = KvCacheManager.builder(l).store(sa).tier(ta).build();
+             KvCacheManager b = KvCacheManager.builder(l).store(sb).tier(tb).build()) {
+            a.addListener(ta.writeOnPublish(sa));
+            Sequence qa = a.open("a", SequenceOptions.DEFAULT.withCacheSalt(salt));
+            assertEquals(0, a.append(qa, prompt));
+            Kv.write(sa, qa, 9, 0, prompt.length);
+            a.commit(qa);
+            assertTrue(ta.awaitWrites(Duration.ofSeconds(5)));
+            assertEquals(3, ta.redisStats().writesDone());
+            String pattern = ta.keys().saltPattern(salt);
+            assertTrue(pattern.contains(":ffffedcba9876544:"), pattern);
+            assertEquals(3L, server.integer("EVAL", "return #redis.call('keys', ARGV[1])", "0", pattern),
+                    "the tenant's three blocks under its salt");
+            assertEquals(0L, server.integer("EVAL", "return #redis.call('keys', ARGV[1])", "0", ta.keys().saltPattern(0)));
+
+            Sequence plain = b.open("plain");
+            assertEquals(0, b.append(plain, prompt), "salt 0 gets nothing");
+            b.free(plain);
+            Sequence qb = b.open("b", SequenceOptions.DEFAULT.withCacheSalt(salt));
+            assertEquals(48, b.append(qb, prompt), "the same salt on another engine is served all three blocks");
+            for (int j = 0; j < 3; j++) {
+                assertArrayEquals(Kv.export(sa, qa.blockTable()[j]), Kv.export(sb, qb.blockTable()[j]), "block " + j);
+            }
+            b.free(qb);
             a.free(qa);
         }
     }
