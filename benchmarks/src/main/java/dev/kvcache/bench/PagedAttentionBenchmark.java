@@ -40,6 +40,8 @@ import java.util.concurrent.TimeUnit;
  *   <li>{@code paged}: {@link PagedAttention#decode} over an {@link OffHeapKvStore} at F32, F16 or
  *       Q8_0 (blocks of 16 tokens, physical blocks in shuffled order, as after allocation churn);</li>
  *   <li>{@code pagedSplit2}: the same with {@link BatchDecoder#decodeSplit} on 2 threads;</li>
+ *   <li>{@code pagedHot}: {@code paged} with the table cycling over {@link #HOT_BLOCKS} physical
+ *       blocks, K and V cache-resident: each format's arithmetic floor;</li>
  *   <li>{@code contiguous}: the same attention over llama3.java-style {@code float[]} caches laid
  *       out {@code [position][kvDim]}, with llama3.java's scalar loop (per head: scores for every
  *       position, softmax, weighted sum): a <em>floor</em> only, no engine that cares runs this;</li>
@@ -84,6 +86,11 @@ public class PagedAttentionBenchmark {
     static final int HEAD_DIM = 128;
     static final int KV_DIM = KV_HEADS * HEAD_DIM;
     static final int BLOCK_TOKENS = 16;
+    /**
+     * Physical blocks {@code pagedHot} reads: 2 blocks of 16 tokens x 8 KV heads, K and V, 256 KiB
+     * at F32, so every read hits the caches.
+     */
+    static final int HOT_BLOCKS = 2;
     /** Threads for {@code pagedSplit2}: the 2 cores of the VM these numbers come from. */
     static final int SPLIT_THREADS = 2;
 
@@ -97,6 +104,8 @@ public class PagedAttentionBenchmark {
 
         OffHeapKvStore store;
         int[] table;
+        /** {@code pagedHot}'s table: logical block i reads physical block {@code table[i % HOT_BLOCKS]}. */
+        int[] hotTable;
         float[] q;
         float[] out;
         ForkJoinPool pool;
@@ -118,6 +127,10 @@ public class PagedAttentionBenchmark {
                 int t = table[i];
                 table[i] = table[j];
                 table[j] = t;
+            }
+            hotTable = new int[blocks];
+            for (int i = 0; i < blocks; i++) {
+                hotTable[i] = table[i % HOT_BLOCKS];
             }
             float[] k = new float[KV_DIM];
             float[] v = new float[KV_DIM];
@@ -267,6 +280,19 @@ public class PagedAttentionBenchmark {
     @Benchmark
     public void paged(Paged s, Blackhole bh) {
         PagedAttention.decode(s.store, 0, s.q, QUERY_HEADS, s.table, s.tokens, s.out);
+        bh.consume(s.out);
+    }
+
+    /**
+     * The arithmetic floor of {@code paged}: the same step, the same number of positions and the
+     * same kernels, with every logical block mapped onto one of {@link #HOT_BLOCKS} physical blocks,
+     * so K and V come from the caches instead of DRAM. What is left is each format's compute
+     * (widening, FMAs, reductions, the softmax): a quantized format cannot decode faster than
+     * this, whatever its bytes.
+     */
+    @Benchmark
+    public void pagedHot(Paged s, Blackhole bh) {
+        PagedAttention.decode(s.store, 0, s.q, QUERY_HEADS, s.hotTable, s.tokens, s.out);
         bh.consume(s.out);
     }
 
