@@ -28,7 +28,9 @@ import java.util.concurrent.ArrayBlockingQueue;
  * <p>Values larger than a pooled buffer (a long scope or a foreign value) are decoded into a
  * heap buffer of their own, which verification then rejects or accepts like any other. The
  * pool keeps at most {@code maxPooled} buffers; its memory is the direct buffers' own, which the
- * garbage collector releases once the tier and its connection are gone.
+ * garbage collector releases once the tier and its connection are gone (there is no explicit
+ * free, since a value may still be arriving into a buffer when the tier closes). When the JVM's
+ * direct memory limit is reached, a value is decoded into a heap buffer instead.
  */
 final class ValueBuffers implements RedisCodec<byte[], ByteBuffer> {
 
@@ -64,7 +66,12 @@ final class ValueBuffers implements RedisCodec<byte[], ByteBuffer> {
         } else {
             d = free.poll();
             if (d == null) {
-                d = ByteBuffer.allocateDirect(capacity);
+                try {
+                    d = ByteBuffer.allocateDirect(capacity);
+                } catch (OutOfMemoryError e) {
+                    // -XX:MaxDirectMemorySize reached: this value on the heap, as ByteArrayCodec would
+                    d = ByteBuffer.allocate(capacity);
+                }
             }
             d.clear();
         }
