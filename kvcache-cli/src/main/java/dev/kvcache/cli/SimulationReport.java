@@ -147,8 +147,9 @@ final class SimulationReport {
             parts.add(Sizes.count(r.windowReleasedBlocks()) + " blocks released from live sequences");
         }
         if (c.idleRelease() && !b.config().idleRelease()) {
-            parts.add(String.format(Locale.ROOT, "freed %d stalled streams holding %s after %d idle steps",
-                    r.idleReleased(), Sizes.human(r.idleReleasedBytes()), settings.idleDeadlineSteps()));
+            parts.add(String.format(Locale.ROOT,
+                    "freed %d stalled streams after %d idle steps, holding %s between them (a shared block counted in each)",
+                    r.idleReleased(), settings.idleDeadlineSteps(), Sizes.human(r.idleReleasedBytes())));
         }
         if (c.longPool() && !b.config().longPool()) {
             parts.add(String.format(Locale.ROOT, "long-context routes capped at %.0f%% of the pool, admitted apart",
