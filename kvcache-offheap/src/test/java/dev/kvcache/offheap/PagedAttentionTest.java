@@ -277,13 +277,19 @@ class PagedAttentionTest {
             for (int i = 0; i < 3000; i++) {
                 PagedAttention.decode(h.store, 0, q, 8, table, 200, out);
             }
+            // steady state: a window of 500 decodes with no garbage. On a loaded machine C2 may
+            // still be compiling after the warm-up, so up to 8 windows are tried; a kernel that
+            // boxes allocates in every one of them
             long tid = Thread.currentThread().threadId();
-            long before = mx.getThreadAllocatedBytes(tid);
-            for (int i = 0; i < 500; i++) {
-                PagedAttention.decode(h.store, 0, q, 8, table, 200, out);
+            long allocated = Long.MAX_VALUE;
+            for (int window = 0; window < 8 && allocated >= 1024; window++) {
+                long before = mx.getThreadAllocatedBytes(tid);
+                for (int i = 0; i < 500; i++) {
+                    PagedAttention.decode(h.store, 0, q, 8, table, 200, out);
+                }
+                allocated = mx.getThreadAllocatedBytes(tid) - before;
             }
-            long allocated = mx.getThreadAllocatedBytes(tid) - before;
-            assertTrue(allocated < 1024, f + ": 500 decodes allocated " + allocated + " bytes");
+            assertTrue(allocated < 1024, f + ": 500 decodes allocated " + allocated + " bytes in the last of 8 windows");
         }
     }
 
