@@ -28,7 +28,7 @@ import java.util.concurrent.TimeoutException;
  * other engine of the same model and layout.
  *
  * <h2>Keys and values</h2>
- * A block lives under {@link RedisKeys#block} ({@code kvc:<namespace>:<prefix key>}); its
+ * A block lives under {@link RedisKeys#block(long, PrefixKey)} ({@code kvc:<namespace>:<salt>:<prefix key>}); its
  * value (see {@code BlockValue}) is a header with the key, parent key, salt, scope, token ids,
  * layout fingerprint and two CRC32C checksums, then the block's bytes in the store's format. No
  * hash tags: in a cluster the blocks spread over every slot.
@@ -466,6 +466,7 @@ public final class RedisTier implements KvTier {
                     for (RedisFuture<ByteBuffer> f : fs) {
                         f.cancel(false);
                     }
+                    releaseUnread(fs, hits); // those that had arrived before the cancel
                     breaker.failure();
                     c.lookupHits.add(found + hits);
                     return found + hits;
@@ -473,12 +474,29 @@ public final class RedisTier implements KvTier {
                 breaker.success();
                 found += hits;
                 if (hits < b) {
+                    releaseUnread(fs, hits + 1); // the answers after the miss: read by no one
                     break;
                 }
             }
             c.lookupHits.add(found);
             return found;
         }
+    }
+
+    /**
+     * Gives back, as each arrives, the buffers of answers {@code fs[from..]} that this lookup will
+     * not read. No one else can read them (the futures are this call's), so the pool may reuse
+     * them; a cancelled future never runs the callback, and its late value is left to the GC.
+     */
+    private void releaseUnread(RedisFuture<ByteBuffer>[] fs, int from) {
+        for (int i = from; i < fs.length; i++) {
+            fs[i].thenAccept(buffers::release);
+        }
+    }
+
+    /** Buffers in the lookup codec's pool now (for tests). */
+    int pooledBuffers() {
+        return buffers.pooled();
     }
 
     private RedisFuture<ByteBuffer> get(RedisEndpoint.Link<ByteBuffer> link, byte[] key, GetExArgs ex) {

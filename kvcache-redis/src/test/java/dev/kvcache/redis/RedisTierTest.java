@@ -144,6 +144,33 @@ class RedisTierTest {
     }
 
     @Test
+    void theAnswersAfterALookupsFirstMissGoBackToThePool() {
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16 * 6, 321), 0, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 6); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 6);
+             RedisTier t = tier()) {
+            for (int i = 0; i < 6; i++) {
+                Kv.fillBlock(a, i, 200 + i);
+                if (i != 2) {
+                    assertTrue(t.put(e[i], a, i));                     // block 2 missing: a hole in the chain
+                }
+            }
+            assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
+            int pooled = t.pooledBuffers();
+            assertEquals(2, t.leadingHits(Kv.keys(e), 0, 6));
+            long end = System.nanoTime() + Duration.ofSeconds(5).toNanos();
+            while (t.pooledBuffers() < pooled + 3 && System.nanoTime() < end) {
+                RedisTimeouts.sleep(1);
+            }
+            assertEquals(pooled + 3, t.pooledBuffers(), "blocks 3, 4 and 5 arrived after the miss: back in the pool");
+            for (int i = 0; i < 2; i++) {                               // the kept two still load intact
+                assertTrue(t.load(e[i], b, i));
+                assertArrayEquals(Kv.export(a, i), Kv.export(b, i));
+            }
+            assertEquals(pooled + 5, t.pooledBuffers());
+        }
+    }
+
+    @Test
     void aLoadNotPrefetchedFetchesItsValue() {
         TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 9), 3, "tenant-a");
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
