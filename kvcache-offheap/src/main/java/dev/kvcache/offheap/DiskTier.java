@@ -268,8 +268,9 @@ public final class DiskTier implements KvTier {
      * block -1, and {@link dev.kvcache.KvCacheEvent.AllBlocksCleared} when it closes: what a KV-event
      * publisher reports under the tier's medium (e.g. {@code KvEventPublisher.tierListener("DISK")}
      * in kvcache-redis). Setting a listener first reports every block held now. {@code l} is called
-     * under the tier's lock after each change and must not block or call the tier; an exception it
-     * throws is counted ({@link #listenerFailures}) and ignored: the change stands.
+     * once each change is whole, outside the tier's lock, in the order of the changes, on a thread
+     * that made one; it may call the tier. An exception it throws is counted
+     * ({@link #listenerFailures}) and ignored: the change stands.
      *
      * @param l the listener, or null to stop reporting
      * @return this tier
@@ -282,6 +283,7 @@ public final class DiskTier implements KvTier {
                 events.stored(e);
             }
         }
+        events.flush();
         return this;
     }
 
@@ -291,9 +293,7 @@ public final class DiskTier implements KvTier {
      * @return the count since it was built
      */
     public long listenerFailures() {
-        synchronized (lock) {
-            return events.failures();
-        }
+        return events.failures(); // not under the tier's lock: a listener running now may hold the tier
     }
 
     @Override
@@ -393,6 +393,14 @@ public final class DiskTier implements KvTier {
 
     @Override
     public boolean put(TierEntry entry, KvStore store, int block) {
+        try {
+            return putLocked(entry, store, block);
+        } finally {
+            events.flush(); // outside the lock, once the change is whole
+        }
+    }
+
+    private boolean putLocked(TierEntry entry, KvStore store, int block) {
         Objects.requireNonNull(entry, "entry");
         Objects.requireNonNull(store, "store");
         synchronized (lock) {
@@ -479,6 +487,14 @@ public final class DiskTier implements KvTier {
 
     @Override
     public boolean load(TierEntry expected, KvStore store, int block) {
+        try {
+            return loadLocked(expected, store, block);
+        } finally {
+            events.flush(); // outside the lock, once the change is whole
+        }
+    }
+
+    private boolean loadLocked(TierEntry expected, KvStore store, int block) {
         Objects.requireNonNull(expected, "expected");
         Objects.requireNonNull(store, "store");
         synchronized (lock) {
@@ -540,6 +556,14 @@ public final class DiskTier implements KvTier {
 
     @Override
     public boolean remove(PrefixKey key) {
+        try {
+            return removeLocked(key);
+        } finally {
+            events.flush(); // outside the lock, once the change is whole
+        }
+    }
+
+    private boolean removeLocked(PrefixKey key) {
         Objects.requireNonNull(key, "key");
         synchronized (lock) {
             checkOpen();
@@ -564,6 +588,14 @@ public final class DiskTier implements KvTier {
     /** Releases the directory's lock and the buffer. Idempotent; the files stay. */
     @Override
     public void close() {
+        try {
+            closeLocked();
+        } finally {
+            events.flush();
+        }
+    }
+
+    private void closeLocked() {
         synchronized (lock) {
             if (closed) {
                 return;

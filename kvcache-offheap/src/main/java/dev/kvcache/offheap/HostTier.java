@@ -290,8 +290,9 @@ public final class HostTier implements KvTier {
      * block -1, and {@link dev.kvcache.KvCacheEvent.AllBlocksCleared} when it closes: what a KV-event
      * publisher reports under the tier's medium (e.g. {@code KvEventPublisher.tierListener("CPU")}
      * in kvcache-redis). Setting a listener first reports every block held now. {@code l} is called
-     * under the tier's lock after each change and must not block or call the tier; an exception it
-     * throws is counted ({@link #listenerFailures}) and ignored: the change stands.
+     * once each change is whole, outside the tier's lock, in the order of the changes, on a thread
+     * that made one; it may call the tier. An exception it throws is counted
+     * ({@link #listenerFailures}) and ignored: the change stands.
      *
      * @param l the listener, or null to stop reporting
      * @return this tier
@@ -306,6 +307,7 @@ public final class HostTier implements KvTier {
                 }
             }
         }
+        events.flush();
         return this;
     }
 
@@ -315,9 +317,7 @@ public final class HostTier implements KvTier {
      * @return the count since it was built
      */
     public long listenerFailures() {
-        synchronized (lock) {
-            return events.failures();
-        }
+        return events.failures(); // not under the tier's lock: a listener running now may hold the tier
     }
 
     @Override
@@ -396,6 +396,14 @@ public final class HostTier implements KvTier {
 
     @Override
     public boolean put(TierEntry entry, KvStore store, int block) {
+        try {
+            return putLocked(entry, store, block);
+        } finally {
+            events.flush(); // outside the lock, once the change is whole
+        }
+    }
+
+    private boolean putLocked(TierEntry entry, KvStore store, int block) {
         Objects.requireNonNull(entry, "entry");
         Objects.requireNonNull(store, "store");
         synchronized (lock) {
@@ -489,6 +497,14 @@ public final class HostTier implements KvTier {
 
     @Override
     public boolean load(TierEntry expected, KvStore store, int block) {
+        try {
+            return loadLocked(expected, store, block);
+        } finally {
+            events.flush(); // outside the lock, once the change is whole
+        }
+    }
+
+    private boolean loadLocked(TierEntry expected, KvStore store, int block) {
         Objects.requireNonNull(expected, "expected");
         Objects.requireNonNull(store, "store");
         synchronized (lock) {
@@ -547,6 +563,14 @@ public final class HostTier implements KvTier {
 
     @Override
     public boolean remove(PrefixKey key) {
+        try {
+            return removeLocked(key);
+        } finally {
+            events.flush(); // outside the lock, once the change is whole
+        }
+    }
+
+    private boolean removeLocked(PrefixKey key) {
         Objects.requireNonNull(key, "key");
         synchronized (lock) {
             checkOpen();
@@ -571,6 +595,14 @@ public final class HostTier implements KvTier {
     /** Frees the host memory. Idempotent; afterwards every call but name, stats and close throws. */
     @Override
     public void close() {
+        try {
+            closeLocked();
+        } finally {
+            events.flush();
+        }
+    }
+
+    private void closeLocked() {
         synchronized (lock) {
             if (closed) {
                 return;

@@ -129,6 +129,45 @@ class TierEventsTest {
     }
 
     @Test
+    void aListenerThatCallsTheTierSeesItWholeAndHearsEveryChangeInOrder() {
+        TierEntry[] all = chain(8, 6);
+        try (OffHeapKvStore store = OffHeapKvStore.allocate(LAYOUT, 4);
+             HostTier t = HostTier.allocate(LAYOUT, 3 * LAYOUT.bytesPerBlock())) {
+            Mirror m = new Mirror();
+            int[] depth = {0};
+            t.listener(e -> {
+                m.onEvent(e);
+                // a hostile listener: every removal it hears puts the block back (evicting another),
+                // from inside the delivery, at most a few levels deep
+                if (e instanceof KvCacheEvent.BlockRemoved r && depth[0] < 3) {
+                    depth[0]++;
+                    try {
+                        for (TierEntry x : all) {
+                            if (x.key().equals(r.key())) {
+                                t.put(x, store, 0);
+                            }
+                        }
+                    } finally {
+                        depth[0]--;
+                    }
+                }
+            });
+            java.util.SplittableRandom r = new java.util.SplittableRandom(System.nanoTime());
+            for (int step = 0; step < 100; step++) {
+                TierEntry e = all[r.nextInt(all.length)];
+                if (r.nextBoolean()) {
+                    t.put(e, store, r.nextInt(4));
+                } else {
+                    t.remove(e.key());
+                }
+                assertEquals(holding(t, all), m.held, "step " + step);
+                assertTrue(t.stats().blocks() <= 3);
+            }
+            assertEquals(0, t.listenerFailures());
+        }
+    }
+
+    @Test
     void aListenerThatThrowsIsCountedAndChangesNothing() {
         TierEntry[] all = chain(3, 5);
         try (OffHeapKvStore store = OffHeapKvStore.allocate(LAYOUT, 4);
