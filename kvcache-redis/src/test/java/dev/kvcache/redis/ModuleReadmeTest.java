@@ -18,13 +18,7 @@ class ModuleReadmeTest {
 
     @Test
     void theReadmeBlocksCompile(@TempDir Path tmp) throws Exception {
-        List<ReadmeSnippets.Snippet> blocks = ReadmeSnippets.javaBlocks(Path.of("README.md"));
-        assertEquals(EXPECTED, blocks.size(), "Java blocks in kvcache-redis/README.md");
-        for (ReadmeSnippets.Snippet s : blocks) {
-            try (ReadmeSnippets.Compiled c = ReadmeSnippets.compile(s, IMPORTS, tmp)) {
-                assertEquals(s, c.snippet());
-            }
-        }
+        assertEquals(EXPECTED, ReadmeSnippets.compileAll(Path.of("README.md"), EXPECTED, IMPORTS, tmp));
     }
 
     private static final int EXPECTED = 3;

@@ -207,6 +207,33 @@ public final class ReadmeSnippets {
     }
 
     /**
+     * Compiles every Java block of {@code markdown} as it stands (not run): what a module whose
+     * README names a server or a model directory this machine lacks can check.
+     *
+     * @param markdown the README
+     * @param expected how many Java blocks it must have (so a block that stops being one is noticed)
+     * @param imports  what to import
+     * @param workDir  a scratch directory
+     * @return the number of blocks compiled, {@code expected}
+     * @throws AssertionError the README has another number of Java blocks, or one does not compile
+     * @throws IOException    the README cannot be read or the scratch directory written
+     */
+    public static int compileAll(Path markdown, int expected, List<String> imports, Path workDir) throws IOException {
+        List<Snippet> blocks = javaBlocks(markdown);
+        if (blocks.size() != expected) {
+            throw new AssertionError(markdown + " has " + blocks.size() + " Java blocks; expected " + expected);
+        }
+        for (Snippet s : blocks) {
+            try (Compiled c = compile(s, imports, workDir)) {
+                if (!s.equals(c.snippet())) {
+                    throw new AssertionError("compiled " + c.snippet() + " for " + s);
+                }
+            }
+        }
+        return blocks.size();
+    }
+
+    /**
      * {@link #compile(Snippet, List, Path)} for a statements block whose generated method returns
      * {@code resultExpression} (evaluated after the block, in its scope), for {@link Compiled#call()}.
      *

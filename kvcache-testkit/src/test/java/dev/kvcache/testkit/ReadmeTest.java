@@ -62,6 +62,16 @@ class ReadmeTest {
     }
 
     @Test
+    void compileAllChecksTheCountAndEveryBlock(@TempDir Path tmp) throws Exception {
+        Path md = Files.writeString(tmp.resolve("TWO.md"), "```java\nint x = 1;\n```\n\n```java\nString s = \"a\";\n```\n");
+        assertEquals(2, ReadmeSnippets.compileAll(md, 2, List.of(), tmp));
+        AssertionError count = assertThrows(AssertionError.class, () -> ReadmeSnippets.compileAll(md, 3, List.of(), tmp));
+        assertTrue(count.getMessage().contains("2 Java blocks; expected 3"), count.getMessage());
+        Path bad = Files.writeString(tmp.resolve("BAD.md"), "```java\nint x = 1;\n```\n\n```java\nString s = 2;\n```\n");
+        assertThrows(AssertionError.class, () -> ReadmeSnippets.compileAll(bad, 2, List.of(), tmp));
+    }
+
+    @Test
     void aBlockThatThrowsFailsTheRun(@TempDir Path tmp) throws Exception {
         Path md = Files.writeString(tmp.resolve("THROWS.md"),
                 "```java\nif (true) throw new IllegalStateException(\"from the README\");\n```\n");
