@@ -152,9 +152,9 @@ final class FleetSimulation {
         long hits = 0;
         double prefill = 0;
         long serial = 0;
-        for (int k = 0; k < rounds && requests < MAX_REQUESTS && prompt < MAX_PROMPT_TOKENS; k++) {
-            for (int s = 0; s < widest && requests < MAX_REQUESTS && prompt < MAX_PROMPT_TOKENS; s++) {
-                for (int ri = 0; ri < routes.size() && requests < MAX_REQUESTS && prompt < MAX_PROMPT_TOKENS; ri++) {
+        for (int k = 0; k < rounds && within(requests, prompt); k++) {
+            for (int s = 0; s < widest && within(requests, prompt); s++) {
+                for (int ri = 0; ri < routes.size() && within(requests, prompt); ri++) {
                     Workload.Route spec = routes.get(ri);
                     if (s >= spec.sessions()) {
                         continue;
@@ -164,8 +164,7 @@ final class FleetSimulation {
                     for (int t = 0; t < promptIds.length; t++) {
                         promptIds[t] = q.tokenAt(t);
                     }
-                    int target = routing == Routing.ROUTER
-                            ? Integer.parseInt(router.route(promptIds, 0L).instance().substring(1))
+                    int target = routing == Routing.ROUTER ? ids.indexOf(router.route(promptIds, 0L).instance())
                             : random.nextInt(n);
                     while (inFlight.size() >= sessions) {
                         finish(inFlight.poll(), managers, router, ids, load);
@@ -237,5 +236,10 @@ final class FleetSimulation {
             }
         }
         return false;
+    }
+
+    /** Whether a row may replay another request: both bounds of one row's work. */
+    private static boolean within(long requests, long promptTokens) {
+        return requests < MAX_REQUESTS && promptTokens < MAX_PROMPT_TOKENS;
     }
 }
