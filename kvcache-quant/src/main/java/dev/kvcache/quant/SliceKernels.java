@@ -160,12 +160,7 @@ public interface SliceKernels {
      */
     default void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                               float[] q, int qOff, int heads, float scale, float[] scores, int sOff) {
-        if (heads < 1) {
-            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
-        }
-        for (int j = 0; j < heads; j++) {
-            dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * rows);
-        }
+        dotRowsGroup(slice, off, rows, count, dim, q, qOff, heads, scale, scores, sOff, rows);
     }
 
     /**
@@ -194,12 +189,8 @@ public interface SliceKernels {
      */
     default void dotRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                               float[] q, int qOff, int heads, float scale, float[] scores, int sOff, int sStride) {
-        if (heads < 1) {
-            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
-        }
-        if (sStride < count) {
-            throw new IllegalArgumentException("sStride must be >= count=" + count + ", got " + sStride);
-        }
+        Checks.rows("heads", heads, 1);
+        Checks.stride("sStride", sStride, count);
         for (int j = 0; j < heads; j++) {
             dotRows(slice, off, rows, count, dim, q, qOff + j * dim, scale, scores, sOff + j * sStride);
         }
@@ -228,12 +219,7 @@ public interface SliceKernels {
      */
     default void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                                      float[] w, int wOff, int heads, float[] acc, int aOff) {
-        if (heads < 1) {
-            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
-        }
-        for (int j = 0; j < heads; j++) {
-            accumulateRows(slice, off, rows, count, dim, w, wOff + j * rows, acc, aOff + j * dim);
-        }
+        accumulateRowsGroup(slice, off, rows, count, dim, w, wOff, rows, heads, acc, aOff);
     }
 
     /**
@@ -260,12 +246,8 @@ public interface SliceKernels {
      */
     default void accumulateRowsGroup(MemorySegment slice, long off, int rows, int count, int dim,
                                      float[] w, int wOff, int wStride, int heads, float[] acc, int aOff) {
-        if (heads < 1) {
-            throw new IllegalArgumentException("heads must be >= 1, got " + heads);
-        }
-        if (wStride < count) {
-            throw new IllegalArgumentException("wStride must be >= count=" + count + ", got " + wStride);
-        }
+        Checks.rows("heads", heads, 1);
+        Checks.stride("wStride", wStride, count);
         for (int j = 0; j < heads; j++) {
             accumulateRows(slice, off, rows, count, dim, w, wOff + j * wStride, acc, aOff + j * dim);
         }
