@@ -43,8 +43,9 @@ import java.util.concurrent.ForkJoinPool;
  * 16-token block (two lane reductions and three calls per query head), Q4_0 and Q5_0 took 1.12x
  * the time of the same kernels over one contiguous slice, and 1.00-1.02x with blocks of 64; with
  * chunks, 0.97-1.06x at blocks of 16 (PagedAttentionBenchmark at 32k tokens, 2026-12-03,
- * kvcache-quant/bench-results/paged-chunks-2026-12-03.txt). Those kernels dequantize inside the dot product / weighted sum, so quantized
- * formats read their compressed bytes only and no dequantized copy of the sequence exists.
+ * kvcache-quant/bench-results/paged-chunks-2026-12-03.txt, runs 1-4). Those kernels dequantize
+ * inside the dot product / weighted sum, so quantized formats read their compressed bytes only and
+ * no dequantized copy of the sequence exists.
  * Partially written blocks of block formats (FP8, KIVI) are read from the store's full-precision
  * staging slot with the F32 kernels.
  *
