@@ -494,9 +494,9 @@ public final class RedisTier implements KvTier {
         }
     }
 
-    /** Buffers in the lookup codec's pool now (for tests). */
-    int pooledBuffers() {
-        return buffers.pooled();
+    /** The lookup codec's pool (for tests). */
+    ValueBuffers valueBuffers() {
+        return buffers;
     }
 
     private RedisFuture<ByteBuffer> get(RedisEndpoint.Link<ByteBuffer> link, byte[] key, GetExArgs ex) {

@@ -4,6 +4,7 @@ import io.lettuce.core.codec.RedisCodec;
 
 import java.nio.ByteBuffer;
 import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The codec of a tier's lookup connection: it decodes each value into a reused direct buffer
@@ -36,6 +37,9 @@ final class ValueBuffers implements RedisCodec<byte[], ByteBuffer> {
 
     private final int capacity;
     private final ArrayBlockingQueue<ByteBuffer> free;
+    /** Pool-sized buffers ever created, and values ever decoded (tests count the ones out). */
+    private final LongAdder created = new LongAdder();
+    private final LongAdder decoded = new LongAdder();
 
     /**
      * @param capacity  bytes of one pooled buffer: the largest value it decodes natively
@@ -72,10 +76,12 @@ final class ValueBuffers implements RedisCodec<byte[], ByteBuffer> {
                     // -XX:MaxDirectMemorySize reached: this value on the heap, as ByteArrayCodec would
                     d = ByteBuffer.allocate(capacity);
                 }
+                created.increment();
             }
             d.clear();
         }
         d.put(bytes).flip();
+        decoded.increment();
         return d;
     }
 
@@ -102,6 +108,19 @@ final class ValueBuffers implements RedisCodec<byte[], ByteBuffer> {
     /** Buffers in the pool now (for tests). */
     int pooled() {
         return free.size();
+    }
+
+    /**
+     * Pool-sized buffers out of the pool now: created minus pooled, i.e. held by a value someone
+     * still reads, or dropped (for tests; exact only once no value is being decoded).
+     */
+    long outstanding() {
+        return created.sum() - free.size();
+    }
+
+    /** Values decoded so far (for tests). */
+    long decoded() {
+        return decoded.sum();
     }
 
     /** Drops every pooled buffer (the tier is closing). */

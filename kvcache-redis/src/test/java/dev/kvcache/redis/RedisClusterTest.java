@@ -52,9 +52,9 @@ class RedisClusterTest {
         int[] prompt = Kv.tokens(16 * blocks, 11);
         TierEntry[] e = Kv.entries(LAYOUT, prompt, 0, null);
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, blocks + 1); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, blocks + 1);
-             RedisTier ta = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2))
+             RedisTier ta = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(10))
                      .writeTimeout(Duration.ofSeconds(10)).build(); // placement, not deadlines (RedisFailureTest): a fresh cluster opens node connections slowly
-             RedisTier tb = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2))
+             RedisTier tb = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(10))
                      .writeTimeout(Duration.ofSeconds(10)).build(); // placement, not deadlines (RedisFailureTest): a fresh cluster opens node connections slowly
              KvCacheManager ma = KvCacheManager.builder(LAYOUT).store(a).tier(ta).build();
              KvCacheManager mb = KvCacheManager.builder(LAYOUT).store(b).tier(tb).build()) {
@@ -76,7 +76,8 @@ class RedisClusterTest {
 
             long trips = tb.redisStats().roundTrips();
             Sequence qb = mb.open("b");
-            assertEquals(16 * (blocks - 1), mb.append(qb, prompt), "every full block but the last (kept for the next token) is served");
+            assertEquals(16 * (blocks - 1), mb.append(qb, prompt),
+                    () -> "every full block but the last (kept for the next token) is served: " + tb.redisStats() + " " + tb.lastError());
             assertEquals(trips + 2, tb.redisStats().roundTrips(), "two batches of 32 keys: one flush each");
             for (int j = 0; j < blocks - 1; j++) {
                 assertArrayEquals(Kv.export(a, qa.blockTable()[j]), Kv.export(b, qb.blockTable()[j]), "block " + j);
