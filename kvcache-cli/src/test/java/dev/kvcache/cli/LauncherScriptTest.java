@@ -47,8 +47,9 @@ class LauncherScriptTest {
         fakeJdk = root.resolve("jdk");
         Files.createDirectories(fakeJdk.resolve("bin"));
         Files.writeString(fakeJdk.resolve("release"), "JAVA_VERSION=\"25.0.3\"\n");
-        // prints its first program argument's script: "out:X" to stdout, "err:X" to stderr,
-        // "warn" for the JVM's incubator notice, "stdin" copies stdin to stdout, "exit:N" exits N
+        // runs its program arguments as a script: "out:X" to stdout, "err:X" to stderr, "warn" for
+        // the JVM's incubator notice, "stdin" copies stdin to stdout, "exit:N" exits N, "sleep"
+        // writes its pid to $KVCACHE_TEST_PIDFILE and becomes a long sleep
         Files.writeString(fakeJdk.resolve("bin").resolve("java"), """
                 #!/bin/sh
                 while [ "$1" != "-jar" ]; do shift; done
@@ -60,6 +61,7 @@ class LauncherScriptTest {
                     err:*) echo "${a#err:}" >&2 ;;
                     stdin) cat ;;
                     exit:*) exit "${a#exit:}" ;;
+                    sleep) echo $$ > "$KVCACHE_TEST_PIDFILE"; exec sleep 60 ;;
                   esac
                 done
                 """);
@@ -115,6 +117,26 @@ class LauncherScriptTest {
             Run r = launch("", "warn", "err:kvcache: bad value " + i, "exit:2");
             assertEquals("kvcache: bad value " + i + "\n", r.err(), "run " + i);
         }
+    }
+
+    @Test
+    void aTermSentToTheLauncherReachesTheJvm() throws Exception {
+        Path pidFile = root.resolve("java.pid");
+        ProcessBuilder pb = new ProcessBuilder(root.resolve("bin").resolve("kvcache").toString(), "warn", "sleep")
+                .redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectError(ProcessBuilder.Redirect.DISCARD);
+        pb.environment().put("KVCACHE_JAVA_HOME", fakeJdk.toString());
+        pb.environment().put("KVCACHE_TEST_PIDFILE", pidFile.toString());
+        Process p = pb.start();
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while ((!Files.exists(pidFile) || Files.readString(pidFile).isBlank()) && System.nanoTime() < end) {
+            Thread.sleep(10);
+        }
+        long javaPid = Long.parseLong(Files.readString(pidFile).trim());
+        p.destroy(); // SIGTERM to the launcher only, as ProcessBuilder, systemd's main-pid kill or `kill PID` do
+        assertTrue(p.waitFor(20, TimeUnit.SECONDS), "the launcher did not return after TERM");
+        assertEquals(128 + 15, p.exitValue(), "the JVM's exit status: killed by TERM");
+        java.util.Optional<ProcessHandle> java = ProcessHandle.of(javaPid);
+        assertTrue(java.isEmpty() || java.get().onExit().get(10, TimeUnit.SECONDS) != null, "the JVM was left running");
     }
 
     @Test
