@@ -10,9 +10,7 @@ import dev.kvcache.TierStats;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.Arrays;
 import java.util.Objects;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.zip.CRC32C;
 
 /**
@@ -32,19 +30,13 @@ import java.util.zip.CRC32C;
  *
  * <h2>Bookkeeping</h2>
  * Per slot: its {@link TierEntry} (a private copy: the token ids are cloned, so a caller reusing
- * its array cannot change what a copy is verified against), a CRC32C of its bytes taken at
- * {@link #put}, and its links in an intrusive doubly linked LRU list kept in two {@code int[]}s
- * (most recently used at the head). Free slots are chained through the same {@code next} array.
- * Keys find slots through an open-addressing (linear probing) table of slot indices, so no object
- * exists per slot beyond the entry itself. Invariants, under the lock at every return:
- * <ul>
- *   <li>a slot is either free (on the free chain, entry null) or held (in the LRU list, in the key
- *       table, entry set, and its checksum either set or pending, see below) - never both, never
- *       half recorded;</li>
- *   <li>{@code blocks} is the number of held slots, {@code <= capacity}, and
- *       {@code bytes == blocks * bytesPerBlock};</li>
- *   <li>each key is held at most once.</li>
- * </ul>
+ * its array cannot change what a copy is verified against) and a CRC32C of its bytes taken at
+ * {@link #put}. Which slot holds which key, the LRU order and the free slots are a
+ * {@link SlotIndex} (an intrusive LRU list and a free chain in {@code int[]}s, an open-addressing
+ * key table), so no object exists per slot beyond the entry itself. Invariants, under the lock at
+ * every return: {@link SlotIndex}'s (a slot is free or held, never both, never half recorded;
+ * each key held at most once), a held slot's checksum is either set or pending (see below), and
+ * {@code bytes == blocks * bytesPerBlock} with {@code blocks} the held slots.
  *
  * <h2>Put</h2>
  * A key already held with a matching entry is only touched (moved to the head; it counts as a put,
@@ -64,26 +56,14 @@ import java.util.zip.CRC32C;
  * {@link #allocate(KvLayout, long, Checksum) allocate(layout, budget, Checksum.ASYNC)} the put
  * copies the block, records the slot with its checksum <em>pending</em>, queues the slot and
  * returns; one daemon thread owned by the tier ({@code "kvcache-HostTier-<n>-checksum"}) takes the
- * CRC32C later. Invariants, under the lock at every return, on top of the ones above:
- * <ul>
- *   <li>every slot has a generation, bumped whenever its content or its holder changes (a put
- *       into it, a drop); a queued checksum is {@code (slot, generation)} and is computed only if
- *       the slot is still held, still pending, at that generation;</li>
- *   <li>at most one slot is <em>busy</em>: the one whose bytes the thread is reading, outside the
- *       lock. A busy slot is never written, reused or freed: a put that would take it (it is the
- *       LRU tail, or the head of the free chain), a load of it, {@link #corruptForTest} and
- *       {@link #close()} wait until the thread has finished that one pass (one CRC32C of one
- *       block: bounded), then start over;</li>
- *   <li>the thread publishes its result under the lock, and only if the slot's generation is the
- *       one it read: a slot dropped meanwhile keeps no stale checksum;</li>
- *   <li>a {@link #load} of a pending slot takes its checksum itself first (under the lock, as a
- *       synchronous put would have), so no load is served from a slot without one; a load of the
- *       busy slot waits for it;</li>
- *   <li>the queue is bounded (at most {@code min(capacity, 1024)} entries); a put finding it full
- *       takes the checksum synchronously. A checksum is never dropped, a put never waits for the
- *       queue;</li>
- *   <li>{@link #close()} stops the thread and joins it before it frees the memory.</li>
- * </ul>
+ * CRC32C later. That machinery and its invariants (generations, the one <em>busy</em> slot that
+ * nothing writes, reuses or frees while the thread reads it, results published only at the
+ * generation read, the bounded queue that a full put bypasses by taking the checksum itself, the
+ * thread stopped and joined by {@link #close()} before the memory is freed) are
+ * {@link AsyncChecksums}. A {@link #load} of a pending slot takes its checksum itself first (under
+ * the lock, as a synchronous put would have), so no load is served from a slot without one; a
+ * load of the busy slot, a put that would take it, {@link #corruptForTest} and {@link #close()}
+ * wait for its one pass.
  * What a checksum proves is unchanged in kind: the bytes loaded are the bytes the checksum was
  * taken of. A fault between the export and that checksum is not caught in either mode; in this
  * mode that window is the queue's delay (microseconds when the thread keeps up) rather than zero.
@@ -141,9 +121,7 @@ public final class HostTier implements KvTier {
         ASYNC
     }
 
-    private static final int NONE = -1;
-    private static final int MAX_QUEUE = 1024;
-    private static final AtomicInteger SERIAL = new AtomicInteger();
+    private static final int NONE = SlotIndex.NONE;
 
     private final KvLayout layout;
     private final long fingerprint;
@@ -153,45 +131,15 @@ public final class HostTier implements KvTier {
     private final MemorySegment memory;
 
     private final Object lock = new Object();
-    private final TierEntry[] entries;
+    private final SlotIndex index;
     private final int[] crcs;
-    /** LRU links of held slots (toward the tail / toward the head); next also chains free slots. */
-    private final int[] next;
-    private final int[] prev;
-    private int head = NONE;
-    private int tail = NONE;
-    private int freeHead;
-    /** Open-addressing key table: slot + 1, 0 when empty; length a power of two >= 2 * capacity. */
-    private final int[] table;
-    private final int mask;
     private final CRC32C crc = new CRC32C();
-
-    // ASYNC only (null / unused for SYNC)
     private final Checksum mode;
-    /** Per slot: bumped on every put into it and every drop of it. */
-    private final int[] generation;
-    /** Per slot: held, its checksum not taken yet. */
-    private final boolean[] pending;
-    private int pendingCount;
-    /** Ring of queued (slot << 32 | generation). */
-    private final long[] queue;
-    private int queueHead;
-    private int queueSize;
-    /** The slot the checksum thread is reading outside the lock, or NONE. */
-    private int busy = NONE;
-    private final Thread worker;
-    private boolean holdForTest;
+    /** The background checksums (null for SYNC). */
+    private final AsyncChecksums async;
 
-    private int blocks;
-    private long puts;
-    private long refusedPuts;
-    private long loads;
-    private long failedLoads;
-    private long verificationMisses;
-    private long evictions;
+    private final TierCounters counters = new TierCounters();
     private final TierEvents events = new TierEvents();
-    private long bytesMoved;
-    private long copyNanos;
     private boolean closed;
 
     private HostTier(KvLayout layout, int capacity, Checksum mode) {
@@ -200,18 +148,8 @@ public final class HostTier implements KvTier {
         this.fingerprint = TierEntry.fingerprint(layout);
         this.slotBytes = layout.bytesPerBlock();
         this.capacity = capacity;
-        this.entries = new TierEntry[capacity];
+        this.index = new SlotIndex(capacity);
         this.crcs = new int[capacity];
-        this.next = new int[capacity];
-        this.prev = new int[capacity];
-        for (int s = 0; s < capacity; s++) {
-            next[s] = s + 1 < capacity ? s + 1 : NONE;
-            prev[s] = NONE;
-        }
-        this.freeHead = 0;
-        int t = Integer.highestOneBit(capacity) << 2; // load factor <= 1/2
-        this.table = new int[t];
-        this.mask = t - 1;
         this.arena = Arena.ofShared();
         try {
             this.memory = NativeMemory.allocateZeroed(arena, slotBytes * capacity, OffHeapKvStore.ALIGNMENT); // committed on first touch
@@ -219,20 +157,9 @@ public final class HostTier implements KvTier {
             arena.close();
             throw e;
         }
-        if (mode == Checksum.ASYNC) {
-            this.generation = new int[capacity];
-            this.pending = new boolean[capacity];
-            this.queue = new long[Math.min(capacity, MAX_QUEUE)];
-            Thread w = new Thread(this::checksumLoop, "kvcache-HostTier-" + SERIAL.incrementAndGet() + "-checksum");
-            w.setDaemon(true);
-            this.worker = w;
-            w.start();
-        } else {
-            this.generation = null;
-            this.pending = null;
-            this.queue = null;
-            this.worker = null;
-        }
+        this.async = mode == Checksum.ASYNC
+                ? new AsyncChecksums(lock, index, memory, slotBytes, crcs, counters, () -> beforeChecksumForTest)
+                : null;
     }
 
     /**
@@ -301,9 +228,9 @@ public final class HostTier implements KvTier {
         synchronized (lock) {
             checkOpen();
             events.set(l);
-            for (TierEntry e : entries) {
-                if (e != null) {
-                    events.stored(e);
+            for (int s = 0; s < capacity; s++) {
+                if (index.entry(s) != null) {
+                    events.stored(index.entry(s));
                 }
             }
         }
@@ -359,7 +286,7 @@ public final class HostTier implements KvTier {
      */
     public int pendingChecksums() {
         synchronized (lock) {
-            return pendingCount;
+            return async == null ? 0 : async.pendingCount();
         }
     }
 
@@ -371,9 +298,10 @@ public final class HostTier implements KvTier {
      */
     public long failedLoads() {
         synchronized (lock) {
-            return failedLoads;
+            return counters.failedLoads;
         }
     }
+
 
     @Override
     public int leadingHits(PrefixKey[] keys, int from, int count) {
@@ -381,16 +309,7 @@ public final class HostTier implements KvTier {
         Objects.checkFromIndexSize(from, count, keys.length);
         synchronized (lock) {
             checkOpen();
-            int n = 0;
-            while (n < count && keys[from + n] != null && find(keys[from + n]) != NONE) {
-                n++;
-            }
-            // the manager loads these next, after its own allocations may have demoted blocks into
-            // this tier: refresh them, the first most recent (a lost first key loses them all)
-            for (int i = n - 1; i >= 0; i--) {
-                touch(find(keys[from + i]));
-            }
-            return n;
+            return index.leadingHits(keys, from, count);
         }
     }
 
@@ -408,87 +327,64 @@ public final class HostTier implements KvTier {
         Objects.requireNonNull(store, "store");
         synchronized (lock) {
             checkOpen();
-            if (entry.layoutFingerprint() != fingerprint) {
-                throw new IllegalArgumentException("entry's layout fingerprint " + Long.toHexString(entry.layoutFingerprint())
-                        + " is not this tier's " + Long.toHexString(fingerprint) + " (" + layout + ")");
-            }
-            KvLayout sl;
-            try {
-                sl = store.layout();
-            } catch (RuntimeException e) {
-                refusedPuts++;
+            TierChecks.entryLayout(entry, fingerprint, layout);
+            if (!TierChecks.storeLayout(store, layout)) {
+                counters.refusedPuts++;
                 return false;
             }
-            checkLayout(sl);
             int held;
             int slot;
             while (true) {
-                held = find(entry.key());
-                if (held != NONE && entries[held].matches(entry)) {
-                    touch(held);
-                    puts++;
+                held = index.find(entry.key());
+                if (held != NONE && index.entry(held).matches(entry)) {
+                    index.touch(held);
+                    counters.puts++;
                     return true;
                 }
                 // the slot this put writes: the held copy's, a free one, or the LRU tail's
-                slot = held != NONE ? held : freeHead != NONE ? freeHead : tail;
-                if (slot != busy) {
+                slot = held != NONE ? held : index.freeHead() != NONE ? index.freeHead() : index.tail();
+                if (slot != busy()) {
                     break;
                 }
-                awaitNotBusy(); // its checksum is being read: never overwrite it (one pass)
+                async.awaitNotBusy(); // its checksum is being read: never overwrite it (one pass)
                 checkOpen();
             }
             if (held != NONE) {
                 drop(held);
-                release(held);
+                index.release(held);
             }
-            slot = freeHead;
-            if (slot != NONE) {
-                freeHead = next[slot];
-            } else {
-                slot = tail; // every slot is held: evict the least recently used
+            slot = index.takeFree();
+            if (slot == NONE) {
+                slot = index.tail(); // every slot is held: evict the least recently used
                 drop(slot);
-                evictions++;
+                counters.evictions++;
             }
             boolean ok = false;
             try {
                 MemorySegment seg = slot(slot);
                 long t0 = System.nanoTime();
-                boolean queued = mode == Checksum.ASYNC && queueSize < queue.length;
+                boolean queued = async != null && async.hasRoom();
                 if (queued) {
                     store.exportBlock(block, seg);
                 } else {
                     crcs[slot] = store.exportBlockCrc32c(block, seg); // one read of the block, not two
                 }
-                copyNanos += System.nanoTime() - t0;
-                entries[slot] = new TierEntry(entry.key(), entry.parentKey(), entry.salt(), entry.scope(),
-                        entry.tokens().clone(), entry.layoutFingerprint());
-                insert(slot);
-                pushHead(slot);
-                blocks++;
-                puts++;
-                bytesMoved += slotBytes;
-                if (mode == Checksum.ASYNC) {
-                    generation[slot]++;
-                    if (queued) {
-                        pending[slot] = true;
-                        pendingCount++;
-                        queue[(queueHead + queueSize) % queue.length] = (long) slot << 32 | (generation[slot] & 0xFFFF_FFFFL);
-                        if (queueSize++ == 0) {
-                            lock.notifyAll();
-                        }
-                    }
+                counters.copyNanos += System.nanoTime() - t0;
+                index.add(slot, new TierEntry(entry.key(), entry.parentKey(), entry.salt(), entry.scope(),
+                        entry.tokens().clone(), entry.layoutFingerprint()));
+                counters.puts++;
+                counters.bytesMoved += slotBytes;
+                if (async != null) {
+                    async.recorded(slot, queued);
                 }
                 ok = true;
-                events.stored(entries[slot]);
+                events.stored(index.entry(slot));
             } catch (RuntimeException e) {
                 return false;
             } finally {
                 if (!ok) {
-                    entries[slot] = null;
-                    next[slot] = freeHead;
-                    prev[slot] = NONE;
-                    freeHead = slot;
-                    refusedPuts++;
+                    index.release(slot);
+                    counters.refusedPuts++;
                 }
             }
             return true;
@@ -509,54 +405,45 @@ public final class HostTier implements KvTier {
         Objects.requireNonNull(store, "store");
         synchronized (lock) {
             checkOpen();
-            int slot = find(expected.key());
-            while (slot != NONE && slot == busy) {
-                awaitNotBusy(); // its checksum is being taken: wait for that one pass, look again
-                checkOpen();
-                slot = find(expected.key());
-            }
+            int slot = findNotBusy(expected.key()); // a busy one's checksum is being taken: wait for that pass
             if (slot == NONE) {
                 return false;
             }
-            if (!entries[slot].matches(expected)) {
-                verificationMisses++;
+            if (!index.entry(slot).matches(expected)) {
+                counters.verificationMisses++;
                 drop(slot);
-                release(slot);
+                index.release(slot);
                 return false;
             }
-            KvLayout sl;
-            try {
-                sl = store.layout();
-            } catch (RuntimeException e) {
-                failedLoads++;
+            if (!TierChecks.storeLayout(store, layout)) {
+                counters.failedLoads++;
                 return false;
             }
-            checkLayout(sl);
             MemorySegment seg = slot(slot);
             long t0 = System.nanoTime();
             int sum = checksum(seg);
-            if (mode == Checksum.ASYNC && pending[slot]) {
+            if (async != null && async.isPending(slot)) {
                 crcs[slot] = sum; // taken now, before serving (the queued one will find it settled)
-                settle(slot);
+                async.settle(slot);
             }
             if (sum != crcs[slot]) {
-                copyNanos += System.nanoTime() - t0;
-                verificationMisses++;
+                counters.copyNanos += System.nanoTime() - t0;
+                counters.verificationMisses++;
                 drop(slot);
-                release(slot);
+                index.release(slot);
                 return false;
             }
             try {
                 store.importBlock(block, seg);
             } catch (RuntimeException e) {
-                failedLoads++;
+                counters.failedLoads++;
                 return false;
             } finally {
-                copyNanos += System.nanoTime() - t0;
+                counters.copyNanos += System.nanoTime() - t0;
             }
-            touch(slot);
-            loads++;
-            bytesMoved += slotBytes;
+            index.touch(slot);
+            counters.loads++;
+            counters.bytesMoved += slotBytes;
             return true;
         }
     }
@@ -574,12 +461,12 @@ public final class HostTier implements KvTier {
         Objects.requireNonNull(key, "key");
         synchronized (lock) {
             checkOpen();
-            int slot = find(key);
+            int slot = index.find(key);
             if (slot == NONE) {
                 return false;
             }
             drop(slot);
-            release(slot);
+            index.release(slot);
             return true;
         }
     }
@@ -587,8 +474,7 @@ public final class HostTier implements KvTier {
     @Override
     public TierStats stats() {
         synchronized (lock) {
-            return new TierStats(name(), blocks, blocks * slotBytes, capacity * slotBytes, puts, refusedPuts,
-                    loads, verificationMisses, evictions, bytesMoved, copyNanos);
+            return counters.stats(name(), index.size(), slotBytes, capacity);
         }
     }
 
@@ -608,34 +494,21 @@ public final class HostTier implements KvTier {
                 return;
             }
             closed = true;
+            if (async != null) {
+                async.stop();
+            }
             lock.notifyAll(); // the checksum thread, and any call waiting for the busy slot, wake to see it
         }
-        if (worker != null && worker != Thread.currentThread()) {
-            boolean interrupted = false;
-            while (true) {
-                try {
-                    worker.join(); // it finishes at most one checksum pass, then sees closed
-                    break;
-                } catch (InterruptedException e) {
-                    interrupted = true;
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
+        if (async != null) {
+            async.join(); // it finishes at most one checksum pass, then sees it stopped
         }
         synchronized (lock) {
             events.cleared();
             events.set(null);
-            Arrays.fill(entries, null);
-            Arrays.fill(table, 0);
-            head = tail = freeHead = NONE;
-            blocks = 0;
-            if (pending != null) {
-                Arrays.fill(pending, false);
+            index.clear();
+            if (async != null) {
+                async.clear();
             }
-            pendingCount = 0;
-            queueSize = 0;
             arena.close();
         }
     }
@@ -643,7 +516,7 @@ public final class HostTier implements KvTier {
     @Override
     public String toString() {
         synchronized (lock) {
-            return "HostTier[" + layout + ", " + blocks + "/" + capacity + " blocks" + (closed ? ", closed]" : "]");
+            return "HostTier[" + layout + ", " + index.size() + "/" + capacity + " blocks" + (closed ? ", closed]" : "]");
         }
     }
 
@@ -656,22 +529,17 @@ public final class HostTier implements KvTier {
     boolean corruptForTest(PrefixKey key, long offset) {
         synchronized (lock) {
             checkOpen();
-            int slot = find(key);
-            while (slot != NONE && slot == busy) {
-                awaitNotBusy();
-                checkOpen();
-                slot = find(key);
-            }
+            int slot = findNotBusy(key);
             if (slot == NONE) {
                 return false;
             }
             Objects.checkIndex(offset, slotBytes);
             MemorySegment seg = slot(slot);
-            if (mode == Checksum.ASYNC && pending[slot]) {
+            if (async != null && async.isPending(slot)) {
                 // a fault modelled after the tier's checksum was taken, as in SYNC mode (one
                 // before it is not detectable in either mode): take the pending one first
                 crcs[slot] = checksum(seg);
-                settle(slot);
+                async.settle(slot);
             }
             seg.set(ValueLayout.JAVA_BYTE, offset, (byte) ~seg.get(ValueLayout.JAVA_BYTE, offset));
             return true;
@@ -684,7 +552,9 @@ public final class HostTier implements KvTier {
      */
     void holdChecksumsForTest(boolean hold) {
         synchronized (lock) {
-            holdForTest = hold;
+            if (async != null) {
+                async.hold(hold);
+            }
             lock.notifyAll();
         }
     }
@@ -694,15 +564,15 @@ public final class HostTier implements KvTier {
 
     /** Test hook: the checksum thread (null for SYNC). */
     Thread checksumThreadForTest() {
-        return worker;
+        return async == null ? null : async.thread();
     }
 
     /** Test hook: the checksum recorded for {@code key}'s slot and a fresh one of its bytes, or null (not held, pending). */
     int[] checksumsForTest(PrefixKey key) {
         synchronized (lock) {
             checkOpen();
-            int slot = find(key);
-            if (slot == NONE || slot == busy || (pending != null && pending[slot])) {
+            int slot = index.find(key);
+            if (slot == NONE || slot == busy() || (async != null && async.isPending(slot))) {
                 return null;
             }
             return new int[] {crcs[slot], checksum(slot(slot))};
@@ -712,10 +582,10 @@ public final class HostTier implements KvTier {
     /** Test hook: the keys held, most recently used first. */
     PrefixKey[] lruOrderForTest() {
         synchronized (lock) {
-            PrefixKey[] out = new PrefixKey[blocks];
+            PrefixKey[] out = new PrefixKey[index.size()];
             int i = 0;
-            for (int s = head; s != NONE; s = next[s]) {
-                out[i++] = entries[s].key();
+            for (int s = index.head(); s != NONE; s = index.next(s)) {
+                out[i++] = index.entry(s).key();
             }
             return out;
         }
@@ -729,10 +599,20 @@ public final class HostTier implements KvTier {
         }
     }
 
-    private void checkLayout(KvLayout sl) {
-        if (!layout.equals(sl)) {
-            throw new IllegalArgumentException("store's layout " + sl + " is not this tier's " + layout);
+    /** The slot the checksum thread is reading now, or NONE (always for SYNC). */
+    private int busy() {
+        return async == null ? NONE : async.busy();
+    }
+
+    /** The held slot of {@code key}, or NONE, once it is not the busy one (waiting for that pass, the lock released). */
+    private int findNotBusy(PrefixKey key) {
+        int slot = index.find(key);
+        while (slot != NONE && slot == busy()) {
+            async.awaitNotBusy();
+            checkOpen();
+            slot = index.find(key);
         }
+        return slot;
     }
 
     private MemorySegment slot(int slot) {
@@ -745,195 +625,12 @@ public final class HostTier implements KvTier {
         return (int) crc.getValue();
     }
 
-    /** Unlinks a held slot from the LRU list and the key table; counts it out. Does not free it. */
+    /** Unlinks a held slot from the index and reports it; counts it out. Does not free it. */
     private void drop(int slot) {
-        events.removed(entries[slot].key());
-        unlink(slot);
-        delete(slot);
-        entries[slot] = null;
-        blocks--;
-        if (mode == Checksum.ASYNC) {
-            generation[slot]++; // a queued or in-flight checksum of it is stale now
-            if (pending[slot]) {
-                settle(slot);
-            }
+        events.removed(index.entry(slot).key());
+        index.remove(slot);
+        if (async != null) {
+            async.dropped(slot); // a queued or in-flight checksum of it is stale now
         }
-    }
-
-    /** Marks a pending slot's checksum as no longer pending (taken, or the slot dropped). */
-    private void settle(int slot) {
-        pending[slot] = false;
-        pendingCount--;
-    }
-
-    /**
-     * Waits (the lock released) until the checksum thread has finished its current pass, which is
-     * one CRC32C of one block, or the tier is closed. The caller starts over: anything may have
-     * changed. An interrupt is kept for later, not lost.
-     */
-    private void awaitNotBusy() {
-        int was = busy;
-        boolean interrupted = false;
-        while (busy == was && busy != NONE) {
-            try {
-                lock.wait();
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
-    }
-
-    /** The checksum thread: takes (slot, generation) from the queue, checksums outside the lock, publishes. */
-    private void checksumLoop() {
-        CRC32C own = new CRC32C();
-        while (true) {
-            int slot;
-            int gen;
-            synchronized (lock) {
-                while (!closed && (queueSize == 0 || holdForTest)) {
-                    try {
-                        lock.wait();
-                    } catch (InterruptedException e) {
-                        // only close() stops this thread
-                    }
-                }
-                if (closed) {
-                    return;
-                }
-                long q = queue[queueHead];
-                queueHead = (queueHead + 1) % queue.length;
-                queueSize--;
-                slot = (int) (q >>> 32);
-                gen = (int) q;
-                if (entries[slot] == null || !pending[slot] || generation[slot] != gen) {
-                    continue; // stale: dropped, reused, or taken by a load meanwhile
-                }
-                busy = slot; // from here no one writes, reuses or frees it until busy is cleared
-            }
-            int sum = 0;
-            long nanos = 0;
-            boolean done = false;
-            try {
-                Runnable hook = beforeChecksumForTest;
-                if (hook != null) {
-                    hook.run();
-                }
-                long t0 = System.nanoTime();
-                own.reset();
-                own.update(slot(slot).asByteBuffer());
-                sum = (int) own.getValue();
-                nanos = System.nanoTime() - t0;
-                done = true;
-            } catch (RuntimeException | Error e) {
-                // not published: the slot stays pending and a load takes its checksum itself
-            } finally {
-                synchronized (lock) {
-                    busy = NONE;
-                    if (done && generation[slot] == gen && pending[slot] && entries[slot] != null) {
-                        crcs[slot] = sum;
-                        settle(slot);
-                        copyNanos += nanos;
-                    }
-                    lock.notifyAll(); // calls waiting for the busy slot
-                }
-            }
-        }
-    }
-
-    /** Puts a dropped slot on the free chain. */
-    private void release(int slot) {
-        next[slot] = freeHead;
-        prev[slot] = NONE;
-        freeHead = slot;
-    }
-
-    private void touch(int slot) {
-        if (head != slot) {
-            unlink(slot);
-            pushHead(slot);
-        }
-    }
-
-    private void pushHead(int slot) {
-        prev[slot] = NONE;
-        next[slot] = head;
-        if (head != NONE) {
-            prev[head] = slot;
-        }
-        head = slot;
-        if (tail == NONE) {
-            tail = slot;
-        }
-    }
-
-    private void unlink(int slot) {
-        int p = prev[slot];
-        int n = next[slot];
-        if (p != NONE) {
-            next[p] = n;
-        } else {
-            head = n;
-        }
-        if (n != NONE) {
-            prev[n] = p;
-        } else {
-            tail = p;
-        }
-        prev[slot] = NONE;
-        next[slot] = NONE;
-    }
-
-    private static int hash(PrefixKey key) {
-        long h = key.hi() ^ key.lo() * 0x9E3779B97F4A7C15L;
-        return (int) (h ^ (h >>> 32));
-    }
-
-    /** The held slot of {@code key}, or NONE. */
-    private int find(PrefixKey key) {
-        for (int i = hash(key) & mask; ; i = (i + 1) & mask) {
-            int v = table[i];
-            if (v == 0) {
-                return NONE;
-            }
-            if (entries[v - 1].key().equals(key)) {
-                return v - 1;
-            }
-        }
-    }
-
-    /** Adds held slot {@code slot} (its entry set) to the key table; its key is not there yet. */
-    private void insert(int slot) {
-        int i = hash(entries[slot].key()) & mask;
-        while (table[i] != 0) {
-            i = (i + 1) & mask;
-        }
-        table[i] = slot + 1;
-    }
-
-    /** Removes {@code slot} (its entry still set) from the key table: linear-probing deletion with backward shift. */
-    private void delete(int slot) {
-        int i = hash(entries[slot].key()) & mask;
-        while (table[i] != slot + 1) {
-            i = (i + 1) & mask;
-        }
-        int j = i;
-        while (true) {
-            j = (j + 1) & mask;
-            int v = table[j];
-            if (v == 0) {
-                break;
-            }
-            int home = hash(entries[v - 1].key()) & mask;
-            // move v back to the hole at i unless its home lies cyclically in (i, j]
-            boolean stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-            if (!stays) {
-                table[i] = v;
-                i = j;
-            }
-        }
-        table[i] = 0;
     }
 }
