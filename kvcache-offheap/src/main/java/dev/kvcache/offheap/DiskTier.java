@@ -10,26 +10,18 @@ import dev.kvcache.TierStats;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.FileTime;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.zip.CRC32C;
 
 /**
  * A {@link KvTier} on local disk (LMCache's disk tier): copies of published blocks, one file per
@@ -47,6 +39,8 @@ import java.util.zip.CRC32C;
  * detects and counts like any other corruption. The directory also holds {@code .lock}, locked
  * ({@link FileChannel#tryLock()}) while a tier is open on it: a second tier over the same
  * directory, in this process or another, is refused.
+ * The names, the codec of the format below, a load's whole-file check and the scan at open are
+ * {@link BlockFiles}; the hold on the directory is {@link DirectoryLock}.
  *
  * <h2>File format, version 1 (all integers big-endian)</h2>
  * <pre>
@@ -117,7 +111,7 @@ import java.util.zip.CRC32C;
  * ({@code capacityBlocks * bytesPerBlock}), puts, refused puts, loads, verification misses,
  * evictions (at open and to make room), bytes moved (payload bytes in by puts and out by loads)
  * and copy nanos ({@link System#nanoTime()} around export, checksum and write, and around read,
- * checksum and import).
+ * checksum and import), kept in a {@link TierCounters} as {@link HostTier}'s are.
  *
  * <h2>Errors</h2>
  * A budget below one block: IllegalArgumentException naming it. A directory that cannot be
@@ -138,51 +132,39 @@ public final class DiskTier implements KvTier {
     public static final int MAX_HEADER = 65536;
     /** File name suffix of a block. */
     public static final String SUFFIX = ".kvb";
-    private static final String TEMP_SUFFIX = ".kvb.tmp";
-    private static final String LOCK_NAME = ".lock";
-    private static final int FIXED = 72;     // header bytes without scope and token ids
-    private static final int FLAG_PARENT = 1;
-    private static final int FLAG_SCOPE = 2;
-
-    /** Directories (real paths) a tier of this JVM holds open. */
-    private static final java.util.Set<Path> OPEN_DIRS = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     private final Path dir;
     private final KvLayout layout;
     private final long fingerprint;
     private final long payloadBytes;
     private final int capacity;
-    private final FileChannel lockChannel;
-    private final FileLock fileLock;
+    private final DirectoryLock dirLock;
 
     private final Object lock = new Object();
     /** Held blocks in LRU order (eldest first); get touches, containsKey does not. */
     private final LinkedHashMap<PrefixKey, TierEntry> index = new LinkedHashMap<>(16, 0.75f, true);
-    private final CRC32C crc = new CRC32C();
-    private byte[] buffer = new byte[0];
+    private final BlockFiles files;
 
     private final long skippedFiles;
-    private long puts;
-    private long refusedPuts;
-    private long loads;
-    private long failedLoads;
-    private long verificationMisses;
     private long ioErrors;
-    private long evictions;
+    private final TierCounters counters = new TierCounters();
     private final TierEvents events = new TierEvents();
-    private long bytesMoved;
-    private long copyNanos;
     private boolean closed;
 
-    private DiskTier(Path dir, KvLayout layout, int capacity, FileChannel lockChannel, FileLock fileLock) {
+    private DiskTier(Path dir, KvLayout layout, int capacity, DirectoryLock dirLock) {
         this.dir = dir;
         this.layout = layout;
         this.fingerprint = TierEntry.fingerprint(layout);
         this.payloadBytes = layout.bytesPerBlock();
         this.capacity = capacity;
-        this.lockChannel = lockChannel;
-        this.fileLock = fileLock;
-        this.skippedFiles = scan();
+        this.dirLock = dirLock;
+        this.files = new BlockFiles(dir, fingerprint, payloadBytes);
+        BlockFiles.Scan found = files.scan();
+        for (TierEntry e : found.entries()) {
+            index.put(e.key(), e);
+        }
+        this.ioErrors = found.ioErrors();
+        this.skippedFiles = found.skipped();
         while (index.size() > capacity) {
             evictEldest();
         }
@@ -230,35 +212,12 @@ public final class DiskTier implements KvTier {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot create disk tier directory " + dir, e);
         }
-        if (!OPEN_DIRS.add(real)) {
-            throw new IllegalStateException("disk tier directory " + dir + " is in use by another DiskTier");
-        }
-        FileChannel ch = null;
-        FileLock fl = null;
+        DirectoryLock held = DirectoryLock.acquire(dir, real);
         try {
-            ch = FileChannel.open(real.resolve(LOCK_NAME), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
-            fl = ch.tryLock();
-            if (fl == null) {
-                throw new IllegalStateException("disk tier directory " + dir + " is in use by another process");
-            }
-            return new DiskTier(real, layout, (int) blocks, ch, fl);
-        } catch (IOException | RuntimeException | Error e) {
-            if (fl != null) {
-                try {
-                    fl.release();
-                } catch (IOException ignored) {
-                    // closing the channel releases it
-                }
-            }
-            closeQuietly(ch);
-            OPEN_DIRS.remove(real);
-            if (e instanceof RuntimeException re) {
-                throw re;
-            }
-            if (e instanceof Error er) {
-                throw er;
-            }
-            throw new UncheckedIOException("cannot open disk tier directory " + dir, (IOException) e);
+            return new DiskTier(real, layout, (int) blocks, held);
+        } catch (RuntimeException | Error e) {
+            held.release();
+            throw e;
         }
     }
 
@@ -279,7 +238,7 @@ public final class DiskTier implements KvTier {
         synchronized (lock) {
             checkOpen();
             events.set(l);
-            for (TierEntry e : new java.util.ArrayList<>(index.values())) {
+            for (TierEntry e : new ArrayList<>(index.values())) {
                 events.stored(e);
             }
         }
@@ -357,7 +316,7 @@ public final class DiskTier implements KvTier {
      */
     public long failedLoads() {
         synchronized (lock) {
-            return failedLoads;
+            return counters.failedLoads;
         }
     }
 
@@ -369,7 +328,7 @@ public final class DiskTier implements KvTier {
      * @throws NullPointerException if {@code key} is null
      */
     public Path fileOf(PrefixKey key) {
-        return dir.resolve(key.toHex() + SUFFIX);
+        return files.fileOf(key);
     }
 
     @Override
@@ -405,82 +364,62 @@ public final class DiskTier implements KvTier {
         Objects.requireNonNull(store, "store");
         synchronized (lock) {
             checkOpen();
-            if (entry.layoutFingerprint() != fingerprint) {
-                throw new IllegalArgumentException("entry's layout fingerprint " + Long.toHexString(entry.layoutFingerprint())
-                        + " is not this tier's " + Long.toHexString(fingerprint) + " (" + layout + ")");
-            }
-            KvLayout sl;
-            try {
-                sl = store.layout();
-            } catch (RuntimeException e) {
-                refusedPuts++;
+            TierChecks.entryLayout(entry, fingerprint, layout);
+            if (!TierChecks.storeLayout(store, layout)) {
+                counters.refusedPuts++;
                 return false;
             }
-            checkLayout(sl);
             PrefixKey key = entry.key();
             TierEntry held = index.get(key); // touches
             if (held != null) {
                 if (held.matches(entry)) {
                     setTime(fileOf(key));
-                    puts++;
+                    counters.puts++;
                     return true;
                 }
                 unindex(key);
                 delete(fileOf(key));
             }
             byte[] scope = entry.scope() == null ? null : entry.scope().getBytes(StandardCharsets.UTF_8);
-            long header = (long) FIXED + (scope == null ? 0 : scope.length) + 4L * entry.tokens().length;
-            if (header > MAX_HEADER) {
-                refusedPuts++;
+            int h = BlockFiles.headerLength(entry, scope);
+            if (h < 0) {
+                counters.refusedPuts++;
                 return false;
             }
-            int h = (int) header;
             int fileLen = h + (int) payloadBytes + 4;
-            byte[] buf = buffer(fileLen);
+            MemorySegment payload = files.payloadFor(h, fileLen);
             long t0 = System.nanoTime();
             try {
-                store.exportBlock(block, MemorySegment.ofArray(buf).asSlice(h, payloadBytes));
+                store.exportBlock(block, payload);
             } catch (RuntimeException e) {
-                copyNanos += System.nanoTime() - t0;
-                refusedPuts++;
+                counters.copyNanos += System.nanoTime() - t0;
+                counters.refusedPuts++;
                 return false;
             }
-            writeHeader(ByteBuffer.wrap(buf), entry, scope);
-            crc.reset();
-            crc.update(buf, 0, fileLen - 4);
-            ByteBuffer.wrap(buf).putInt(fileLen - 4, (int) crc.getValue());
+            files.seal(entry, scope, fileLen);
             if (index.size() >= capacity) {
                 evictEldest();
             }
-            Path real = fileOf(key);
-            Path tmp = dir.resolve(key.toHex() + TEMP_SUFFIX);
             try {
-                try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                        StandardOpenOption.TRUNCATE_EXISTING)) {
-                    ByteBuffer bb = ByteBuffer.wrap(buf, 0, fileLen);
-                    while (bb.hasRemaining()) {
-                        ch.write(bb);
-                    }
-                }
-                Files.move(tmp, real, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+                files.write(key, fileLen);
             } catch (IOException | RuntimeException e) {
-                copyNanos += System.nanoTime() - t0;
+                counters.copyNanos += System.nanoTime() - t0;
                 try {
-                    Files.deleteIfExists(tmp);
+                    Files.deleteIfExists(files.tempOf(key));
                 } catch (IOException ignored) {
                     // best effort; a leftover temp file is deleted by the next open
                 }
                 ioErrors++;
-                refusedPuts++;
+                counters.refusedPuts++;
                 return false;
             }
-            copyNanos += System.nanoTime() - t0;
+            counters.copyNanos += System.nanoTime() - t0;
             TierEntry kept = new TierEntry(key, entry.parentKey(), entry.salt(), entry.scope(), entry.tokens().clone(),
                     entry.layoutFingerprint());
             index.put(key, kept);
             events.stored(kept);
-            puts++;
-            bytesMoved += payloadBytes;
+            counters.puts++;
+            counters.bytesMoved += payloadBytes;
             return true;
         }
     }
@@ -506,25 +445,21 @@ public final class DiskTier implements KvTier {
             }
             Path file = fileOf(key);
             if (!held.matches(expected)) {
-                verificationMisses++;
+                counters.verificationMisses++;
                 unindex(key);
                 delete(file);
                 return false;
             }
-            KvLayout sl;
-            try {
-                sl = store.layout();
-            } catch (RuntimeException e) {
-                failedLoads++;
+            if (!TierChecks.storeLayout(store, layout)) {
+                counters.failedLoads++;
                 return false;
             }
-            checkLayout(sl);
             long t0 = System.nanoTime();
             int h;
             try {
-                h = readAndVerify(file, expected);
+                h = files.readAndVerify(file, expected);
             } catch (IOException e) {
-                copyNanos += System.nanoTime() - t0;
+                counters.copyNanos += System.nanoTime() - t0;
                 ioErrors++;
                 unindex(key);
                 if (!(e instanceof NoSuchFileException)) {
@@ -533,23 +468,23 @@ public final class DiskTier implements KvTier {
                 return false;
             }
             if (h < 0) {
-                copyNanos += System.nanoTime() - t0;
-                verificationMisses++;
+                counters.copyNanos += System.nanoTime() - t0;
+                counters.verificationMisses++;
                 unindex(key);
                 delete(file);
                 return false;
             }
             try {
-                store.importBlock(block, MemorySegment.ofArray(buffer).asSlice(h, payloadBytes));
+                store.importBlock(block, files.payload(h));
             } catch (RuntimeException e) {
-                failedLoads++;
+                counters.failedLoads++;
                 return false;
             } finally {
-                copyNanos += System.nanoTime() - t0;
+                counters.copyNanos += System.nanoTime() - t0;
             }
             setTime(file);
-            loads++;
-            bytesMoved += payloadBytes;
+            counters.loads++;
+            counters.bytesMoved += payloadBytes;
             return true;
         }
     }
@@ -579,9 +514,7 @@ public final class DiskTier implements KvTier {
     @Override
     public TierStats stats() {
         synchronized (lock) {
-            long blocks = index.size();
-            return new TierStats(name(), blocks, blocks * payloadBytes, capacity * payloadBytes, puts, refusedPuts,
-                    loads, verificationMisses, evictions, bytesMoved, copyNanos);
+            return counters.stats(name(), index.size(), payloadBytes, capacity);
         }
     }
 
@@ -604,14 +537,8 @@ public final class DiskTier implements KvTier {
             events.cleared();
             events.set(null);
             index.clear();
-            buffer = new byte[0];
-            try {
-                fileLock.release();
-            } catch (IOException ignored) {
-                // the channel's close releases it as well
-            }
-            closeQuietly(lockChannel);
-            OPEN_DIRS.remove(dir);
+            files.releaseBuffer();
+            dirLock.release();
         }
     }
 
@@ -638,239 +565,6 @@ public final class DiskTier implements KvTier {
         }
     }
 
-    private void checkLayout(KvLayout sl) {
-        if (!layout.equals(sl)) {
-            throw new IllegalArgumentException("store's layout " + sl + " is not this tier's " + layout);
-        }
-    }
-
-    private byte[] buffer(int n) {
-        if (buffer.length < n) {
-            buffer = new byte[n];
-        }
-        return buffer;
-    }
-
-    private void writeHeader(ByteBuffer b, TierEntry e, byte[] scope) {
-        b.putInt(MAGIC);
-        b.putShort(VERSION);
-        b.putShort((short) ((e.parentKey() != null ? FLAG_PARENT : 0) | (scope != null ? FLAG_SCOPE : 0)));
-        b.putLong(fingerprint);
-        b.putLong(e.key().hi());
-        b.putLong(e.key().lo());
-        b.putLong(e.parentKey() == null ? 0 : e.parentKey().hi());
-        b.putLong(e.parentKey() == null ? 0 : e.parentKey().lo());
-        b.putLong(e.salt());
-        b.putInt(scope == null ? 0 : scope.length);
-        if (scope != null) {
-            b.put(scope);
-        }
-        int[] tokens = e.tokens();
-        b.putInt(tokens.length);
-        for (int t : tokens) {
-            b.putInt(t);
-        }
-        b.putLong(payloadBytes);
-    }
-
-    /** A parsed header: its entry and length. */
-    private record Header(TierEntry entry, int length) {
-    }
-
-    /**
-     * Parses the header at the start of {@code b[0, len)}; null when it is not a well-formed header
-     * of this tier's magic, version, fingerprint and payload length, or does not fit in {@code len}.
-     */
-    private Header parseHeader(byte[] b, int len) {
-        if (len < FIXED) {
-            return null;
-        }
-        ByteBuffer bb = ByteBuffer.wrap(b, 0, len);
-        if (bb.getInt() != MAGIC || bb.getShort() != VERSION) {
-            return null;
-        }
-        int flags = bb.getShort();
-        if ((flags & ~(FLAG_PARENT | FLAG_SCOPE)) != 0 || bb.getLong() != fingerprint) {
-            return null;
-        }
-        PrefixKey key = new PrefixKey(bb.getLong(), bb.getLong());
-        long phi = bb.getLong();
-        long plo = bb.getLong();
-        PrefixKey parent = (flags & FLAG_PARENT) != 0 ? new PrefixKey(phi, plo) : null;
-        if (parent == null && (phi | plo) != 0) {
-            return null;
-        }
-        long salt = bb.getLong();
-        int s = bb.getInt();
-        if (s < 0 || ((flags & FLAG_SCOPE) == 0 && s != 0) || (long) FIXED + s > Math.min(len, MAX_HEADER)) {
-            return null;
-        }
-        String scope = null;
-        if ((flags & FLAG_SCOPE) != 0) {
-            byte[] sb = new byte[s];
-            bb.get(sb);
-            scope = new String(sb, StandardCharsets.UTF_8);
-            if (!java.util.Arrays.equals(sb, scope.getBytes(StandardCharsets.UTF_8))) {
-                return null; // not valid UTF-8
-            }
-        }
-        int t = bb.getInt();
-        long h = (long) FIXED + s + 4L * t;
-        if (t < 0 || h > Math.min(len, MAX_HEADER)) {
-            return null;
-        }
-        int[] tokens = new int[t];
-        for (int i = 0; i < t; i++) {
-            tokens[i] = bb.getInt();
-        }
-        if (bb.getLong() != payloadBytes) {
-            return null;
-        }
-        return new Header(new TierEntry(key, parent, salt, scope, tokens, fingerprint), (int) h);
-    }
-
-    /**
-     * Reads {@code file} whole into the buffer and verifies it against {@code expected}: the
-     * header's offset of the payload, or -1 when it fails any check.
-     */
-    private int readAndVerify(Path file, TierEntry expected) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            long size = ch.size();
-            if (size < FIXED + payloadBytes + 4 || size > MAX_HEADER + payloadBytes + 4) {
-                return -1;
-            }
-            int n = (int) size;
-            byte[] buf = buffer(n);
-            ByteBuffer bb = ByteBuffer.wrap(buf, 0, n);
-            while (bb.hasRemaining()) {
-                if (ch.read(bb) < 0) {
-                    return -1; // shrank while read
-                }
-            }
-            Header hd = parseHeader(buf, n);
-            if (hd == null || hd.length() + payloadBytes + 4 != size || !hd.entry().matches(expected)) {
-                return -1;
-            }
-            crc.reset();
-            crc.update(buf, 0, n - 4);
-            if ((int) crc.getValue() != ByteBuffer.wrap(buf).getInt(n - 4)) {
-                return -1;
-            }
-            return hd.length();
-        }
-    }
-
-    /** Reads and parses the header of {@code file}: null when it is not a header of this tier's. */
-    private Header readHeader(Path file, long size) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            int have = readFully(ch, buffer(4096), (int) Math.min(size, 4096));
-            if (have < 60) {
-                return null;
-            }
-            int s = ByteBuffer.wrap(buffer).getInt(56);
-            if (s < 0 || (long) FIXED + s > MAX_HEADER) {
-                return null;
-            }
-            int need = 64 + s;
-            if (need > have) {
-                have = readFully(ch, buffer(need), (int) Math.min(size, need));
-                if (have < need) {
-                    return null;
-                }
-            }
-            int t = ByteBuffer.wrap(buffer).getInt(60 + s);
-            long h = (long) FIXED + s + 4L * t;
-            if (t < 0 || h > MAX_HEADER) {
-                return null;
-            }
-            if (h > have) {
-                have = readFully(ch, buffer((int) h), (int) Math.min(size, h));
-                if (have < h) {
-                    return null;
-                }
-            }
-            return parseHeader(buffer, (int) h);
-        }
-    }
-
-    private static int readFully(FileChannel ch, byte[] buf, int n) throws IOException {
-        ByteBuffer bb = ByteBuffer.wrap(buf, 0, n);
-        ch.position(0);
-        while (bb.hasRemaining()) {
-            if (ch.read(bb) < 0) {
-                break;
-            }
-        }
-        return bb.position();
-    }
-
-    /** Indexes the directory: deletes its own temp files, counts and leaves foreign entries. */
-    private long scan() {
-        record Found(TierEntry entry, FileTime time, String name) {
-        }
-        List<Found> found = new ArrayList<>();
-        long skipped = 0;
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
-            for (Path p : ds) {
-                String name = p.getFileName().toString();
-                if (name.equals(LOCK_NAME)) {
-                    continue;
-                }
-                if (name.endsWith(TEMP_SUFFIX) && isHex32(name, name.length() - TEMP_SUFFIX.length())) {
-                    try {
-                        Files.deleteIfExists(p);
-                    } catch (IOException e) {
-                        ioErrors++;
-                    }
-                    continue;
-                }
-                BasicFileAttributes a;
-                try {
-                    a = Files.readAttributes(p, BasicFileAttributes.class);
-                } catch (IOException e) {
-                    skipped++;
-                    continue;
-                }
-                if (!a.isRegularFile() || !name.endsWith(SUFFIX) || !isHex32(name, name.length() - SUFFIX.length())) {
-                    skipped++;
-                    continue;
-                }
-                Header h;
-                try {
-                    h = readHeader(p, a.size());
-                } catch (IOException e) {
-                    h = null;
-                }
-                if (h == null || !name.equals(h.entry().key().toHex() + SUFFIX)) {
-                    skipped++;
-                    continue;
-                }
-                found.add(new Found(h.entry(), a.lastModifiedTime(), name));
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot list disk tier directory " + dir, e);
-        }
-        found.sort(Comparator.comparing(Found::time).thenComparing(Found::name));
-        for (Found f : found) {
-            index.put(f.entry().key(), f.entry());
-        }
-        buffer = new byte[0];
-        return skipped;
-    }
-
-    private static boolean isHex32(String name, int end) {
-        if (end != 32) {
-            return false;
-        }
-        for (int i = 0; i < 32; i++) {
-            char c = name.charAt(i);
-            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-                return false;
-            }
-        }
-        return true;
-    }
-
     /** Forgets {@code key}'s entry (held) and reports it. */
     private void unindex(PrefixKey key) {
         if (index.remove(key) != null) {
@@ -884,7 +578,7 @@ public final class DiskTier implements KvTier {
         it.remove();
         events.removed(eldest);
         delete(fileOf(eldest));
-        evictions++;
+        counters.evictions++;
     }
 
     private void delete(Path file) {
@@ -901,16 +595,6 @@ public final class DiskTier implements KvTier {
             Files.setLastModifiedTime(file, FileTime.fromMillis(System.currentTimeMillis()));
         } catch (IOException ignored) {
             // the order after a restart is a hint
-        }
-    }
-
-    private static void closeQuietly(FileChannel ch) {
-        if (ch != null) {
-            try {
-                ch.close();
-            } catch (IOException ignored) {
-                // nothing to do
-            }
         }
     }
 }

@@ -99,7 +99,8 @@ import java.util.zip.CRC32C;
  * puts, refused puts, loads, verification misses, evictions, bytes moved (in by puts and out by
  * loads) and copy nanos ({@link System#nanoTime()} around each store copy and the checksum pass
  * over the same bytes, which is part of what a move costs; a background checksum's pass is added
- * when it is published, so copy nanos count the work, not only the caller's wait).
+ * when it is published, so copy nanos count the work, not only the caller's wait), kept in a
+ * {@link TierCounters} as {@link DiskTier}'s are.
  *
  * <h2>Errors</h2>
  * A budget below one block: IllegalArgumentException naming it. A store or entry of another
