@@ -14,7 +14,7 @@ import java.util.zip.CRC32C;
  *   offset        size  field
  *   0             4     magic 0x4B565231 ("KVR1")
  *   4             2     format version, 1
- *   6             2     flags: bit 0 = has a parent key, bit 1 = has a scope
+ *   6             2     flags: bit 0 = has a parent key, bit 1 = has a scope, bit 2 = sealed
  *   8             8     layout fingerprint (TierEntry.fingerprint)
  *   16            16    key (hi, lo)
  *   32            16    parent key (hi, lo; zeros when none)
@@ -27,6 +27,7 @@ import java.util.zip.CRC32C;
  *   72+S+4T       4     CRC32C of the payload
  *   76+S+4T       4     CRC32C of bytes [0, 76+S+4T): the header
  *   80+S+4T       P     payload: the store's block exactly as exportBlock wrote it
+ *   80+S+4T+P     32    only when sealed: HMAC-SHA256 of bytes [0, 80+S+4T+P) (ValueSeal)
  * </pre>
  * The header comes first so that a reader checks it before touching the payload; the payload's
  * checksum is the one {@link dev.kvcache.KvStore#exportBlockCrc32c} takes while copying.
@@ -39,6 +40,7 @@ final class BlockValue {
     private static final int FIXED = 80;
     private static final int FLAG_PARENT = 1;
     private static final int FLAG_SCOPE = 2;
+    private static final int FLAG_SEALED = 4;
 
     private BlockValue() {
     }
@@ -50,12 +52,16 @@ final class BlockValue {
         return h > MAX_HEADER ? -1 : (int) h;
     }
 
-    /** Writes {@code e}'s header into {@code dst[0, headerLength)} with the payload's checksum. */
-    static void writeHeader(byte[] dst, TierEntry e, long payloadBytes, int payloadCrc) {
+    /**
+     * Writes {@code e}'s header into {@code dst[0, headerLength)} with the payload's checksum;
+     * {@code sealed}: the value ends in a {@link ValueSeal} tag after the payload.
+     */
+    static void writeHeader(byte[] dst, TierEntry e, long payloadBytes, int payloadCrc, boolean sealed) {
         byte[] scope = e.scope() == null ? new byte[0] : e.scope().getBytes(StandardCharsets.UTF_8);
         ByteBuffer b = ByteBuffer.wrap(dst);
         b.putInt(MAGIC).putShort(VERSION);
-        b.putShort((short) ((e.parentKey() != null ? FLAG_PARENT : 0) | (e.scope() != null ? FLAG_SCOPE : 0)));
+        b.putShort((short) ((e.parentKey() != null ? FLAG_PARENT : 0) | (e.scope() != null ? FLAG_SCOPE : 0)
+                | (sealed ? FLAG_SEALED : 0)));
         b.putLong(e.layoutFingerprint()).putLong(e.key().hi()).putLong(e.key().lo());
         b.putLong(e.parentKey() == null ? 0 : e.parentKey().hi()).putLong(e.parentKey() == null ? 0 : e.parentKey().lo());
         b.putLong(e.salt()).putInt(scope.length).put(scope).putInt(e.tokens().length);
@@ -98,7 +104,7 @@ final class BlockValue {
         }
         int t = b.getInt(60 + s);
         long h = FIXED + (long) s + 4L * t;
-        if (t < 0 || h > MAX_HEADER || h + payloadBytes != length) {
+        if (t < 0 || h > MAX_HEADER || h + payloadBytes + (sealed(b) ? ValueSeal.TAG_BYTES : 0) != length) {
             return -1;
         }
         int at = (int) h - 16;
@@ -127,7 +133,7 @@ final class BlockValue {
         }
         ByteBuffer b = v.slice();
         b.position(6);
-        int flags = b.getShort();
+        int flags = b.getShort() & ~FLAG_SEALED; // the seal is checked apart (ValueSeal), not a field of the entry
         PrefixKey p = expected.parentKey();
         String s = expected.scope();
         if (flags != ((p != null ? FLAG_PARENT : 0) | (s != null ? FLAG_SCOPE : 0))
@@ -156,6 +162,11 @@ final class BlockValue {
             }
         }
         return true;
+    }
+
+    /** Whether {@code v} (at least the fixed header) says it ends in a {@link ValueSeal} tag. */
+    static boolean sealed(ByteBuffer v) {
+        return v.remaining() >= FIXED && (v.getShort(v.position() + 6) & FLAG_SEALED) != 0;
     }
 
     /** Whether {@code v} looks like a value of {@code key} (magic, version, key): a cheap lookup filter. */

@@ -97,6 +97,8 @@ public final class RedisTier implements KvTier {
     private final long prefetchBytes;
     private final CircuitBreaker breaker;
     private final TierCounters c = new TierCounters();
+    /** Checks the seal of every value read (under lookupLock); null: values are not sealed. */
+    private final ValueSeal lookupSeal;
 
     private final Object lookupLock = new Object();
     private volatile RedisEndpoint.Link<ByteBuffer> lookupLink;
@@ -130,8 +132,10 @@ public final class RedisTier implements KvTier {
                 (int) Math.max(2, Math.min(4096, prefetchBytes / valueCapacity + batchKeys)));
         this.breaker = new CircuitBreaker(b.breakerThreshold, b.breakerOpen.toNanos(), System::nanoTime);
         connect(); // one try now, so that a reachable server is used from the first call
+        this.lookupSeal = b.authenticationKey == null ? null : new ValueSeal(b.authenticationKey);
         this.writes = new WriteBehind(endpoint, () -> writeLink, this::connect, breaker, c, ttlMillis,
-                b.writeTimeout.toNanos(), b.queueBlocks, b.queueBytes);
+                b.writeTimeout.toNanos(), b.queueBlocks, b.queueBytes,
+                b.authenticationKey == null ? null : new ValueSeal(b.authenticationKey)::seal);
     }
 
     /**
@@ -160,6 +164,7 @@ public final class RedisTier implements KvTier {
         private long queueBytes = 256L << 20;
         private int breakerThreshold = 3;
         private Duration breakerOpen = Duration.ofSeconds(1);
+        private byte[] authenticationKey;
 
         private Builder(RedisEndpoint endpoint, KvLayout layout) {
             this.endpoint = Objects.requireNonNull(endpoint, "endpoint");
@@ -322,6 +327,29 @@ public final class RedisTier implements KvTier {
             return this;
         }
 
+        /**
+         * Seals every value this tier writes with an HMAC-SHA256 tag under {@code key}, and serves
+         * only values sealed with it (default: none; values are checked by their checksums and
+         * fields only). Every engine of a fleet that shares blocks sets the same key. Without a
+         * key, anyone who can write to the Redis and knows a prompt can build a well-formed value
+         * for it; with one, a value not sealed with the key is a miss (counted in
+         * {@code verificationMisses}). Tagging costs one HMAC pass over each value written (on the
+         * writer thread) and read.
+         *
+         * @param key the fleet's shared secret, at least 16 bytes (copied)
+         * @return this builder
+         * @throws IllegalArgumentException a key shorter than 16 bytes
+         */
+        public Builder authenticationKey(byte[] key) {
+            Objects.requireNonNull(key, "key");
+            if (key.length < ValueSeal.MIN_KEY_BYTES) {
+                throw new IllegalArgumentException("authentication key of " + key.length + " bytes: at least "
+                        + ValueSeal.MIN_KEY_BYTES + " are needed");
+            }
+            this.authenticationKey = key.clone();
+            return this;
+        }
+
         private static Duration positive(String name, Duration d) {
             Objects.requireNonNull(d, name);
             if (d.isNegative() || d.isZero()) {
@@ -452,7 +480,7 @@ public final class RedisTier implements KvTier {
                     c.bytesRead.add(v.remaining());
                     // checksums taken here, while the batch's later values are still arriving
                     int at = BlockValue.intact(v, k, fingerprint, payloadBytes);
-                    if (at < 0) {
+                    if (at < 0 || !authentic(v)) {
                         buffers.release(v);
                         c.verificationMisses.increment();
                         break;
@@ -501,6 +529,11 @@ public final class RedisTier implements KvTier {
 
     private RedisFuture<ByteBuffer> get(RedisEndpoint.Link<ByteBuffer> link, byte[] key, GetExArgs ex) {
         return ex != null ? link.commands().getex(key, ex) : link.commands().get(key);
+    }
+
+    /** Whether {@code v} carries this tier's seal, when it has a key. Under lookupLock. */
+    private boolean authentic(ByteBuffer v) {
+        return lookupSeal == null || lookupSeal.authentic(v);
     }
 
     private long valueBytes() {
@@ -556,6 +589,9 @@ public final class RedisTier implements KvTier {
                 }
                 t0 = System.nanoTime();
                 off = BlockValue.verify(v, expected, payloadBytes);
+                if (off >= 0 && !authentic(v)) {
+                    off = -1;
+                }
             }
         }
         // this thread owns v now (out of the map): it goes back to the pool after its last read
@@ -617,7 +653,8 @@ public final class RedisTier implements KvTier {
             return true;
         }
         int h = BlockValue.headerLength(entry);
-        long size = h + payloadBytes;
+        boolean sealed = lookupSeal != null;
+        long size = h + payloadBytes + (sealed ? ValueSeal.TAG_BYTES : 0);
         if (h < 0 || size > Integer.MAX_VALUE - 8 || !writes.hasRoom(size)) {
             c.writesDropped.increment();
             return false;
@@ -625,7 +662,7 @@ public final class RedisTier implements KvTier {
         long t0 = System.nanoTime();
         byte[] v = new byte[(int) size];
         int crc = store.exportBlockCrc32c(block, MemorySegment.ofArray(v).asSlice(h, payloadBytes));
-        BlockValue.writeHeader(v, entry, payloadBytes, crc);
+        BlockValue.writeHeader(v, entry, payloadBytes, crc, sealed); // the writer thread adds the tag
         c.copyNanos.add(System.nanoTime() - t0);
         if (!writes.offer(entry.key(), keys.block(entry.salt(), entry.key()), v)) {
             c.writesDropped.increment();

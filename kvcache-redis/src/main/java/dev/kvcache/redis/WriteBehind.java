@@ -14,6 +14,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 /**
@@ -44,6 +45,8 @@ final class WriteBehind {
     private final long queueBytes;
     private final long recentNanos;
     private final ArrayBlockingQueue<Write> queue;
+    /** Writes a value's tag before it is sent (the writer thread's own ValueSeal); null: none. */
+    private final Consumer<byte[]> seal;
     private final AtomicLong queuedBytes = new AtomicLong();
     /** Writes offered and not yet sent and answered (or failed): queued and in flight. */
     private final AtomicLong pending = new AtomicLong();
@@ -54,7 +57,9 @@ final class WriteBehind {
     private boolean warned;
 
     WriteBehind(RedisEndpoint endpoint, Supplier<RedisEndpoint.Link<byte[]>> link, Runnable connect, CircuitBreaker breaker,
-                TierCounters counters, long ttlMillis, long timeoutNanos, int queueBlocks, long queueBytes) {
+                TierCounters counters, long ttlMillis, long timeoutNanos, int queueBlocks, long queueBytes,
+                Consumer<byte[]> seal) {
+        this.seal = seal;
         this.endpoint = endpoint;
         this.link = link;
         this.connect = connect;
@@ -196,6 +201,9 @@ final class WriteBehind {
             if (w.value() == null) {
                 fs[i] = l.commands().del(w.redisKey());
             } else {
+                if (seal != null) {
+                    seal.accept(w.value()); // here, not on the caller's (decode) thread
+                }
                 fs[i] = args != null ? l.commands().set(w.redisKey(), w.value(), args) : l.commands().set(w.redisKey(), w.value());
             }
         }
