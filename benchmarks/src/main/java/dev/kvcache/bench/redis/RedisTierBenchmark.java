@@ -18,6 +18,7 @@ import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -49,6 +50,11 @@ import java.util.concurrent.TimeUnit;
  * fetch on a busy machine is measured, not cut short; a fetch that does not return all 32 blocks
  * throws.
  *
+ * <p>{@code -p sealed=true} runs the tier with a fleet key ({@code RedisTier.Builder.authenticationKey}):
+ * each value written carries an HMAC-SHA256 tag and each value read is checked against it, so
+ * {@code tierFetch32} at {@code sealed=true} over {@code sealed=false} is the seal's cost on reads
+ * (the raw baselines do not change with it).
+ *
  * <p>Run: {@code java -jar benchmarks/target/benchmarks.jar RedisTierBenchmark} (needs redis-server).
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -64,6 +70,9 @@ public class RedisTierBenchmark {
     /** A server holding one 32-block prompt written through the tier, a tier and a raw connection. */
     @State(Scope.Benchmark)
     public static class Fleet {
+        /** Whether the tier seals and checks values with a fleet key. */
+        @Param({"false"})
+        public boolean sealed;
         LocalRedis server;
         RedisEndpoint endpoint;
         RedisTier tier;
@@ -82,8 +91,12 @@ public class RedisTierBenchmark {
         public void setup() throws Exception {
             server = LocalRedis.start();
             endpoint = RedisEndpoint.standalone(server.uri());
-            tier = RedisTier.builder(endpoint, LAYOUT).model("bench").lookupTimeout(Duration.ofSeconds(1))
-                    .assumedBandwidth(2e8).build();
+            RedisTier.Builder b = RedisTier.builder(endpoint, LAYOUT).model("bench").lookupTimeout(Duration.ofSeconds(1))
+                    .assumedBandwidth(2e8);
+            if (sealed) {
+                b.authenticationKey("a 32-byte fleet key for the bench".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            }
+            tier = b.build();
             source = OffHeapKvStore.allocate(LAYOUT, BLOCKS);
             target = OffHeapKvStore.allocate(LAYOUT, BLOCKS);
             int[] tokens = new int[BLOCKS * 16];
