@@ -91,12 +91,12 @@ public class RedisTierBenchmark {
         public void setup() throws Exception {
             server = LocalRedis.start();
             endpoint = RedisEndpoint.standalone(server.uri());
-            RedisTier.Builder b = RedisTier.builder(endpoint, LAYOUT).model("bench").lookupTimeout(Duration.ofSeconds(1))
+            RedisTier.Builder tb = RedisTier.builder(endpoint, LAYOUT).model("bench").lookupTimeout(Duration.ofSeconds(1))
                     .assumedBandwidth(2e8);
             if (sealed) {
-                b.authenticationKey("a 32-byte fleet key for the bench".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                tb.authenticationKey("a 32-byte fleet key for the bench".getBytes(java.nio.charset.StandardCharsets.UTF_8));
             }
-            tier = b.build();
+            tier = tb.build();
             source = OffHeapKvStore.allocate(LAYOUT, BLOCKS);
             target = OffHeapKvStore.allocate(LAYOUT, BLOCKS);
             int[] tokens = new int[BLOCKS * 16];
