@@ -104,7 +104,9 @@ import java.util.Objects;
  *
  * <h2>Threads</h2>
  * Every method takes one lock, file IO included, so a tier may be shared by several managers.
- * Stats are a consistent snapshot.
+ * Stats are a consistent snapshot. The frame of each call (argument checks, the lock, the open
+ * and layout checks, the events flushed once the lock is released) is {@link TierFrame}, shared
+ * with {@link HostTier}.
  *
  * <h2>Stats</h2>
  * {@link #stats()}: blocks and payload bytes held, capacity in bytes
@@ -135,30 +137,33 @@ public final class DiskTier implements KvTier {
 
     private final Path dir;
     private final KvLayout layout;
-    private final long fingerprint;
     private final long payloadBytes;
     private final int capacity;
     private final DirectoryLock dirLock;
 
-    private final Object lock = new Object();
+    private final TierFrame frame;
+    private final Object lock;
     /** Held blocks in LRU order (eldest first); get touches, containsKey does not. */
     private final LinkedHashMap<PrefixKey, TierEntry> index = new LinkedHashMap<>(16, 0.75f, true);
     private final BlockFiles files;
 
     private final long skippedFiles;
     private long ioErrors;
-    private final TierCounters counters = new TierCounters();
-    private final TierEvents events = new TierEvents();
-    private boolean closed;
+    private final TierCounters counters;
+    private final TierEvents events;
 
     private DiskTier(Path dir, KvLayout layout, int capacity, DirectoryLock dirLock) {
+        this.frame = new TierFrame("DiskTier", name(), layout, capacity, this::putHeld, this::loadHeld, this::removeHeld,
+                this::leadingHitsHeld, index::size);
+        this.lock = frame.lock;
+        this.counters = frame.counters;
+        this.events = frame.events;
         this.dir = dir;
         this.layout = layout;
-        this.fingerprint = TierEntry.fingerprint(layout);
         this.payloadBytes = layout.bytesPerBlock();
         this.capacity = capacity;
         this.dirLock = dirLock;
-        this.files = new BlockFiles(dir, fingerprint, payloadBytes);
+        this.files = new BlockFiles(dir, frame.fingerprint(), payloadBytes);
         BlockFiles.Scan found = files.scan();
         for (TierEntry e : found.entries()) {
             index.put(e.key(), e);
@@ -191,20 +196,13 @@ public final class DiskTier implements KvTier {
     public static DiskTier open(Path dir, KvLayout layout, long budgetBytes) {
         Objects.requireNonNull(dir, "dir");
         Objects.requireNonNull(layout, "layout");
+        TierChecks.oneBlock("disk", layout, budgetBytes);
         long per = layout.bytesPerBlock();
-        if (budgetBytes < per) {
-            throw new IllegalArgumentException("disk tier budget " + budgetBytes + " bytes holds less than one block of "
-                    + layout + " (" + per + " bytes)");
-        }
         if (per > Integer.MAX_VALUE - MAX_HEADER - 4) {
             throw new IllegalArgumentException("a block of " + layout + " is " + per + " bytes; a disk tier file holds at most "
                     + (Integer.MAX_VALUE - MAX_HEADER - 4));
         }
-        long blocks = budgetBytes / per;
-        if (blocks > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("disk tier budget " + budgetBytes + " bytes is " + blocks
-                    + " blocks of " + per + " bytes; the limit is " + Integer.MAX_VALUE + " blocks");
-        }
+        long blocks = TierChecks.blocks("disk", layout, budgetBytes, Integer.MAX_VALUE);
         Path real;
         try {
             Files.createDirectories(dir);
@@ -235,14 +233,11 @@ public final class DiskTier implements KvTier {
      * @return this tier
      */
     public DiskTier listener(dev.kvcache.KvCacheListener l) {
-        synchronized (lock) {
-            checkOpen();
-            events.set(l);
+        frame.listener(l, () -> {
             for (TierEntry e : new ArrayList<>(index.values())) {
                 events.stored(e);
             }
-        }
-        events.flush();
+        });
         return this;
     }
 
@@ -333,220 +328,176 @@ public final class DiskTier implements KvTier {
 
     @Override
     public int leadingHits(PrefixKey[] keys, int from, int count) {
-        Objects.requireNonNull(keys, "keys");
-        Objects.checkFromIndexSize(from, count, keys.length);
-        synchronized (lock) {
-            checkOpen();
-            int n = 0;
-            while (n < count && keys[from + n] != null && index.containsKey(keys[from + n])) {
-                n++;
-            }
-            // the manager loads these next, after its own allocations may have demoted blocks into
-            // this tier: refresh them, the first most recent (a lost first key loses them all)
-            for (int i = n - 1; i >= 0; i--) {
-                index.get(keys[from + i]);
-            }
-            return n;
+        return frame.leadingHits(keys, from, count);
+    }
+
+    /** The lookup under the lock, the tier open and the range checked ({@link TierFrame#leadingHits}). */
+    private int leadingHitsHeld(PrefixKey[] keys, int from, int count) {
+        int n = 0;
+        while (n < count && keys[from + n] != null && index.containsKey(keys[from + n])) {
+            n++;
         }
+        // the manager loads these next, after its own allocations may have demoted blocks into
+        // this tier: refresh them, the first most recent (a lost first key loses them all)
+        for (int i = n - 1; i >= 0; i--) {
+            index.get(keys[from + i]);
+        }
+        return n;
     }
 
     @Override
     public boolean put(TierEntry entry, KvStore store, int block) {
-        try {
-            return putLocked(entry, store, block);
-        } finally {
-            events.flush(); // outside the lock, once the change is whole
-        }
+        return frame.put(entry, store, block);
     }
 
-    private boolean putLocked(TierEntry entry, KvStore store, int block) {
-        Objects.requireNonNull(entry, "entry");
-        Objects.requireNonNull(store, "store");
-        synchronized (lock) {
-            checkOpen();
-            TierChecks.entryLayout(entry, fingerprint, layout);
-            if (!TierChecks.storeLayout(store, layout)) {
-                counters.refusedPuts++;
-                return false;
+    /** The put under the lock, the tier open and the call checked ({@link TierFrame#put}). */
+    private boolean putHeld(TierEntry entry, KvStore store, int block) {
+        PrefixKey key = entry.key();
+        TierEntry held = index.get(key); // touches
+        if (held != null) {
+            if (held.matches(entry)) {
+                setTime(fileOf(key));
+                counters.puts++; // a repeated put writes nothing
+                return true;
             }
-            PrefixKey key = entry.key();
-            TierEntry held = index.get(key); // touches
-            if (held != null) {
-                if (held.matches(entry)) {
-                    setTime(fileOf(key));
-                    counters.puts++;
-                    return true;
-                }
-                unindex(key);
-                delete(fileOf(key));
-            }
-            byte[] scope = entry.scope() == null ? null : entry.scope().getBytes(StandardCharsets.UTF_8);
-            int h = BlockFiles.headerLength(entry, scope);
-            if (h < 0) {
-                counters.refusedPuts++;
-                return false;
-            }
-            int fileLen = h + (int) payloadBytes + 4;
-            MemorySegment payload = files.payloadFor(h, fileLen);
-            long t0 = System.nanoTime();
-            try {
-                store.exportBlock(block, payload);
-            } catch (RuntimeException e) {
-                counters.copyNanos += System.nanoTime() - t0;
-                counters.refusedPuts++;
-                return false;
-            }
-            files.seal(entry, scope, fileLen);
-            if (index.size() >= capacity) {
-                evictEldest();
-            }
-            try {
-                files.write(key, fileLen);
-            } catch (IOException | RuntimeException e) {
-                counters.copyNanos += System.nanoTime() - t0;
-                try {
-                    Files.deleteIfExists(files.tempOf(key));
-                } catch (IOException ignored) {
-                    // best effort; a leftover temp file is deleted by the next open
-                }
-                ioErrors++;
-                counters.refusedPuts++;
-                return false;
-            }
-            counters.copyNanos += System.nanoTime() - t0;
-            TierEntry kept = new TierEntry(key, entry.parentKey(), entry.salt(), entry.scope(), entry.tokens().clone(),
-                    entry.layoutFingerprint());
-            index.put(key, kept);
-            events.stored(kept);
-            counters.puts++;
-            counters.bytesMoved += payloadBytes;
-            return true;
+            unindex(key);
+            delete(fileOf(key));
         }
+        byte[] scope = entry.scope() == null ? null : entry.scope().getBytes(StandardCharsets.UTF_8);
+        int h = BlockFiles.headerLength(entry, scope);
+        if (h < 0) {
+            counters.refusedPuts++;
+            return false;
+        }
+        int fileLen = h + (int) payloadBytes + 4;
+        MemorySegment payload = files.payloadFor(h, fileLen);
+        long t0 = System.nanoTime();
+        try {
+            store.exportBlock(block, payload);
+        } catch (RuntimeException e) {
+            counters.copyNanos += System.nanoTime() - t0;
+            counters.refusedPuts++;
+            return false;
+        }
+        files.seal(entry, scope, fileLen);
+        if (index.size() >= capacity) {
+            evictEldest();
+        }
+        try {
+            files.write(key, fileLen);
+        } catch (IOException | RuntimeException e) {
+            counters.copyNanos += System.nanoTime() - t0;
+            try {
+                Files.deleteIfExists(files.tempOf(key));
+            } catch (IOException ignored) {
+                // best effort; a leftover temp file is deleted by the next open
+            }
+            ioErrors++;
+            counters.refusedPuts++;
+            return false;
+        }
+        counters.copyNanos += System.nanoTime() - t0;
+        TierEntry kept = new TierEntry(key, entry.parentKey(), entry.salt(), entry.scope(), entry.tokens().clone(),
+                entry.layoutFingerprint());
+        index.put(key, kept);
+        events.stored(kept);
+        counters.stored(payloadBytes);
+        return true;
     }
 
     @Override
     public boolean load(TierEntry expected, KvStore store, int block) {
-        try {
-            return loadLocked(expected, store, block);
-        } finally {
-            events.flush(); // outside the lock, once the change is whole
-        }
+        return frame.load(expected, store, block);
     }
 
-    private boolean loadLocked(TierEntry expected, KvStore store, int block) {
-        Objects.requireNonNull(expected, "expected");
-        Objects.requireNonNull(store, "store");
-        synchronized (lock) {
-            checkOpen();
-            PrefixKey key = expected.key();
-            TierEntry held = index.get(key);
-            if (held == null) {
-                return false;
-            }
-            Path file = fileOf(key);
-            if (!held.matches(expected)) {
-                counters.verificationMisses++;
-                unindex(key);
-                delete(file);
-                return false;
-            }
-            if (!TierChecks.storeLayout(store, layout)) {
-                counters.failedLoads++;
-                return false;
-            }
-            long t0 = System.nanoTime();
-            int h;
-            try {
-                h = files.readAndVerify(file, expected);
-            } catch (IOException e) {
-                counters.copyNanos += System.nanoTime() - t0;
-                ioErrors++;
-                unindex(key);
-                if (!(e instanceof NoSuchFileException)) {
-                    delete(file);
-                }
-                return false;
-            }
-            if (h < 0) {
-                counters.copyNanos += System.nanoTime() - t0;
-                counters.verificationMisses++;
-                unindex(key);
-                delete(file);
-                return false;
-            }
-            try {
-                store.importBlock(block, files.payload(h));
-            } catch (RuntimeException e) {
-                counters.failedLoads++;
-                return false;
-            } finally {
-                counters.copyNanos += System.nanoTime() - t0;
-            }
-            setTime(file);
-            counters.loads++;
-            counters.bytesMoved += payloadBytes;
-            return true;
+    /** The load under the lock, the tier open and the call checked ({@link TierFrame#load}). */
+    private boolean loadHeld(TierEntry expected, KvStore store, int block) {
+        PrefixKey key = expected.key();
+        TierEntry held = index.get(key);
+        if (held == null) {
+            return false;
         }
+        Path file = fileOf(key);
+        if (!held.matches(expected)) {
+            counters.verificationMisses++;
+            unindex(key);
+            delete(file);
+            return false;
+        }
+        if (!TierChecks.storeLayout(store, layout)) {
+            counters.failedLoads++;
+            return false;
+        }
+        long t0 = System.nanoTime();
+        int h;
+        try {
+            h = files.readAndVerify(file, expected);
+        } catch (IOException e) {
+            counters.copyNanos += System.nanoTime() - t0;
+            ioErrors++;
+            unindex(key);
+            if (!(e instanceof NoSuchFileException)) {
+                delete(file);
+            }
+            return false;
+        }
+        if (h < 0) {
+            counters.copyNanos += System.nanoTime() - t0;
+            counters.verificationMisses++;
+            unindex(key);
+            delete(file);
+            return false;
+        }
+        try {
+            store.importBlock(block, files.payload(h));
+        } catch (RuntimeException e) {
+            counters.failedLoads++;
+            return false;
+        } finally {
+            counters.copyNanos += System.nanoTime() - t0;
+        }
+        setTime(file);
+        counters.served(payloadBytes);
+        return true;
     }
 
     @Override
     public boolean remove(PrefixKey key) {
-        try {
-            return removeLocked(key);
-        } finally {
-            events.flush(); // outside the lock, once the change is whole
-        }
+        return frame.remove(key);
     }
 
-    private boolean removeLocked(PrefixKey key) {
-        Objects.requireNonNull(key, "key");
-        synchronized (lock) {
-            checkOpen();
-            if (index.remove(key) == null) {
-                return false;
-            }
-            events.removed(key);
-            delete(fileOf(key));
-            return true;
+    /** The remove under the lock, the tier open and the call checked ({@link TierFrame#remove}). */
+    private boolean removeHeld(PrefixKey key) {
+        if (index.remove(key) == null) {
+            return false;
         }
+        events.removed(key);
+        delete(fileOf(key));
+        return true;
     }
 
     @Override
     public TierStats stats() {
-        synchronized (lock) {
-            return counters.stats(name(), index.size(), payloadBytes, capacity);
-        }
+        return frame.stats();
     }
 
     /** Releases the directory's lock and the buffer. Idempotent; the files stay. */
     @Override
     public void close() {
-        try {
-            closeLocked();
-        } finally {
-            events.flush();
-        }
-    }
-
-    private void closeLocked() {
-        synchronized (lock) {
-            if (closed) {
-                return;
-            }
-            closed = true;
+        frame.close(() -> {
             events.cleared();
             events.set(null);
             index.clear();
             files.releaseBuffer();
             dirLock.release();
-        }
+        }, () -> { });
     }
 
     @Override
     public String toString() {
         synchronized (lock) {
             return "DiskTier[" + dir + ", " + layout + ", " + index.size() + "/" + capacity + " blocks"
-                    + (closed ? ", closed]" : "]");
+                    + (frame.closed() ? ", closed]" : "]");
         }
     }
 
@@ -559,11 +510,6 @@ public final class DiskTier implements KvTier {
 
     // ------------------------------------------------------------------ internals (under the lock)
 
-    private void checkOpen() {
-        if (closed) {
-            throw new IllegalStateException("DiskTier is closed");
-        }
-    }
 
     /** Forgets {@code key}'s entry (held) and reports it. */
     private void unindex(PrefixKey key) {

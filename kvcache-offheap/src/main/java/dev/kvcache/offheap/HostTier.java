@@ -92,7 +92,9 @@ import java.util.zip.CRC32C;
  * copy of one block is short next to the work that makes one. Stats are a consistent snapshot.
  * Stores are only called under this lock (export or import of one block), never the other way.
  * The checksum thread of an {@link Checksum#ASYNC} tier takes the lock only to take a queued slot
- * and to publish its result; it calls no store.
+ * and to publish its result; it calls no store. The frame of each call (argument checks, the
+ * lock, the open and layout checks, the events flushed once the lock is released) is
+ * {@link TierFrame}, shared with {@link DiskTier}.
  *
  * <h2>Stats</h2>
  * {@link #stats()}: blocks and bytes held, capacity in bytes ({@code capacity * bytesPerBlock}),
@@ -125,13 +127,13 @@ public final class HostTier implements KvTier {
     private static final int NONE = SlotIndex.NONE;
 
     private final KvLayout layout;
-    private final long fingerprint;
     private final long slotBytes;
     private final int capacity;
     private final Arena arena;
     private final MemorySegment memory;
 
-    private final Object lock = new Object();
+    private final TierFrame frame;
+    private final Object lock;
     private final SlotIndex index;
     private final int[] crcs;
     private final CRC32C crc = new CRC32C();
@@ -139,17 +141,20 @@ public final class HostTier implements KvTier {
     /** The background checksums (null for SYNC). */
     private final AsyncChecksums async;
 
-    private final TierCounters counters = new TierCounters();
-    private final TierEvents events = new TierEvents();
-    private boolean closed;
+    private final TierCounters counters;
+    private final TierEvents events;
 
     private HostTier(KvLayout layout, int capacity, Checksum mode) {
+        this.index = new SlotIndex(capacity);
+        this.frame = new TierFrame("HostTier", name(), layout, capacity, this::putHeld, this::loadHeld, this::removeHeld,
+                index::leadingHits, index::size);
+        this.lock = frame.lock;
+        this.counters = frame.counters;
+        this.events = frame.events;
         this.layout = layout;
         this.mode = mode;
-        this.fingerprint = TierEntry.fingerprint(layout);
         this.slotBytes = layout.bytesPerBlock();
         this.capacity = capacity;
-        this.index = new SlotIndex(capacity);
         this.crcs = new int[capacity];
         this.arena = Arena.ofShared();
         try {
@@ -199,17 +204,8 @@ public final class HostTier implements KvTier {
     public static HostTier allocate(KvLayout layout, long budgetBytes, Checksum checksum) {
         Objects.requireNonNull(layout, "layout");
         Objects.requireNonNull(checksum, "checksum");
-        long per = layout.bytesPerBlock();
-        if (budgetBytes < per) {
-            throw new IllegalArgumentException("host tier budget " + budgetBytes + " bytes holds less than one block of "
-                    + layout + " (" + per + " bytes)");
-        }
-        long slots = budgetBytes / per;
-        if (slots > 1 << 28) {
-            throw new IllegalArgumentException("host tier budget " + budgetBytes + " bytes is " + slots
-                    + " blocks of " + per + " bytes; the limit is " + (1 << 28) + " blocks");
-        }
-        return new HostTier(layout, (int) slots, checksum);
+        TierChecks.oneBlock("host", layout, budgetBytes);
+        return new HostTier(layout, (int) TierChecks.blocks("host", layout, budgetBytes, 1 << 28), checksum);
     }
 
     /**
@@ -226,16 +222,13 @@ public final class HostTier implements KvTier {
      * @return this tier
      */
     public HostTier listener(dev.kvcache.KvCacheListener l) {
-        synchronized (lock) {
-            checkOpen();
-            events.set(l);
+        frame.listener(l, () -> {
             for (int s = 0; s < capacity; s++) {
                 if (index.entry(s) != null) {
                     events.stored(index.entry(s));
                 }
             }
-        }
-        events.flush();
+        });
         return this;
     }
 
@@ -306,200 +299,155 @@ public final class HostTier implements KvTier {
 
     @Override
     public int leadingHits(PrefixKey[] keys, int from, int count) {
-        Objects.requireNonNull(keys, "keys");
-        Objects.checkFromIndexSize(from, count, keys.length);
-        synchronized (lock) {
-            checkOpen();
-            return index.leadingHits(keys, from, count);
-        }
+        return frame.leadingHits(keys, from, count);
     }
 
     @Override
     public boolean put(TierEntry entry, KvStore store, int block) {
-        try {
-            return putLocked(entry, store, block);
-        } finally {
-            events.flush(); // outside the lock, once the change is whole
-        }
+        return frame.put(entry, store, block);
     }
 
-    private boolean putLocked(TierEntry entry, KvStore store, int block) {
-        Objects.requireNonNull(entry, "entry");
-        Objects.requireNonNull(store, "store");
-        synchronized (lock) {
-            checkOpen();
-            TierChecks.entryLayout(entry, fingerprint, layout);
-            if (!TierChecks.storeLayout(store, layout)) {
-                counters.refusedPuts++;
-                return false;
+    /** The put under the lock, the tier open and the call checked ({@link TierFrame#put}). */
+    private boolean putHeld(TierEntry entry, KvStore store, int block) {
+        int held;
+        int slot;
+        while (true) {
+            held = index.find(entry.key());
+            if (held != NONE && index.entry(held).matches(entry)) {
+                index.touch(held);
+                counters.puts++; // a repeated put moves nothing
+                return true;
             }
-            int held;
-            int slot;
-            while (true) {
-                held = index.find(entry.key());
-                if (held != NONE && index.entry(held).matches(entry)) {
-                    index.touch(held);
-                    counters.puts++;
-                    return true;
-                }
-                // the slot this put writes: the held copy's, a free one, or the LRU tail's
-                slot = held != NONE ? held : index.freeHead() != NONE ? index.freeHead() : index.tail();
-                if (slot != busy()) {
-                    break;
-                }
-                async.awaitNotBusy(); // its checksum is being read: never overwrite it (one pass)
-                checkOpen();
+            // the slot this put writes: the held copy's, a free one, or the LRU tail's
+            slot = held != NONE ? held : index.freeHead() != NONE ? index.freeHead() : index.tail();
+            if (slot != busy()) {
+                break;
             }
-            if (held != NONE) {
-                drop(held);
-                index.release(held);
-            }
-            slot = index.takeFree();
-            if (slot == NONE) {
-                slot = index.tail(); // every slot is held: evict the least recently used
-                drop(slot);
-                counters.evictions++;
-            }
-            boolean ok = false;
-            try {
-                MemorySegment seg = slot(slot);
-                long t0 = System.nanoTime();
-                boolean queued = async != null && async.hasRoom();
-                if (queued) {
-                    store.exportBlock(block, seg);
-                } else {
-                    crcs[slot] = store.exportBlockCrc32c(block, seg); // one read of the block, not two
-                }
-                counters.copyNanos += System.nanoTime() - t0;
-                index.add(slot, new TierEntry(entry.key(), entry.parentKey(), entry.salt(), entry.scope(),
-                        entry.tokens().clone(), entry.layoutFingerprint()));
-                counters.puts++;
-                counters.bytesMoved += slotBytes;
-                if (async != null) {
-                    async.recorded(slot, queued);
-                }
-                ok = true;
-                events.stored(index.entry(slot));
-            } catch (RuntimeException e) {
-                return false;
-            } finally {
-                if (!ok) {
-                    index.release(slot);
-                    counters.refusedPuts++;
-                }
-            }
-            return true;
+            async.awaitNotBusy(); // its checksum is being read: never overwrite it (one pass)
+            frame.checkOpen();
         }
+        if (held != NONE) {
+            drop(held);
+            index.release(held);
+        }
+        slot = index.takeFree();
+        if (slot == NONE) {
+            slot = index.tail(); // every slot is held: evict the least recently used
+            drop(slot);
+            counters.evictions++;
+        }
+        boolean ok = false;
+        try {
+            MemorySegment seg = slot(slot);
+            long t0 = System.nanoTime();
+            boolean queued = async != null && async.hasRoom();
+            if (queued) {
+                store.exportBlock(block, seg);
+            } else {
+                crcs[slot] = store.exportBlockCrc32c(block, seg); // one read of the block, not two
+            }
+            counters.copyNanos += System.nanoTime() - t0;
+            index.add(slot, new TierEntry(entry.key(), entry.parentKey(), entry.salt(), entry.scope(),
+                    entry.tokens().clone(), entry.layoutFingerprint()));
+            counters.stored(slotBytes);
+            if (async != null) {
+                async.recorded(slot, queued);
+            }
+            ok = true;
+            events.stored(index.entry(slot));
+        } catch (RuntimeException e) {
+            return false;
+        } finally {
+            if (!ok) {
+                index.release(slot);
+                counters.refusedPuts++;
+            }
+        }
+        return true;
     }
 
     @Override
     public boolean load(TierEntry expected, KvStore store, int block) {
-        try {
-            return loadLocked(expected, store, block);
-        } finally {
-            events.flush(); // outside the lock, once the change is whole
-        }
+        return frame.load(expected, store, block);
     }
 
-    private boolean loadLocked(TierEntry expected, KvStore store, int block) {
-        Objects.requireNonNull(expected, "expected");
-        Objects.requireNonNull(store, "store");
-        synchronized (lock) {
-            checkOpen();
-            int slot = findNotBusy(expected.key()); // a busy one's checksum is being taken: wait for that pass
-            if (slot == NONE) {
-                return false;
-            }
-            if (!index.entry(slot).matches(expected)) {
-                counters.verificationMisses++;
-                drop(slot);
-                index.release(slot);
-                return false;
-            }
-            if (!TierChecks.storeLayout(store, layout)) {
-                counters.failedLoads++;
-                return false;
-            }
-            MemorySegment seg = slot(slot);
-            long t0 = System.nanoTime();
-            int sum = checksum(seg);
-            if (async != null && async.isPending(slot)) {
-                crcs[slot] = sum; // taken now, before serving (the queued one will find it settled)
-                async.settle(slot);
-            }
-            if (sum != crcs[slot]) {
-                counters.copyNanos += System.nanoTime() - t0;
-                counters.verificationMisses++;
-                drop(slot);
-                index.release(slot);
-                return false;
-            }
-            try {
-                store.importBlock(block, seg);
-            } catch (RuntimeException e) {
-                counters.failedLoads++;
-                return false;
-            } finally {
-                counters.copyNanos += System.nanoTime() - t0;
-            }
-            index.touch(slot);
-            counters.loads++;
-            counters.bytesMoved += slotBytes;
-            return true;
+    /** The load under the lock, the tier open and the call checked ({@link TierFrame#load}). */
+    private boolean loadHeld(TierEntry expected, KvStore store, int block) {
+        int slot = findNotBusy(expected.key()); // a busy one's checksum is being taken: wait for that pass
+        if (slot == NONE) {
+            return false;
         }
+        if (!index.entry(slot).matches(expected)) {
+            counters.verificationMisses++;
+            drop(slot);
+            index.release(slot);
+            return false;
+        }
+        if (!TierChecks.storeLayout(store, layout)) {
+            counters.failedLoads++;
+            return false;
+        }
+        MemorySegment seg = slot(slot);
+        long t0 = System.nanoTime();
+        int sum = checksum(seg);
+        if (async != null && async.isPending(slot)) {
+            crcs[slot] = sum; // taken now, before serving (the queued one will find it settled)
+            async.settle(slot);
+        }
+        if (sum != crcs[slot]) {
+            counters.copyNanos += System.nanoTime() - t0;
+            counters.verificationMisses++;
+            drop(slot);
+            index.release(slot);
+            return false;
+        }
+        try {
+            store.importBlock(block, seg);
+        } catch (RuntimeException e) {
+            counters.failedLoads++;
+            return false;
+        } finally {
+            counters.copyNanos += System.nanoTime() - t0;
+        }
+        index.touch(slot);
+        counters.served(slotBytes);
+        return true;
     }
 
     @Override
     public boolean remove(PrefixKey key) {
-        try {
-            return removeLocked(key);
-        } finally {
-            events.flush(); // outside the lock, once the change is whole
-        }
+        return frame.remove(key);
     }
 
-    private boolean removeLocked(PrefixKey key) {
-        Objects.requireNonNull(key, "key");
-        synchronized (lock) {
-            checkOpen();
-            int slot = index.find(key);
-            if (slot == NONE) {
-                return false;
-            }
-            drop(slot);
-            index.release(slot);
-            return true;
+    /** The remove under the lock, the tier open and the call checked ({@link TierFrame#remove}). */
+    private boolean removeHeld(PrefixKey key) {
+        int slot = index.find(key);
+        if (slot == NONE) {
+            return false;
         }
+        drop(slot);
+        index.release(slot);
+        return true;
     }
 
     @Override
     public TierStats stats() {
-        synchronized (lock) {
-            return counters.stats(name(), index.size(), slotBytes, capacity);
-        }
+        return frame.stats();
     }
 
     /** Frees the host memory. Idempotent; afterwards every call but name, stats and close throws. */
     @Override
     public void close() {
-        try {
-            closeLocked();
-        } finally {
-            events.flush();
-        }
-    }
-
-    private void closeLocked() {
-        synchronized (lock) {
-            if (closed) {
-                return;
-            }
-            closed = true;
+        frame.close(() -> {
             if (async != null) {
                 async.stop();
             }
             lock.notifyAll(); // the checksum thread, and any call waiting for the busy slot, wake to see it
-        }
+        }, this::release);
+    }
+
+    /** Close, after the tier is marked closed: ends the checksum thread, forgets every slot, frees the memory. */
+    private void release() {
         if (async != null) {
             async.join(); // it finishes at most one checksum pass, then sees it stopped
         }
@@ -517,7 +465,7 @@ public final class HostTier implements KvTier {
     @Override
     public String toString() {
         synchronized (lock) {
-            return "HostTier[" + layout + ", " + index.size() + "/" + capacity + " blocks" + (closed ? ", closed]" : "]");
+            return "HostTier[" + layout + ", " + index.size() + "/" + capacity + " blocks" + (frame.closed() ? ", closed]" : "]");
         }
     }
 
@@ -529,7 +477,7 @@ public final class HostTier implements KvTier {
      */
     boolean corruptForTest(PrefixKey key, long offset) {
         synchronized (lock) {
-            checkOpen();
+            frame.checkOpen();
             int slot = findNotBusy(key);
             if (slot == NONE) {
                 return false;
@@ -571,7 +519,7 @@ public final class HostTier implements KvTier {
     /** Test hook: the checksum recorded for {@code key}'s slot and a fresh one of its bytes, or null (not held, pending). */
     int[] checksumsForTest(PrefixKey key) {
         synchronized (lock) {
-            checkOpen();
+            frame.checkOpen();
             int slot = index.find(key);
             if (slot == NONE || slot == busy() || (async != null && async.isPending(slot))) {
                 return null;
@@ -594,11 +542,6 @@ public final class HostTier implements KvTier {
 
     // ------------------------------------------------------------------ internals (under the lock)
 
-    private void checkOpen() {
-        if (closed) {
-            throw new IllegalStateException("HostTier is closed");
-        }
-    }
 
     /** The slot the checksum thread is reading now, or NONE (always for SYNC). */
     private int busy() {
@@ -610,7 +553,7 @@ public final class HostTier implements KvTier {
         int slot = index.find(key);
         while (slot != NONE && slot == busy()) {
             async.awaitNotBusy();
-            checkOpen();
+            frame.checkOpen();
             slot = index.find(key);
         }
         return slot;

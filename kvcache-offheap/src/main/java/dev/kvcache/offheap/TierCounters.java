@@ -29,6 +29,18 @@ final class TierCounters {
     /** {@link System#nanoTime()} spent copying and checksumming. */
     long copyNanos;
 
+    /** Counts a put that moved {@code bytes} in. */
+    void stored(long bytes) {
+        puts++;
+        bytesMoved += bytes;
+    }
+
+    /** Counts a load that moved {@code bytes} out. */
+    void served(long bytes) {
+        loads++;
+        bytesMoved += bytes;
+    }
+
     /**
      * The snapshot {@link dev.kvcache.KvTier#stats()} returns.
      *

@@ -18,8 +18,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** TierCounters' snapshot and TierChecks' wiring checks. */
 class TierCountersTest {
 
-    private static final KvLayout A = new KvLayout(2, 2, 32, 8, KvFormats.all().get(0));
-    private static final KvLayout B = new KvLayout(2, 2, 32, 16, KvFormats.all().get(0));
+    static final KvLayout A = new KvLayout(2, 2, 32, 8, KvFormats.all().get(0));
+    static final KvLayout B = new KvLayout(2, 2, 32, 16, KvFormats.all().get(0));
 
     @Test
     void statsPutsEachCounterInItsOwnFieldAndScalesBlocksByTheBlockBytes() {
@@ -37,7 +37,7 @@ class TierCountersTest {
     }
 
     /** A store whose layout() answers {@code layout}, or throws when it is null. */
-    private static KvStore store(KvLayout layout) {
+    static KvStore store(KvLayout layout) {
         return (KvStore) Proxy.newProxyInstance(KvStore.class.getClassLoader(), new Class<?>[] {KvStore.class}, (p, m, args) -> {
             if (m.getName().equals("layout")) {
                 if (layout == null) {
