@@ -475,6 +475,7 @@ public final class RedisTier implements KvTier {
                         break;
                     }
                     if (v == null) {
+                        writes.forget(k); // not in Redis: the next put of it writes it again
                         break;
                     }
                     c.bytesRead.add(v.remaining());
@@ -483,6 +484,7 @@ public final class RedisTier implements KvTier {
                     if (at < 0 || !authentic(v)) {
                         buffers.release(v);
                         c.verificationMisses.increment();
+                        writes.forget(k);
                         break;
                     }
                     keep(k, new Fetched(v, at));
@@ -585,6 +587,7 @@ public final class RedisTier implements KvTier {
             } else {
                 v = fetch(expected);
                 if (v == null) {
+                    writes.forget(expected.key()); // gone from Redis (evicted, deleted): the next put writes it again
                     return false;
                 }
                 t0 = System.nanoTime();
@@ -598,6 +601,7 @@ public final class RedisTier implements KvTier {
         if (off < 0) {
             buffers.release(v);
             c.verificationMisses.increment();
+            writes.forget(expected.key()); // what Redis holds is not this block: the next put replaces it
             return false;
         }
         store.importBlock(block, MemorySegment.ofBuffer(v).asSlice(off, payloadBytes));

@@ -252,6 +252,45 @@ class RedisTierTest {
         }
     }
 
+    @Test
+    void aBlockGoneFromRedisOrReplacedThereIsWrittenAgainByTheNextPut() {
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 610), 0, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
+             RedisTier t = tier()) {
+            Kv.fillBlock(a, 0, 61);
+            assertTrue(t.put(e[0], a, 0));
+            assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
+            assertTrue(t.put(e[0], a, 0));
+            assertEquals(1, t.redisStats().writesDeduplicated(), "written a moment ago: not again");
+            RedisClient raw = RedisClient.create(server.uri());
+            try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
+                byte[] k = t.keys().block(e[0].salt(), e[0].key());
+                // evicted by Redis (maxmemory) or deleted, then found missing by a load or a lookup;
+                // then overwritten with something else
+                for (Runnable lose : new Runnable[] {() -> c.sync().del(k), () -> c.sync().set(k, "not a block".getBytes())}) {
+                    for (boolean byLookup : new boolean[] {false, true}) {
+                        lose.run();
+                        long written = t.redisStats().writesDone();
+                        if (byLookup) {
+                            assertEquals(0, t.leadingHits(Kv.keys(e), 0, 1));
+                        } else {
+                            assertFalse(t.load(e[0], b, 0));
+                        }
+                        assertTrue(t.put(e[0], a, 0));
+                        assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
+                        assertEquals(written + 1, t.redisStats().writesDone(),
+                                "the next put wrote it again (found missing by " + (byLookup ? "a lookup" : "a load") + "): " + t.redisStats());
+                        assertTrue(t.load(e[0], b, 1));
+                        assertArrayEquals(Kv.export(a, 0), Kv.export(b, 1));
+                    }
+                }
+            } finally {
+                raw.shutdown();
+            }
+            assertEquals(1, t.redisStats().writesDeduplicated());
+        }
+    }
+
     private static byte[] flip(byte[] v, int at) {
         byte[] c = v.clone();
         c[at] ^= 0x40;
