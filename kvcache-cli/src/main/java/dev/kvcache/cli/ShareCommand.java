@@ -7,6 +7,7 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
 /**
@@ -16,7 +17,8 @@ import java.util.concurrent.Callable;
  *   bin/kvcache share --redis redis://127.0.0.1:6379 --role writer
  *   bin/kvcache share --redis redis://127.0.0.1:6379 --role reader
  * </pre>
- * The reader reports how much of the prompt Redis served, that the served blocks are
+ * With {@code --key-file} on both, the values are sealed with that fleet key and only values it
+ * verifies are served. The reader reports how much of the prompt Redis served, that the served blocks are
  * byte-identical to its own computation, that attention over them is equal, and that another cache
  * salt is served nothing; exit 0 when all of that holds, 1 otherwise.
  */
@@ -53,9 +55,14 @@ public final class ShareCommand implements Callable<Integer> {
     @Option(names = "--format", defaultValue = "F16", description = "KV format (default ${DEFAULT-VALUE}).")
     String format;
 
+    @Option(names = "--key-file",
+            description = "File holding the fleet key (at least 16 bytes, the same for both roles): values are sealed with it "
+                    + "and only values it verifies are served.")
+    Path keyFile;
+
     @Override
     public Integer call() {
-        ShareDemo.Options o = new ShareDemo.Options(redis, role, tokens, model, salt, seed, format);
+        ShareDemo.Options o = new ShareDemo.Options(redis, role, tokens, model, salt, seed, format, keyFile);
         try {
             return ShareDemo.run(o, OffHeapKvStore::allocate, spec.commandLine().getOut());
         } catch (IllegalStateException e) {

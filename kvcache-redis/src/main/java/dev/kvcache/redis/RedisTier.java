@@ -14,9 +14,6 @@ import io.lettuce.core.RedisFuture;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.time.Duration;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
-import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -43,13 +40,19 @@ import java.util.concurrent.TimeoutException;
  * costs exactly one round trip. A timeout or an error ends the lookup with the hits already
  * verified to exist: a miss, never a stall.
  *
- * <h2>Load: Redis is trusted with nothing</h2>
+ * <h2>Load: verified before a byte moves</h2>
  * Before the store imports a byte, a value is checked whole (exact length, the header's and the
  * payload's CRC32C: by the lookup as each value arrives, so the checksums overlap the transfer of
  * the rest of the batch, or by the load for a value the lookup did not keep) and against the
  * {@link TierEntry} the manager expects (every header field: key, parent key, salt, scope, token
  * ids, layout fingerprint). A damaged value ends a lookup's hits there; a mismatch is a miss. Both
  * are counted in {@code verificationMisses}.
+ *
+ * <h2>Who may write: the fleet key</h2>
+ * Checksums catch damage, not a forgery: anyone who can write to the Redis and knows a prompt can
+ * build a value whose every field and checksum is right. With {@link Builder#authenticationKey}
+ * every value this tier writes carries an HMAC-SHA256 tag under the fleet's secret, and a value
+ * without a tag the key verifies is a miss like any mismatch; no byte of it reaches the store.
  *
  * <h2>Writes: behind, bounded, never blocking</h2>
  * {@link #put} (a demotion) and {@link #writeOnPublish} (every block the moment it is published,
@@ -105,16 +108,11 @@ public final class RedisTier implements KvTier {
     private volatile RedisEndpoint.Link<byte[]> writeLink;
     /** The lookup connection's codec: values land in reused direct buffers (see ValueBuffers). */
     private final ValueBuffers buffers;
-    /** Values the last lookups fetched, oldest first; consumed by load. */
-    private final LinkedHashMap<PrefixKey, Fetched> prefetched = new LinkedHashMap<>();
-    private long prefetchedBytes;
+    /** Values the last lookups fetched, oldest first; consumed by load. Under lookupLock. */
+    private final PrefetchedValues prefetched;
     private final WriteBehind writes;
     private volatile boolean closed;
     private volatile boolean warnedConnect;
-
-    /** A value a lookup fetched, already found {@code BlockValue.intact} (payload at {@code at}). */
-    private record Fetched(ByteBuffer value, int at) {
-    }
 
     private RedisTier(Builder b) {
         this.endpoint = b.endpoint;
@@ -130,6 +128,7 @@ public final class RedisTier implements KvTier {
         long valueCapacity = payloadBytes + 4096; // the header of a block with a scope of up to ~3 KiB
         this.buffers = new ValueBuffers((int) Math.min(Integer.MAX_VALUE - 8, valueCapacity),
                 (int) Math.max(2, Math.min(4096, prefetchBytes / valueCapacity + batchKeys)));
+        this.prefetched = new PrefetchedValues(prefetchBytes, buffers);
         this.breaker = new CircuitBreaker(b.breakerThreshold, b.breakerOpen.toNanos(), System::nanoTime);
         connect(); // one try now, so that a reachable server is used from the first call
         this.lookupSeal = b.authenticationKey == null ? null : new ValueSeal(b.authenticationKey);
@@ -442,7 +441,7 @@ public final class RedisTier implements KvTier {
                     }
                     b = 1;     // a value larger than the budget: still one at a time
                 }
-                makeRoom((long) b * valueBytes());
+                prefetched.makeRoom((long) b * valueBytes());
                 @SuppressWarnings("unchecked")
                 RedisFuture<ByteBuffer>[] fs = new RedisFuture[b];
                 GetExArgs ex = ttlMillis > 0 ? GetExArgs.Builder.px(ttlMillis) : null;
@@ -487,7 +486,7 @@ public final class RedisTier implements KvTier {
                         writes.forget(k);
                         break;
                     }
-                    keep(k, new Fetched(v, at));
+                    prefetched.keep(k, v, at);
                     kept += v.remaining();
                     hits++;
                 }
@@ -542,30 +541,6 @@ public final class RedisTier implements KvTier {
         return payloadBytes + 256;
     }
 
-    private void keep(PrefixKey k, Fetched f) {
-        Fetched old = prefetched.put(k, f);
-        if (old != null) {
-            drop(old);
-        }
-        prefetchedBytes += f.value().remaining();
-    }
-
-    /** Drops the oldest prefetched values until {@code need} more bytes fit. */
-    private void makeRoom(long need) {
-        Iterator<Map.Entry<PrefixKey, Fetched>> it = prefetched.entrySet().iterator();
-        while (prefetchedBytes + need > prefetchBytes && it.hasNext()) {
-            Fetched f = it.next().getValue();
-            it.remove();
-            drop(f);
-        }
-    }
-
-    /** Forgets {@code f}, already out of the map, and gives its buffer back. Under lookupLock. */
-    private void drop(Fetched f) {
-        prefetchedBytes -= f.value().remaining();
-        buffers.release(f.value());
-    }
-
     @Override
     public boolean load(TierEntry expected, KvStore store, int block) {
         Objects.requireNonNull(expected, "expected");
@@ -577,10 +552,9 @@ public final class RedisTier implements KvTier {
         int off;
         long t0;
         synchronized (lookupLock) {
-            Fetched f = prefetched.remove(expected.key());
+            PrefetchedValues.Fetched f = prefetched.take(expected.key());
             pre = f != null;
             if (pre) {
-                prefetchedBytes -= f.value().remaining();
                 v = f.value();
                 t0 = System.nanoTime();
                 off = BlockValue.matches(v, expected) ? f.at() : -1; // its checksums were taken on arrival
@@ -724,10 +698,7 @@ public final class RedisTier implements KvTier {
         checkOpen();
         writes.forget(key);
         synchronized (lookupLock) {
-            Fetched f = prefetched.remove(key);
-            if (f != null) {
-                drop(f);
-            }
+            prefetched.discard(key);
         }
         return writes.offer(key, keys.block(salt, key), null);
     }
@@ -846,8 +817,7 @@ public final class RedisTier implements KvTier {
             }
         }
         synchronized (lookupLock) {
-            prefetched.clear(); // their buffers are left to the garbage collector, like the pool's
-            prefetchedBytes = 0;
+            prefetched.clear();
             buffers.clear();
         }
     }

@@ -7,10 +7,14 @@ import dev.kvcache.KvStore;
 import dev.kvcache.Sequence;
 import dev.kvcache.SequenceOptions;
 
+import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.Objects;
@@ -24,6 +28,9 @@ import java.util.function.BiFunction;
  * its own computation of the same KV, checks that attention over them equals attention over its
  * own computation (a float64 reference over the store's reads), and checks that another cache
  * salt is served nothing.
+ *
+ * <p>With a key file (the same on both sides) the writer seals every value with the fleet key and
+ * the reader serves only values that key verifies: a reader with another key is served nothing.
  *
  * <p>The "computation" is deterministic pseudo-random K and V per (seed, position, layer), the
  * same in both processes, as a model's would be for the same tokens.
@@ -40,8 +47,11 @@ public final class ShareDemo {
      * @param salt   the cache salt both use
      * @param seed   the prompt's and the KV's seed
      * @param format the KV format's name ({@link KvFormats#byName})
+     * @param keyFile a file holding the fleet key ({@link RedisTier.Builder#authenticationKey}),
+     *                at least 16 bytes, the same file for both roles; null: values are not sealed
      */
-    public record Options(String redis, String role, int tokens, String model, long salt, long seed, String format) {
+    public record Options(String redis, String role, int tokens, String model, long salt, long seed, String format,
+                          Path keyFile) {
         /**
          * Checks the options.
          *
@@ -57,6 +67,22 @@ public final class ShareDemo {
                 throw new IllegalArgumentException("--tokens " + tokens + " must be 16 to 65536 (one block at least)");
             }
             KvFormats.byName(format);
+        }
+
+        /**
+         * Options without a fleet key.
+         *
+         * @param redis  the Redis URI ({@link RedisEndpoint#connect})
+         * @param role   {@code writer} or {@code reader}
+         * @param tokens the prompt's length
+         * @param model  the model id (the key namespace)
+         * @param salt   the cache salt both use
+         * @param seed   the prompt's and the KV's seed
+         * @param format the KV format's name ({@link KvFormats#byName})
+         * @throws IllegalArgumentException as the canonical constructor
+         */
+        public Options(String redis, String role, int tokens, String model, long salt, long seed, String format) {
+            this(redis, role, tokens, model, salt, seed, format, null);
         }
     }
 
@@ -77,10 +103,12 @@ public final class ShareDemo {
      * @param stores makes the store for a layout and a capacity in blocks
      * @param out    where the role reports what it did and checked
      * @return the exit status: 0 when every check held, 1 otherwise
-     * @throws IllegalArgumentException bad options
+     * @throws IllegalArgumentException bad options, a key file that cannot be read or holds under
+     *                                  16 bytes
      * @throws IllegalStateException    Redis cannot be reached
      */
     public static int run(Options o, BiFunction<KvLayout, Integer, KvStore> stores, PrintWriter out) {
+        byte[] fleetKey = o.keyFile() == null ? null : fleetKey(o.keyFile());
         KvLayout layout = new KvLayout(LAYERS, KV_HEADS, HEAD_DIM, BLOCK, KvFormats.byName(o.format()));
         int[] prompt = prompt(o.tokens(), o.seed());
         int full = prompt.length / BLOCK;
@@ -88,11 +116,36 @@ public final class ShareDemo {
         try (RedisEndpoint ep = RedisEndpoint.connect(o.redis())) {
             ep.checkReachable();
             try (KvStore store = stores.apply(layout, blocks);
-                 RedisTier tier = RedisTier.builder(ep, layout).model(o.model()).lookupTimeout(Duration.ofMillis(500)).build();
+                 RedisTier tier = tier(ep, layout, o, fleetKey);
                  KvCacheManager m = KvCacheManager.builder(layout).store(store).tier(tier).build()) {
+                if (fleetKey != null) {
+                    out.printf("%s: values sealed and checked with the fleet key in %s%n", o.role(), o.keyFile());
+                }
                 return "writer".equals(o.role()) ? write(o, store, tier, m, prompt, out) : read(o, layout, stores, store, tier, m, prompt, out);
             }
         }
+    }
+
+    private static RedisTier tier(RedisEndpoint ep, KvLayout layout, Options o, byte[] fleetKey) {
+        RedisTier.Builder b = RedisTier.builder(ep, layout).model(o.model()).lookupTimeout(Duration.ofMillis(500));
+        if (fleetKey != null) {
+            b.authenticationKey(fleetKey);
+        }
+        return b.build();
+    }
+
+    private static byte[] fleetKey(Path file) {
+        byte[] key;
+        try {
+            key = Files.readAllBytes(file);
+        } catch (IOException | UncheckedIOException e) {
+            throw new IllegalArgumentException("--key-file " + file + " cannot be read: " + e.getMessage(), e);
+        }
+        if (key.length < ValueSeal.MIN_KEY_BYTES) {
+            throw new IllegalArgumentException("--key-file " + file + " holds " + key.length + " bytes: a fleet key needs at least "
+                    + ValueSeal.MIN_KEY_BYTES);
+        }
+        return key;
     }
 
     private static int write(Options o, KvStore store, RedisTier tier, KvCacheManager m, int[] prompt, PrintWriter out) {
