@@ -13,7 +13,9 @@ import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
@@ -139,7 +141,9 @@ public final class ShareDemo {
         try {
             key = Files.readAllBytes(file);
         } catch (IOException | UncheckedIOException e) {
-            throw new IllegalArgumentException("--key-file " + file + " cannot be read: " + e.getMessage(), e);
+            String why = e instanceof NoSuchFileException ? "no such file"
+                    : e instanceof AccessDeniedException ? "access denied" : e.getMessage();
+            throw new IllegalArgumentException("--key-file " + file + " cannot be read: " + why, e);
         }
         if (key.length < ValueSeal.MIN_KEY_BYTES) {
             throw new IllegalArgumentException("--key-file " + file + " holds " + key.length + " bytes: a fleet key needs at least "

@@ -59,6 +59,8 @@ class ShareDemoKeyTest {
         assertEquals("--key-file " + shortKey + " holds 15 bytes: a fleet key needs at least 16", e.getMessage());
         Path missing = dir.resolve("missing.key");
         e = assertThrows(IllegalArgumentException.class, () -> run("redis://127.0.0.1:1", "writer", missing, 0));
-        assertTrue(e.getMessage().startsWith("--key-file " + missing + " cannot be read"), e.getMessage());
+        assertEquals("--key-file " + missing + " cannot be read: no such file", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> run("redis://127.0.0.1:1", "writer", dir, 0));
+        assertTrue(e.getMessage().startsWith("--key-file " + dir + " cannot be read: "), e.getMessage());
     }
 }
