@@ -27,10 +27,12 @@ import java.util.zip.CRC32C;
  *   72+S+4T       4     CRC32C of the payload
  *   76+S+4T       4     CRC32C of bytes [0, 76+S+4T): the header
  *   80+S+4T       P     payload: the store's block exactly as exportBlock wrote it
- *   80+S+4T+P     32    only when sealed: HMAC-SHA256 of bytes [0, 80+S+4T+P) (ValueSeal)
+ *   80+S+4T+P     32    only when sealed: GCM tag (16) and salt (16); the payload is then
+ *                       AES-GCM ciphertext, bytes [0, 80+S+4T) its authenticated data (ValueSeal)
  * </pre>
  * The header comes first so that a reader checks it before touching the payload; the payload's
- * checksum is the one {@link dev.kvcache.KvStore#exportBlockCrc32c} takes while copying.
+ * checksum is the one {@link dev.kvcache.KvStore#exportBlockCrc32c} takes while copying (of the
+ * plaintext, for a sealed value: a reader opens the seal first).
  */
 final class BlockValue {
 

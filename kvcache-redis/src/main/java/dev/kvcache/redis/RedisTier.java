@@ -45,14 +45,16 @@ import java.util.concurrent.TimeoutException;
  * payload's CRC32C: by the lookup as each value arrives, so the checksums overlap the transfer of
  * the rest of the batch, or by the load for a value the lookup did not keep) and against the
  * {@link TierEntry} the manager expects (every header field: key, parent key, salt, scope, token
- * ids, layout fingerprint). A damaged value ends a lookup's hits there; a mismatch is a miss. Both
- * are counted in {@code verificationMisses}.
+ * ids, layout fingerprint). With a fleet key the value's seal is opened first (its tag verified,
+ * its KV decrypted in place). A damaged value ends a lookup's hits there; a mismatch is a miss.
+ * Both are counted in {@code verificationMisses}.
  *
  * <h2>Who may write: the fleet key</h2>
  * Checksums catch damage, not a forgery: anyone who can write to the Redis and knows a prompt can
  * build a value whose every field and checksum is right. With {@link Builder#authenticationKey}
- * every value this tier writes carries an HMAC-SHA256 tag under the fleet's secret, and a value
- * without a tag the key verifies is a miss like any mismatch; no byte of it reaches the store.
+ * every value this tier writes is sealed under the fleet's secret (AES-256-GCM under a key per
+ * value: the KV encrypted, the whole value authenticated; {@code ValueSeal}), and a value whose
+ * tag the key does not verify is a miss like any mismatch; no byte of it reaches the store.
  *
  * <h2>Writes: behind, bounded, never blocking</h2>
  * {@link #put} (a demotion) and {@link #writeOnPublish} (every block the moment it is published,
@@ -131,10 +133,10 @@ public final class RedisTier implements KvTier {
         this.prefetched = new PrefetchedValues(prefetchBytes, buffers);
         this.breaker = new CircuitBreaker(b.breakerThreshold, b.breakerOpen.toNanos(), System::nanoTime);
         connect(); // one try now, so that a reachable server is used from the first call
-        this.lookupSeal = b.authenticationKey == null ? null : new ValueSeal(b.authenticationKey);
+        this.lookupSeal = b.authenticationKey == null ? null : new ValueSeal(b.authenticationKey, payloadBytes);
         this.writes = new WriteBehind(endpoint, () -> writeLink, this::connect, breaker, c, ttlMillis,
                 b.writeTimeout.toNanos(), b.queueBlocks, b.queueBytes,
-                b.authenticationKey == null ? null : new ValueSeal(b.authenticationKey)::seal);
+                b.authenticationKey == null ? null : new ValueSeal(b.authenticationKey, payloadBytes)::seal);
     }
 
     /**
@@ -327,13 +329,14 @@ public final class RedisTier implements KvTier {
         }
 
         /**
-         * Seals every value this tier writes with an HMAC-SHA256 tag under {@code key}, and serves
-         * only values sealed with it (default: none; values are checked by their checksums and
-         * fields only). Every engine of a fleet that shares blocks sets the same key. Without a
-         * key, anyone who can write to the Redis and knows a prompt can build a well-formed value
-         * for it; with one, a value not sealed with the key is a miss (counted in
-         * {@code verificationMisses}). Tagging costs one HMAC pass over each value written (on the
-         * writer thread) and read.
+         * Seals every value this tier writes under {@code key}, and serves only values sealed with
+         * it (default: none; values are checked by their checksums and fields only). Every engine
+         * of a fleet that shares blocks sets the same key. Without a key, anyone who can write to
+         * the Redis and knows a prompt can build a well-formed value for it; with one, a value not
+         * sealed with the key is a miss (counted in {@code verificationMisses}). The seal is
+         * AES-256-GCM under a key derived per value from {@code key} and a random salt: the KV is
+         * encrypted, the whole value authenticated. It costs one GCM pass over each value written
+         * (on the writer thread) and read. A tier without the key cannot read sealed values.
          *
          * @param key the fleet's shared secret, at least 16 bytes (copied)
          * @return this builder
@@ -478,9 +481,9 @@ public final class RedisTier implements KvTier {
                         break;
                     }
                     c.bytesRead.add(v.remaining());
-                    // checksums taken here, while the batch's later values are still arriving
-                    int at = BlockValue.intact(v, k, fingerprint, payloadBytes);
-                    if (at < 0 || !authentic(v)) {
+                    // opened and checked here, while the batch's later values are still arriving
+                    int at = opened(v) ? BlockValue.intact(v, k, fingerprint, payloadBytes) : -1;
+                    if (at < 0) {
                         buffers.release(v);
                         c.verificationMisses.increment();
                         writes.forget(k);
@@ -532,9 +535,12 @@ public final class RedisTier implements KvTier {
         return ex != null ? link.commands().getex(key, ex) : link.commands().get(key);
     }
 
-    /** Whether {@code v} carries this tier's seal, when it has a key. Under lookupLock. */
-    private boolean authentic(ByteBuffer v) {
-        return lookupSeal == null || lookupSeal.authentic(v);
+    /**
+     * With a fleet key, whether {@code v} carries this tier's seal, its payload then decrypted in
+     * place; without one, true (a sealed value then fails its payload checksum). Under lookupLock.
+     */
+    private boolean opened(ByteBuffer v) {
+        return lookupSeal == null || lookupSeal.open(v);
     }
 
     private long valueBytes() {
@@ -565,10 +571,7 @@ public final class RedisTier implements KvTier {
                     return false;
                 }
                 t0 = System.nanoTime();
-                off = BlockValue.verify(v, expected, payloadBytes);
-                if (off >= 0 && !authentic(v)) {
-                    off = -1;
-                }
+                off = opened(v) ? BlockValue.verify(v, expected, payloadBytes) : -1;
             }
         }
         // this thread owns v now (out of the map): it goes back to the pool after its last read

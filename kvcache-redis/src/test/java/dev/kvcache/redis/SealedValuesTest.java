@@ -25,9 +25,10 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * {@link RedisTier.Builder#authenticationKey}: a fleet that shares a key shares blocks; a value
- * not sealed with the tier's key (another key, no seal, or a well-formed forgery by someone who
- * can write to the Redis) is a miss that moves no byte.
+ * {@link RedisTier.Builder#authenticationKey}: a fleet that shares a key shares blocks, and the
+ * KV in Redis is ciphertext; a value not sealed with the tier's key (another key, no seal, a
+ * well-formed forgery by someone who can write to the Redis, a sealed value with any byte
+ * changed) is a miss that moves no byte, and a tier without the key reads no sealed value.
  */
 class SealedValuesTest {
 
@@ -89,9 +90,75 @@ class SealedValuesTest {
                 assertArrayEquals(Kv.export(a, i), Kv.export(b, i), "block " + i);
             }
             assertEquals(0, reader.redisStats().verificationMisses());
-            // the seal is an addition: a tier without a key still checks sealed values by their fields and checksums
-            assertTrue(unkeyed.load(e[1], b, 3));
-            assertArrayEquals(Kv.export(a, 1), Kv.export(b, 3));
+            // the KV is encrypted: a tier without the key reads nothing, and neither does anyone reading the Redis
+            byte[] free = Kv.export(b, 3);
+            assertFalse(unkeyed.load(e[1], b, 3), "a tier without the key cannot read a sealed value");
+            assertArrayEquals(free, Kv.export(b, 3), "a refused load moved no byte");
+            byte[] stored = raw(writer.keys().block(e[1].salt(), e[1].key()));
+            int h = BlockValue.headerLength(e[1]);
+            int payload = (int) LAYOUT.bytesPerBlock();
+            assertEquals(h + payload + ValueSeal.TAG_BYTES, stored.length);
+            byte[] inRedis = Arrays.copyOfRange(stored, h, h + payload);
+            byte[] plain = Kv.export(a, 1);
+            int same = 0;
+            for (int i = 0; i < payload; i++) {
+                same += inRedis[i] == plain[i] ? 1 : 0;
+            }
+            assertTrue(same < payload / 64, same + " of " + payload + " payload bytes in Redis equal the block's KV");
+        }
+    }
+
+    /** A sealed value with one byte changed anywhere: header, ciphertext, tag or salt. */
+    @Test
+    void aSealedValueWithAnyByteChangedIsAMissThatMovesNoByte() throws IOException {
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 40), 3, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
+             RedisTier keyed = tier(FLEET_KEY)) {
+            Kv.fillBlock(a, 0, 77);
+            assertTrue(keyed.put(e[0], a, 0));
+            assertTrue(keyed.awaitWrites(Duration.ofSeconds(5)));
+            byte[] redisKey = keyed.keys().block(e[0].salt(), e[0].key());
+            byte[] sealed = raw(redisKey);
+            int h = BlockValue.headerLength(e[0]);
+            int payload = (int) LAYOUT.bytesPerBlock();
+            int[] at = {64, h - 5, h - 1, h, h + payload / 2, h + payload - 1, h + payload, h + payload + 15,
+                    h + payload + 16, sealed.length - 1};
+            String[] what = {"a token id", "the payload checksum", "the header checksum", "the first ciphertext byte", "a ciphertext byte",
+                    "the last ciphertext byte", "the tag's first byte", "the tag's last byte", "the salt's first byte",
+                    "the salt's last byte"};
+            byte[] free = Kv.export(b, 1);
+            long misses = 0;
+            for (int i = 0; i < at.length; i++) {
+                byte[] bad = sealed.clone();
+                bad[at[i]] ^= 0x01;
+                setRaw(redisKey, bad);
+                assertFalse(keyed.load(e[0], b, 1), what[i]);
+                assertEquals(0, keyed.leadingHits(Kv.keys(e), 0, 1, 3), what[i] + " ends the lookup");
+                misses += 2;
+                assertEquals(misses, keyed.redisStats().verificationMisses(), what[i] + ": " + keyed.redisStats());
+                assertArrayEquals(free, Kv.export(b, 1), what[i] + ": no byte moved");
+            }
+            setRaw(redisKey, sealed);
+            assertTrue(keyed.load(e[0], b, 1), "the value as sealed");
+            assertArrayEquals(Kv.export(a, 0), Kv.export(b, 1));
+        }
+    }
+
+    private static byte[] raw(byte[] key) {
+        RedisClient raw = RedisClient.create(server.uri());
+        try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
+            return c.sync().get(key);
+        } finally {
+            raw.shutdown();
+        }
+    }
+
+    private static void setRaw(byte[] key, byte[] value) {
+        RedisClient raw = RedisClient.create(server.uri());
+        try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
+            c.sync().set(key, value);
+        } finally {
+            raw.shutdown();
         }
     }
 
@@ -119,16 +186,22 @@ class SealedValuesTest {
             crc.update(evil);
             BlockValue.writeHeader(forged, e[0], payload, (int) crc.getValue(), true);
             Arrays.fill(forged, h + payload, forged.length, (byte) 0x5A);
-            RedisClient raw = RedisClient.create(server.uri());
-            try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
-                c.sync().set(keyed.keys().block(e[0].salt(), e[0].key()), forged);
-            } finally {
-                raw.shutdown();
-            }
+            setRaw(keyed.keys().block(e[0].salt(), e[0].key()), forged);
             assertFalse(keyed.load(e[0], b, 2), "a forged tag");
             assertEquals(0, keyed.leadingHits(Kv.keys(e), 0, 1, 0), "a forged tag ends the lookup");
             assertFalse(keyed.load(e[0], b, 2), "a forged tag, after a lookup");
-            assertEquals(5, keyed.redisStats().verificationMisses(), keyed.redisStats().toString());
+            // the same with an all-zero payload and its checksum: what a failed decryption leaves in
+            // place when the JDK clears its output, so only the tag check refuses it
+            byte[] zeros = new byte[h + payload + ValueSeal.TAG_BYTES];
+            crc.reset();
+            crc.update(new byte[payload]);
+            BlockValue.writeHeader(zeros, e[0], payload, (int) crc.getValue(), true);
+            Arrays.fill(zeros, h + payload, zeros.length, (byte) 0x5A);
+            setRaw(keyed.keys().block(e[0].salt(), e[0].key()), zeros);
+            assertFalse(keyed.load(e[0], b, 2), "a forged tag over zero KV");
+            assertEquals(0, keyed.leadingHits(Kv.keys(e), 0, 1, 0), "a forged tag over zero KV ends the lookup");
+            setRaw(keyed.keys().block(e[0].salt(), e[0].key()), forged);
+            assertEquals(7, keyed.redisStats().verificationMisses(), keyed.redisStats().toString());
             assertArrayEquals(before, Kv.export(b, 2), "no refused load moved a byte");
             // what the key adds: checksums and fields alone cannot tell this forgery from the real block
             assertTrue(unkeyed.load(e[0], b, 3));

@@ -51,7 +51,7 @@ import java.util.concurrent.TimeUnit;
  * throws.
  *
  * <p>{@code -p sealed=true} runs the tier with a fleet key ({@code RedisTier.Builder.authenticationKey}):
- * each value written carries an HMAC-SHA256 tag and each value read is checked against it, so
+ * each value written is sealed (AES-256-GCM) and each value read is opened and checked, so
  * {@code tierFetch32} at {@code sealed=true} over {@code sealed=false} is the seal's cost on reads
  * (the raw baselines do not change with it).
  *
