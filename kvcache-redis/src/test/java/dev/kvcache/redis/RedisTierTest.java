@@ -10,10 +10,8 @@ import dev.kvcache.offheap.OffHeapKvStore;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.codec.ByteArrayCodec;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.io.IOException;
 import java.time.Duration;
@@ -30,36 +28,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class RedisTierTest {
 
     static final KvLayout LAYOUT = new KvLayout(2, 2, 32, 16, KvFormats.F16);
-    private static RedisServers.Server server;
-    private static RedisEndpoint endpoint;
-
-    @BeforeAll
-    static void start() throws IOException {
-        server = RedisServers.Server.start();
-        endpoint = RedisEndpoint.standalone(server.uri());
-    }
-
-    @AfterAll
-    static void stop() {
-        try {
-            if (endpoint != null) {
-                endpoint.close();
-            }
-        } finally {
-            if (server != null) {
-                server.close();
-            }
-        }
-    }
-
-    @BeforeEach
-    void flush() throws IOException {
-        server.command("FLUSHALL");
-        server.command("CONFIG", "RESETSTAT");
-    }
+    @RegisterExtension
+    static final LocalRedis redis = new LocalRedis();
 
     private static RedisTier tier() {
-        return RedisTier.builder(endpoint, LAYOUT).model("test-model").lookupTimeout(Duration.ofSeconds(2)).build();
+        return RedisTier.builder(redis.endpoint(), LAYOUT).model("test-model").lookupTimeout(Duration.ofSeconds(2)).build();
     }
 
     @Test
@@ -94,7 +67,7 @@ class RedisTierTest {
     void oneLookupKeepsNoMoreThanThePrefetchBudget() {
         TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16 * 8, 77), 0, null);
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 8); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 8);
-             RedisTier t = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2))
+             RedisTier t = RedisTier.builder(redis.endpoint(), LAYOUT).lookupTimeout(Duration.ofSeconds(2))
                      .prefetchBytes(3 * (LAYOUT.bytesPerBlock() + 256)).build()) {
             for (int i = 0; i < 8; i++) {
                 Kv.fillBlock(a, i, i);
@@ -117,7 +90,7 @@ class RedisTierTest {
         TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16 * 8, 501), 0, null);
         java.util.SplittableRandom r = new java.util.SplittableRandom(System.nanoTime());
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 8); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 8);
-             RedisTier t = RedisTier.builder(endpoint, LAYOUT).lookupTimeout(Duration.ofSeconds(2))
+             RedisTier t = RedisTier.builder(redis.endpoint(), LAYOUT).lookupTimeout(Duration.ofSeconds(2))
                      .prefetchBytes(3 * (LAYOUT.bytesPerBlock() + 256)).build()) {
             for (int i = 0; i < 8; i++) {
                 Kv.fillBlock(a, i, 100 + i);
@@ -222,7 +195,7 @@ class RedisTierTest {
                 }
             }
             // the value itself damaged in Redis: a flipped payload byte, a flipped header byte, truncated, swapped
-            RedisClient raw = RedisClient.create(server.uri());
+            RedisClient raw = RedisClient.create(redis.server().uri());
             try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
                 byte[] k0 = t.keys().block(e[0].salt(), e[0].key());
                 byte[] k1 = t.keys().block(e[1].salt(), e[1].key());
@@ -262,7 +235,7 @@ class RedisTierTest {
             assertTrue(t.awaitWrites(Duration.ofSeconds(5)));
             assertTrue(t.put(e[0], a, 0));
             assertEquals(1, t.redisStats().writesDeduplicated(), "written a moment ago: not again");
-            RedisClient raw = RedisClient.create(server.uri());
+            RedisClient raw = RedisClient.create(redis.server().uri());
             try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
                 byte[] k = t.keys().block(e[0].salt(), e[0].key());
                 // evicted by Redis (maxmemory) or deleted, then found missing by a load or a lookup;
@@ -308,12 +281,12 @@ class RedisTierTest {
             assertEquals(1, t.redisStats().lookups());
             // the lookup returns at the first miss; the rest of its batch still reaches the server
             long end = System.nanoTime() + 5_000_000_000L;
-            while (server.commandCalls("getex") < 32 && System.nanoTime() < end) {
+            while (redis.server().commandCalls("getex") < 32 && System.nanoTime() < end) {
                 RedisServers.sleep(5);
             }
             RedisServers.sleep(50);
-            assertEquals(32, server.commandCalls("getex"), "the server saw one batch of 32 GETEX, no more");
-            assertEquals(0, server.commandCalls("get"));
+            assertEquals(32, redis.server().commandCalls("getex"), "the server saw one batch of 32 GETEX, no more");
+            assertEquals(0, redis.server().commandCalls("get"));
             m.free(q);
         }
     }
@@ -322,15 +295,15 @@ class RedisTierTest {
     void blocksExpireAfterTheTtlOrNeverWithZero() throws IOException {
         TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 1), 0, null);
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 1);
-             RedisTier t = RedisTier.builder(endpoint, LAYOUT).ttl(Duration.ofMinutes(5)).build();
-             RedisTier forever = RedisTier.builder(endpoint, LAYOUT).model("other").ttl(Duration.ZERO).build()) {
+             RedisTier t = RedisTier.builder(redis.endpoint(), LAYOUT).ttl(Duration.ofMinutes(5)).build();
+             RedisTier forever = RedisTier.builder(redis.endpoint(), LAYOUT).model("other").ttl(Duration.ZERO).build()) {
             Kv.fillBlock(a, 0, 1);
             t.put(e[0], a, 0);
             forever.put(e[0], a, 0);
             assertTrue(t.awaitWrites(Duration.ofSeconds(5)) && forever.awaitWrites(Duration.ofSeconds(5)));
-            long ttl = server.integer("PTTL", t.keys().blockString(e[0].key()));
+            long ttl = redis.server().integer("PTTL", t.keys().blockString(e[0].key()));
             assertTrue(ttl > 0 && ttl <= 300_000, "PTTL " + ttl);
-            assertEquals(-1, server.integer("PTTL", forever.keys().blockString(e[0].key())));
+            assertEquals(-1, redis.server().integer("PTTL", forever.keys().blockString(e[0].key())));
             assertNotEquals(t.keys().namespace(), forever.keys().namespace(), "models never share keys");
         }
     }
@@ -357,7 +330,7 @@ class RedisTierTest {
 
     @Test
     void badSettingsNameTheValueAndTheLimit() {
-        RedisTier.Builder b = RedisTier.builder(endpoint, LAYOUT);
+        RedisTier.Builder b = RedisTier.builder(redis.endpoint(), LAYOUT);
         assertTrue(assertThrows(IllegalArgumentException.class, () -> b.batchKeys(0)).getMessage().contains("batchKeys 0"));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> b.queueBlocks(0)).getMessage().contains("queueBlocks 0"));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> b.ttl(Duration.ofMillis(-1))).getMessage().contains("ttl"));

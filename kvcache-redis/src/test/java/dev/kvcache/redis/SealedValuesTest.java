@@ -7,10 +7,8 @@ import dev.kvcache.offheap.OffHeapKvStore;
 import io.lettuce.core.RedisClient;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.codec.ByteArrayCodec;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -35,35 +33,11 @@ class SealedValuesTest {
     private static final KvLayout LAYOUT = new KvLayout(2, 2, 32, 16, KvFormats.F16);
     private static final byte[] FLEET_KEY = "the fleet's 32-byte shared secret".getBytes(StandardCharsets.UTF_8);
     private static final byte[] OTHER_KEY = "another fleet's secret, 32 bytes".getBytes(StandardCharsets.UTF_8);
-    private static RedisServers.Server server;
-    private static RedisEndpoint endpoint;
-
-    @BeforeAll
-    static void start() throws IOException {
-        server = RedisServers.Server.start();
-        endpoint = RedisEndpoint.standalone(server.uri());
-    }
-
-    @AfterAll
-    static void stop() {
-        try {
-            if (endpoint != null) {
-                endpoint.close();
-            }
-        } finally {
-            if (server != null) {
-                server.close();
-            }
-        }
-    }
-
-    @BeforeEach
-    void flush() throws IOException {
-        server.command("FLUSHALL");
-    }
+    @RegisterExtension
+    static final LocalRedis redis = new LocalRedis();
 
     private static RedisTier tier(byte[] key) {
-        RedisTier.Builder b = RedisTier.builder(endpoint, LAYOUT).model("sealed").lookupTimeout(Duration.ofSeconds(2));
+        RedisTier.Builder b = RedisTier.builder(redis.endpoint(), LAYOUT).model("sealed").lookupTimeout(Duration.ofSeconds(2));
         return (key == null ? b : b.authenticationKey(key)).build();
     }
 
@@ -145,7 +119,7 @@ class SealedValuesTest {
     }
 
     private static byte[] raw(byte[] key) {
-        RedisClient raw = RedisClient.create(server.uri());
+        RedisClient raw = RedisClient.create(redis.server().uri());
         try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
             return c.sync().get(key);
         } finally {
@@ -154,7 +128,7 @@ class SealedValuesTest {
     }
 
     private static void setRaw(byte[] key, byte[] value) {
-        RedisClient raw = RedisClient.create(server.uri());
+        RedisClient raw = RedisClient.create(redis.server().uri());
         try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
             c.sync().set(key, value);
         } finally {
@@ -211,7 +185,7 @@ class SealedValuesTest {
 
     @Test
     void aShortKeyIsRefusedNamingItsLength() {
-        RedisTier.Builder b = RedisTier.builder(endpoint, LAYOUT);
+        RedisTier.Builder b = RedisTier.builder(redis.endpoint(), LAYOUT);
         String m = assertThrows(IllegalArgumentException.class, () -> b.authenticationKey(new byte[15])).getMessage();
         assertTrue(m.contains("15") && m.contains("16"), m);
         assertThrows(NullPointerException.class, () -> b.authenticationKey(null));
