@@ -112,14 +112,14 @@ final class BenchCommand implements Callable<Integer> {
         if (!Files.isRegularFile(jar)) {
             err.println("kvcache bench: " + jar + " is missing; building it (mvn -pl benchmarks -am package -DskipTests)");
             err.flush();
-            int rc = new ProcessBuilder("mvn", "-B", "-ntp", "-q", "-pl", "benchmarks", "-am", "package", "-DskipTests")
-                    .directory(root.toFile()).inheritIO().start().waitFor();
+            int rc = LauncherWatch.runToEnd(new ProcessBuilder("mvn", "-B", "-ntp", "-q", "-pl", "benchmarks", "-am", "package",
+                    "-DskipTests").directory(root.toFile()).inheritIO());
             if (rc != 0 || !Files.isRegularFile(jar)) {
                 err.println("kvcache bench: building the benchmarks failed (exit " + rc + ")");
                 return 1;
             }
         }
-        return new ProcessBuilder(command(javaBinary(), jar, jmhArgs)).inheritIO().start().waitFor();
+        return LauncherWatch.runToEnd(new ProcessBuilder(command(javaBinary(), jar, jmhArgs)).inheritIO());
     }
 
     /** A report run through JMH's Runner; the table goes to this command's output. */

@@ -43,6 +43,7 @@ public final class KvCacheCli implements java.util.concurrent.Callable<Integer> 
      * @param args the subcommand and its options, as typed after {@code bin/kvcache}
      */
     public static void main(String[] args) {
+        LauncherWatch.exitWhenGone(System.getProperty(LauncherWatch.PROPERTY));
         int code;
         try {
             code = commandLine().execute(args);
