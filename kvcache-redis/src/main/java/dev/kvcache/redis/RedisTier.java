@@ -49,7 +49,7 @@ import java.util.concurrent.TimeoutException;
  * its KV decrypted in place). A damaged value ends a lookup's hits there; a mismatch is a miss.
  * Both are counted in {@code verificationMisses}.
  *
- * <h2>Who may write: the fleet key</h2>
+ * <h2>Who may write and read: the fleet key</h2>
  * Checksums catch damage, not a forgery: anyone who can write to the Redis and knows a prompt can
  * build a value whose every field and checksum is right. With {@link Builder#authenticationKey}
  * every value this tier writes is sealed under the fleet's secret (AES-256-GCM under a key per
