@@ -447,10 +447,12 @@ public final class RedisTier implements KvTier {
                 prefetched.makeRoom((long) b * valueBytes());
                 @SuppressWarnings("unchecked")
                 RedisFuture<ByteBuffer>[] fs = new RedisFuture[b];
+                byte[][] redisKeys = new byte[b][];
                 GetExArgs ex = ttlMillis > 0 ? GetExArgs.Builder.px(ttlMillis) : null;
                 for (int i = 0; i < b; i++) {
                     PrefixKey k = Objects.requireNonNull(keyArray[from + found + i], "keys[" + (from + found + i) + "]");
-                    fs[i] = get(link, keys.block(salt, k), ex);
+                    redisKeys[i] = keys.block(salt, k);
+                    fs[i] = get(link, redisKeys[i], ex);
                 }
                 link.connection().flushCommands();
                 c.roundTrips.increment();
@@ -482,7 +484,7 @@ public final class RedisTier implements KvTier {
                     }
                     c.bytesRead.add(v.remaining());
                     // opened and checked here, while the batch's later values are still arriving
-                    int at = opened(v) ? BlockValue.intact(v, k, fingerprint, payloadBytes) : -1;
+                    int at = opened(redisKeys[i], v) ? BlockValue.intact(v, k, fingerprint, payloadBytes) : -1;
                     if (at < 0) {
                         buffers.release(v);
                         c.verificationMisses.increment();
@@ -536,11 +538,11 @@ public final class RedisTier implements KvTier {
     }
 
     /**
-     * With a fleet key, whether {@code v} carries this tier's seal, its payload then decrypted in
-     * place; without one, true (a sealed value then fails its payload checksum). Under lookupLock.
+     * With a fleet key, whether {@code v}, read from {@code redisKey}, carries this tier's seal for
+     * that key, its payload then decrypted in place; without one, true (a sealed value then fails its payload checksum). Under lookupLock.
      */
-    private boolean opened(ByteBuffer v) {
-        return lookupSeal == null || lookupSeal.open(v);
+    private boolean opened(byte[] redisKey, ByteBuffer v) {
+        return lookupSeal == null || lookupSeal.open(redisKey, v);
     }
 
     private long valueBytes() {
@@ -571,7 +573,8 @@ public final class RedisTier implements KvTier {
                     return false;
                 }
                 t0 = System.nanoTime();
-                off = opened(v) ? BlockValue.verify(v, expected, payloadBytes) : -1;
+                byte[] redisKey = keys.block(expected.salt(), expected.key());
+                off = opened(redisKey, v) ? BlockValue.verify(v, expected, payloadBytes) : -1;
             }
         }
         // this thread owns v now (out of the map): it goes back to the pool after its last read

@@ -12,12 +12,13 @@ import java.security.SecureRandom;
 
 /**
  * The fleet's seal on the values a {@link RedisTier} writes: the payload (the block's KV) is
- * encrypted and the whole value authenticated with AES-256-GCM, the header being the
- * additional authenticated data, under a key of its own for every value, derived from the
- * secret the fleet's engines share. Announced by the header's {@code sealed} flag
+ * encrypted and the whole value authenticated with AES-256-GCM, the Redis key it is written
+ * under and the header being the additional authenticated data, under a key of its own for
+ * every value, derived from the secret the fleet's engines share. Announced by the header's {@code sealed} flag
  * ({@link BlockValue}); the value ends in the payload's ciphertext, the GCM tag and the salt:
  * <pre>
  *   header (plaintext, authenticated) | ciphertext (P bytes) | GCM tag (16) | salt (16)
+ *   authenticated data: length of the Redis key (4, big-endian) | the Redis key | the header
  * </pre>
  *
  * <p><b>Why a seal.</b> The checksums of a value catch damage and a value of another block, but
@@ -25,7 +26,10 @@ import java.security.SecureRandom;
  * value for it (the key follows from the tokens, CRC32C is no secret) with any KV in it. A tier
  * built with {@link RedisTier.Builder#authenticationKey} serves only values whose tag its key
  * verifies, so without the key no one can put KV into a request's attention; and since the KV
- * is encrypted, reading the Redis does not read the fleet's prompts' KV either.
+ * is encrypted, reading the Redis does not read the fleet's prompts' KV either. The Redis key
+ * is authenticated because the header does not name everything the key does (the model's
+ * namespace): a sealed value copied under another model's key for the same tokens would
+ * otherwise still verify.
  *
  * <p><b>Why GCM and a key per value.</b> A GCM pass costs less per byte than HMAC-SHA256, the
  * first seal (kvcache-redis/bench-results/redis-seal-2026-12-04.txt), and also buys
@@ -78,6 +82,13 @@ final class ValueSeal {
         }
     }
 
+    /** The additional authenticated data before the header: the Redis key, length first. */
+    private void keyAad(byte[] redisKey) {
+        gcm.updateAAD(new byte[]{(byte) (redisKey.length >>> 24), (byte) (redisKey.length >>> 16),
+                (byte) (redisKey.length >>> 8), (byte) redisKey.length});
+        gcm.updateAAD(redisKey);
+    }
+
     private SecretKeySpec valueKey(byte[] salt) {
         derive.update(CONTEXT);
         derive.update(salt);
@@ -85,11 +96,11 @@ final class ValueSeal {
     }
 
     /**
-     * Seals {@code value}: its payload, the {@code payloadBytes} before its last
-     * {@link #TAG_BYTES} bytes, is encrypted in place and the tag and salt fill those last bytes;
-     * the bytes before the payload (the header) are authenticated as they are.
+     * Seals {@code value} for {@code redisKey}: its payload, the {@code payloadBytes} before its
+     * last {@link #TAG_BYTES} bytes, is encrypted in place and the tag and salt fill those last
+     * bytes; the key and the bytes before the payload (the header) are authenticated as they are.
      */
-    void seal(byte[] value) {
+    void seal(byte[] redisKey, byte[] value) {
         int ct = (int) (value.length - TAG_BYTES - payloadBytes);
         if (ct < 0) {
             throw new IllegalArgumentException("a value of " + value.length + " bytes has no room for a payload of "
@@ -98,6 +109,7 @@ final class ValueSeal {
         random.nextBytes(salt);
         try {
             gcm.init(Cipher.ENCRYPT_MODE, valueKey(salt), NONCE);
+            keyAad(redisKey);
             gcm.updateAAD(value, 0, ct);
             gcm.doFinal(value, ct, (int) payloadBytes, value, ct); // ciphertext, then the tag
         } catch (GeneralSecurityException e) {
@@ -107,12 +119,12 @@ final class ValueSeal {
     }
 
     /**
-     * Opens {@code v} (its bytes from position to limit; the position is not moved): if it is
-     * sealed and its tag verifies under the key its salt gives, its payload is decrypted in place
-     * and this returns true. Otherwise false, and the payload may be left in any state: the caller
+     * Opens {@code v} (its bytes from position to limit; the position is not moved), read from
+     * {@code redisKey}: if it is sealed, for that key, and its tag verifies under the key its salt
+     * gives, its payload is decrypted in place and this returns true. Otherwise false, and the payload may be left in any state: the caller
      * discards the value. Never throws on garbage.
      */
-    boolean open(ByteBuffer v) {
+    boolean open(byte[] redisKey, ByteBuffer v) {
         ByteBuffer b = v.slice();
         long ct = b.remaining() - TAG_BYTES - payloadBytes;
         if (!BlockValue.sealed(b) || ct < 0) {
@@ -122,6 +134,7 @@ final class ValueSeal {
         b.get(b.remaining() - SALT, s);
         try {
             gcm.init(Cipher.DECRYPT_MODE, valueKey(s), NONCE);
+            keyAad(redisKey);
             gcm.updateAAD(b.slice(0, (int) ct));
             ByteBuffer in = b.slice((int) ct, (int) payloadBytes + GCM_TAG);
             ByteBuffer out = b.slice((int) ct, (int) payloadBytes);

@@ -14,7 +14,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.function.Consumer;
+import java.util.function.BiConsumer;
 import java.util.function.Supplier;
 
 /**
@@ -45,8 +45,8 @@ final class WriteBehind {
     private final long queueBytes;
     private final long recentNanos;
     private final ArrayBlockingQueue<Write> queue;
-    /** Writes a value's tag before it is sent (the writer thread's own ValueSeal); null: none. */
-    private final Consumer<byte[]> seal;
+    /** Seals a value for its Redis key before it is sent (the writer thread's own ValueSeal); null: none. */
+    private final BiConsumer<byte[], byte[]> seal;
     private final AtomicLong queuedBytes = new AtomicLong();
     /** Writes offered and not yet sent and answered (or failed): queued and in flight. */
     private final AtomicLong pending = new AtomicLong();
@@ -58,7 +58,7 @@ final class WriteBehind {
 
     WriteBehind(RedisEndpoint endpoint, Supplier<RedisEndpoint.Link<byte[]>> link, Runnable connect, CircuitBreaker breaker,
                 TierCounters counters, long ttlMillis, long timeoutNanos, int queueBlocks, long queueBytes,
-                Consumer<byte[]> seal) {
+                BiConsumer<byte[], byte[]> seal) {
         this.seal = seal;
         this.endpoint = endpoint;
         this.link = link;
@@ -202,7 +202,7 @@ final class WriteBehind {
                 fs[i] = l.commands().del(w.redisKey());
             } else {
                 if (seal != null) {
-                    seal.accept(w.value()); // here, not on the caller's (decode) thread
+                    seal.accept(w.redisKey(), w.value()); // here, not on the caller's (decode) thread
                 }
                 fs[i] = args != null ? l.commands().set(w.redisKey(), w.value(), args) : l.commands().set(w.redisKey(), w.value());
             }

@@ -118,6 +118,35 @@ class SealedValuesTest {
         }
     }
 
+    /**
+     * A sealed value copied to another key by someone with write access to the Redis: another
+     * model's namespace for the same tokens, salt and layout (its header names the same block, so
+     * only the seal's binding to the key it was written under refuses it), and another salt's key.
+     */
+    @Test
+    void aSealedValueCopiedToAnotherModelsOrSaltsKeyIsAMiss() throws IOException {
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 55), 0, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
+             RedisTier modelA = RedisTier.builder(redis.endpoint(), LAYOUT).model("model-a").authenticationKey(FLEET_KEY).build();
+             RedisTier modelB = RedisTier.builder(redis.endpoint(), LAYOUT).model("model-b").authenticationKey(FLEET_KEY).build()) {
+            Kv.fillBlock(a, 0, 21);
+            assertTrue(modelA.put(e[0], a, 0));
+            assertTrue(modelA.awaitWrites(Duration.ofSeconds(5)));
+            byte[] sealed = raw(modelA.keys().block(0, e[0].key()));
+            setRaw(modelB.keys().block(0, e[0].key()), sealed);
+            byte[] free = Kv.export(b, 1);
+            assertEquals(0, modelB.leadingHits(Kv.keys(e), 0, 1, 0), "model B's lookup does not take model A's value");
+            assertFalse(modelB.load(e[0], b, 1), "model B does not load model A's KV");
+            assertArrayEquals(free, Kv.export(b, 1), "no byte moved");
+            assertEquals(2, modelB.redisStats().verificationMisses(), modelB.redisStats().toString());
+            setRaw(modelA.keys().block(7, e[0].key()), sealed);
+            assertEquals(0, modelA.leadingHits(Kv.keys(e), 0, 1, 7), "salt 7's lookup does not take salt 0's value");
+            assertEquals(1, modelA.redisStats().verificationMisses(), modelA.redisStats().toString());
+            assertTrue(modelA.load(e[0], b, 1), "where it was written it is served");
+            assertArrayEquals(Kv.export(a, 0), Kv.export(b, 1));
+        }
+    }
+
     private static byte[] raw(byte[] key) {
         RedisClient raw = RedisClient.create(redis.server().uri());
         try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
