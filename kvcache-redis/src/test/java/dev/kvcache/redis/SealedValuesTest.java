@@ -118,6 +118,48 @@ class SealedValuesTest {
         }
     }
 
+    /** Fresh random damage (flips, truncation, extension) to a sealed value: always a miss, never a throw. */
+    @Test
+    void randomDamageToASealedValueIsAlwaysAMissNeverAThrow() throws IOException {
+        long seed = System.nanoTime();
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+        TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 61), 2, null);
+        try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
+             RedisTier keyed = tier(FLEET_KEY)) {
+            Kv.fillBlock(a, 0, 5);
+            assertTrue(keyed.put(e[0], a, 0));
+            assertTrue(keyed.awaitWrites(Duration.ofSeconds(5)));
+            byte[] redisKey = keyed.keys().block(e[0].salt(), e[0].key());
+            byte[] sealed = raw(redisKey);
+            byte[] free = Kv.export(b, 1);
+            for (int round = 0; round < 60; round++) {
+                byte[] bad;
+                switch (rnd.nextInt(3)) {
+                    case 0 -> {
+                        bad = sealed.clone();
+                        for (int f = 1 + rnd.nextInt(8); f > 0; f--) {
+                            bad[rnd.nextInt(bad.length)] ^= (byte) (1 + rnd.nextInt(255));
+                        }
+                    }
+                    case 1 -> bad = Arrays.copyOf(sealed, rnd.nextInt(sealed.length));
+                    default -> {
+                        bad = Arrays.copyOf(sealed, sealed.length + 1 + rnd.nextInt(64));
+                        for (int i = sealed.length; i < bad.length; i++) {
+                            bad[i] = (byte) rnd.nextInt(256);
+                        }
+                    }
+                }
+                setRaw(redisKey, bad);
+                String what = "seed " + seed + ", round " + round + ", " + bad.length + " bytes";
+                assertEquals(0, keyed.leadingHits(Kv.keys(e), 0, 1, 2), what);
+                assertFalse(keyed.load(e[0], b, 1), what);
+                assertArrayEquals(free, Kv.export(b, 1), what + ": no byte moved");
+            }
+            setRaw(redisKey, sealed);
+            assertTrue(keyed.load(e[0], b, 1), "the value as sealed");
+        }
+    }
+
     /**
      * A sealed value copied to another key by someone with write access to the Redis: another
      * model's namespace for the same tokens, salt and layout (its header names the same block, so
