@@ -56,7 +56,7 @@ public final class ShareCommand implements Callable<Integer> {
     String format;
 
     @Option(names = "--key-file",
-            description = "File holding the fleet key (at least 16 bytes, the same for both roles): values are sealed with it "
+            description = "File holding the fleet key (16 to 4096 bytes, the same for both roles): values are sealed with it "
                     + "and only values it verifies are served.")
     Path keyFile;
 

@@ -8,6 +8,7 @@ import dev.kvcache.Sequence;
 import dev.kvcache.SequenceOptions;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
@@ -50,7 +51,7 @@ public final class ShareDemo {
      * @param seed   the prompt's and the KV's seed
      * @param format the KV format's name ({@link KvFormats#byName})
      * @param keyFile a file holding the fleet key ({@link RedisTier.Builder#authenticationKey}),
-     *                at least 16 bytes, the same file for both roles; null: values are not sealed
+     *                16 to 4096 bytes, the same file for both roles; null: values are not sealed
      */
     public record Options(String redis, String role, int tokens, String model, long salt, long seed, String format,
                           Path keyFile) {
@@ -88,6 +89,8 @@ public final class ShareDemo {
         }
     }
 
+    /** The longest key file {@code --key-file} reads. */
+    static final int MAX_KEY_FILE_BYTES = 4096;
     private static final int LAYERS = 4;
     private static final int KV_HEADS = 4;
     private static final int HEAD_DIM = 64;
@@ -106,7 +109,7 @@ public final class ShareDemo {
      * @param out    where the role reports what it did and checked
      * @return the exit status: 0 when every check held, 1 otherwise
      * @throws IllegalArgumentException bad options, a key file that cannot be read or holds under
-     *                                  16 bytes
+     *                                  16 or over 4096 bytes
      * @throws IllegalStateException    Redis cannot be reached
      */
     public static int run(Options o, BiFunction<KvLayout, Integer, KvStore> stores, PrintWriter out) {
@@ -138,8 +141,8 @@ public final class ShareDemo {
 
     private static byte[] fleetKey(Path file) {
         byte[] key;
-        try {
-            key = Files.readAllBytes(file);
+        try (InputStream in = Files.newInputStream(file)) {
+            key = in.readNBytes(MAX_KEY_FILE_BYTES + 1); // bounded: /dev/zero or a huge file is refused, not read
         } catch (IOException | UncheckedIOException e) {
             String why = e instanceof NoSuchFileException ? "no such file"
                     : e instanceof AccessDeniedException ? "access denied" : e.getMessage();
@@ -148,6 +151,10 @@ public final class ShareDemo {
         if (key.length < ValueSeal.MIN_KEY_BYTES) {
             throw new IllegalArgumentException("--key-file " + file + " holds " + key.length + " bytes: a fleet key needs at least "
                     + ValueSeal.MIN_KEY_BYTES);
+        }
+        if (key.length > MAX_KEY_FILE_BYTES) {
+            throw new IllegalArgumentException("--key-file " + file + " holds more than " + MAX_KEY_FILE_BYTES
+                    + " bytes: a fleet key file holds at most " + MAX_KEY_FILE_BYTES);
         }
         return key;
     }

@@ -52,7 +52,7 @@ class ShareDemoKeyTest {
     }
 
     @Test
-    void aKeyFileTooShortOrMissingIsRefusedNamingTheFileAndTheLimit(@TempDir Path dir) throws IOException {
+    void aKeyFileTooShortTooLongOrMissingIsRefusedNamingTheFileAndTheLimit(@TempDir Path dir) throws IOException {
         Path shortKey = Files.writeString(dir.resolve("short.key"), "15 bytes secret", StandardCharsets.UTF_8);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> run("redis://127.0.0.1:1", "writer", shortKey, 0));
@@ -60,6 +60,14 @@ class ShareDemoKeyTest {
         Path missing = dir.resolve("missing.key");
         e = assertThrows(IllegalArgumentException.class, () -> run("redis://127.0.0.1:1", "writer", missing, 0));
         assertEquals("--key-file " + missing + " cannot be read: no such file", e.getMessage());
+        Path huge = Files.write(dir.resolve("huge.key"), new byte[ShareDemo.MAX_KEY_FILE_BYTES + 1]);
+        e = assertThrows(IllegalArgumentException.class, () -> run("redis://127.0.0.1:1", "writer", huge, 0));
+        assertEquals("--key-file " + huge + " holds more than 4096 bytes: a fleet key file holds at most 4096", e.getMessage());
+        Path endless = Path.of("/dev/zero");
+        if (Files.isReadable(endless)) {
+            e = assertThrows(IllegalArgumentException.class, () -> run("redis://127.0.0.1:1", "writer", endless, 0));
+            assertTrue(e.getMessage().contains("at most 4096"), e.getMessage());
+        }
         e = assertThrows(IllegalArgumentException.class, () -> run("redis://127.0.0.1:1", "writer", dir, 0));
         assertTrue(e.getMessage().startsWith("--key-file " + dir + " cannot be read: "), e.getMessage());
     }
