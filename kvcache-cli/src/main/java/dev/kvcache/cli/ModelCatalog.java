@@ -133,8 +133,11 @@ final class ModelCatalog {
         if (Files.isDirectory(file)) {
             throw new IllegalArgumentException(where + " is a directory; give the config.json file");
         }
-        if (!Files.isRegularFile(file)) {
+        if (!Files.exists(file)) {
             throw new IllegalArgumentException(where + ": no such file");
+        }
+        if (!Files.isRegularFile(file)) {
+            throw new IllegalArgumentException(where + " is not a regular file; give the config.json file");
         }
         Map<String, Object> o;
         try {

@@ -86,6 +86,17 @@ class CliErrorsTest {
     }
 
     @Test
+    void a_directory_or_device_as_model_config_or_checkpoint_is_named_as_such() {
+        refused(new String[] {dir.toString(), "directory"}, "plan", "--config", dir.toString());
+        refused(new String[] {dir.toString(), "directory", "not a llama2.c checkpoint"}, "generate", "--model", dir.toString());
+        Path device = Path.of("/dev/null");
+        if (Files.exists(device)) {
+            refused(new String[] {"/dev/null", "not a regular file"}, "plan", "--config", "/dev/null");
+            refused(new String[] {"/dev/null", "not a regular file"}, "generate", "--model", "/dev/null");
+        }
+    }
+
+    @Test
     void a_binary_workload_file_is_one_line() throws IOException {
         Path bin = Files.write(dir.resolve("model.bin"), new byte[] {(byte) 0xff, (byte) 0xfe, 0, 1, (byte) 0xc3, 10});
         refused(new String[] {bin.toString(), "UTF-8"}, "simulate", "--workload", bin.toString());

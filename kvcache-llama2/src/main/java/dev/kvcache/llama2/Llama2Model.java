@@ -224,18 +224,23 @@ public final class Llama2Model {
      * @param path the checkpoint file; not null
      * @return the model, its weights copied onto the heap (the file is unmapped before this returns)
      * @throws NullPointerException     if {@code path} is null
-     * @throws IllegalArgumentException when the header is invalid (a version 1+ "ak42" export
+     * @throws IllegalArgumentException when {@code path} is a directory or not a regular file,
+     *                                  the header is invalid (a version 1+ "ak42" export
      *                                  included), the file size does not match it, or a tensor
      *                                  exceeds the on-heap array limit
      * @throws IOException              when the file cannot be read; a
-     *                                  {@link java.nio.file.NoSuchFileException} when {@code path} is
-     *                                  not a regular file
+     *                                  {@link java.nio.file.NoSuchFileException} when {@code path}
+     *                                  does not exist
      */
     public static Llama2Model load(Path path) throws IOException {
         Objects.requireNonNull(path, "path");
-        if (!Files.isRegularFile(path)) {
+        if (!Files.exists(path)) {
             throw new java.nio.file.NoSuchFileException(path.toString(), null,
                     "llama2.c checkpoint not found");
+        }
+        if (!Files.isRegularFile(path)) {
+            throw new IllegalArgumentException(path + " is " + (Files.isDirectory(path) ? "a directory" : "not a regular file")
+                    + ", not a llama2.c checkpoint");
         }
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ);
              Arena arena = Arena.ofConfined()) {
