@@ -14,8 +14,9 @@ import java.security.SecureRandom;
  * The fleet's seal on the values a {@link RedisTier} writes: the payload (the block's KV) is
  * encrypted and the whole value authenticated with AES-256-GCM, the Redis key it is written
  * under and the header being the additional authenticated data, under a key of its own for
- * every value, derived from the secret the fleet's engines share. Announced by the header's {@code sealed} flag
- * ({@link BlockValue}); the value ends in the payload's ciphertext, the GCM tag and the salt:
+ * every value, derived from the secret the fleet's engines share. Announced by the header's
+ * {@code sealed} flag ({@link BlockValue}); the value ends in the payload's ciphertext, the GCM
+ * tag and the salt:
  * <pre>
  *   header (plaintext, authenticated) | ciphertext (P bytes) | GCM tag (16) | salt (16)
  *   authenticated data: length of the Redis key (4, big-endian) | the Redis key | the header
