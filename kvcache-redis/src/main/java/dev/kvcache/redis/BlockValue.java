@@ -28,7 +28,8 @@ import java.util.zip.CRC32C;
  *   76+S+4T       4     CRC32C of bytes [0, 76+S+4T): the header
  *   80+S+4T       P     payload: the store's block exactly as exportBlock wrote it
  *   80+S+4T+P     32    only when sealed: GCM tag (16) and salt (16); the payload is then
- *                       AES-GCM ciphertext, bytes [0, 80+S+4T) its authenticated data (ValueSeal)
+ *                       AES-GCM ciphertext, the Redis key and bytes [0, 80+S+4T) its
+ *                       authenticated data (ValueSeal)
  * </pre>
  * The header comes first so that a reader checks it before touching the payload; the payload's
  * checksum is the one {@link dev.kvcache.KvStore#exportBlockCrc32c} takes while copying (of the

@@ -539,10 +539,11 @@ public final class RedisTier implements KvTier {
 
     /**
      * With a fleet key, whether {@code v}, read from {@code redisKey}, carries this tier's seal for
-     * that key, its payload then decrypted in place; without one, true (a sealed value then fails its payload checksum). Under lookupLock.
+     * that key, its payload then decrypted in place; without one, whether it is unsealed (a sealed
+     * value's payload is ciphertext this tier cannot read). Under lookupLock.
      */
     private boolean opened(byte[] redisKey, ByteBuffer v) {
-        return lookupSeal == null || lookupSeal.open(redisKey, v);
+        return lookupSeal == null ? !BlockValue.sealed(v) : lookupSeal.open(redisKey, v);
     }
 
     private long valueBytes() {
@@ -567,13 +568,13 @@ public final class RedisTier implements KvTier {
                 t0 = System.nanoTime();
                 off = BlockValue.matches(v, expected) ? f.at() : -1; // its checksums were taken on arrival
             } else {
-                v = fetch(expected);
+                byte[] redisKey = keys.block(expected.salt(), expected.key());
+                v = fetch(redisKey);
                 if (v == null) {
                     writes.forget(expected.key()); // gone from Redis (evicted, deleted): the next put writes it again
                     return false;
                 }
                 t0 = System.nanoTime();
-                byte[] redisKey = keys.block(expected.salt(), expected.key());
                 off = opened(redisKey, v) ? BlockValue.verify(v, expected, payloadBytes) : -1;
             }
         }
@@ -596,13 +597,13 @@ public final class RedisTier implements KvTier {
     }
 
     /** One GET with a deadline, outside a lookup (the prefetch did not keep it); null: a miss. */
-    private ByteBuffer fetch(TierEntry e) {
+    private ByteBuffer fetch(byte[] redisKey) {
         RedisEndpoint.Link<ByteBuffer> link = lookupLink;
         if (link == null || !breaker.allow()) {
             c.skipped.increment();
             return null;
         }
-        RedisFuture<ByteBuffer> f = link.commands().get(keys.block(e.salt(), e.key()));
+        RedisFuture<ByteBuffer> f = link.commands().get(redisKey);
         link.connection().flushCommands();
         c.roundTrips.increment();
         try {

@@ -40,8 +40,8 @@ import java.security.SecureRandom;
  * and a fixed nonce: keys repeat only when salts collide (after about 2^64 values).
  *
  * <p>The payload's CRC32C in the header is that of the plaintext: a reader decrypts in place,
- * then checks the value as an unsealed one. A tier without the key cannot read a sealed value
- * (its payload checksum fails: a miss).
+ * then checks the value as an unsealed one. A tier without the key refuses a sealed value (a
+ * miss): its payload is ciphertext.
  *
  * <p>One instance holds one {@link Mac} and one {@link Cipher}, neither thread-safe: the tier
  * keeps one for its lookups (used under its lookup lock) and one for its writer thread.
@@ -62,6 +62,7 @@ final class ValueSeal {
     private final Cipher gcm;
     private final long payloadBytes;
     private final SecureRandom random = new SecureRandom();
+    /** The salt of the value being sealed or opened (an instance serves one thread). */
     private final byte[] salt = new byte[SALT];
 
     /**
@@ -131,10 +132,9 @@ final class ValueSeal {
         if (!BlockValue.sealed(b) || ct < 0) {
             return false;
         }
-        byte[] s = new byte[SALT];
-        b.get(b.remaining() - SALT, s);
+        b.get(b.remaining() - SALT, salt);
         try {
-            gcm.init(Cipher.DECRYPT_MODE, valueKey(s), NONCE);
+            gcm.init(Cipher.DECRYPT_MODE, valueKey(salt), NONCE);
             keyAad(redisKey);
             gcm.updateAAD(b.slice(0, (int) ct));
             ByteBuffer in = b.slice((int) ct, (int) payloadBytes + GCM_TAG);

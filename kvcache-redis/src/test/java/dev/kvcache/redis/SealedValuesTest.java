@@ -88,11 +88,8 @@ class SealedValuesTest {
         TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 40), 3, null);
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
              RedisTier keyed = tier(FLEET_KEY)) {
-            Kv.fillBlock(a, 0, 77);
-            assertTrue(keyed.put(e[0], a, 0));
-            assertTrue(keyed.awaitWrites(Duration.ofSeconds(5)));
             byte[] redisKey = keyed.keys().block(e[0].salt(), e[0].key());
-            byte[] sealed = raw(redisKey);
+            byte[] sealed = written(keyed, a, e[0], 77);
             int h = BlockValue.headerLength(e[0]);
             int payload = (int) LAYOUT.bytesPerBlock();
             int[] at = {64, h - 5, h - 1, h, h + payload / 2, h + payload - 1, h + payload, h + payload + 15,
@@ -126,11 +123,8 @@ class SealedValuesTest {
         TierEntry[] e = Kv.entries(LAYOUT, Kv.tokens(16, 61), 2, null);
         try (OffHeapKvStore a = OffHeapKvStore.allocate(LAYOUT, 2); OffHeapKvStore b = OffHeapKvStore.allocate(LAYOUT, 2);
              RedisTier keyed = tier(FLEET_KEY)) {
-            Kv.fillBlock(a, 0, 5);
-            assertTrue(keyed.put(e[0], a, 0));
-            assertTrue(keyed.awaitWrites(Duration.ofSeconds(5)));
             byte[] redisKey = keyed.keys().block(e[0].salt(), e[0].key());
-            byte[] sealed = raw(redisKey);
+            byte[] sealed = written(keyed, a, e[0], 5);
             byte[] free = Kv.export(b, 1);
             for (int round = 0; round < 60; round++) {
                 byte[] bad;
@@ -189,6 +183,29 @@ class SealedValuesTest {
         }
     }
 
+    /**
+     * The value an attacker with write access builds for {@code e} with {@code kv} as its payload:
+     * every field and both checksums right; {@code sealed}: the flag set and a tag it cannot make.
+     */
+    private static byte[] forgery(TierEntry e, byte[] kv, boolean sealed) {
+        int h = BlockValue.headerLength(e);
+        byte[] v = new byte[h + kv.length + (sealed ? ValueSeal.TAG_BYTES : 0)];
+        System.arraycopy(kv, 0, v, h, kv.length);
+        CRC32C crc = new CRC32C();
+        crc.update(kv);
+        BlockValue.writeHeader(v, e, kv.length, (int) crc.getValue(), sealed);
+        Arrays.fill(v, h + kv.length, v.length, (byte) 0x5A);
+        return v;
+    }
+
+    /** Fills block 0 of {@code a} from {@code seed}, puts it as {@code e} and returns the value Redis holds. */
+    private static byte[] written(RedisTier tier, OffHeapKvStore a, TierEntry e, int seed) {
+        Kv.fillBlock(a, 0, seed);
+        assertTrue(tier.put(e, a, 0));
+        assertTrue(tier.awaitWrites(Duration.ofSeconds(5)));
+        return raw(tier.keys().block(e.salt(), e.key()));
+    }
+
     private static byte[] raw(byte[] key) {
         RedisClient raw = RedisClient.create(redis.server().uri());
         try (StatefulRedisConnection<byte[], byte[]> c = raw.connect(ByteArrayCodec.INSTANCE)) {
@@ -222,35 +239,28 @@ class SealedValuesTest {
 
             // a forgery someone with write access to the Redis builds for the victim's prompt: every
             // field and both checksums right, the sealed flag set, block 1's KV, and a tag it cannot make
-            int h = BlockValue.headerLength(e[0]);
-            int payload = (int) LAYOUT.bytesPerBlock();
-            byte[] forged = new byte[h + payload + ValueSeal.TAG_BYTES];
             byte[] evil = Kv.export(a, 1);
-            System.arraycopy(evil, 0, forged, h, payload);
-            CRC32C crc = new CRC32C();
-            crc.update(evil);
-            BlockValue.writeHeader(forged, e[0], payload, (int) crc.getValue(), true);
-            Arrays.fill(forged, h + payload, forged.length, (byte) 0x5A);
-            setRaw(keyed.keys().block(e[0].salt(), e[0].key()), forged);
+            byte[] redisKey = keyed.keys().block(e[0].salt(), e[0].key());
+            setRaw(redisKey, forgery(e[0], evil, true));
             assertFalse(keyed.load(e[0], b, 2), "a forged tag");
             assertEquals(0, keyed.leadingHits(Kv.keys(e), 0, 1, 0), "a forged tag ends the lookup");
             assertFalse(keyed.load(e[0], b, 2), "a forged tag, after a lookup");
-            // the same with an all-zero payload and its checksum: what a failed decryption leaves in
-            // place when the JDK clears its output, so only the tag check refuses it
-            byte[] zeros = new byte[h + payload + ValueSeal.TAG_BYTES];
-            crc.reset();
-            crc.update(new byte[payload]);
-            BlockValue.writeHeader(zeros, e[0], payload, (int) crc.getValue(), true);
-            Arrays.fill(zeros, h + payload, zeros.length, (byte) 0x5A);
-            setRaw(keyed.keys().block(e[0].salt(), e[0].key()), zeros);
+            // the same over all-zero KV: what a failed decryption leaves in place when the JDK clears
+            // its output, so only the tag check refuses it
+            setRaw(redisKey, forgery(e[0], new byte[evil.length], true));
             assertFalse(keyed.load(e[0], b, 2), "a forged tag over zero KV");
             assertEquals(0, keyed.leadingHits(Kv.keys(e), 0, 1, 0), "a forged tag over zero KV ends the lookup");
-            setRaw(keyed.keys().block(e[0].salt(), e[0].key()), forged);
-            assertEquals(7, keyed.redisStats().verificationMisses(), keyed.redisStats().toString());
+            // and as a plain unsealed value
+            setRaw(redisKey, forgery(e[0], evil, false));
+            assertFalse(keyed.load(e[0], b, 2), "an unsealed forgery");
+            assertEquals(8, keyed.redisStats().verificationMisses(), keyed.redisStats().toString());
             assertArrayEquals(before, Kv.export(b, 2), "no refused load moved a byte");
-            // what the key adds: checksums and fields alone cannot tell this forgery from the real block
+            // what the key adds: checksums and fields alone cannot tell the unsealed forgery from the real block
             assertTrue(unkeyed.load(e[0], b, 3));
             assertArrayEquals(evil, Kv.export(b, 3));
+            // and a tier without the key refuses a sealed value outright: its payload is ciphertext
+            setRaw(redisKey, forgery(e[0], evil, true));
+            assertFalse(unkeyed.load(e[0], b, 3), "a sealed value, to a tier without the key");
         }
     }
 
