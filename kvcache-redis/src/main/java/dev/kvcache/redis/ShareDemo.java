@@ -10,7 +10,6 @@ import dev.kvcache.SequenceOptions;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
-import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -143,7 +142,7 @@ public final class ShareDemo {
         byte[] key;
         try (InputStream in = Files.newInputStream(file)) {
             key = in.readNBytes(MAX_KEY_FILE_BYTES + 1); // bounded: /dev/zero or a huge file is refused, not read
-        } catch (IOException | UncheckedIOException e) {
+        } catch (IOException e) {
             String why = e instanceof NoSuchFileException ? "no such file"
                     : e instanceof AccessDeniedException ? "access denied" : e.getMessage();
             throw new IllegalArgumentException("--key-file " + file + " cannot be read: " + why, e);
